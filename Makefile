@@ -1,0 +1,40 @@
+# Two entry points: `make demo` (set up + run the main job) and `make test` (set up + tests).
+# Set-up is idempotent: the venv is rebuilt only when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
+DEMO_DIR ?= exp/demo
+
+.PHONY: setup system-deps demo test test-slow lint clean
+
+setup: $(STAMP) system-deps
+
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: torchaudio 2.11.0 declares no dependencies and needs the CUDA
+	# build's libraries, which torch 2.14.1 brings.
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/asr-data synth --out $(DEMO_DIR)/data --num-utts 300 --seed 0
+	$(VENV)/bin/asr-data stats $(DEMO_DIR)/data/train.jsonl $(DEMO_DIR)/data/dev.jsonl $(DEMO_DIR)/data/test.jsonl
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check asr hw tests benchmarks
+
+clean:
+	rm -rf $(VENV) exp .pytest_cache

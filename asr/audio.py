@@ -1,0 +1,130 @@
+"""Audio input: any format soundfile reads, folded to mono float32 at the model's sample rate.
+
+``torchaudio.load`` needs torchcodec and FFmpeg; soundfile (libsndfile) reads WAV, FLAC and OGG
+with no further system dependency, so every reader in the project goes through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+# Anything shorter cannot fill one 25 ms analysis window plus a hop.
+DEFAULT_MIN_DURATION = 0.05
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio file (read without decoding the samples)."""
+
+    path: str
+    sample_rate: int
+    frames: int
+    channels: int
+    format: str
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def audio_info(path: str | Path, min_duration: float = DEFAULT_MIN_DURATION) -> AudioInfo:
+    """Read an audio file's header; raise :class:`AudioError` if it is unusable.
+
+    Args:
+        path: file to inspect.
+        min_duration: shortest acceptable duration in seconds (default 0.05).
+    """
+    path = _existing_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(path, f"unreadable audio ({err})") from err
+    result = AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels),
+                       info.format, info.subtype)
+    _check_length(path, result.frames, result.sample_rate, min_duration)
+    return result
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    return path
+
+
+def _check_length(path: Path, frames: int, sample_rate: int, min_duration: float) -> None:
+    if frames <= 0:
+        raise AudioError(path, "no audio samples")
+    if frames / sample_rate < min_duration:
+        raise AudioError(
+            path, f"too short: {frames / sample_rate:.3f} s < min_duration {min_duration} s"
+        )
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int | None = 16000,
+    min_duration: float = DEFAULT_MIN_DURATION,
+) -> torch.Tensor:
+    """Load an audio file as a mono float32 waveform in [-1, 1].
+
+    Integer PCM is scaled by soundfile, channels are averaged, and the signal is resampled
+    (torchaudio's band-limited sinc interpolation) when ``sample_rate`` differs from the file's.
+
+    Args:
+        path: WAV, FLAC, OGG or any other format libsndfile reads.
+        sample_rate: rate of the returned signal; ``None`` keeps the file's rate.
+        min_duration: files shorter than this (seconds) raise :class:`AudioError`.
+
+    Returns:
+        Tensor of shape ``(time,)``.
+
+    Example:
+        >>> wav = load_audio("speech.flac", sample_rate=16000)  # doctest: +SKIP
+    """
+    wav, sr = read_audio(path, min_duration)
+    if sample_rate is not None and sr != sample_rate:
+        wav = AF.resample(wav, sr, sample_rate)
+    return wav
+
+
+def read_audio(path: str | Path, min_duration: float = DEFAULT_MIN_DURATION
+               ) -> tuple[torch.Tensor, int]:
+    """Load an audio file at its own rate: ``(mono float32 waveform, sample_rate)``."""
+    path = _existing_file(path)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(path, f"unreadable audio ({err})") from err
+    _check_length(path, data.shape[0], sr, min_duration)
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(mono).all():
+        raise AudioError(path, "non-finite samples (NaN or inf)")
+    return torch.from_numpy(np.ascontiguousarray(mono)), int(sr)
+
+
+def write_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int) -> None:
+    """Write a mono waveform; the format follows the suffix (.wav 16-bit PCM, .flac, .ogg)."""
+    data = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subtype = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": "VORBIS"}.get(path.suffix.lower())
+    sf.write(str(path), np.clip(data, -1.0, 1.0), sample_rate, subtype=subtype)

@@ -1,0 +1,77 @@
+"""Stateless feature operations on ``(time, dim)`` tensors; each takes every setting explicitly."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.functional as AF
+
+
+def utterance_cmvn(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean/variance normalization over time of ``(time, dim)`` features."""
+    mean = feats.mean(dim=0, keepdim=True)
+    std = feats.std(dim=0, keepdim=True, unbiased=False)
+    return (feats - mean) / (std + eps)
+
+
+def stack_frames(feats: torch.Tensor, stack: int, subsample: int) -> torch.Tensor:
+    """Concatenate ``stack`` consecutive frames, then keep every ``subsample``-th.
+
+    Frame ``t`` of the output holds input frames ``t*subsample .. t*subsample+stack-1``; the
+    last frame is repeated so that no input frame is dropped at the end.
+
+    Args:
+        feats: ``(time, dim)``.
+        stack: frames per output frame (1 = no stacking).
+        subsample: output stride in input frames (1 = every frame).
+
+    Returns:
+        ``(ceil(time / subsample), dim * stack)``.
+    """
+    if stack == 1 and subsample == 1:
+        return feats
+    time = feats.shape[0]
+    n_out = -(-time // subsample)
+    pad = max(0, (n_out - 1) * subsample + stack - time)
+    padded = torch.cat([feats, feats[-1:].expand(pad, -1)]) if pad else feats
+    # unfold gives (n, dim, stack); frames are laid out time-major inside a stacked vector.
+    windows = padded.unfold(0, stack, subsample)[:n_out]
+    return windows.transpose(1, 2).reshape(n_out, -1)
+
+
+def speed_perturb(wav: torch.Tensor, sample_rate: int, factor: float) -> torch.Tensor:
+    """Kaldi-style speed perturbation: play ``factor`` times faster (tempo and pitch change)."""
+    if factor == 1.0:
+        return wav
+    return AF.resample(wav, round(sample_rate * factor), sample_rate)
+
+
+def spec_augment(
+    feats: torch.Tensor,
+    freq_masks: int,
+    freq_width: int,
+    time_masks: int,
+    time_width: int,
+    time_ratio: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """SpecAugment (Park et al., 2019) masks on ``(time, dim)`` features, filled with zeros.
+
+    Zero is the mean after utterance normalization, so masked regions carry no information.
+    Returns a new tensor; the input is left untouched.
+    """
+    out = feats.clone()
+    time, dim = out.shape
+
+    def randint(high: int) -> int:
+        return int(torch.randint(0, max(high, 1), (1,), generator=generator))
+
+    for _ in range(freq_masks):
+        width = randint(min(freq_width, dim) + 1)
+        start = randint(dim - width + 1)
+        out[:, start:start + width] = 0.0
+    max_t = min(time_width, int(time * time_ratio))
+    for _ in range(time_masks):
+        width = randint(max_t + 1)
+        start = randint(time - width + 1)
+        out[start:start + width, :] = 0.0
+    return out
