@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.audio import AudioError, audio_info, load_audio, write_audio
+from asr.audio import AudioError, load_audio, read_audio, write_audio
 from asr.config_errors import check
 from asr.data.manifest import Utterance, write_manifest
 from asr.text import normalize_text
@@ -266,10 +266,13 @@ def _render(job: _Job) -> tuple[int, float | None, str | None]:
     """Render one job; returns (index, duration or None, error or None)."""
     out = Path(job.out)
     if out.is_file():
+        # Files are renamed into place when complete, but a damaged one is re-made: decoding
+        # the whole file (not only its header) is what proves it usable.
         try:
-            return job.index, audio_info(out).duration, None
+            wav, sr = read_audio(out)
+            return job.index, wav.shape[0] / sr, None
         except AudioError:
-            out.unlink()  # a half-written file from a killed run
+            out.unlink()
     engine_name, voice = job.voice.split(":", 1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -342,8 +345,9 @@ def synthesize_corpus(
     for job in jobs:
         if job.index in durations:
             splits[job.split].append(Utterance(
-                audio_filepath=str(Path(job.out).resolve()), duration=round(durations[job.index], 4),
-                text=job.text, speaker=job.voice, utt_id=job.utt_id,
+                audio_filepath=str(Path(job.out).resolve()),
+                duration=round(durations[job.index], 4), text=job.text, speaker=job.voice,
+                utt_id=job.utt_id,
                 extra={"rate": job.rate, "pitch": job.pitch},
             ))
     for split, utts in splits.items():

@@ -1,0 +1,122 @@
+from pathlib import Path
+
+import pytest
+from conftest import tone, write
+
+from asr.data.importers import CorpusFormatError, detect_format, import_corpus
+
+
+def corrupt(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not audio at all" * 10)
+    return path
+
+
+@pytest.fixture
+def kaldi_dir(tmp_path):
+    data = tmp_path / "corpus" / "train"
+    write(data / "flac" / "u1.flac", tone(1.0, 16000), 16000)
+    write(data / "flac" / "u2.flac", tone(2.0, 48000), 48000)
+    write(tmp_path / "abs.wav", tone(0.5, 8000), 8000)
+    corrupt(data / "flac" / "u3.flac")
+    (data / "wav.scp").write_text(
+        "u1 flac/u1.flac\nu2 flac/u2.flac\nu3 flac/u3.flac\n"
+        f"u4 {tmp_path / 'abs.wav'}\nu5 flac/missing.flac\n"
+        "u6 flac -c -d -s flac/u1.flac |\nu7 some-command |\n"
+    )
+    (data / "text").write_text(
+        "u1 WE CALL IT BEAR\nu2 ZERO THREE 5\nu3 BROKEN\nu4 Absolute, path!\nu5 GONE\n"
+        "u6 PIPED\nu7 PIPED TOO\nu8 NOT IN SCP\n")
+    (data / "utt2spk").write_text("u1 s1\nu2 s1\nu3 s2\nu4 s2\nu5 s3\nu6 s3\nu7 s3\nu8 s3\n")
+    return data
+
+
+def test_kaldi_import_reads_resolves_and_skips(kaldi_dir):
+    assert detect_format(kaldi_dir) == "kaldi"
+    result = import_corpus(kaldi_dir)
+    by_id = {u.utt_id: u for u in result.utterances}
+    assert sorted(by_id) == ["u1", "u2", "u4", "u6"]
+    assert by_id["u1"].text == "we call it bear" and by_id["u1"].speaker == "s1"
+    assert by_id["u2"].text == "zero three five" and by_id["u2"].duration == pytest.approx(2.0)
+    assert by_id["u2"].extra["text_raw"] == "ZERO THREE 5"
+    assert by_id["u4"].duration == pytest.approx(0.5)
+    assert by_id["u6"].audio_filepath == by_id["u1"].audio_filepath  # path taken from the pipe
+    assert Path(by_id["u1"].audio_filepath).is_absolute()
+    reasons = dict(result.skipped)
+    assert len(result.skipped) == 4
+    assert any("u3.flac" in p and "unreadable" in r for p, r in reasons.items())
+    assert any("missing.flac" in p and "no such file" in r for p, r in reasons.items())
+    assert "piped wav.scp entry" in reasons["u7"]
+    assert reasons["u8"] == "in text but not in wav.scp"
+    assert result.hours == pytest.approx(4.5 / 3600, rel=1e-3)  # u1 + u2 + u4 + u6
+
+
+def test_kaldi_segments_are_refused(kaldi_dir):
+    (kaldi_dir / "segments").write_text("u1 rec 0.0 1.0\n")
+    with pytest.raises(CorpusFormatError, match="segments are not supported"):
+        import_corpus(kaldi_dir)
+
+
+def test_kaldi_malformed_table_names_file_and_line(kaldi_dir):
+    (kaldi_dir / "text").write_text("u1 OK\nu2\n")
+    with pytest.raises(CorpusFormatError, match=r"text:2: expected"):
+        import_corpus(kaldi_dir)
+
+
+def test_librispeech_tree(tmp_path):
+    root = tmp_path / "LibriSpeech" / "dev-clean"
+    for spk, chap, n in (("84", "121123", 2), ("174", "50561", 1)):
+        folder = root / spk / chap
+        lines = []
+        for i in range(n):
+            utt = f"{spk}-{chap}-{i:04d}"
+            write(folder / f"{utt}.flac", tone(1.0 + i, 16000), 16000)
+            lines.append(f"{utt} HELLO NUMBER {i}")
+        (folder / f"{spk}-{chap}.trans.txt").write_text("\n".join(lines) + "\n")
+    assert detect_format(tmp_path / "LibriSpeech") == "librispeech"
+    result = import_corpus(tmp_path / "LibriSpeech")
+    assert len(result.utterances) == 3 and not result.skipped
+    utt = next(u for u in result.utterances if u.utt_id == "84-121123-0001")
+    assert (utt.speaker, utt.text, utt.duration) == ("84", "hello number one", 2.0)
+
+
+def test_fsdd_folder(tmp_path):
+    rec = tmp_path / "fsdd" / "recordings"
+    for name in ("0_george_0.wav", "7_jackson_12.wav", "3_lucas_4.wav"):
+        write(rec / name, tone(0.4, 8000), 8000)
+    corrupt(rec / "9_theo_1.wav")
+    assert detect_format(tmp_path / "fsdd") == "fsdd"
+    result = import_corpus(tmp_path / "fsdd")
+    got = {(u.text, u.speaker, u.extra["take"]) for u in result.utterances}
+    assert got == {("zero", "george", 0), ("seven", "jackson", 12), ("three", "lucas", 4)}
+    assert [p.endswith("9_theo_1.wav") for p, _ in result.skipped] == [True]
+
+
+def test_folder_with_transcripts(tmp_path):
+    root = tmp_path / "mine"
+    write(root / "alice" / "a1.ogg", tone(1.0, 22050), 22050, "VORBIS")
+    (root / "alice" / "a1.txt").write_text("Good morning, Dave.\n")
+    write(root / "b.wav", tone(1.0, 44100), 44100)
+    (root / "b.txt").write_text("It's 2 o'clock")
+    write(root / "notext.wav", tone(1.0, 16000), 16000)
+    (root / "empty.txt").write_text("?!")
+    write(root / "empty.wav", tone(1.0, 16000), 16000)
+    assert detect_format(root) == "folder"
+    result = import_corpus(root)
+    by_id = {u.utt_id: u for u in result.utterances}
+    assert by_id["alice_a1"].text == "good morning dave" and by_id["alice_a1"].speaker == "alice"
+    assert by_id["b"].text == "it's two o'clock" and by_id["b"].speaker is None
+    reasons = [r for _, r in result.skipped]
+    assert any("no transcript" in r for r in reasons)
+    assert any("empty transcript" in r for r in reasons)
+
+
+def test_unknown_layout_and_bad_format(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "readme.md").write_text("hi")
+    with pytest.raises(CorpusFormatError, match="no known corpus layout"):
+        detect_format(tmp_path / "junk")
+    with pytest.raises(CorpusFormatError, match="not a folder"):
+        detect_format(tmp_path / "nope")
+    with pytest.raises(CorpusFormatError, match="format: expected one of"):
+        import_corpus(tmp_path / "junk", format="timit")
