@@ -14,11 +14,11 @@ setup: $(STAMP) system-deps
 system-deps:
 	@bash scripts/install_system_deps.sh
 
+# torch first and pinned: torchaudio 2.11.0 declares no dependencies and needs the CUDA build's
+# libraries, which torch 2.14.1 brings (a CPU-only torch wheel lacks them).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: torchaudio 2.11.0 declares no dependencies and needs the CUDA
-	# build's libraries, which torch 2.14.1 brings.
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $(STAMP)

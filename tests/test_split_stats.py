@@ -66,3 +66,21 @@ def test_corpus_stats():
     assert s.hours == pytest.approx((3 * (1 + 2 + 3 + 1)) / 3600, abs=1e-4)
     assert (s.duration_min, s.duration_max, s.duration_median) == (1.0, 3.0, 1.5)
     assert "".join(s.characters) == " dehlorw"
+
+
+def test_split_by_field_and_where_parsing():
+    from asr.data.split import parse_where, split_by_field
+
+    utts = [Utterance(f"/a/{t}.wav", 1.0, "x", "s", str(t), {"take": t}) for t in range(12)]
+    field, values = parse_where("take=0-4")
+    assert (field, values) == ("take", ["0", "1", "2", "3", "4"])
+    splits = split_by_field(utts, field, values, parse_where("take=5,6")[1])
+    assert [u.extra["take"] for u in splits["test"]] == [0, 1, 2, 3, 4]
+    assert [u.extra["take"] for u in splits["dev"]] == [5, 6]
+    assert len(splits["train"]) == 5
+    with pytest.raises(ConfigError, match="expected FIELD=V1,V2"):
+        parse_where("take")
+    with pytest.raises(ConfigError, match="has no field 'session'"):
+        split_by_field(utts, "session", ["1"])
+    with pytest.raises(ConfigError, match=r"values \['3'\] are in both"):
+        split_by_field(utts, "take", ["3"], ["3"])

@@ -3,6 +3,7 @@
     asr-data synth [--text FILE] --out DIR [--num-utts N] [--seed S] [--snr DB] ...
     asr-data import SRC --out MANIFEST [--format kaldi|librispeech|fsdd|folder]
     asr-data split MANIFEST --out-dir DIR [--dev 0.1] [--test 0.1] [--test-speakers a,b]
+    asr-data split MANIFEST --out-dir DIR --test-where take=0-4 [--dev-where take=5-9]
     asr-data stats MANIFEST... [--json]
 """
 
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from asr.config_errors import ConfigError
 from asr.data.importers import LAYOUTS, CorpusFormatError, import_corpus
 from asr.data.manifest import ManifestError, read_manifest, write_manifest
-from asr.data.split import split_by_speaker
+from asr.data.split import parse_where, split_by_field, split_by_speaker
 from asr.data.stats import corpus_stats
 from asr.data.synth import ENGINES, SynthConfig, SynthError, synthesize_corpus
 
@@ -73,11 +74,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     utts = read_manifest(args.manifest)
-    splits = split_by_speaker(
-        utts, args.dev, args.test, args.seed,
-        test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
-        dev_speakers=args.dev_speakers.split(",") if args.dev_speakers else None,
-    )
+    if args.test_where:
+        field, test_values = parse_where(args.test_where)
+        dev_field, dev_values = parse_where(args.dev_where) if args.dev_where else (field, [])
+        if dev_field != field:
+            raise ConfigError(f"--dev-where must name the same field as --test-where ({field})")
+        splits = split_by_field(utts, field, test_values, dev_values)
+    else:
+        splits = split_by_speaker(
+            utts, args.dev, args.test, args.seed,
+            test_speakers=args.test_speakers.split(",") if args.test_speakers else None,
+            dev_speakers=args.dev_speakers.split(",") if args.dev_speakers else None,
+        )
     out = Path(args.out_dir)
     for name, part in splits.items():
         write_manifest(out / f"{name}.jsonl", part)
@@ -147,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=float, default=0.1, help="test fraction of utterances")
     p.add_argument("--test-speakers", default=None, help="comma-separated speakers for test")
     p.add_argument("--dev-speakers", default=None, help="comma-separated speakers for dev")
+    p.add_argument("--test-where", default=None, metavar="FIELD=VALUES",
+                   help="split by a field instead of by speaker, e.g. take=0-4 (FSDD)")
+    p.add_argument("--dev-where", default=None, metavar="FIELD=VALUES")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_split)
 

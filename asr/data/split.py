@@ -58,3 +58,42 @@ def split_by_speaker(
     for utt in utterances:
         splits[assigned.get(utt.speaker, "train")].append(utt)  # type: ignore[arg-type]
     return splits
+
+
+def split_by_field(
+    utterances: Sequence[Utterance],
+    field: str,
+    test_values: Sequence[str],
+    dev_values: Sequence[str] = (),
+) -> dict[str, list[Utterance]]:
+    """Split by the value of a manifest field (e.g. FSDD's ``take``: takes 0-4 are test).
+
+    Values are compared as strings, so ``take=0`` matches the integer 0 in the manifest.
+    """
+    test, dev = {str(v) for v in test_values}, {str(v) for v in dev_values}
+    if test & dev:
+        raise ConfigError(f"{field}: values {sorted(test & dev)} are in both test and dev")
+    splits: dict[str, list[Utterance]] = {"train": [], "dev": [], "test": []}
+    for utt in utterances:
+        data = utt.to_dict()
+        if field not in data:
+            raise ConfigError(f"utterance {utt.utt_id or utt.audio_filepath} has no field "
+                              f"{field!r} to split by")
+        value = str(data[field])
+        splits["test" if value in test else "dev" if value in dev else "train"].append(utt)
+    return splits
+
+
+def parse_where(expr: str) -> tuple[str, list[str]]:
+    """``"take=0-4"`` or ``"speaker=a,b"`` -> (field, values); ``a-b`` is an integer range."""
+    field, sep, values = expr.partition("=")
+    if not sep or not field or not values:
+        raise ConfigError(f"expected FIELD=V1,V2 or FIELD=LOW-HIGH, got {expr!r}")
+    out: list[str] = []
+    for part in values.split(","):
+        low, dash, high = part.partition("-")
+        if dash and low.isdigit() and high.isdigit():
+            out += [str(v) for v in range(int(low), int(high) + 1)]
+        else:
+            out.append(part)
+    return field, out

@@ -1,0 +1,22 @@
+# Shared helpers of the recipes' shell scripts: timestamped logs and stage selection.
+# Usage in a recipe: source "$(dirname "$0")/../common.sh"; parse_stages "$@"
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${BIN:-$ROOT/.venv/bin}
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [$(basename "$0")] $*"; }
+
+# --stage N --stop-stage M select a range of numbered stages (icefall's convention).
+stage=0
+stop_stage=100
+ARGS=()
+parse_stages() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --stage) stage=$2; shift 2 ;;
+            --stop-stage) stop_stage=$2; shift 2 ;;
+            *) ARGS+=("$1"); shift ;;
+        esac
+    done
+}
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
