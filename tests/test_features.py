@@ -99,3 +99,15 @@ def test_hydra_feature_group_composes(name, dim):
     with initialize_config_dir(config_dir=str(REPO / "conf" / "features"), version_base="1.3"):
         cfg = compose(config_name=name)
     assert FeatureConfig.from_dict(dict(cfg)).dim == dim
+
+
+def test_fbank_floor_keeps_silent_bands_constant():
+    # Bands more than 80 dB below the loudest one sit at a floor, so per-utterance
+    # normalization maps them to zeros instead of amplifying numerical noise to unit variance.
+    t = torch.arange(16000) / 16000
+    wav = 0.5 * torch.sin(2 * torch.pi * 440 * t) * (1 + 0.5 * torch.sin(2 * torch.pi * 3 * t))
+    wav = wav * torch.hann_window(16000, periodic=False)  # no clicks at the edges
+    feats = FeatureExtractor(FeatureConfig(kind="fbank"))(wav)
+    assert feats[:, -20:].abs().max() < 1e-4
+    raw = FeatureExtractor(FeatureConfig(kind="fbank", normalize="none"))(wav)
+    assert raw.min() >= raw.max() - 80 / 10 * torch.log(torch.tensor(10.0)) - 1e-4

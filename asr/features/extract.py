@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio.transforms as T
 from torch import nn
@@ -11,6 +13,7 @@ from asr.features.functional import stack_frames, utterance_cmvn
 
 # log(0) guard for the filterbank; about -92 dB.
 _LOG_FLOOR = 1e-9
+_TOP_DB_NATURAL = 80.0 / 10.0 * math.log(10.0)  # 80 dB of power in natural-log units
 
 
 class FeatureExtractor(nn.Module):
@@ -43,6 +46,9 @@ class FeatureExtractor(nn.Module):
         feats = self.transform(wav.float())
         if self.cfg.kind == "fbank":
             feats = torch.log(feats + _LOG_FLOOR)
+            # Same 80 dB dynamic range as torchaudio's MFCC (AmplitudeToDB top_db=80): silent
+            # bands sit at a floor instead of carrying resampler noise into the normalization.
+            feats = feats.clamp(min=float(feats.max()) - _TOP_DB_NATURAL)
         feats = feats.transpose(0, 1).contiguous()  # (frames, dim)
         if self.cfg.normalize == "utterance":
             feats = utterance_cmvn(feats)

@@ -1,0 +1,191 @@
+"""The inference graph: the exact computation a trained model performs at inference time, in
+the form the hardware engine runs it.
+
+Every acoustic model exports an :class:`InferenceGraph` (``model.export()``): an ordered list of
+ops over float tensors with batch norm already folded into the convolutions, LSTM gates split
+into ESE's named matrices, and every activation function named. :func:`run_graph` executes a
+graph in float64 PyTorch; tests hold it equal to the model's own ``forward`` in eval mode, so
+whatever runs the graph (the fixed-point engine in ``hw/``) runs the model.
+
+Op kinds and their semantics (``x`` is ``(time, features)``; one utterance):
+
+- :class:`Conv1dOp`: ``y[t] = act(b + sum_k W[:, :, k] @ x[t + (k - (K-1)//2) * dilation])``,
+  zeros outside the utterance ("same" padding, non-causal).
+- :class:`GatedResidualOp`: ``z = filter(x) * gate(x); o = out(z)`` (each a Conv1dOp with its
+  own activation: tanh, sigmoid, tanh in the seed WaveNet), returns ``x + o`` and adds ``o``
+  into the running skip sum.
+- :class:`SkipSumOp`: replaces ``x`` by the skip sum accumulated so far.
+- :class:`LSTMOp`: a unidirectional LSTM layer in ESE's notation (no peepholes)::
+
+      i = sigmoid(W_ix x_t + W_ir y_{t-1} + b_i)    f = sigmoid(W_fx x_t + W_fr y_{t-1} + b_f)
+      g = tanh(W_cx x_t + W_cr y_{t-1} + b_c)       o = sigmoid(W_ox x_t + W_or y_{t-1} + b_o)
+      c_t = f * c_{t-1} + i * g                      m_t = o * tanh(c_t)
+      y_t = W_ym m_t  (projection; y_t = m_t when W_ym is None)
+
+  with ``c_0 = y_0 = 0``.
+- :class:`LinearOp`: ``y[t] = act(W x[t] + b)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+ACTIVATIONS = {
+    "identity": lambda x: x,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+}
+
+
+@dataclass
+class Conv1dOp:
+    name: str
+    weight: torch.Tensor  # (out, in, kernel)
+    bias: torch.Tensor    # (out,)
+    dilation: int = 1
+    activation: str = "identity"
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        return {self.name: self.weight}
+
+
+@dataclass
+class GatedResidualOp:
+    name: str
+    filter: Conv1dOp
+    gate: Conv1dOp
+    out: Conv1dOp
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        return {**self.filter.matrices(), **self.gate.matrices(), **self.out.matrices()}
+
+
+@dataclass
+class SkipSumOp:
+    name: str = "skip_sum"
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
+@dataclass
+class LSTMOp:
+    name: str
+    W_ix: torch.Tensor
+    W_fx: torch.Tensor
+    W_cx: torch.Tensor
+    W_ox: torch.Tensor
+    W_ir: torch.Tensor
+    W_fr: torch.Tensor
+    W_cr: torch.Tensor
+    W_or: torch.Tensor
+    b_i: torch.Tensor
+    b_f: torch.Tensor
+    b_c: torch.Tensor
+    b_o: torch.Tensor
+    W_ym: torch.Tensor | None = None
+    gate_activation: str = "sigmoid"
+    cell_activation: str = "tanh"
+
+    GATE_MATRICES = ("W_ix", "W_fx", "W_cx", "W_ox", "W_ir", "W_fr", "W_cr", "W_or")
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        names = [*self.GATE_MATRICES, *(["W_ym"] if self.W_ym is not None else [])]
+        return {f"{self.name}.{n}": getattr(self, n) for n in names}
+
+
+@dataclass
+class LinearOp:
+    name: str
+    weight: torch.Tensor  # (out, in)
+    bias: torch.Tensor
+    activation: str = "identity"
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        return {self.name: self.weight}
+
+
+Op = Conv1dOp | GatedResidualOp | SkipSumOp | LSTMOp | LinearOp
+
+
+@dataclass
+class InferenceGraph:
+    """Ordered ops from features ``(time, input_dim)`` to logits ``(time, vocab_size)``."""
+
+    model_type: str
+    input_dim: int
+    vocab_size: int
+    ops: list[Op] = field(default_factory=list)
+
+    def matrices(self) -> dict[str, torch.Tensor]:
+        """Every weight matrix by name (the units that pruning and the engine work on)."""
+        out: dict[str, torch.Tensor] = {}
+        for op in self.ops:
+            out.update(op.matrices())
+        return out
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+
+def conv1d_same(x: torch.Tensor, op: Conv1dOp) -> torch.Tensor:
+    """:class:`Conv1dOp` on ``(time, in)``, returning ``(time, out)``."""
+    kernel = op.weight.shape[-1]
+    pad = (kernel - 1) // 2 * op.dilation
+    y = torch.nn.functional.conv1d(x.t().unsqueeze(0), op.weight.to(x.dtype), op.bias.to(x.dtype),
+                                   padding=pad, dilation=op.dilation)
+    return ACTIVATIONS[op.activation](y[0].t())
+
+
+def lstm_layer(x: torch.Tensor, op: LSTMOp) -> torch.Tensor:
+    """:class:`LSTMOp` on ``(time, in)`` step by step, returning ``(time, out)``."""
+    sig, act = ACTIVATIONS[op.gate_activation], ACTIVATIONS[op.cell_activation]
+    w = {n: getattr(op, n).to(x.dtype) for n in op.GATE_MATRICES}
+    # The input products do not depend on the recurrence: one matrix product for all steps.
+    xi, xf, xc, xo = (x @ w[n].t() for n in ("W_ix", "W_fx", "W_cx", "W_ox"))
+    hidden = op.W_ix.shape[0]
+    out_dim = op.W_ym.shape[0] if op.W_ym is not None else hidden
+    c = x.new_zeros(hidden)
+    y = x.new_zeros(out_dim)
+    outputs = []
+    for t in range(x.shape[0]):
+        i = sig(xi[t] + w["W_ir"] @ y + op.b_i.to(x.dtype))
+        f = sig(xf[t] + w["W_fr"] @ y + op.b_f.to(x.dtype))
+        g = act(xc[t] + w["W_cr"] @ y + op.b_c.to(x.dtype))
+        o = sig(xo[t] + w["W_or"] @ y + op.b_o.to(x.dtype))
+        c = f * c + i * g
+        m = o * act(c)
+        y = op.W_ym.to(x.dtype) @ m if op.W_ym is not None else m
+        outputs.append(y)
+    return torch.stack(outputs)
+
+
+@torch.no_grad()
+def run_graph(graph: InferenceGraph, features: torch.Tensor,
+              dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Execute ``graph`` on one utterance's ``(time, input_dim)`` features -> logits."""
+    x = features.to(dtype)
+    skip = None
+    for op in graph.ops:
+        if isinstance(op, Conv1dOp):
+            x = conv1d_same(x, op)
+        elif isinstance(op, GatedResidualOp):
+            z = conv1d_same(x, op.filter) * conv1d_same(x, op.gate)
+            o = conv1d_same(z, op.out)
+            skip = o if skip is None else skip + o
+            x = x + o
+        elif isinstance(op, SkipSumOp):
+            if skip is None:
+                raise ValueError(f"{op.name}: no residual block before the skip sum")
+            x = skip
+        elif isinstance(op, LSTMOp):
+            x = lstm_layer(x, op)
+        elif isinstance(op, LinearOp):
+            x = ACTIVATIONS[op.activation](x @ op.weight.to(dtype).t() + op.bias.to(dtype))
+        else:  # pragma: no cover - the Op union is closed
+            raise TypeError(f"unknown op {type(op).__name__}")
+    return x

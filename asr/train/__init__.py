@@ -1,0 +1,1 @@
+"""Training: the Lightning module, the asr-train Hydra app, and checkpoint loading."""

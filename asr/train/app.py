@@ -1,0 +1,115 @@
+"""``asr-train``: the Hydra app that trains a CTC acoustic model with Lightning.
+
+    asr-train experiment=fsdd_lstm                     # a preset from conf/experiment/
+    asr-train data=synthetic model=wavenet_small trainer.max_epochs=5
+    asr-train experiment=fsdd_lstm resume=true         # continue a killed run
+    asr-train -m experiment=fsdd_lstm optim.optimizer.lr=1e-3,3e-3   # a sweep
+
+Everything a run makes lives in its run folder (``run_dir``, default ``exp/<name>``): the
+resolved ``config.yaml``, ``checkpoints/`` (best by validation WER and ``last.ckpt``), CSV and
+TensorBoard logs, ``model.ckpt`` (a copy of the best checkpoint) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from asr.audio import AudioError
+from asr.config_errors import ConfigError
+from asr.data.datamodule import CTCDataModule
+from asr.data.manifest import ManifestError
+from asr.text.vocab import CharVocab
+from asr.train.config import CONF_DIR, validate_train_config
+from asr.train.module import CTCModule
+
+log = logging.getLogger("asr-train")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The run folder: Hydra's output dir inside the app (per job in a sweep), else run_dir."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.run_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Validate ``cfg``, train, test the best checkpoint; returns the final metrics."""
+    spec = validate_train_config(cfg)  # every config error surfaces before any data is read
+    run_dir = run_dir_of(cfg)
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if last.exists() and not cfg.resume:
+        if not cfg.overwrite:
+            raise ConfigError(f"resume: {run_dir} already holds a run ({last}); pass "
+                              "resume=true to continue it or overwrite=true to start over")
+        shutil.rmtree(ckpt_dir)
+    for manifest in (spec.data.train_manifest, spec.data.val_manifest, spec.data.test_manifest):
+        if manifest is not None and not Path(manifest).is_file():
+            raise ManifestError(f"{manifest}: no such manifest (prepare the data first, e.g. "
+                                "recipes/<corpus>/prepare.sh)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    pl.seed_everything(int(cfg.seed), workers=True)
+    module = CTCModule(spec.model, OmegaConf.to_container(cfg.features, resolve=True),
+                       CharVocab().tokens, spec.optim)
+    datamodule = CTCDataModule(
+        spec.data.train_manifest, spec.data.val_manifest, spec.data.test_manifest,
+        features=spec.features, augment=spec.data.augment, batch=spec.data.batch,
+        cache_dir=spec.data.cache_dir, seed=int(cfg.seed),
+    )
+    best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch}-{val_wer:.4f}",
+                                monitor="val_wer", mode="min", save_top_k=1)
+    # A separate step-based callback keeps last.ckpt fresh, so a kill loses little work.
+    last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                every_n_train_steps=int(cfg.checkpoint_every_n_steps))
+    callbacks = [best_ckpt, last_ckpt, LearningRateMonitor(logging_interval="step")]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor="val_wer", mode="min",
+                                       patience=int(cfg.early_stopping_patience),
+                                       check_on_train_epoch_end=False))
+    loggers = [CSVLogger(run_dir, name="logs", version=""),
+               TensorBoardLogger(run_dir, name="tensorboard", version="")]
+    trainer = pl.Trainer(**spec.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
+                         logger=loggers)
+    trainer.fit(module, datamodule, ckpt_path=str(last) if cfg.resume and last.exists()
+                else None)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = best_ckpt.best_model_path
+    if best:
+        shutil.copyfile(best, run_dir / "model.ckpt")
+        metrics["best_val_wer"] = float(best_ckpt.best_model_score)
+        if spec.data.test_manifest is not None and cfg.test_after_fit:
+            for result in trainer.test(module, datamodule, ckpt_path=best, verbose=False):
+                metrics.update({k: float(v) for k, v in result.items()})
+    metrics["global_step"] = trainer.global_step
+    metrics["epochs"] = trainer.current_epoch
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except (ConfigError, ManifestError, AudioError) as err:
+        print(f"asr-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    # A sweeper optimizing the run reads this value.
+    return metrics.get("best_val_wer")
+
+
+def main() -> None:
+    _hydra_main()

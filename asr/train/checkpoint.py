@@ -1,0 +1,57 @@
+"""Loading a training checkpoint on its own: the model, its vocabulary and its features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from asr.features.config import FeatureConfig
+from asr.text.vocab import CharVocab
+from asr.train.module import build_model
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable training checkpoint; the message names it."""
+
+
+@dataclass
+class AcousticModel:
+    """A trained model with everything needed to run it on audio."""
+
+    model: nn.Module
+    vocab: CharVocab
+    features: FeatureConfig
+    model_config: dict[str, Any]
+    path: str
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticModel:
+    """Rebuild the model of a checkpoint written by ``asr-train`` (eval mode).
+
+    The file carries the model config, feature config and vocabulary in its
+    hyper-parameters, so nothing else is needed. Checkpoints are pickles: load only files you
+    trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not hp or not {"model", "features", "vocab_tokens"} <= set(hp):
+        raise CheckpointError(f"{path}: no model/features/vocab hyper-parameters; not written "
+                              "by asr-train")
+    vocab = CharVocab(hp["vocab_tokens"])
+    features = FeatureConfig(**hp["features"])
+    model = build_model(hp["model"], features.dim, len(vocab))
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()
+             if k.startswith("model.")}
+    model.load_state_dict(state)
+    model.eval()
+    return AcousticModel(model, vocab, features, dict(hp["model"]), str(path))

@@ -1,0 +1,142 @@
+"""Structured configs of ``asr-train`` and their validation before any data is read.
+
+The composed Hydra config has the groups ``data``, ``features``, ``model``, ``optim`` and
+``trainer`` plus a few top-level keys. :func:`validate_train_config` checks every group against
+its dataclass (unknown keys, wrong types, impossible values), resolves the model's and the
+optimizer's ``_target_`` and binds their arguments, and checks the Lightning ``Trainer``
+arguments; each error names the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from asr.config_errors import ConfigError, check
+from asr.data.datamodule import BatchConfig
+from asr.features.config import AugmentConfig, FeatureConfig
+from asr.text.vocab import CharVocab
+
+# conf/ sits at the repository root, beside the asr/ package (installed editable).
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@dataclass
+class DataConfig:
+    name: str = "data"
+    train_manifest: str = "???"
+    val_manifest: str = "???"
+    test_manifest: str | None = None
+    cache_dir: str | None = None
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: dict[str, Any] = field(default_factory=lambda: {
+        "_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3})
+    warmup_steps: int = 200
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.05
+
+    def __post_init__(self) -> None:
+        check(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
+        check(self.schedule in ("cosine", "linear", "constant"), "optim.schedule",
+              "cosine, linear or constant", self.schedule)
+        check(0.0 <= self.min_lr_ratio <= 1.0, "optim.min_lr_ratio", "in [0, 1]",
+              self.min_lr_ratio)
+
+
+TOP_LEVEL_KEYS = {"data", "features", "model", "optim", "trainer", "name", "seed", "resume",
+                  "overwrite", "run_dir", "test_after_fit", "early_stopping_patience",
+                  "checkpoint_every_n_steps", "experiment"}
+
+
+@dataclass
+class TrainSpec:
+    """The validated pieces of a training config."""
+
+    data: DataConfig
+    features: FeatureConfig
+    model: dict[str, Any]
+    optim: dict[str, Any]
+    trainer: dict[str, Any]
+
+
+def _structured(schema: type, node: Any, prefix: str) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        raise ConfigError(f"{prefix}{'.' + key if key else ''}: {err.msg}") from None
+
+
+def _check_target(node: dict[str, Any], prefix: str, provided: tuple[str, ...] = ()) -> None:
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{prefix}._target_: missing (the class or function to build)")
+    try:
+        fn = get_method(target)
+    except Exception as err:  # Hydra raises several kinds for an unknown path
+        raise ConfigError(f"{prefix}._target_: cannot import {target!r} ({err})") from None
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in node:
+        if not key.startswith("_") and key not in params:
+            allowed = sorted(k for k in params if k not in ("self", *provided))
+            raise ConfigError(f"{prefix}.{key}: unknown argument of {target}; "
+                              f"allowed: {allowed}")
+
+
+def check_trainer_args(trainer: dict[str, Any]) -> None:
+    params = inspect.signature(pl.Trainer.__init__).parameters
+    for key in trainer:
+        if key not in params:
+            raise ConfigError(f"trainer.{key}: not an argument of pytorch_lightning.Trainer")
+    for key in ("callbacks", "logger", "default_root_dir"):
+        if key in trainer:
+            raise ConfigError(f"trainer.{key}: set by asr-train itself (run_dir, loggers and "
+                              "checkpoints are configured from the top-level keys)")
+
+
+def validate_train_config(cfg: DictConfig) -> TrainSpec:
+    """Check the whole training config; raise :class:`ConfigError` naming the first bad key."""
+    unknown = set(cfg.keys()) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: "
+                          f"{sorted(TOP_LEVEL_KEYS)}")
+    data = _structured(DataConfig, cfg.data, "data")
+    if "???" in (data.train_manifest, data.val_manifest):
+        raise ConfigError("data.train_manifest and data.val_manifest must be set")
+    features = FeatureConfig.from_dict(OmegaConf.to_container(cfg.features, resolve=True))
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    _check_target(model, "model", provided=("input_dim", "vocab_size"))
+    for key in ("input_dim", "vocab_size"):
+        if key in model:
+            raise ConfigError(f"model.{key}: derived from the features and the vocabulary; "
+                              "remove it from the model config")
+    optim_cfg = _structured(OptimConfig, cfg.optim, "optim")
+    _check_target(optim_cfg.optimizer, "optim.optimizer", provided=("params",))
+    if not optim_cfg.optimizer.get("_partial_", False):
+        raise ConfigError("optim.optimizer._partial_: must be true (the parameters are "
+                          "supplied by the training module)")
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_trainer_args(trainer)
+    check(int(cfg.seed) >= 0, "seed", ">= 0", cfg.seed)
+    # Build the model once, tiny cost, so that impossible sizes fail here and not mid-run.
+    from asr.train.module import build_model
+
+    build_model(model, features.dim, len(CharVocab()))
+    optim = {"optimizer": optim_cfg.optimizer, "warmup_steps": optim_cfg.warmup_steps,
+             "schedule": optim_cfg.schedule, "min_lr_ratio": optim_cfg.min_lr_ratio}
+    return TrainSpec(data, features, model, optim, trainer)

@@ -1,0 +1,174 @@
+"""Training: configs compose and validate, tiny models learn, killed runs resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, write
+from hydra import compose, initialize_config_dir
+
+from asr.config_errors import ConfigError
+from asr.data.manifest import Utterance, write_manifest
+from asr.decode.greedy import greedy_decode
+from asr.text import CharVocab
+from asr.train.app import train
+from asr.train.checkpoint import CheckpointError, load_checkpoint
+from asr.train.config import validate_train_config
+from asr.train.module import warmup_decay
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+LETTERS = {"a": 300.0, "b": 700.0, "c": 1200.0, "d": 2000.0}
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def tone_corpus(folder, n: int, seed: int) -> list[Utterance]:
+    """Utterances whose 'words' are letters spoken as tones: learnable in a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    sr, utts = 16000, []
+    for i in range(n):
+        text = "".join(rng.choice(list(LETTERS), size=rng.integers(2, 5)))
+        pieces = []
+        for ch in text:
+            t = np.arange(int(0.12 * sr)) / sr
+            pieces += [0.5 * np.sin(2 * np.pi * LETTERS[ch] * t), np.zeros(int(0.04 * sr))]
+        wav = np.concatenate(pieces).astype(np.float32)
+        wav += 0.01 * rng.standard_normal(wav.shape).astype(np.float32)
+        path = write(folder / f"u{seed}_{i}.wav", wav, sr)
+        utts.append(Utterance(str(path), len(wav) / sr, text, "s", f"u{seed}_{i}"))
+    return utts
+
+
+@pytest.fixture(scope="module")
+def tone_manifests(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    write_manifest(root / "train.jsonl", tone_corpus(root / "audio", 48, 0))
+    write_manifest(root / "dev.jsonl", tone_corpus(root / "audio", 12, 1))
+    return root
+
+
+def tiny_overrides(root, run_dir, *extra: str) -> list[str]:
+    return [
+        f"data.train_manifest={root}/train.jsonl", f"data.val_manifest={root}/dev.jsonl",
+        "data.test_manifest=null", "data.cache_dir=null", "data.batch.num_workers=0",
+        "data.batch.max_batch_size=4", "data.augment.speed_factors=[1.0]",
+        "data.augment.freq_masks=0", "data.augment.time_masks=0",
+        "features=fbank", "features.n_mels=24", "features.stack=2", "features.subsample=2",
+        "model=lstm_small", "model.hidden_size=48", "model.proj_size=24", "model.num_layers=1",
+        "model.dropout=0.0", "optim.warmup_steps=5", "optim.optimizer.lr=0.005",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1",
+        "checkpoint_every_n_steps=2", "early_stopping_patience=0", f"run_dir={run_dir}", *extra,
+    ]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_preset_validates(experiment):
+    cfg = compose_train(f"experiment={experiment}")
+    spec = validate_train_config(cfg)
+    assert cfg.name == experiment
+    assert spec.data.train_manifest.startswith("data/")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.hiden_size=3", "hiden_size"),
+    ("+model.hiden_size=3", r"model.hiden_size: unknown argument of asr.models.LSTMCTC"),
+    ("model.proj_size=999", "model.proj_size"),
+    ("+trainer.max_epoch=3", "trainer.max_epoch: not an argument"),
+    ("data.batch.max_seconds=-1", "data.batch.max_seconds"),
+    ("+data.batch.size=3", "data.batch.size"),
+    ("optim.schedule=step", "optim.schedule"),
+    ("optim.optimizer._target_=torch.optim.Adamm", "optim.optimizer._target_: cannot import"),
+    ("features.kind=plp", "features.kind"),
+    ("+colour=red", r"unknown top-level key\(s\) \['colour'\]"),
+])
+def test_config_errors_name_the_key_before_data_is_read(tmp_path, override, message):
+    # The manifests do not exist: a config error must be reported before they are looked at.
+    base = [f"data.train_manifest={tmp_path}/none.jsonl", f"run_dir={tmp_path}/run"]
+    try:
+        cfg = compose_train(*base, override)
+    except Exception as err:  # Hydra refuses unknown keys of struct configs itself
+        assert message.split(":")[0].split(".")[-1] in str(err)
+        return
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_greedy_decode_matches_per_utterance_collapse():
+    vocab = CharVocab()
+    torch.manual_seed(0)
+    logits = torch.randn(3, 12, len(vocab)) * 3
+    lengths = torch.tensor([12, 7, 1])
+    texts = greedy_decode(logits, lengths, vocab)
+    for i in range(3):
+        path = logits[i, :lengths[i]].argmax(-1).tolist()
+        assert texts[i] == " ".join(vocab.ctc_collapse(path).split())
+
+
+def test_warmup_then_cosine_decay():
+    assert warmup_decay(0, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
+    assert warmup_decay(9, 10, 110, "cosine", 0.1) == pytest.approx(1.0)
+    assert warmup_decay(60, 10, 110, "cosine", 0.1) == pytest.approx(0.55)
+    assert warmup_decay(110, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
+    assert warmup_decay(60, 10, 110, "linear", 0.0) == pytest.approx(0.5)
+    assert warmup_decay(60, 10, 110, "constant", 0.0) == 1.0
+
+
+def test_tiny_lstm_learns(tone_manifests, tmp_path):
+    metrics = train(compose_train(*tiny_overrides(tone_manifests, tmp_path / "run",
+                                                  "trainer.max_epochs=15")))
+    losses = [float(r["train_loss"]) for r in _csv(tmp_path / "run") if r.get("train_loss")]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    assert metrics["val_cer"] < 0.5  # each tone "word" is one word: CER shows progress first
+    run = tmp_path / "run"
+    for name in ("config.yaml", "model.ckpt", "metrics.json", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    assert "hidden_size: 48" in (run / "config.yaml").read_text()
+    # the checkpoint alone rebuilds the model
+    loaded = load_checkpoint(run / "model.ckpt")
+    assert loaded.features.dim == 48 and loaded.vocab == CharVocab()
+    assert loaded.model.hidden_size == 48 and not loaded.model.training
+    assert json.loads((run / "metrics.json").read_text())["best_val_wer"] == metrics[
+        "best_val_wer"]
+
+
+def test_killed_run_resumes_from_its_step(tone_manifests, tmp_path):
+    run = tmp_path / "run"
+    first = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=1")))
+    steps_per_epoch = first["global_step"]
+    assert steps_per_epoch > 2
+    with pytest.raises(ConfigError, match="pass resume=true"):
+        train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=2")))
+    before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert before["global_step"] == steps_per_epoch
+    resumed = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=2",
+                                                  "resume=true")))
+    assert resumed["global_step"] == 2 * steps_per_epoch
+    steps = [int(r["step"]) for r in _csv(run) if r.get("train_loss")]
+    assert min(steps) >= steps_per_epoch  # the resumed run did not start again from step 0
+    fresh = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=1",
+                                                "overwrite=true")))
+    assert fresh["global_step"] == steps_per_epoch
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    (tmp_path / "bad.ckpt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="bad.ckpt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "bad.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not written by asr-train"):
+        load_checkpoint(tmp_path / "other.ckpt")
+
+
+def _csv(run_dir):
+    import csv
+
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
