@@ -20,3 +20,19 @@ parse_stages() {
     done
 }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+# train_model EXPERIMENT [overrides...]: train once; resume a killed run; skip a finished one.
+train_model() {
+    local exp=$1; shift
+    local run=$ROOT/exp/$exp
+    if [ -f "$run/model.ckpt" ] && [ -f "$run/metrics.json" ]; then
+        log "$exp: finished earlier ($run/model.ckpt), skipping"
+        return
+    fi
+    local resume=false
+    [ -f "$run/checkpoints/last.ckpt" ] && resume=true && log "$exp: resuming the killed run"
+    log "$exp: training"
+    (cd "$ROOT" && "$BIN/asr-train" "experiment=$exp" "resume=$resume" "$@")
+    log "$exp: metrics in $run/metrics.json"
+    cat "$run/metrics.json"
+}

@@ -43,6 +43,19 @@ def warmup_decay(step: int, warmup: int, total: int, schedule: str, floor: float
     return floor + (1 - floor) * (1 - progress)
 
 
+def build_optimizer(params: Any, optim: dict, total_steps: int
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer of ``optim["optimizer"]`` (a ``_partial_`` config) and its per-step
+    warm-up/decay schedule over ``total_steps``."""
+    optimizer = instantiate(optim["optimizer"])(params=params)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: warmup_decay(step, optim["warmup_steps"], total_steps, optim["schedule"],
+                                  optim["min_lr_ratio"]),
+    )
+    return optimizer, scheduler
+
+
 class CTCModule(pl.LightningModule):
     """Trains a CTC acoustic model.
 
@@ -114,13 +127,7 @@ class CTCModule(pl.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optim = self.hparams.optim
-        optimizer = instantiate(optim["optimizer"])(params=self.parameters())
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: warmup_decay(step, optim["warmup_steps"], total, optim["schedule"],
-                                      optim["min_lr_ratio"]),
-        )
+        optimizer, scheduler = build_optimizer(self.parameters(), self.hparams.optim,
+                                               int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
