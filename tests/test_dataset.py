@@ -121,3 +121,17 @@ def test_datamodule_batches(utterances, tmp_path):
     assert dm.dropped == {"train": 0, "val": 0}
     with pytest.raises(ValueError, match="data.test_manifest is not set"):
         dm.test_dataloader()
+
+
+def test_datamodule_drops_utterances_ctc_cannot_align(utterances, tmp_path):
+    too_long = Utterance(utterances[0].audio_filepath, 0.5, "a" * 80, "s9", "long")
+    write_manifest(tmp_path / "train.jsonl", [too_long, *utterances[:3]])
+    write_manifest(tmp_path / "val.jsonl", utterances[3:])
+    dm = CTCDataModule(tmp_path / "train.jsonl", tmp_path / "val.jsonl",
+                       batch={"num_workers": 0})
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert dm.dropped["train"] == 1
+    assert [u.utt_id for u in train.utterances] == ["u0", "u1", "u2"]
+    assert [t.tolist() for t in train.tokens] == [CharVocab().encode(u.text)
+                                                  for u in utterances[:3]]

@@ -86,8 +86,7 @@ class CTCDataModule(pl.LightningDataModule):
             if self.dropped[split]:
                 log.warning("%s: dropped %d utterance(s) whose transcript is longer than its "
                             "frames allow", self.manifests[split], self.dropped[split])
-                ds = CTCDataset([utts[i] for i in keep], self.vocab, self.features,
-                                ds.augment, self.cache_dir)
+                ds.keep_only(keep)
             self.datasets[split] = ds
         return self.datasets[split]
 

@@ -90,6 +90,11 @@ class CTCDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utterances)
 
+    def keep_only(self, indices: Sequence[int]) -> None:
+        """Restrict the dataset to ``indices`` (in that order), in place."""
+        self.utterances = [self.utterances[i] for i in indices]
+        self.tokens = [self.tokens[i] for i in indices]
+
     def num_frames(self, index: int, speed: float = 1.0) -> int:
         """Feature frames of utterance ``index`` (from its duration, without reading audio)."""
         samples = int(self.utterances[index].duration / speed * self.features.sample_rate)

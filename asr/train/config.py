@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,6 +24,7 @@ from asr.config_errors import ConfigError, check
 from asr.data.datamodule import BatchConfig
 from asr.features.config import AugmentConfig, FeatureConfig
 from asr.text.vocab import CharVocab
+from asr.train.module import build_model
 
 # conf/ sits at the repository root, beside the asr/ package (installed editable).
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -133,10 +135,10 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_trainer_args(trainer)
     check(int(cfg.seed) >= 0, "seed", ">= 0", cfg.seed)
-    # Build the model once, tiny cost, so that impossible sizes fail here and not mid-run.
-    from asr.train.module import build_model
-
-    build_model(model, features.dim, len(CharVocab()))
+    # Build the model on the meta device: its own checks run (impossible sizes fail here, not
+    # mid-run) without allocating or initializing a single weight.
+    with torch.device("meta"):
+        build_model(model, features.dim, len(CharVocab()))
     optim = {"optimizer": optim_cfg.optimizer, "warmup_steps": optim_cfg.warmup_steps,
              "schedule": optim_cfg.schedule, "min_lr_ratio": optim_cfg.min_lr_ratio}
     return TrainSpec(data, features, model, optim, trainer)
