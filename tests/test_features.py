@@ -49,6 +49,18 @@ def test_stacked_config_dimensions():
     assert cfg.frame_shift == pytest.approx(0.03)
 
 
+def test_tail_frames_append_mean_frames_before_stacking():
+    wav = torch.randn(16000)
+    plain = FeatureExtractor(FeatureConfig(kind="fbank"))(wav)
+    fe = FeatureExtractor(FeatureConfig(kind="fbank", tail_frames=5, stack=2, subsample=2))
+    feats = fe(wav)
+    assert feats.shape == (fe.num_frames(16000), 160) == (53, 160)  # (101 + 5) / 2
+    torch.testing.assert_close(feats[:50, :80], plain[0:100:2])
+    assert feats[51:].abs().max() == 0  # frames 102..105: appended zeros
+    with pytest.raises(ConfigError, match="features.tail_frames"):
+        FeatureConfig(tail_frames=-1)
+
+
 def test_spec_augment_masks_within_bounds_and_keeps_input():
     feats = torch.ones(100, 20)
     gen = torch.Generator().manual_seed(0)

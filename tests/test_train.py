@@ -1,6 +1,7 @@
 """Training: configs compose and validate, tiny models learn, killed runs resume."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,9 +9,11 @@ import torch
 from conftest import REPO, write
 from hydra import compose, initialize_config_dir
 
+from asr.audio import load_audio
 from asr.config_errors import ConfigError
-from asr.data.manifest import Utterance, write_manifest
+from asr.data.manifest import Utterance, read_manifest, write_manifest
 from asr.decode.greedy import greedy_decode
+from asr.features import FeatureExtractor
 from asr.text import CharVocab
 from asr.train.app import train
 from asr.train.checkpoint import CheckpointError, load_checkpoint
@@ -154,6 +157,23 @@ def test_killed_run_resumes_from_its_step(tone_manifests, tmp_path):
     fresh = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=1",
                                                 "overwrite=true")))
     assert fresh["global_step"] == steps_per_epoch
+
+
+def test_global_cmvn_is_estimated_once_and_travels_with_the_checkpoint(tone_manifests, tmp_path):
+    run = tmp_path / "run"
+    train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=1",
+                                        "features.normalize=global")))
+    features = load_checkpoint(run / "model.ckpt").features
+    assert features.normalize == "global" and len(features.global_mean) == features.base_dim
+    # the mean of the normalized training features is near zero and their spread near one
+    train_utts = read_manifest(tone_manifests / "train.jsonl")
+    extractor = FeatureExtractor(replace(features, stack=1, subsample=1))
+    feats = torch.cat([extractor(load_audio(u.audio_filepath, features.sample_rate))
+                       for u in train_utts])
+    assert feats.mean(0).abs().max() < 0.05 and (feats.std(0) - 1).abs().max() < 0.05
+    assert "global_mean:" in (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="features.global_mean"):
+        FeatureExtractor(replace(features, global_mean=None))
 
 
 def test_load_checkpoint_errors(tmp_path):

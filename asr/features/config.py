@@ -20,10 +20,18 @@ class FeatureConfig:
         n_mels: mel bands (fbank output size, and the filterbank MFCC is computed from).
         win_ms, hop_ms: analysis window and hop in milliseconds.
         n_fft: FFT size; must cover the window.
-        normalize: ``"utterance"`` mean/variance normalization per utterance, or ``"none"``.
+        normalize: ``"utterance"`` mean/variance normalization per utterance (sees the whole
+            utterance: fine for WaveNet and bidirectional models), ``"global"`` with fixed
+            training-set statistics (causal: what a streaming LSTM must use, since per-utterance
+            statistics tell its first frame what the utterance holds), or ``"none"``.
+        global_mean, global_std: per-dimension statistics of ``"global"`` (before stacking);
+            ``asr-train`` estimates them from the training manifest when they are unset, and
+            they travel with the checkpoint.
         stack: frames concatenated into one (ESE-style frame stacking), 1 = off.
         subsample: keep every n-th (stacked) frame, 1 = off.
-        dither: std of Gaussian dither added to the waveform during training (0 = off).
+        tail_frames: frames of zeros (the normalized mean) appended after the last frame,
+            before stacking: an output delay that lets a unidirectional model emit the last
+            characters after the speech ends (corpora such as FSDD are trimmed tight).
     """
 
     kind: str = "mfcc"
@@ -36,6 +44,9 @@ class FeatureConfig:
     normalize: str = "utterance"
     stack: int = 1
     subsample: int = 1
+    tail_frames: int = 0
+    global_mean: list[float] | None = None
+    global_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -50,10 +61,17 @@ class FeatureConfig:
               f"({self.win_ms})", self.hop_ms)
         check(self.n_fft >= self.win_length, f"{prefix}.n_fft",
               f">= window length in samples ({self.win_length})", self.n_fft)
-        check(self.normalize in ("utterance", "none"), f"{prefix}.normalize",
-              "'utterance' or 'none'", self.normalize)
+        check(self.normalize in ("utterance", "global", "none"), f"{prefix}.normalize",
+              "'utterance', 'global' or 'none'", self.normalize)
+        for key in ("global_mean", "global_std"):
+            stats = getattr(self, key)
+            check(stats is None or len(stats) == self.base_dim, f"{prefix}.{key}",
+                  f"{self.base_dim} values (one per feature)", stats)
+        check(self.global_std is None or min(self.global_std) > 0, f"{prefix}.global_std",
+              "positive values", self.global_std)
         check(self.stack >= 1, f"{prefix}.stack", ">= 1", self.stack)
         check(self.subsample >= 1, f"{prefix}.subsample", ">= 1", self.subsample)
+        check(self.tail_frames >= 0, f"{prefix}.tail_frames", ">= 0", self.tail_frames)
 
     @property
     def win_length(self) -> int:

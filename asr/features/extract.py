@@ -8,6 +8,7 @@ import torch
 import torchaudio.transforms as T
 from torch import nn
 
+from asr.config_errors import ConfigError
 from asr.features.config import FeatureConfig
 from asr.features.functional import stack_frames, utterance_cmvn
 
@@ -34,10 +35,18 @@ class FeatureExtractor(nn.Module):
                                                melkwargs=melkwargs)
         else:
             self.transform = T.MelSpectrogram(sample_rate=cfg.sample_rate, power=2.0, **melkwargs)
+        if cfg.normalize == "global":
+            if cfg.global_mean is None or cfg.global_std is None:
+                raise ConfigError("features.normalize=global needs features.global_mean and "
+                                  "features.global_std (asr-train estimates them from the "
+                                  "training manifest)")
+            self.register_buffer("mean", torch.tensor(cfg.global_mean))
+            self.register_buffer("std", torch.tensor(cfg.global_std))
 
     def num_frames(self, num_samples: int) -> int:
         """Output frames for a waveform of ``num_samples`` samples."""
-        return -(-(num_samples // self.cfg.hop_length + 1) // self.cfg.subsample)
+        frames = num_samples // self.cfg.hop_length + 1 + self.cfg.tail_frames
+        return -(-frames // self.cfg.subsample)
 
     @torch.no_grad()
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -52,4 +61,8 @@ class FeatureExtractor(nn.Module):
         feats = feats.transpose(0, 1).contiguous()  # (frames, dim)
         if self.cfg.normalize == "utterance":
             feats = utterance_cmvn(feats)
+        elif self.cfg.normalize == "global":
+            feats = (feats - self.mean) / self.std
+        if self.cfg.tail_frames:
+            feats = torch.cat([feats, feats.new_zeros(self.cfg.tail_frames, feats.shape[1])])
         return stack_frames(feats, self.cfg.stack, self.cfg.subsample)

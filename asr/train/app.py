@@ -16,21 +16,23 @@ import json
 import logging
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from asr.audio import AudioError
 from asr.config_errors import ConfigError
 from asr.data.datamodule import CTCDataModule
-from asr.data.manifest import ManifestError
+from asr.data.manifest import ManifestError, read_manifest
+from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.config import CONF_DIR, validate_train_config
+from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
 log = logging.getLogger("asr-train")
@@ -41,6 +43,17 @@ def run_dir_of(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.run_dir)
+
+
+def _with_global_cmvn(cfg: DictConfig, spec: TrainSpec) -> TrainSpec:
+    """Estimate ``normalize: global`` statistics from the training manifest and write them
+    into ``cfg.features`` (so they reach the saved config and the checkpoint)."""
+    files = [u.audio_filepath for u in read_manifest(spec.data.train_manifest)]
+    mean, std = estimate_global_cmvn(files, spec.features, seed=int(cfg.seed))
+    with open_dict(cfg):
+        cfg.features.global_mean = mean
+        cfg.features.global_std = std
+    return replace(spec, features=replace(spec.features, global_mean=mean, global_std=std))
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -58,6 +71,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if manifest is not None and not Path(manifest).is_file():
             raise ManifestError(f"{manifest}: no such manifest (prepare the data first, e.g. "
                                 "recipes/<corpus>/prepare.sh)")
+    if spec.features.normalize == "global" and spec.features.global_mean is None:
+        spec = _with_global_cmvn(cfg, spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -113,3 +128,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
