@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hydra import compose, initialize_config_dir
+
+from asr.data.manifest import Utterance, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +47,63 @@ def make_wav(tmp_path):
 
 requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                      reason="espeak-ng is not installed (make test installs it)")
+
+
+# A corpus of tone 'speech' and a tiny model that learns it: what training, decoding and
+# compression tests run on.
+LETTERS = {"a": 300.0, "b": 700.0, "c": 1200.0, "d": 2000.0}
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def tone_corpus(folder, n: int, seed: int) -> list[Utterance]:
+    """Utterances whose 'words' are letters spoken as tones: learnable in a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    sr, utts = 16000, []
+    for i in range(n):
+        text = "".join(rng.choice(list(LETTERS), size=rng.integers(2, 5)))
+        pieces = []
+        for ch in text:
+            t = np.arange(int(0.12 * sr)) / sr
+            pieces += [0.5 * np.sin(2 * np.pi * LETTERS[ch] * t), np.zeros(int(0.04 * sr))]
+        wav = np.concatenate(pieces).astype(np.float32)
+        wav += 0.01 * rng.standard_normal(wav.shape).astype(np.float32)
+        path = write(folder / f"u{seed}_{i}.wav", wav, sr)
+        utts.append(Utterance(str(path), len(wav) / sr, text, "s", f"u{seed}_{i}"))
+    return utts
+
+
+@pytest.fixture(scope="session")
+def tone_manifests(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    write_manifest(root / "train.jsonl", tone_corpus(root / "audio", 48, 0))
+    write_manifest(root / "dev.jsonl", tone_corpus(root / "audio", 12, 1))
+    return root
+
+
+def tiny_overrides(root, run_dir, *extra: str) -> list[str]:
+    return [
+        f"data.train_manifest={root}/train.jsonl", f"data.val_manifest={root}/dev.jsonl",
+        "data.test_manifest=null", "data.cache_dir=null", "data.batch.num_workers=0",
+        "data.batch.max_batch_size=4", "data.augment.speed_factors=[1.0]",
+        "data.augment.freq_masks=0", "data.augment.time_masks=0",
+        "features=fbank", "features.n_mels=24", "features.stack=2", "features.subsample=2",
+        "model=lstm_small", "model.hidden_size=48", "model.proj_size=24", "model.num_layers=1",
+        "model.dropout=0.0", "optim.warmup_steps=5", "optim.optimizer.lr=0.005",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1",
+        "checkpoint_every_n_steps=2", "early_stopping_patience=0", f"run_dir={run_dir}", *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tone_model(tone_manifests, tmp_path_factory) -> Path:
+    """model.ckpt of a tiny LSTM trained on the tone corpus (dev CER well below 50%)."""
+    from asr.train.app import train
+
+    run = tmp_path_factory.mktemp("tone_model")
+    train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=15")))
+    return run / "model.ckpt"

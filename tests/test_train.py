@@ -6,12 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, write
-from hydra import compose, initialize_config_dir
+from conftest import REPO, compose_train, tiny_overrides
 
 from asr.audio import load_audio
 from asr.config_errors import ConfigError
-from asr.data.manifest import Utterance, read_manifest, write_manifest
+from asr.data.manifest import read_manifest
 from asr.decode.greedy import greedy_decode
 from asr.features import FeatureExtractor
 from asr.text import CharVocab
@@ -21,54 +20,6 @@ from asr.train.config import validate_train_config
 from asr.train.module import warmup_decay
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
-LETTERS = {"a": 300.0, "b": 700.0, "c": 1200.0, "d": 2000.0}
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
-
-
-def tone_corpus(folder, n: int, seed: int) -> list[Utterance]:
-    """Utterances whose 'words' are letters spoken as tones: learnable in a few dozen steps."""
-    rng = np.random.default_rng(seed)
-    sr, utts = 16000, []
-    for i in range(n):
-        text = "".join(rng.choice(list(LETTERS), size=rng.integers(2, 5)))
-        pieces = []
-        for ch in text:
-            t = np.arange(int(0.12 * sr)) / sr
-            pieces += [0.5 * np.sin(2 * np.pi * LETTERS[ch] * t), np.zeros(int(0.04 * sr))]
-        wav = np.concatenate(pieces).astype(np.float32)
-        wav += 0.01 * rng.standard_normal(wav.shape).astype(np.float32)
-        path = write(folder / f"u{seed}_{i}.wav", wav, sr)
-        utts.append(Utterance(str(path), len(wav) / sr, text, "s", f"u{seed}_{i}"))
-    return utts
-
-
-@pytest.fixture(scope="module")
-def tone_manifests(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tones")
-    write_manifest(root / "train.jsonl", tone_corpus(root / "audio", 48, 0))
-    write_manifest(root / "dev.jsonl", tone_corpus(root / "audio", 12, 1))
-    return root
-
-
-def tiny_overrides(root, run_dir, *extra: str) -> list[str]:
-    return [
-        f"data.train_manifest={root}/train.jsonl", f"data.val_manifest={root}/dev.jsonl",
-        "data.test_manifest=null", "data.cache_dir=null", "data.batch.num_workers=0",
-        "data.batch.max_batch_size=4", "data.augment.speed_factors=[1.0]",
-        "data.augment.freq_masks=0", "data.augment.time_masks=0",
-        "features=fbank", "features.n_mels=24", "features.stack=2", "features.subsample=2",
-        "model=lstm_small", "model.hidden_size=48", "model.proj_size=24", "model.num_layers=1",
-        "model.dropout=0.0", "optim.warmup_steps=5", "optim.optimizer.lr=0.005",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1",
-        "checkpoint_every_n_steps=2", "early_stopping_patience=0", f"run_dir={run_dir}", *extra,
-    ]
-
-
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_validates(experiment):
     cfg = compose_train(f"experiment={experiment}")

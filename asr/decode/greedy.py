@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from asr.decode.hypothesis import Hypothesis, words_from_frames
 from asr.text.vocab import CharVocab
 
 
@@ -29,3 +30,23 @@ def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVocab)
     """Texts of a batch by greedy CTC decoding; spaces normalized to single separators."""
     return [" ".join(vocab.decode(p).split()) for p in greedy_paths(logits, lengths,
                                                                      vocab.blank_id)]
+
+
+def greedy_hypotheses(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVocab,
+                      frame_shift: float = 0.01) -> list[Hypothesis]:
+    """Greedy decoding with word timings and a confidence per utterance (the geometric mean
+    of the best path's frame posteriors)."""
+    log_probs = logits.float().log_softmax(-1)
+    best_logp, best = log_probs.max(dim=-1)                          # (B, T)
+    valid = torch.arange(best.shape[1], device=best.device)[None] < lengths[:, None]
+    changed = torch.ones_like(best, dtype=torch.bool)
+    changed[:, 1:] = best[:, 1:] != best[:, :-1]
+    keep = valid & changed & (best != vocab.blank_id)
+    confidence = ((best_logp * valid).sum(1) / lengths.clamp(min=1)).exp().tolist()
+    hyps = []
+    for b in range(best.shape[0]):
+        frames = keep[b].nonzero().flatten().tolist()
+        chars = [(vocab.tokens[t], f) for t, f in zip(best[b, frames].tolist(), frames)]
+        words = words_from_frames(chars, frame_shift)
+        hyps.append(Hypothesis(" ".join(w.word for w in words), words, confidence[b]))
+    return hyps

@@ -1,0 +1,105 @@
+"""``asr-decode``: transcribe audio files with a trained (or compressed) model.
+
+    asr-decode MODEL AUDIO... [--decoder greedy|beam] [--lm LM] [--words FILE] [--json]
+
+AUDIO is files, folders (searched recursively), globs or a JSON-lines manifest. Prints
+``path<TAB>text`` per file, or with ``--json`` one object per file. Unreadable files are
+listed at the end and make the exit status 1; the others are still decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+import soundfile as sf
+from tqdm import tqdm
+
+from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words
+from asr.config_errors import ConfigError
+from asr.data.manifest import ManifestError, read_manifest
+from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
+from asr.train.checkpoint import CheckpointError
+
+# Extensions of the formats libsndfile reads (plus upper-case variants).
+AUDIO_EXTENSIONS = {"." + f.lower() for f in sf.available_formats()} | {
+    ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au", ".sph", ".nist"}
+
+
+def expand_inputs(items: list[str], failures: list[tuple[str, str]]) -> list[str]:
+    """Files of folders, globs and manifests, in the order given; missing paths -> failures."""
+    paths: list[str] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(str(f) for f in p.rglob("*")
+                            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+        elif p.is_file() and p.suffix == ".jsonl":
+            paths += [u.audio_filepath for u in read_manifest(p)]
+        elif p.is_file():
+            paths.append(str(p))
+        elif glob.has_magic(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                failures.append((item, "the pattern matches no file"))
+            paths += [m for m in matches if Path(m).is_file()]
+        else:
+            failures.append((item, "no such file or folder"))
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asr-decode", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="model.ckpt from asr-train (or a compressed model)")
+    parser.add_argument("audio", nargs="+", help="audio files, folders, globs or manifests")
+    parser.add_argument("--decoder", choices=DECODERS, default="greedy")
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    add_decoder_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        beam, lm = beam_settings(args)
+        decoder_kind = "beam" if (lm or args.words) and args.decoder == "greedy" else args.decoder
+        recognizer = Recognizer(args.model, args.batch_size, args.device)
+        decoder = make_decoder(decoder_kind, recognizer.model, beam, lm, read_words(args.words))
+    except (ConfigError, CheckpointError, ValueError, OSError) as err:
+        print(f"asr-decode: error: {err}", file=sys.stderr)
+        return 2
+    failures: list[tuple[str, str]] = []
+    try:
+        paths = expand_inputs(args.audio, failures)
+    except ManifestError as err:
+        print(f"asr-decode: error: {err}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=len(paths), unit="file", disable=len(paths) < 20, file=sys.stderr)
+    for post in recognizer.posteriors(paths, failures):
+        for d in recognizer.decode(post, decoder):
+            if args.json:
+                record = {"path": d.path, **d.hypothesis.to_dict(),
+                          "duration": round(d.duration, 3),
+                          "decode_seconds": round(d.seconds, 4)}
+                print(json.dumps(record), flush=True)
+            else:
+                print(f"{d.path}\t{d.hypothesis.text}", flush=True)
+        bar.update(len(post.paths))
+    bar.update(bar.total - bar.n)
+    bar.close()
+    if failures:
+        print(f"asr-decode: {len(failures)} file(s) not decoded:", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

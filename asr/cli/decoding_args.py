@@ -1,0 +1,62 @@
+"""Decoder options shared by ``asr-decode``, ``asr-eval`` and ``asr-lm tune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from asr.config_errors import ConfigError
+from asr.decode.beam import BeamConfig
+from asr.text.normalize import normalize_text
+
+
+def add_decoder_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("beam search")
+    g.add_argument("--lm", help="word n-gram language model (ARPA, e.g. from asr-lm build)")
+    g.add_argument("--words", help="closed vocabulary: a file with one word a line")
+    g.add_argument("--lm-params", help="alpha/beta file written by asr-lm tune")
+    g.add_argument("--beam-width", type=int, help="beams kept per frame (default 32)")
+    g.add_argument("--alpha", type=float, help="LM weight (default 0.5, or --lm-params)")
+    g.add_argument("--beta", type=float, help="word insertion bonus (default 1.0)")
+    g.add_argument("--hotwords", nargs="+", default=None, help="words or phrases to favour")
+    g.add_argument("--hotword-weight", type=float, help="bonus of a hotword (default 10)")
+    g.add_argument("--token-min-logp", type=float,
+                   help="tokens below this log posterior are not expanded (default -5)")
+    g.add_argument("--beam-prune-logp", type=float,
+                   help="drop beams this far below the best (default -10)")
+
+
+def read_words(path: str | None) -> list[str] | None:
+    """The closed vocabulary of ``--words``, normalized like training transcripts."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--words: {p}: no such file")
+    words = sorted({w for line in p.read_text(encoding="utf-8").splitlines()
+                    for w in normalize_text(line).split()})
+    if not words:
+        raise ConfigError(f"--words: {p} lists no words")
+    return words
+
+
+def beam_settings(args: argparse.Namespace) -> tuple[BeamConfig, str | None]:
+    """The :class:`BeamConfig` of the flags (over a ``--lm-params`` file) and the LM path."""
+    values: dict = {}
+    lm = args.lm
+    if args.lm_params:
+        p = Path(args.lm_params)
+        try:
+            tuned = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"--lm-params: {p}: not a readable asr-lm tune file "
+                              f"({err})") from None
+        values.update({k: tuned[k] for k in ("alpha", "beta", "beam_width") if k in tuned})
+        lm = lm or tuned.get("lm")
+    names = {f.name for f in fields(BeamConfig)}
+    for key, value in vars(args).items():
+        if key in names and value is not None:
+            values[key] = value
+    return BeamConfig(**values), lm
