@@ -86,7 +86,9 @@ def test_speed_perturb_changes_length():
     ({"hop_ms": 30.0}, "features.hop_ms"),
     ({"n_fft": 256}, "features.n_fft"),
     ({"stack": 0}, "features.stack"),
-    ({"normalize": "global"}, "features.normalize"),
+    ({"normalize": "speaker"}, "features.normalize"),
+    ({"global_mean": [0.0] * 3}, "features.global_mean"),
+    ({"global_std": [0.0] * 20}, "features.global_std"),
 ])
 def test_invalid_feature_config_names_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):

@@ -2,7 +2,8 @@
 # fsdd recipe: prepare the data, train the LSTM and the WaveNet, evaluate.
 # Usage: recipes/fsdd/run.sh [CORPUS_DIR] [--stage N] [--stop-stage M]
 # Leaves exp/fsdd_lstm/model.ckpt and exp/fsdd_wavenet/model.ckpt with metrics.json
-# (dev and, where the corpus has one, test WER/CER of the best checkpoint) beside them.
+# (dev and test WER/CER of the best checkpoint) and eval_test/ (greedy against closed-vocabulary
+# beam search over the ten digit words) beside them.
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
@@ -14,4 +15,13 @@ if run_stage 1; then
 fi
 if run_stage 2; then
     train_model fsdd_wavenet
+fi
+if run_stage 3; then
+    for model in fsdd_lstm fsdd_wavenet; do
+        [ -f "$ROOT/exp/$model/model.ckpt" ] || continue
+        log "evaluating $model on the test takes: greedy and closed-vocabulary beam search"
+        "$BIN/asr-eval" "$ROOT/exp/$model/model.ckpt" "$ROOT/data/fsdd/test.jsonl" \
+            --decoder greedy,beam --words "$(dirname "$0")/digits.txt" \
+            --out "$ROOT/exp/$model/eval_test"
+    done
 fi
