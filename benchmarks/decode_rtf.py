@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+import asr.decode.beam as beam_module
 from asr.data.manifest import read_manifest
 from asr.decode.beam import BeamConfig
 from asr.decode.recognizer import Recognizer, make_decoder
@@ -35,9 +36,14 @@ def main() -> int:
                              "transcripts when missing")
     parser.add_argument("--max-utterances", type=int, default=100)
     parser.add_argument("--beam-width", type=int, default=32)
+    parser.add_argument("--python-lm", action="store_true",
+                        help="score the LM with the pure-Python reader even if kenlm is installed")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.python_lm:
+        beam_module._kenlm = lambda: None
+    lm_backend = "kenlm" if beam_module._kenlm() is not None else "python"
     for path in (args.model, args.data):
         if not Path(path).is_file():
             print(f"decode_rtf: {path}: missing (run recipes/speechocean762/run.sh first)",
@@ -51,7 +57,7 @@ def main() -> int:
     utts = read_manifest(args.data)[:args.max_utterances]
     recognizer = Recognizer(args.model, batch_size=16)
     decoders = {"greedy": make_decoder("greedy", recognizer.model),
-                f"beam{args.beam_width}+3gram": make_decoder(
+                f"beam{args.beam_width}+3gram({lm_backend})": make_decoder(
                     "beam", recognizer.model, BeamConfig(beam_width=args.beam_width), str(lm))}
     audio = sum(u.duration for u in utts)
     print(f"model {args.model} ({sum(p.numel() for p in recognizer.model.model.parameters()):,}"
@@ -68,7 +74,7 @@ def main() -> int:
         rtf = (time.perf_counter() - t0) / audio
         target = targets.get(name, 0.10)
         rates = error_rates(refs, hyps)
-        print(f"{name:>16}: RTF {rtf:.4f} (target <= {target}: {rtf / target:.2f} of it) "
+        print(f"{name:>24}: RTF {rtf:.4f} (target <= {target}: {rtf / target:.2f} of it) "
               f"WER {100 * rates.wer:.1f}% CER {100 * rates.cer:.1f}%")
     return 0
 

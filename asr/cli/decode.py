@@ -18,7 +18,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words
+from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
 from asr.config_errors import ConfigError
 from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
@@ -58,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("audio", nargs="+", help="audio files, folders, globs or manifests")
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
     add_decoder_args(parser)
     return parser
 
@@ -93,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(len(post.paths))
     bar.update(bar.total - bar.n)
     bar.close()
-    if failures:
-        print(f"asr-decode: {len(failures)} file(s) not decoded:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return report_failures("asr-decode", failures)
 
 
 if __name__ == "__main__":

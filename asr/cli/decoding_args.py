@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from asr.text.normalize import normalize_text
 
 
 def add_decoder_args(parser: argparse.ArgumentParser) -> None:
+    """Model-running flags (``--batch-size``, ``--device``) and the beam search flags."""
+    parser.add_argument("--batch-size", type=int, default=16, help="files per forward pass")
+    parser.add_argument("--device", default="cpu", help="torch device of the forward pass")
     g = parser.add_argument_group("beam search")
     g.add_argument("--lm", help="word n-gram language model (ARPA, e.g. from asr-lm build)")
     g.add_argument("--words", help="closed vocabulary: a file with one word a line")
@@ -60,3 +64,13 @@ def beam_settings(args: argparse.Namespace) -> tuple[BeamConfig, str | None]:
         if key in names and value is not None:
             values[key] = value
     return BeamConfig(**values), lm
+
+
+def report_failures(prog: str, failures: list[tuple[str, str]]) -> int:
+    """List the files that could not be decoded on stderr; the exit status (1 if any)."""
+    if not failures:
+        return 0
+    print(f"{prog}: {len(failures)} file(s) not decoded:", file=sys.stderr)
+    for path, reason in failures:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1

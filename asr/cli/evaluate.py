@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words
+from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
 from asr.config_errors import ConfigError
 from asr.data.importers import CorpusFormatError, import_corpus
 from asr.data.manifest import ManifestError, Utterance, read_manifest
@@ -57,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoder", default="greedy,beam",
                         help="comma-separated decoders to compare (default greedy,beam)")
     parser.add_argument("--out", help="output folder (default <model folder>/eval_<data>)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
     add_decoder_args(parser)
     return parser
 
@@ -126,12 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     Console().print(table)
     print(f"written: {out}/eval.json, errors_<decoder>.txt")
-    if failures:
-        print(f"asr-eval: {len(failures)} file(s) not decoded:", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {path}: {reason}", file=sys.stderr)
-        return 1
-    return 0
+    return report_failures("asr-eval", failures)
 
 
 if __name__ == "__main__":

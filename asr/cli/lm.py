@@ -77,7 +77,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     beam, lm = beam_settings(args)
     if lm is None:
         raise ConfigError("--lm: tune needs a language model")
-    recognizer = Recognizer(args.model, args.batch_size)
+    recognizer = Recognizer(args.model, args.batch_size, args.device)
     decoder = BeamSearchDecoder(recognizer.model.vocab, beam, lm, read_words(args.words),
                                 recognizer.model.features.frame_shift)
     utterances = load_data(args.data)
@@ -132,7 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--random", type=int, default=0, help="random points instead of a grid")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-utterances", type=int, default=0, help="0 = all")
-    t.add_argument("--batch-size", type=int, default=16)
     add_decoder_args(t)
     t.set_defaults(func=cmd_tune)
     return parser
