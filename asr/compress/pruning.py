@@ -1,0 +1,98 @@
+"""Pruning masks of one weight matrix, one function per sparsity structure.
+
+Every function takes a 2-D ``weight`` (rows = outputs) and a target ``density`` (fraction of
+weights kept) and returns a boolean mask of the same shape, keeping the largest magnitudes
+within each group that the structure balances:
+
+* :func:`magnitude_prune`: the whole matrix (Deep Compression; unstructured);
+* :func:`block_prune`: whole ``(bh, bw)`` blocks ranked by their L2 norm;
+* :func:`bank_balanced_prune`: every bank of ``bank_size`` consecutive weights of a row keeps
+  the same number of non-zeros (BBS);
+* :func:`load_balanced_prune`: rows are interleaved over ``num_pes`` processing elements
+  (row ``r`` to PE ``r % num_pes``) and every PE keeps the same number of non-zeros
+  (ESE's load-balance-aware pruning).
+
+Ties are broken by position (stable sort), so masks are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from asr.config_errors import ConfigError, check
+
+
+def _check(weight: torch.Tensor, density: float, prefix: str) -> None:
+    if weight.dim() != 2:
+        raise ConfigError(f"{prefix}: pruning works on 2-D matrices, got shape "
+                          f"{tuple(weight.shape)}")
+    check(0.0 < density <= 1.0, f"{prefix}.density", "in (0, 1]", density)
+
+
+def _keep_top(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Mask of the ``keep`` largest entries along the last dimension of ``scores``."""
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    mask.scatter_(-1, order[..., :keep], True)
+    return mask
+
+
+def magnitude_prune(weight: torch.Tensor, density: float, prefix: str = "prune"
+                    ) -> torch.Tensor:
+    """Keep the ``round(density * numel)`` largest magnitudes of the matrix."""
+    _check(weight, density, prefix)
+    keep = max(1, round(density * weight.numel()))
+    return _keep_top(weight.detach().abs().flatten(), keep).view_as(weight)
+
+
+def block_prune(weight: torch.Tensor, density: float, block: tuple[int, int] = (4, 4),
+                prefix: str = "prune") -> torch.Tensor:
+    """Keep the ``round(density * blocks)`` blocks of largest L2 norm."""
+    _check(weight, density, prefix)
+    bh, bw = block
+    rows, cols = weight.shape
+    check(bh >= 1 and rows % bh == 0, f"{prefix}.block", f"a row count dividing {rows}", block)
+    check(bw >= 1 and cols % bw == 0, f"{prefix}.block", f"a column count dividing {cols}",
+          block)
+    norms = weight.detach().view(rows // bh, bh, cols // bw, bw).pow(2).sum(dim=(1, 3))
+    keep = max(1, round(density * norms.numel()))
+    blocks = _keep_top(norms.flatten(), keep).view_as(norms)
+    return blocks.repeat_interleave(bh, 0).repeat_interleave(bw, 1)
+
+
+def bank_balanced_prune(weight: torch.Tensor, density: float, bank_size: int = 16,
+                        prefix: str = "prune") -> torch.Tensor:
+    """Every bank (``bank_size`` consecutive weights of a row) keeps
+    ``round(density * bank_size)`` weights (at least one)."""
+    _check(weight, density, prefix)
+    rows, cols = weight.shape
+    check(bank_size >= 1 and cols % bank_size == 0, f"{prefix}.bank_size",
+          f"a divisor of the row length {cols}", bank_size)
+    keep = max(1, round(density * bank_size))
+    banks = weight.detach().abs().view(rows, cols // bank_size, bank_size)
+    return _keep_top(banks, keep).view(rows, cols)
+
+
+def load_balanced_prune(weight: torch.Tensor, density: float, num_pes: int = 32,
+                        prefix: str = "prune") -> torch.Tensor:
+    """Rows go to PEs round-robin; every PE keeps ``round(density * its weights)``."""
+    _check(weight, density, prefix)
+    rows, cols = weight.shape
+    check(num_pes >= 1 and rows % num_pes == 0, f"{prefix}.num_pes",
+          f"a divisor of the row count {rows} (every PE gets as many rows)", num_pes)
+    per_pe = rows // num_pes * cols
+    keep = max(1, round(density * per_pe))
+    # (rows // num_pes, num_pes, cols) -> PE-major: PE p holds rows p, p + N, p + 2N, ...
+    by_pe = weight.detach().abs().view(rows // num_pes, num_pes, cols).transpose(0, 1)
+    mask = _keep_top(by_pe.reshape(num_pes, per_pe), keep)
+    return mask.view(num_pes, rows // num_pes, cols).transpose(0, 1).reshape(rows, cols)
+
+
+PRUNERS: dict[str, Callable[..., torch.Tensor]] = {
+    "magnitude": magnitude_prune,
+    "block": block_prune,
+    "bank_balanced": bank_balanced_prune,
+    "load_balanced": load_balanced_prune,
+}
