@@ -103,8 +103,11 @@ def test_killed_run_resumes_from_its_step(tone_manifests, tmp_path):
     resumed = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=2",
                                                   "resume=true")))
     assert resumed["global_step"] == 2 * steps_per_epoch
+    # one continuous log: the rows before the kill are kept, and no step is trained twice
     steps = [int(r["step"]) for r in _csv(run) if r.get("train_loss")]
-    assert min(steps) >= steps_per_epoch  # the resumed run did not start again from step 0
+    assert sorted(steps) == steps and len(set(steps)) == len(steps)
+    assert min(steps) < steps_per_epoch <= max(steps)
+    assert len(steps) == 2 * steps_per_epoch  # log_every_n_steps=1
     fresh = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=1",
                                                 "overwrite=true")))
     assert fresh["global_step"] == steps_per_epoch

@@ -12,6 +12,7 @@ TensorBoard logs, ``model.ckpt`` (a copy of the best checkpoint) and ``metrics.j
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -43,6 +45,25 @@ def run_dir_of(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.run_dir)
+
+
+def _csv_logger(run_dir: Path, resumed_from: Path | None) -> CSVLogger:
+    """The CSV logger of ``run_dir/logs``; a resumed run keeps the rows logged before.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts; the rows up to
+    the resumed checkpoint's step are written back first (later ones would be logged twice).
+    """
+    logger = CSVLogger(run_dir, name="logs", version="")
+    path = Path(logger.log_dir) / "metrics.csv"
+    if resumed_from is None or not path.is_file():
+        return logger
+    step = torch.load(resumed_from, map_location="cpu", weights_only=False)["global_step"]
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("step", "") == "" or int(r["step"]) <= step]
+    writer = logger.experiment  # creating the writer removes the old file
+    writer.metrics = rows
+    writer.save()
+    return logger
 
 
 def _with_global_cmvn(cfg: DictConfig, spec: TrainSpec) -> TrainSpec:
@@ -94,7 +115,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks.append(EarlyStopping(monitor="val_wer", mode="min",
                                        patience=int(cfg.early_stopping_patience),
                                        check_on_train_epoch_end=False))
-    loggers = [CSVLogger(run_dir, name="logs", version=""),
+    loggers = [_csv_logger(run_dir, last if cfg.resume and last.exists() else None),
                TensorBoardLogger(run_dir, name="tensorboard", version="")]
     trainer = pl.Trainer(**spec.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
                          logger=loggers)
