@@ -36,3 +36,18 @@ train_model() {
     log "$exp: metrics in $run/metrics.json"
     cat "$run/metrics.json"
 }
+
+# prepare_and_train CORPUS: the stages every recipe shares. 0 runs recipes/CORPUS/prepare.sh
+# (with the recipe's first argument), 1 trains CORPUS_lstm, 2 trains CORPUS_wavenet.
+prepare_and_train() {
+    local corpus=$1
+    if run_stage 0; then
+        bash "$ROOT/recipes/$corpus/prepare.sh" ${ARGS[0]:+"${ARGS[0]}"}
+    fi
+    if run_stage 1; then
+        train_model "${corpus}_lstm"
+    fi
+    if run_stage 2; then
+        train_model "${corpus}_wavenet"
+    fi
+}

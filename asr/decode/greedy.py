@@ -8,15 +8,22 @@ from asr.decode.hypothesis import Hypothesis, words_from_frames
 from asr.text.vocab import CharVocab
 
 
+def _emissions(best: torch.Tensor, lengths: torch.Tensor, blank: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks over ``(batch, time)`` best tokens: the valid (unpadded) frames, and the frames
+    that emit a character (first of a run of repeats, not blank, not padding)."""
+    valid = torch.arange(best.shape[1], device=best.device)[None] < lengths[:, None]
+    changed = torch.ones_like(best, dtype=torch.bool)
+    changed[:, 1:] = best[:, 1:] != best[:, :-1]
+    return valid, valid & changed & (best != blank)
+
+
 def greedy_paths(logits: torch.Tensor, lengths: torch.Tensor, blank: int = 0
                  ) -> list[list[int]]:
     """Collapsed best paths of ``(batch, time, vocab)`` scores: argmax per frame, merge
     repeats, drop blanks and padded frames. All masking is done on the whole batch at once."""
     best = logits.argmax(dim=-1)                                    # (B, T)
-    valid = torch.arange(best.shape[1], device=best.device)[None] < lengths[:, None]
-    changed = torch.ones_like(best, dtype=torch.bool)
-    changed[:, 1:] = best[:, 1:] != best[:, :-1]
-    keep = valid & changed & (best != blank)
+    _, keep = _emissions(best, lengths, blank)
     flat = best[keep].tolist()
     counts = keep.sum(dim=1).tolist()
     out, start = [], 0
@@ -38,10 +45,7 @@ def greedy_hypotheses(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVo
     of the best path's frame posteriors)."""
     log_probs = logits.float().log_softmax(-1)
     best_logp, best = log_probs.max(dim=-1)                          # (B, T)
-    valid = torch.arange(best.shape[1], device=best.device)[None] < lengths[:, None]
-    changed = torch.ones_like(best, dtype=torch.bool)
-    changed[:, 1:] = best[:, 1:] != best[:, :-1]
-    keep = valid & changed & (best != vocab.blank_id)
+    valid, keep = _emissions(best, lengths, vocab.blank_id)
     confidence = ((best_logp * valid).sum(1) / lengths.clamp(min=1)).exp().tolist()
     hyps = []
     for b in range(best.shape[0]):

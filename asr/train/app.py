@@ -57,7 +57,9 @@ def _csv_logger(run_dir: Path, resumed_from: Path | None) -> CSVLogger:
     path = Path(logger.log_dir) / "metrics.csv"
     if resumed_from is None or not path.is_file():
         return logger
-    step = torch.load(resumed_from, map_location="cpu", weights_only=False)["global_step"]
+    # mmap: only the step is read, not the weights and optimizer state Lightning loads later
+    step = torch.load(resumed_from, map_location="cpu", weights_only=False,
+                      mmap=True)["global_step"]
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("step", "") == "" or int(r["step"]) <= step]
     writer = logger.experiment  # creating the writer removes the old file

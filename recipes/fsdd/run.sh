@@ -7,15 +7,7 @@
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
-if run_stage 0; then
-    bash "$(dirname "$0")/prepare.sh" ${ARGS[0]:+"${ARGS[0]}"}
-fi
-if run_stage 1; then
-    train_model fsdd_lstm
-fi
-if run_stage 2; then
-    train_model fsdd_wavenet
-fi
+prepare_and_train fsdd
 if run_stage 3; then
     for model in fsdd_lstm fsdd_wavenet; do
         [ -f "$ROOT/exp/$model/model.ckpt" ] || continue

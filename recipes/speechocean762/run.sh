@@ -13,15 +13,7 @@ lm_text=${LM_TEXT:-$ROOT/../shared/data/text/ljspeech-sentences.txt}
 lm=$ROOT/exp/lm/speechocean762_3gram.arpa
 params=$ROOT/exp/lm/speechocean762_params.json
 
-if run_stage 0; then
-    bash "$(dirname "$0")/prepare.sh" ${ARGS[0]:+"${ARGS[0]}"}
-fi
-if run_stage 1; then
-    train_model speechocean762_lstm
-fi
-if run_stage 2; then
-    train_model speechocean762_wavenet
-fi
+prepare_and_train speechocean762
 if run_stage 3; then
     log "stage 3: 3-gram LM from $lm_text and the training transcripts"
     texts=("$ROOT/data/speechocean762/train.jsonl")

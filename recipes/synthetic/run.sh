@@ -6,12 +6,4 @@
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
-if run_stage 0; then
-    bash "$(dirname "$0")/prepare.sh" ${ARGS[0]:+"${ARGS[0]}"}
-fi
-if run_stage 1; then
-    train_model synthetic_lstm
-fi
-if run_stage 2; then
-    train_model synthetic_wavenet
-fi
+prepare_and_train synthetic
