@@ -96,3 +96,22 @@ PRUNERS: dict[str, Callable[..., torch.Tensor]] = {
     "bank_balanced": bank_balanced_prune,
     "load_balanced": load_balanced_prune,
 }
+
+
+def prune_mask(weight: torch.Tensor, density: float, cfg, prefix: str = "compress.prune"
+               ) -> torch.Tensor | None:
+    """The mask of one matrix by a :class:`~asr.compress.config.PruneConfig` (its ``method``
+    and structure parameters); ``None`` when the matrix stays dense. Conv kernels
+    ``(out, in, k)`` are pruned as ``(out, in * k)`` matrices."""
+    if cfg.method == "none" or density >= 1.0:
+        return None
+    w = weight.detach().reshape(weight.shape[0], -1)
+    if cfg.method == "magnitude":
+        mask = magnitude_prune(w, density, prefix)
+    elif cfg.method == "block":
+        mask = block_prune(w, density, tuple(cfg.block), prefix)
+    elif cfg.method == "bank_balanced":
+        mask = bank_balanced_prune(w, density, cfg.bank_size, prefix)
+    else:
+        mask = load_balanced_prune(w, density, cfg.num_pes, prefix)
+    return mask.view(weight.shape)

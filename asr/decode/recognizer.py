@@ -15,6 +15,7 @@ from asr.decode.beam import BeamConfig, BeamSearchDecoder
 from asr.decode.greedy import greedy_hypotheses
 from asr.decode.hypothesis import Hypothesis
 from asr.features.extract import FeatureExtractor
+from asr.metrics import ErrorRates, error_rates
 from asr.train.checkpoint import AcousticModel, load_checkpoint
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
@@ -38,6 +39,13 @@ class Decoded:
     hypothesis: Hypothesis
     duration: float
     seconds: float  # this file's share of the forward time plus its decoding time
+
+
+def load_model(path: str | Path) -> AcousticModel:
+    """A training checkpoint (``model.ckpt``) or a compressed model (``asr-compress`` output)."""
+    from asr.compress.artifact import is_artifact, load_compressed
+
+    return load_compressed(path) if is_artifact(path) else load_checkpoint(path)
 
 
 def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None,
@@ -64,7 +72,7 @@ class Recognizer:
 
     def __init__(self, model: AcousticModel | str | Path, batch_size: int = 16,
                  device: str = "cpu"):
-        self.model = load_checkpoint(model) if isinstance(model, str | Path) else model
+        self.model = load_model(model) if isinstance(model, str | Path) else model
         self.model.model.to(device).eval()
         self.extractor = FeatureExtractor(self.model.features)
         self.batch_size = batch_size
@@ -105,3 +113,17 @@ class Recognizer:
         hyps = decoder(post.logits, post.lengths)
         share = (post.seconds + time.perf_counter() - t0) / len(hyps)
         return [Decoded(p, h, d, share) for p, h, d in zip(post.paths, hyps, post.durations)]
+
+
+def greedy_error_rates(model: AcousticModel, utterances: Sequence, batch_size: int = 16
+                       ) -> ErrorRates:
+    """Greedy-decoded WER/CER of ``model`` on manifest utterances (unreadable files skipped)."""
+    recognizer = Recognizer(model, batch_size)
+    decoder = make_decoder("greedy", recognizer.model)
+    texts = {u.audio_filepath: u.text for u in utterances}
+    refs, hyps = [], []
+    for post in recognizer.posteriors(list(texts), failures=[]):
+        for d in recognizer.decode(post, decoder):
+            refs.append(texts[d.path])
+            hyps.append(d.hypothesis.text)
+    return error_rates(refs, hyps)

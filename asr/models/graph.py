@@ -29,7 +29,7 @@ Op kinds and their semantics (``x`` is ``(time, features)``; one utterance):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -141,8 +141,16 @@ def conv1d_same(x: torch.Tensor, op: Conv1dOp) -> torch.Tensor:
     return ACTIVATIONS[op.activation](y[0].t())
 
 
-def lstm_layer(x: torch.Tensor, op: LSTMOp) -> torch.Tensor:
-    """:class:`LSTMOp` on ``(time, in)`` step by step, returning ``(time, out)``."""
+def track_range(ranges: dict[str, float] | None, name: str, x: torch.Tensor) -> None:
+    """Keep the largest magnitude seen of signal ``name`` (calibration of activation formats)."""
+    if ranges is not None and x.numel():
+        ranges[name] = max(ranges.get(name, 0.0), float(x.detach().abs().max()))
+
+
+def lstm_layer(x: torch.Tensor, op: LSTMOp, ranges: dict[str, float] | None = None
+               ) -> torch.Tensor:
+    """:class:`LSTMOp` on ``(time, in)`` step by step, returning ``(time, out)``; ``ranges``
+    collects the magnitudes of the cell state (``{name}.c``) and of ``m`` (``{name}.m``)."""
     sig, act = ACTIVATIONS[op.gate_activation], ACTIVATIONS[op.cell_activation]
     w = {n: getattr(op, n).to(x.dtype) for n in op.GATE_MATRICES}
     # The input products do not depend on the recurrence: one matrix product for all steps.
@@ -159,6 +167,8 @@ def lstm_layer(x: torch.Tensor, op: LSTMOp) -> torch.Tensor:
         o = sig(xo[t] + w["W_or"] @ y + op.b_o.to(x.dtype))
         c = f * c + i * g
         m = o * act(c)
+        track_range(ranges, f"{op.name}.c", c)
+        track_range(ranges, f"{op.name}.m", m)
         y = op.W_ym.to(x.dtype) @ m if op.W_ym is not None else m
         outputs.append(y)
     return torch.stack(outputs)
@@ -166,9 +176,15 @@ def lstm_layer(x: torch.Tensor, op: LSTMOp) -> torch.Tensor:
 
 @torch.no_grad()
 def run_graph(graph: InferenceGraph, features: torch.Tensor,
-              dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Execute ``graph`` on one utterance's ``(time, input_dim)`` features -> logits."""
+              dtype: torch.dtype = torch.float64, ranges: dict[str, float] | None = None
+              ) -> torch.Tensor:
+    """Execute ``graph`` on one utterance's ``(time, input_dim)`` features -> logits.
+
+    ``ranges`` (a dict, updated in place) collects the largest magnitude of the input
+    (``input``), of every op's output (by op name) and of the LSTM states: the calibration that
+    chooses activation formats."""
     x = features.to(dtype)
+    track_range(ranges, "input", x)
     skip = None
     for op in graph.ops:
         if isinstance(op, Conv1dOp):
@@ -183,9 +199,62 @@ def run_graph(graph: InferenceGraph, features: torch.Tensor,
                 raise ValueError(f"{op.name}: no residual block before the skip sum")
             x = skip
         elif isinstance(op, LSTMOp):
-            x = lstm_layer(x, op)
+            x = lstm_layer(x, op, ranges)
         elif isinstance(op, LinearOp):
             x = ACTIVATIONS[op.activation](x @ op.weight.to(dtype).t() + op.bias.to(dtype))
         else:  # pragma: no cover - the Op union is closed
             raise TypeError(f"unknown op {type(op).__name__}")
+        track_range(ranges, op.name, x)
     return x
+
+
+def _leaf_ops(graph: InferenceGraph) -> Iterator[Op]:
+    for op in graph.ops:
+        if isinstance(op, GatedResidualOp):
+            yield from (op.filter, op.gate, op.out)
+        else:
+            yield op
+
+
+def graph_parameters(graph: InferenceGraph) -> Iterator[tuple[str, str, object, str]]:
+    """Every weight matrix and bias of the graph as ``(key, kind, op, attribute)``: ``kind`` is
+    ``weight`` (keys as :meth:`InferenceGraph.matrices`) or ``bias`` (``{op}.bias``,
+    ``{lstm}.b_i`` ...), so that quantizers can replace them in place."""
+    for op in _leaf_ops(graph):
+        if isinstance(op, Conv1dOp | LinearOp):
+            yield op.name, "weight", op, "weight"
+            yield f"{op.name}.bias", "bias", op, "bias"
+        elif isinstance(op, LSTMOp):
+            for key in op.matrices():
+                yield key, "weight", op, key.rsplit(".", 1)[1]
+            for b in ("b_i", "b_f", "b_c", "b_o"):
+                yield f"{op.name}.{b}", "bias", op, b
+
+
+_OP_TYPES = {cls.__name__: cls for cls in (Conv1dOp, GatedResidualOp, SkipSumOp, LSTMOp,
+                                           LinearOp)}
+
+
+def _op_to_dict(op: Op) -> dict:
+    out: dict = {"op": type(op).__name__}
+    for f in fields(op):
+        value = getattr(op, f.name)
+        out[f.name] = _op_to_dict(value) if isinstance(value, Conv1dOp) else value
+    return out
+
+
+def _op_from_dict(d: dict) -> Op:
+    kwargs = {k: _op_from_dict(v) if isinstance(v, dict) and "op" in v else v
+              for k, v in d.items() if k != "op"}
+    return _OP_TYPES[d["op"]](**kwargs)
+
+
+def graph_to_dict(graph: InferenceGraph) -> dict:
+    """Plain dicts, lists and tensors (loadable with ``torch.load(weights_only=True)``)."""
+    return {"model_type": graph.model_type, "input_dim": graph.input_dim,
+            "vocab_size": graph.vocab_size, "ops": [_op_to_dict(op) for op in graph.ops]}
+
+
+def graph_from_dict(d: dict) -> InferenceGraph:
+    return InferenceGraph(d["model_type"], d["input_dim"], d["vocab_size"],
+                          [_op_from_dict(op) for op in d["ops"]])

@@ -110,6 +110,19 @@ class WaveNetCTC(nn.Module):
             skip = skip + out
         return self.conv2(self.conv1(skip)).transpose(1, 2)
 
+    def matrices(self) -> dict[str, torch.Tensor]:
+        """Every conv weight as an ``(out, in * kernel)`` view, under its graph name
+        (``conv_in``, ``block_{b}_{d}.conv_filter|conv_gate|conv_out``, ``conv1``, ``conv2``):
+        pruning a view prunes the model."""
+        convs = {"conv_in": self.conv_in.conv}
+        for name in self.layer_names:
+            layer: ResidualLayer = getattr(self, name)
+            for part in ("conv_filter", "conv_gate", "conv_out"):
+                convs[f"{name}.{part}"] = getattr(layer, part).conv
+        convs["conv1"] = self.conv1.conv
+        convs["conv2"] = self.conv2
+        return {k: c.weight.view(c.weight.shape[0], -1) for k, c in convs.items()}
+
     def export(self) -> InferenceGraph:
         ops: list = [self.conv_in.export("conv_in")]
         for name in self.layer_names:

@@ -1,0 +1,123 @@
+"""Storage accounting of a compressed model, per matrix as in Deep Compression's and ESE's
+tables: shape, non-zeros, density, value and index bits, padding entries, pointers, codebook,
+plain and Huffman-coded bytes, and the compression ratio against float32.
+
+Bits of one matrix (``entries`` = stored entries, padding included)::
+
+    plain   = entries * (value_bits + index_bits) + pointer_bits + codebook_bits
+    huffman = H(values) + H(indices) + pointer_bits + codebook_bits
+
+where ``H`` is the Huffman-coded size of the stream (:func:`asr.compress.huffman.huffman_bits`).
+CSC pointers are one per PE column (``num_pes * (cols + 1)``, each as wide as the largest PE's
+entry count needs); CSB needs none (every bank holds the same count). Biases and the per-
+partition fractional lengths are not counted (Deep Compression counts weights only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from asr.compress.artifact import storage_object
+from asr.compress.huffman import huffman_bits
+from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
+
+
+@dataclass
+class MatrixStorage:
+    name: str
+    shape: str
+    params: int
+    nnz: int
+    density: float
+    format: str
+    value_bits: int
+    index_bits: int
+    entries: int
+    padding: int
+    pointer_bits: int
+    codebook_bits: int
+    bytes: int
+    huffman_bytes: int
+
+    @property
+    def ratio(self) -> float:
+        return 4 * self.params / max(1, self.bytes)
+
+    @property
+    def huffman_ratio(self) -> float:
+        return 4 * self.params / max(1, self.huffman_bytes)
+
+
+def matrix_storage(name: str, entry: dict[str, Any]) -> MatrixStorage:
+    shape = entry["shape"]
+    params = math.prod(shape)
+    quant = entry["quant"]
+    value_bits = 32 if quant is None else int(quant["bits"])
+    codebook_bits = 0
+    if quant is not None and quant["kind"] == "codebook":
+        codebook_bits = quant["codebook"].numel() * 32
+    store = storage_object(entry)
+    pointer_bits = padding = index_bits = 0
+    if isinstance(store, CSCMatrix):
+        values, indices = store.values, store.rel_index
+        index_bits, padding = store.index_bits, store.padding
+        cols = store.col_counts.shape[1]
+        pointer_bits = store.num_pes * (cols + 1) * store.pointer_bits
+    elif isinstance(store, CSBMatrix):
+        values, indices = store.values.flatten(), store.positions.flatten()
+        index_bits = store.index_bits
+    else:
+        values = (torch.zeros(params, dtype=torch.int64) if quant is None
+                  else quant["codes"].flatten())
+        indices = torch.zeros(0, dtype=torch.int64)
+    entries = int(values.numel())
+    plain = entries * (value_bits + index_bits) + pointer_bits + codebook_bits
+    if quant is None:  # float values: Huffman coding does not apply
+        huff = plain
+    else:
+        huff = huffman_bits(values) + (huffman_bits(indices) if indices.numel() else 0) \
+            + pointer_bits + codebook_bits
+    return MatrixStorage(name, "x".join(map(str, shape)), params, entry["nnz"],
+                         entry["nnz"] / params, entry["storage"]["format"],
+                         value_bits, index_bits, entries, padding, pointer_bits, codebook_bits,
+                         math.ceil(plain / 8), math.ceil(huff / 8))
+
+
+def storage_table(artifact: dict[str, Any]) -> list[MatrixStorage]:
+    return [matrix_storage(name, entry) for name, entry in artifact["matrices"].items()]
+
+
+def totals(rows: list[MatrixStorage]) -> dict[str, float]:
+    params = sum(r.params for r in rows)
+    plain = sum(r.bytes for r in rows)
+    huff = sum(r.huffman_bytes for r in rows)
+    nnz = sum(r.nnz for r in rows)
+    return {"params": params, "nnz": nnz, "density": nnz / max(1, params),
+            "float32_bytes": 4 * params, "bytes": plain, "huffman_bytes": huff,
+            "ratio": 4 * params / max(1, plain), "huffman_ratio": 4 * params / max(1, huff)}
+
+
+def table_markdown(rows: list[MatrixStorage]) -> str:
+    head = ("| matrix | shape | non-zeros | density % | format | value bits | index bits | "
+            "padding | pointer bits | codebook bits | bytes | Huffman bytes | ratio |")
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.shape} | {r.nnz} | {100 * r.density:.1f} | {r.format} | "
+                     f"{r.value_bits} | {r.index_bits} | {r.padding} | {r.pointer_bits} | "
+                     f"{r.codebook_bits} | {r.bytes} | {r.huffman_bytes} | {r.ratio:.1f}x |")
+    t = totals(rows)
+    lines.append(f"| **total** | {t['params']} weights | {t['nnz']} | {100 * t['density']:.1f} "
+                 f"| | | | | | | {t['bytes']} | {t['huffman_bytes']} | {t['ratio']:.1f}x "
+                 f"({t['huffman_ratio']:.1f}x Huffman) |")
+    return "\n".join(lines) + "\n"
+
+
+def table_json(rows: list[MatrixStorage]) -> str:
+    return json.dumps({"matrices": [{**asdict(r), "ratio": r.ratio,
+                                     "huffman_ratio": r.huffman_ratio} for r in rows],
+                       "total": totals(rows)}, indent=2)

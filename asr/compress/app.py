@@ -1,0 +1,247 @@
+"""``asr-compress``: the Hydra app that turns a trained checkpoint into the sparse low-bit model.
+
+    asr-compress model=exp/fsdd_lstm/model.ckpt compress=ese out=exp/fsdd_lstm/ese.model
+    asr-compress model=... compress=bbs data=fsdd finetune.max_epochs=5 out=...   # fine-tune
+    asr-compress -m model=... compress.prune.density=0.05,0.1 \
+        out='exp/s/d${compress.prune.density}.model'
+
+Without fine-tuning (``finetune.max_epochs=0``) it prunes one-shot and quantizes post-training;
+with ``data=<corpus>`` and epochs it fine-tunes under the preset's schedule (AGP, one-shot or
+DSD) with quantization-aware training, through Lightning. Beside ``out`` it writes
+``<stem>.config.yaml`` (the resolved config), ``<stem>.storage.md``/``.json`` (the per-matrix
+storage table) and, when data is given, ``<stem>.metrics.json`` (greedy WER/CER of the float
+and the compressed model on the dev set).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from asr.audio import AudioError, load_audio
+from asr.compress.accounting import storage_table, table_json, table_markdown, totals
+from asr.compress.artifact import build_artifact, compressed_acoustic_model, save_artifact
+from asr.compress.callback import CompressionCallback
+from asr.compress.config import CompressConfig, validate_against_model
+from asr.compress.pruning import prune_mask
+from asr.config_errors import ConfigError, check
+from asr.data.datamodule import CTCDataModule
+from asr.data.manifest import ManifestError, read_manifest
+from asr.decode.recognizer import greedy_error_rates
+from asr.features.extract import FeatureExtractor
+from asr.train.checkpoint import AcousticModel, CheckpointError, load_checkpoint
+from asr.train.config import CONF_DIR, DataConfig, _structured, check_trainer_args
+from asr.train.module import CTCModule
+
+log = logging.getLogger("asr-compress")
+
+TOP_LEVEL_KEYS = {"compress", "data", "trainer", "model", "out", "seed", "resume", "finetune",
+                  "calibration", "evaluate", "max_eval_utterances"}
+
+
+@dataclass
+class FinetuneConfig:
+    max_epochs: int = 0
+    lr: float = 3e-4
+    warmup_steps: int = 0
+    qat: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.max_epochs >= 0, "finetune.max_epochs", ">= 0", self.max_epochs)
+        check(self.lr > 0, "finetune.lr", "> 0", self.lr)
+        check(self.warmup_steps >= 0, "finetune.warmup_steps", ">= 0", self.warmup_steps)
+
+
+@dataclass
+class CalibrationConfig:
+    manifest: str | None = None
+    max_utterances: int = 32
+
+    def __post_init__(self) -> None:
+        check(self.max_utterances >= 0, "calibration.max_utterances", ">= 0",
+              self.max_utterances)
+
+
+@dataclass
+class CompressJob:
+    """The validated pieces of an ``asr-compress`` config."""
+
+    compress: CompressConfig
+    finetune: FinetuneConfig
+    calibration: CalibrationConfig
+    data: DataConfig | None
+    model: AcousticModel
+    densities: dict[str, float]
+    out: Path
+
+
+def validate_compress_config(cfg: DictConfig) -> CompressJob:
+    """Check everything (including the preset against the model's matrices) before any work."""
+    unknown = set(cfg.keys()) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: "
+                          f"{sorted(TOP_LEVEL_KEYS)}")
+    for key in ("model", "out"):
+        if OmegaConf.is_missing(cfg, key):
+            raise ConfigError(f"{key}: must be set (model=CKPT out=PATH)")
+    compress = _structured(CompressConfig, cfg.compress, "compress")
+    finetune = _structured(FinetuneConfig, cfg.finetune, "finetune")
+    calibration = _structured(CalibrationConfig, cfg.calibration, "calibration")
+    data = _structured(DataConfig, cfg.data, "data") if cfg.get("data") else None
+    if finetune.max_epochs > 0 and data is None:
+        raise ConfigError("finetune.max_epochs: fine-tuning needs data=<corpus> (its train "
+                          "manifest)")
+    check_trainer_args(OmegaConf.to_container(cfg.trainer, resolve=True))
+    for manifest in ([data.train_manifest, data.val_manifest] if data else []) + \
+            [calibration.manifest]:
+        if manifest is not None and not Path(manifest).is_file():
+            raise ManifestError(f"{manifest}: no such manifest (prepare the data first)")
+    out = Path(cfg.out)
+    if out.suffix != ".model":
+        raise ConfigError(f"out: {out}: expected a path ending in .model")
+    model = load_checkpoint(cfg.model)
+    densities = validate_against_model(compress, model.model.matrices(),
+                                       model.model.model_type)
+    return CompressJob(compress, finetune, calibration, data, model, densities, out)
+
+
+def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
+    """Fine-tune under the compression callback; returns the final masks."""
+    ckpt = torch.load(cfg.model, map_location="cpu", weights_only=False)
+    hp = dict(ckpt["hyper_parameters"])
+    optim = {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
+                           "lr": job.finetune.lr},
+             "warmup_steps": job.finetune.warmup_steps, "schedule": "cosine",
+             "min_lr_ratio": 0.1}
+    module = CTCModule(hp["model"], hp["features"], hp["vocab_tokens"], optim)
+    module.load_state_dict(ckpt["state_dict"])
+    run_dir = job.out.with_suffix(".finetune")
+    callback = CompressionCallback(job.compress, job.densities, qat=job.finetune.qat)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saver = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+                            every_n_train_steps=50)
+    trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
+                    "max_epochs": job.finetune.max_epochs}
+    trainer = pl.Trainer(**trainer_args, default_root_dir=str(run_dir),
+                         callbacks=[callback, saver],
+                         logger=CSVLogger(run_dir, name="logs", version=""))
+    d = job.data
+    datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=hp["features"],
+                               augment=d.augment, batch=d.batch, cache_dir=d.cache_dir,
+                               seed=int(cfg.seed))
+    trainer.fit(module, datamodule,
+                ckpt_path=str(last) if cfg.resume and last.exists() else None)
+    # The schedule's end point (a mask refresh may fall between the last steps).
+    views = {k: v for k, v in module.model.matrices().items() if k in job.densities}
+    callback.update_masks(views, callback.total_steps)
+    with torch.no_grad():
+        for name, mask in callback.masks.items():
+            views[name].mul_(mask)
+    job.model.model.load_state_dict(module.model.state_dict())
+    job.model.model.eval()
+    return callback.masks
+
+
+def _one_shot(job: CompressJob) -> dict[str, torch.Tensor]:
+    masks = {}
+    with torch.no_grad():
+        for name, view in job.model.model.matrices().items():
+            mask = prune_mask(view, job.densities.get(name, 1.0), job.compress.prune)
+            if mask is not None:
+                view.mul_(mask)
+                masks[name] = mask
+    return masks
+
+
+def _calibration_features(job: CompressJob) -> list[torch.Tensor]:
+    manifest = job.calibration.manifest or (job.data.val_manifest if job.data else None)
+    if manifest is None or job.calibration.max_utterances == 0:
+        return []
+    extractor = FeatureExtractor(job.model.features)
+    feats = []
+    for utt in read_manifest(manifest)[:job.calibration.max_utterances]:
+        try:
+            feats.append(extractor(load_audio(utt.audio_filepath,
+                                              job.model.features.sample_rate)))
+        except AudioError as err:
+            log.warning("calibration: skipping %s", err)
+    return feats
+
+
+def compress(cfg: DictConfig) -> dict[str, Any]:
+    """Validate, prune/fine-tune, quantize, write the artifact; returns its summary."""
+    job = validate_compress_config(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    float_model = copy.deepcopy(job.model)
+    if job.finetune.max_epochs > 0:
+        masks = _finetune(cfg, job)
+    else:
+        masks = _one_shot(job)
+    body = build_artifact(job.model.model, masks, job.densities, job.compress,
+                          _calibration_features(job))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    rows = storage_table(body)
+    summary: dict[str, Any] = {"storage": totals(rows)}
+    meta = {"model_config": job.model.model_config, "features": vars(job.model.features),
+            "vocab_tokens": job.model.vocab.tokens}
+    if cfg.evaluate and job.data is not None:
+        utts = read_manifest(job.data.val_manifest)
+        if cfg.max_eval_utterances:
+            utts = utts[:int(cfg.max_eval_utterances)]
+        float_rates = greedy_error_rates(float_model, utts)
+        comp_rates = greedy_error_rates(compressed_acoustic_model({**body, **meta}), utts)
+        summary["dev"] = {"manifest": job.data.val_manifest, "utterances": len(utts),
+                          "float": float_rates.to_dict(), "compressed": comp_rates.to_dict()}
+    save_artifact(job.out, body, **meta, compress=resolved, source=str(cfg.model),
+                  metrics=summary)
+    stem = job.out.with_suffix("")
+    Path(f"{stem}.config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    Path(f"{stem}.storage.md").write_text(table_markdown(rows))
+    Path(f"{stem}.storage.json").write_text(table_json(rows))
+    Path(f"{stem}.metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _print_summary(out: str, summary: dict[str, Any]) -> None:
+    s = summary["storage"]
+    print(f"asr-compress: wrote {out}: {s['nnz']}/{s['params']} weights kept "
+          f"({100 * s['density']:.1f}%), {s['bytes']} bytes, {s['ratio']:.1f}x smaller than "
+          f"float32 ({s['huffman_ratio']:.1f}x with Huffman coding)")
+    if "dev" in summary:
+        f, c = summary["dev"]["float"], summary["dev"]["compressed"]
+        print(f"asr-compress: dev WER float {100 * f['wer']:.2f}% -> compressed "
+              f"{100 * c['wer']:.2f}% (CER {100 * f['cer']:.2f}% -> {100 * c['cer']:.2f}%)")
+
+
+# Its own config root (conf/asr_compress: the compress, data and trainer groups linked in):
+# asr-train's `model` group would otherwise claim the `model=CKPT` override.
+@hydra.main(config_path=str(CONF_DIR / "asr_compress"), config_name="asr_compress",
+            version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        summary = compress(cfg)
+    except (ConfigError, ManifestError, AudioError, CheckpointError) as err:
+        print(f"asr-compress: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    _print_summary(cfg.out, summary)
+    return summary.get("dev", {}).get("compressed", {}).get("wer")
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

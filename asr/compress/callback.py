@@ -1,0 +1,154 @@
+"""Pruning schedules, DSD and quantization-aware training as one Lightning callback.
+
+The model's weights are the *latent* float weights that the optimizer updates. Around every
+training step the callback
+
+1. refreshes the masks when the schedule moves (one-shot, AGP every ``frequency`` steps, DSD's
+   sparse/dense phases), ranking the latent weights;
+2. writes ``Q(latent * mask)`` into the weights before the forward pass (``Q`` is the weight
+   quantizer once QAT has begun, the identity before);
+3. puts the latent weights back before the optimizer step, so the gradient taken at the
+   quantized point updates the latent weights: the straight-through estimator;
+4. re-applies the masks after the step, so pruned weights stay exactly zero.
+
+Validation sees the pruned, quantized model. k-means weight sharing keeps each weight's
+cluster fixed once QAT begins and moves every centroid to its cluster's mean latent weight:
+Deep Compression's centroid fine-tuning (the centroid follows its cluster's mean gradient).
+Masks and the schedule's position travel in Lightning checkpoints, so a killed fine-tuning
+resumes with the same masks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from asr.compress.config import CompressConfig
+from asr.compress.pruning import prune_mask
+from asr.compress.quantize import quantize_matrix
+from asr.compress.schedule import density_at, prune_progress
+
+
+class CompressionCallback(pl.Callback):
+    """Applies ``cfg``'s pruning schedule and QAT to ``pl_module.model``.
+
+    Args:
+        cfg: the compression config (prune, quant, schedule).
+        densities: target density of every matrix (from ``validate_against_model``).
+        qat: quantize weights during fine-tuning (from ``schedule.qat_begin`` on).
+    """
+
+    def __init__(self, cfg: CompressConfig, densities: dict[str, float], qat: bool = True):
+        self.cfg = cfg
+        self.densities = densities
+        self.qat = qat and cfg.quant.weights.kind != "none"
+        self.masks: dict[str, torch.Tensor] = {}
+        self.progress: float | None = None
+        self.total_steps = 0
+        self._latent: dict[str, torch.Tensor] | None = None
+        self._clusters: dict[str, torch.Tensor] = {}
+
+    # -- the schedule -------------------------------------------------------------------------
+    def _views(self, pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
+        views = pl_module.model.matrices()
+        return {k: views[k] for k in self.densities}
+
+    def update_masks(self, views: dict[str, torch.Tensor], step: int) -> None:
+        progress = prune_progress(self.cfg.schedule, step, self.total_steps)
+        if progress == self.progress:
+            return
+        self.progress = progress
+        self.masks = {}
+        for name, w in views.items():
+            mask = prune_mask(w, density_at(self.densities[name], progress), self.cfg.prune)
+            if mask is not None:
+                self.masks[name] = mask
+        self._clusters = {}  # cluster membership follows the masks
+
+    def qat_active(self, step: int) -> bool:
+        return self.qat and step >= self.cfg.schedule.qat_begin * self.total_steps
+
+    # -- latent <-> applied weights -----------------------------------------------------------
+    def _fake_quant(self, name: str, latent: torch.Tensor) -> torch.Tensor:
+        fmt, mask = self.cfg.quant.weights, self.masks.get(name)
+        if fmt.kind == "kmeans":
+            if name not in self._clusters:
+                self._clusters[name] = quantize_matrix(latent, fmt, mask).codes
+            codes = self._clusters[name]
+            k = 1 << fmt.bits
+            keep = codes >= 0
+            sums = torch.zeros(k, dtype=latent.dtype).index_add_(0, codes[keep], latent[keep])
+            counts = torch.bincount(codes[keep], minlength=k).clamp_min(1)
+            return torch.where(keep, (sums / counts)[codes.clamp_min(0)],
+                               torch.zeros_like(latent))
+        q = quantize_matrix(latent, fmt, mask, self.cfg.prune.num_pes, self.cfg.prune.bank_size)
+        return q.dequantize().to(latent.dtype)
+
+    @torch.no_grad()
+    def apply(self, pl_module: pl.LightningModule, quantize: bool) -> None:
+        """Stash the latent weights and write the masked (and quantized) ones in their place."""
+        views = self._views(pl_module)
+        self._latent = {k: v.detach().clone() for k, v in views.items()}
+        for name, view in views.items():
+            w = self._latent[name]
+            if name in self.masks:
+                w = w * self.masks[name]
+            if quantize:
+                w = self._fake_quant(name, w)
+            view.copy_(w)
+
+    @torch.no_grad()
+    def restore(self, pl_module: pl.LightningModule) -> None:
+        if self._latent is None:
+            return
+        for name, view in self._views(pl_module).items():
+            view.copy_(self._latent[name])
+        self._latent = None
+
+    @torch.no_grad()
+    def _mask_latent(self, pl_module: pl.LightningModule) -> None:
+        for name, view in self._views(pl_module).items():
+            if name in self.masks:
+                view.mul_(self.masks[name])
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.total_steps = int(trainer.estimated_stepping_batches)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        self.update_masks(self._views(pl_module), step)
+        self.apply(pl_module, self.qat_active(step))
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        self.restore(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.restore(pl_module)  # a skipped optimizer step (NaN loss) still restores
+        self._mask_latent(pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.apply(pl_module, self.qat_active(trainer.global_step))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.restore(pl_module)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Leave the masked latent weights: the artifact quantizes them (after batch-norm
+        # folding, for WaveNet) with the same quantizer.
+        self.restore(pl_module)
+        self._mask_latent(pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": self.masks, "progress": self.progress}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.masks = state_dict["masks"]
+        self.progress = state_dict["progress"]

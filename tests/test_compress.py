@@ -1,0 +1,217 @@
+"""Compression: schedules, config validation, the fine-tuning callback, the artifact and
+asr-compress end to end on the tiny tone model."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from asr.cli.decode import main as decode_main
+from asr.compress.accounting import matrix_storage, totals
+from asr.compress.app import compress
+from asr.compress.artifact import (
+    ArtifactError,
+    GraphModel,
+    load_compressed,
+    read_artifact,
+    storage_object,
+)
+from asr.compress.config import (
+    CompressConfig,
+    NumberFormatConfig,
+    PruneConfig,
+    QuantConfig,
+    ScheduleConfig,
+    StorageConfig,
+    layer_type,
+    validate_against_model,
+)
+from asr.compress.schedule import agp_progress, prune_progress
+from asr.config_errors import ConfigError
+from asr.models import LSTMCTC, WaveNetCTC
+from asr.models.graph import run_graph
+from asr.train.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_compress(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf" / "asr_compress"),
+                               version_base="1.3"):
+        return compose(config_name="asr_compress", overrides=list(overrides))
+
+
+def tone_data(root) -> list[str]:
+    return ["data=synthetic", f"data.train_manifest={root}/train.jsonl",
+            f"data.val_manifest={root}/dev.jsonl", "data.test_manifest=null",
+            "data.cache_dir=null", "data.batch.num_workers=0", "data.batch.max_batch_size=4",
+            "data.augment.speed_factors=[1.0]", "data.augment.freq_masks=0",
+            "data.augment.time_masks=0", "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1"]
+
+
+def test_schedules():
+    assert agp_progress(0.0) == 0.0 and agp_progress(1.0) == 1.0
+    assert agp_progress(0.5) == pytest.approx(0.875)          # 1 - (1 - p)^3
+    agp = ScheduleConfig(kind="agp", begin=0.0, end=0.5, frequency=10)
+    assert prune_progress(agp, 0, 100) == 0.0
+    assert prune_progress(agp, 19, 100) == pytest.approx(agp_progress(10 / 50))  # held
+    assert prune_progress(agp, 60, 100) == 1.0
+    dsd = ScheduleConfig(kind="dsd", cycles=1, final_sparse=True)
+    assert [prune_progress(dsd, s, 90) for s in (0, 29, 30, 59, 60, 89)] == [1, 1, 0, 0, 1, 1]
+    assert prune_progress(ScheduleConfig(kind="one_shot"), 0, 0) == 1.0
+
+
+def test_layer_types_and_invalid_combinations_fail_naming_the_key():
+    lstm = LSTMCTC(80, 29, hidden_size=64, proj_size=32, num_layers=1)
+    mats = lstm.matrices()
+    assert {layer_type(n, "lstm") for n in mats} == {"input", "recurrent", "projection",
+                                                    "output"}
+    bbs = CompressConfig(prune=PruneConfig("bank_balanced", 0.25, {"output": 1.0},
+                                           bank_size=24), storage=StorageConfig("csb", 5))
+    with pytest.raises(ConfigError, match=r"compress\.prune\.bank_size.*layers\.0\.W_ix"):
+        validate_against_model(bbs, mats, "lstm")
+    narrow = CompressConfig(prune=PruneConfig("bank_balanced", 0.25, {"output": 1.0},
+                                              bank_size=16), storage=StorageConfig("csb", 3))
+    with pytest.raises(ConfigError, match=r"compress\.storage\.index_bits"):
+        validate_against_model(narrow, mats, "lstm")
+    ese = CompressConfig(prune=PruneConfig("load_balanced", 0.1, num_pes=32))
+    with pytest.raises(ConfigError, match=r"compress\.prune\.num_pes.*output"):
+        validate_against_model(ese, mats, "lstm")                # 29 output rows
+    with pytest.raises(ConfigError, match=r"compress\.quant\.weights\.bits"):
+        QuantConfig(weights=NumberFormatConfig(bits=0))
+    with pytest.raises(ConfigError, match=r"compress\.prune\.targets"):
+        validate_against_model(CompressConfig(prune=PruneConfig(
+            "magnitude", 0.5, {"W_typo": 0.1})), mats, "lstm")
+    wavenet = WaveNetCTC(20, 29, channels=16, blocks=1, dilations=(1, 2), kernel=3)
+    assert {layer_type(n, "wavenet") for n in wavenet.matrices()} == {"conv", "output"}
+
+
+def test_wavenet_matrices_are_views_of_the_model():
+    model = WaveNetCTC(20, 29, channels=16, blocks=1, dilations=(1, 2), kernel=3)
+    views = model.matrices()
+    assert views["block_0_2.conv_gate"].shape == (16, 48)
+    with torch.no_grad():
+        views["block_0_2.conv_gate"].zero_()
+    assert model.block_0_2.conv_gate.conv.weight.abs().sum() == 0
+    assert set(views) == set(model.export().matrices())
+
+
+def _check_artifact(path: Path, density: float, method: str) -> dict:
+    art = read_artifact(path)
+    for name, entry in art["matrices"].items():
+        q = entry["quant"]
+        store = storage_object(entry)
+        if entry["target_density"] < 1.0:
+            mask = entry["mask"].reshape(entry["shape"][0], -1)
+            if method == "load_balanced":   # every PE keeps the same count
+                per_pe = mask.view(-1, 8, mask.shape[1]).sum(dim=(0, 2))
+                assert len(set(per_pe.tolist())) == 1, name
+            if method == "bank_balanced":
+                banks = mask.view(mask.shape[0], -1, 8).sum(dim=2)
+                assert len(set(banks.flatten().tolist())) == 1, name
+            assert abs(mask.float().mean().item() - density) < 0.05, name
+            assert torch.equal(store.to_dense(), q["codes"].reshape(mask.shape)), name
+    return art
+
+
+def test_asr_compress_post_training_writes_a_decodable_artifact(tone_model, tone_manifests,
+                                                               tmp_path, capsys):
+    out = tmp_path / "ese.model"
+    summary = compress(compose_compress(
+        f"model={tone_model}", "compress=ese", "compress.prune.num_pes=8", f"out={out}",
+        *tone_data(tone_manifests)))
+    art = _check_artifact(out, 0.11, "load_balanced")
+    assert art["compress"]["compress"]["name"] == "ese"
+    assert art["activations"]["input"]["bits"] == 16
+    assert summary["storage"]["ratio"] > 4
+    assert (tmp_path / "ese.storage.md").read_text().startswith("| matrix |")
+    assert (tmp_path / "ese.config.yaml").is_file()
+    # asr-decode reads the artifact like a checkpoint
+    wav = tone_manifests / "audio" / "u1_0.wav"
+    assert decode_main([str(out), str(wav)]) == 0
+    assert str(wav) in capsys.readouterr().out
+    assert "compressed" in summary["dev"]
+
+
+def test_uncompressed_artifact_computes_what_the_float_model_computes(tone_model, tmp_path):
+    out = tmp_path / "none.model"
+    compress(compose_compress(f"model={tone_model}", "compress=none", f"out={out}"))
+    model = load_checkpoint(tone_model).model
+    comp = load_compressed(out)
+    x = torch.randn(2, 30, model.input_dim)
+    lengths = torch.tensor([30, 21])
+    with torch.no_grad():
+        ref = model(x, lengths)
+        got = comp.model(x, lengths)
+    assert torch.allclose(ref[0], got[0], atol=1e-4)
+    assert torch.allclose(ref[1, :21], got[1, :21], atol=1e-4)
+    assert isinstance(comp.model, GraphModel)
+
+
+def test_quantized_graph_holds_the_dequantized_integers(tone_model, tmp_path):
+    out = tmp_path / "bbs.model"
+    compress(compose_compress(f"model={tone_model}", "compress=bbs", "compress.prune.bank_size=8",
+                              "compress.prune.density=0.25", f"out={out}"))
+    art = _check_artifact(out, 0.25, "bank_balanced")
+    graph = load_compressed(out).model.graph
+    mats = graph.matrices()
+    for name, entry in art["matrices"].items():
+        q = entry["quant"]
+        value = q["codes"].double() * torch.pow(2.0, -q["frac"].double())
+        assert torch.equal(mats[name].double(), value), name
+        assert storage_object(entry) is None or entry["storage"]["format"] == "csb"
+    # the 16-bit weights of the logits' matrix differ from float by at most half a step
+    x = torch.randn(12, graph.input_dim)
+    assert run_graph(graph, x).shape == (12, graph.vocab_size)
+
+
+def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_manifests,
+                                                             tmp_path):
+    out = tmp_path / "dc.model"
+    summary = compress(compose_compress(
+        f"model={tone_model}", "compress=deep_compression", "compress.prune.density=0.3",
+        "compress.schedule.frequency=2", "finetune.max_epochs=2", "finetune.lr=3e-3",
+        f"out={out}", *tone_data(tone_manifests)))
+    art = read_artifact(out)
+    for name, entry in art["matrices"].items():
+        q = entry["quant"]
+        assert q["kind"] == "codebook" and q["codebook"].numel() == 32
+        if entry["target_density"] < 1.0:
+            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+            assert bool((q["codes"][~entry["mask"]] == -1).all())
+    ckpt = torch.load(tmp_path / "dc.finetune" / "checkpoints" / "last.ckpt",
+                      weights_only=False)
+    state = next(v for k, v in ckpt["callbacks"].items() if "CompressionCallback" in k)
+    assert state["progress"] == 1.0 and len(state["masks"]) == len(art["matrices"]) - 1
+    t = summary["storage"]
+    assert t["huffman_bytes"] < t["bytes"]
+    assert summary["dev"]["compressed"]["cer"] < 0.5      # still recognizes the tones
+
+
+def test_storage_accounting_counts_entries_pointers_and_codebooks():
+    entry = {"shape": [8, 4], "nnz": 3, "quant": {"kind": "fixed", "bits": 12,
+                                                   "codes": torch.zeros(8, 4, dtype=torch.int64)},
+             "storage": {"format": "csc", "shape": (8, 4), "num_pes": 2, "index_bits": 4,
+                         "values": torch.tensor([5, 0, 7, 1]),
+                         "rel_index": torch.tensor([0, 15, 0, 2]),
+                         "col_counts": torch.tensor([[1, 0, 2, 0], [0, 1, 0, 0]]),
+                         "padding": 1, "fill": 0}}
+    row = matrix_storage("w", entry)
+    # 4 entries of 12 + 4 bits; pointers: 2 PEs x 5 pointers x 2 bits (largest PE holds 3)
+    assert row.entries == 4 and row.pointer_bits == 20
+    assert row.bytes == (4 * 16 + 20 + 7) // 8
+    assert totals([row])["ratio"] == pytest.approx(4 * 32 / row.bytes)
+
+
+def test_corrupt_or_foreign_files_are_named(tmp_path, tone_model):
+    bad = tmp_path / "x.model"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ArtifactError, match="x.model"):
+        read_artifact(bad)
+    with pytest.raises(ConfigError, match="out"):
+        compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.bin"))
+    with pytest.raises(ConfigError, match="finetune.max_epochs"):
+        compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
+                                  "finetune.max_epochs=1"))
