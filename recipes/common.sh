@@ -51,3 +51,34 @@ prepare_and_train() {
         train_model "${corpus}_wavenet"
     fi
 }
+
+# compress_models CORPUS [overrides...]: asr-compress every trained model of CORPUS with the
+# ese and bbs presets, fine-tuning COMPRESS_EPOCHS epochs (default 8) on the corpus; leaves
+# exp/CORPUS_MODEL/{ese,bbs}.model beside model.ckpt. A finished artifact is skipped and a
+# killed fine-tuning resumes.
+compress_models() {
+    local corpus=$1; shift
+    local model preset run resume extra
+    for model in lstm wavenet; do
+        run=$ROOT/exp/${corpus}_$model
+        if [ ! -f "$run/model.ckpt" ]; then
+            log "$run/model.ckpt missing: train it first (stages 1-2)"
+            continue
+        fi
+        extra=()
+        # WaveNet's 1x1 input conv has as many columns as features (20): left dense.
+        [ "$model" = wavenet ] && extra+=("+compress.prune.targets.conv_in=1.0")
+        for preset in ese bbs; do
+            if [ -f "$run/$preset.model" ]; then
+                log "${corpus}_$model: $preset.model done earlier, skipping"
+                continue
+            fi
+            resume=false
+            [ -f "$run/$preset.finetune/checkpoints/last.ckpt" ] && resume=true
+            log "${corpus}_$model: compressing with the $preset preset"
+            (cd "$ROOT" && "$BIN/asr-compress" "model=$run/model.ckpt" "compress=$preset" \
+                "data=$corpus" "finetune.max_epochs=${COMPRESS_EPOCHS:-8}" \
+                "out=$run/$preset.model" "resume=$resume" "${extra[@]}" "$@")
+        done
+    done
+}

@@ -201,7 +201,7 @@ def test_storage_accounting_counts_entries_pointers_and_codebooks():
     row = matrix_storage("w", entry)
     # 4 entries of 12 + 4 bits; pointers: 2 PEs x 5 pointers x 2 bits (largest PE holds 3)
     assert row.entries == 4 and row.pointer_bits == 20
-    assert row.bytes == (4 * 16 + 20 + 7) // 8
+    assert row.bytes == (4 * 16 + 20 + 7) // 8 and row.entry_bytes == 8
     assert totals([row])["ratio"] == pytest.approx(4 * 32 / row.bytes)
 
 
@@ -215,3 +215,23 @@ def test_corrupt_or_foreign_files_are_named(tmp_path, tone_model):
     with pytest.raises(ConfigError, match="finetune.max_epochs"):
         compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
                                   "finetune.max_epochs=1"))
+
+
+def test_sweep_table_tabulates_wer_against_density(tone_model, tone_manifests, tmp_path):
+    from asr.compress.sweep_table import load_points, markdown_table
+
+    for method in ("magnitude", "block"):
+        for density in (1.0, 0.25):
+            compress(compose_compress(
+                f"model={tone_model}", "compress=none", f"compress.prune.method={method}",
+                f"compress.prune.density={density}", "+compress.prune.targets.output=1.0",
+                f"out={tmp_path}/{method}_{density}.model", *tone_data(tone_manifests)))
+    points = load_points(f"{tmp_path}/*.model")
+    assert len(points) == 4
+    table = markdown_table(points, "compress.prune.method", "compress.prune.density")
+    lines = table.splitlines()
+    assert lines[2] == "| compress.prune.method \\ compress.prune.density | 1.0 | 0.25 |"
+    assert lines[4].startswith("| block | ") and lines[5].startswith("| magnitude | ")
+    # at density 1.0 every method is the float model
+    float_wer = points[0][1]["dev"]["float"]["wer"]
+    assert f"{100 * float_wer:.2f} (100.0%)" in lines[4]

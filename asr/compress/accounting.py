@@ -2,7 +2,8 @@
 tables: shape, non-zeros, density, value and index bits, padding entries, pointers, codebook,
 plain and Huffman-coded bytes, and the compression ratio against float32.
 
-Bits of one matrix (``entries`` = stored entries, padding included)::
+Bits of one matrix (``entries`` = stored entries, padding included; ESE's table counts the
+first term only, reported as ``entry_bytes``)::
 
     plain   = entries * (value_bits + index_bits) + pointer_bits + codebook_bits
     huffman = H(values) + H(indices) + pointer_bits + codebook_bits
@@ -41,6 +42,7 @@ class MatrixStorage:
     padding: int
     pointer_bits: int
     codebook_bits: int
+    entry_bytes: int      # values and indices only: ESE's "bytes" column
     bytes: int
     huffman_bytes: int
 
@@ -85,6 +87,7 @@ def matrix_storage(name: str, entry: dict[str, Any]) -> MatrixStorage:
     return MatrixStorage(name, "x".join(map(str, shape)), params, entry["nnz"],
                          entry["nnz"] / params, entry["storage"]["format"],
                          value_bits, index_bits, entries, padding, pointer_bits, codebook_bits,
+                         math.ceil(entries * (value_bits + index_bits) / 8),
                          math.ceil(plain / 8), math.ceil(huff / 8))
 
 
@@ -96,24 +99,29 @@ def totals(rows: list[MatrixStorage]) -> dict[str, float]:
     params = sum(r.params for r in rows)
     plain = sum(r.bytes for r in rows)
     huff = sum(r.huffman_bytes for r in rows)
+    entry = sum(r.entry_bytes for r in rows)
     nnz = sum(r.nnz for r in rows)
     return {"params": params, "nnz": nnz, "density": nnz / max(1, params),
-            "float32_bytes": 4 * params, "bytes": plain, "huffman_bytes": huff,
+            "float32_bytes": 4 * params, "entry_bytes": entry, "bytes": plain,
+            "huffman_bytes": huff, "entry_ratio": 4 * params / max(1, entry),
             "ratio": 4 * params / max(1, plain), "huffman_ratio": 4 * params / max(1, huff)}
 
 
 def table_markdown(rows: list[MatrixStorage]) -> str:
     head = ("| matrix | shape | non-zeros | density % | format | value bits | index bits | "
-            "padding | pointer bits | codebook bits | bytes | Huffman bytes | ratio |")
-    lines = [head, "|" + "---|" * 13]
+            "padding | pointer bits | codebook bits | value+index bytes | bytes | "
+            "Huffman bytes | ratio |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(f"| {r.name} | {r.shape} | {r.nnz} | {100 * r.density:.1f} | {r.format} | "
                      f"{r.value_bits} | {r.index_bits} | {r.padding} | {r.pointer_bits} | "
-                     f"{r.codebook_bits} | {r.bytes} | {r.huffman_bytes} | {r.ratio:.1f}x |")
+                     f"{r.codebook_bits} | {r.entry_bytes} | {r.bytes} | {r.huffman_bytes} | "
+                     f"{r.ratio:.1f}x |")
     t = totals(rows)
     lines.append(f"| **total** | {t['params']} weights | {t['nnz']} | {100 * t['density']:.1f} "
-                 f"| | | | | | | {t['bytes']} | {t['huffman_bytes']} | {t['ratio']:.1f}x "
-                 f"({t['huffman_ratio']:.1f}x Huffman) |")
+                 f"| | | | | | | {t['entry_bytes']} ({t['entry_ratio']:.1f}x) | {t['bytes']} | "
+                 f"{t['huffman_bytes']} | {t['ratio']:.1f}x ({t['huffman_ratio']:.1f}x "
+                 "Huffman) |")
     return "\n".join(lines) + "\n"
 
 

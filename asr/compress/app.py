@@ -217,8 +217,9 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
 def _print_summary(out: str, summary: dict[str, Any]) -> None:
     s = summary["storage"]
     print(f"asr-compress: wrote {out}: {s['nnz']}/{s['params']} weights kept "
-          f"({100 * s['density']:.1f}%), {s['bytes']} bytes, {s['ratio']:.1f}x smaller than "
-          f"float32 ({s['huffman_ratio']:.1f}x with Huffman coding)")
+          f"({100 * s['density']:.1f}%); against float32: {s['entry_ratio']:.1f}x for values "
+          f"and indices (ESE's count), {s['ratio']:.1f}x with pointers and codebooks, "
+          f"{s['huffman_ratio']:.1f}x Huffman-coded")
     if "dev" in summary:
         f, c = summary["dev"]["float"], summary["dev"]["compressed"]
         print(f"asr-compress: dev WER float {100 * f['wer']:.2f}% -> compressed "

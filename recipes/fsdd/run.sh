@@ -3,7 +3,9 @@
 # Usage: recipes/fsdd/run.sh [CORPUS_DIR] [--stage N] [--stop-stage M]
 # Leaves exp/fsdd_lstm/model.ckpt and exp/fsdd_wavenet/model.ckpt with metrics.json
 # (dev and test WER/CER of the best checkpoint) and eval_test/ (greedy against closed-vocabulary
-# beam search over the ten digit words) beside them.
+# beam search over the ten digit words) beside them; stage 4 compresses both with the ese and
+# bbs presets (ese.model, bbs.model, with their storage tables and dev WER) and stage 5
+# evaluates the compressed models on the test takes (eval_test_ese/, eval_test_bbs/).
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
@@ -15,5 +17,19 @@ if run_stage 3; then
         "$BIN/asr-eval" "$ROOT/exp/$model/model.ckpt" "$ROOT/data/fsdd/test.jsonl" \
             --decoder greedy,beam --words "$(dirname "$0")/digits.txt" \
             --out "$ROOT/exp/$model/eval_test"
+    done
+fi
+if run_stage 4; then
+    compress_models fsdd data.batch.max_batch_size=16
+fi
+if run_stage 5; then
+    for model in fsdd_lstm fsdd_wavenet; do
+        for preset in ese bbs; do
+            [ -f "$ROOT/exp/$model/$preset.model" ] || continue
+            log "evaluating $model/$preset.model on the test takes"
+            "$BIN/asr-eval" "$ROOT/exp/$model/$preset.model" "$ROOT/data/fsdd/test.jsonl" \
+                --decoder greedy,beam --words "$(dirname "$0")/digits.txt" \
+                --out "$ROOT/exp/$model/eval_test_$preset"
+        done
     done
 fi
