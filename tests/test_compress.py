@@ -235,3 +235,50 @@ def test_sweep_table_tabulates_wer_against_density(tone_model, tone_manifests, t
     # at density 1.0 every method is the float model
     float_wer = points[0][1]["dev"]["float"]["wer"]
     assert f"{100 * float_wer:.2f} (100.0%)" in lines[4]
+
+
+def test_callback_dsd_phases_ste_and_masks_with_a_stub_trainer():
+    from types import SimpleNamespace
+
+    from asr.compress.callback import CompressionCallback
+
+    cfg = CompressConfig(prune=PruneConfig("magnitude", 0.5, {"output": 1.0}),
+                         quant=QuantConfig(weights=NumberFormatConfig("fixed", 6)),
+                         storage=StorageConfig("dense"),
+                         schedule=ScheduleConfig(kind="dsd", cycles=1, final_sparse=True))
+    torch.manual_seed(0)
+    module = SimpleNamespace(model=LSTMCTC(16, 29, hidden_size=16, proj_size=8, num_layers=1))
+    views = module.model.matrices()
+    densities = validate_against_model(cfg, views, "lstm")
+    trainer = SimpleNamespace(global_step=0, estimated_stepping_batches=30,
+                              sanity_checking=False)
+    cb = CompressionCallback(cfg, densities)
+    cb.on_fit_start(trainer, module)
+    name = "layers.0.W_ir"
+    for step in range(30):
+        trainer.global_step = step
+        sparse = step < 10 or step >= 20
+        cb.on_train_batch_start(trainer, module, None, step)
+        applied = views[name].detach().clone()
+        density = (applied != 0).float().mean().item()
+        if sparse:
+            assert density == pytest.approx(0.5, abs=0.01)
+        elif step > 10:     # dense again: pruned weights restart from zero and then grow
+            assert density > 0.9
+        # the forward pass sees 6-bit values: at most 64 distinct ones, on one power-of-two grid
+        assert len(torch.unique(applied)) <= 64
+        # 6-bit DFP: frac = 4 - floor(log2(max)); one bit finer covers a max rounded upwards
+        grid = 2.0 ** (5 - torch.floor(torch.log2(applied.abs().max())))
+        assert torch.equal(applied * grid, torch.round(applied * grid))
+        cb.on_before_optimizer_step(trainer, module, None)
+        latent = views[name].detach().clone()
+        assert not torch.equal(latent, applied)   # the optimizer steps from the float latent
+        with torch.no_grad():
+            views[name].add_(0.01)                        # an optimizer step
+        cb.on_train_batch_end(trainer, module, None, None, step)
+        if sparse:
+            assert torch.equal(views[name] == 0, ~cb.masks[name])
+        else:
+            assert name not in cb.masks                    # DSD's dense phase: no mask
+    state = cb.state_dict()
+    assert state["progress"] == 1.0 and name in state["masks"]

@@ -102,7 +102,6 @@ class StorageConfig:
 
     format: str = "csc"
     index_bits: int = 4
-    huffman: bool = False
 
     def __post_init__(self) -> None:
         check(self.format in STORAGE, "compress.storage.format", f"one of {STORAGE}",
