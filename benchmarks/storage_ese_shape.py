@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from asr.compress.accounting import storage_table, totals
 from asr.compress.artifact import build_artifact
 from asr.compress.config import CompressConfig, validate_against_model
-from asr.compress.pruning import prune_mask
+from asr.compress.pruning import prune_model
 from asr.models import LSTMCTC
 from asr.train.config import CONF_DIR, _structured
 
@@ -43,13 +43,7 @@ def main() -> None:
         m = LSTMCTC(inputs, 32, hidden_size=1024, proj_size=512, num_layers=1)
         views = m.matrices()
         densities = validate_against_model(cfg, views, "lstm")
-        masks = {}
-        with torch.no_grad():
-            for key, view in views.items():
-                mask = prune_mask(view, densities[key], cfg.prune)
-                if mask is not None:
-                    view.mul_(mask)
-                    masks[key] = mask
+        masks = prune_model(views, densities, cfg.prune)
         rows = [r for r in storage_table(build_artifact(m, masks, densities, cfg))
                 if r.name != "output"]   # ESE's figures cover the LSTM layer's 9 matrices
         t = totals(rows)

@@ -35,7 +35,7 @@ from asr.compress.accounting import storage_table, table_json, table_markdown, t
 from asr.compress.artifact import build_artifact, compressed_acoustic_model, save_artifact
 from asr.compress.callback import CompressionCallback
 from asr.compress.config import CompressConfig, validate_against_model
-from asr.compress.pruning import prune_mask
+from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError, check
 from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
@@ -154,17 +154,6 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
     return callback.masks
 
 
-def _one_shot(job: CompressJob) -> dict[str, torch.Tensor]:
-    masks = {}
-    with torch.no_grad():
-        for name, view in job.model.model.matrices().items():
-            mask = prune_mask(view, job.densities.get(name, 1.0), job.compress.prune)
-            if mask is not None:
-                view.mul_(mask)
-                masks[name] = mask
-    return masks
-
-
 def _calibration_features(job: CompressJob) -> list[torch.Tensor]:
     manifest = job.calibration.manifest or (job.data.val_manifest if job.data else None)
     if manifest is None or job.calibration.max_utterances == 0:
@@ -188,7 +177,7 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
     if job.finetune.max_epochs > 0:
         masks = _finetune(cfg, job)
     else:
-        masks = _one_shot(job)
+        masks = prune_model(job.model.model.matrices(), job.densities, job.compress.prune)
     body = build_artifact(job.model.model, masks, job.densities, job.compress,
                           _calibration_features(job))
     resolved = OmegaConf.to_container(cfg, resolve=True)

@@ -115,3 +115,17 @@ def prune_mask(weight: torch.Tensor, density: float, cfg, prefix: str = "compres
     else:
         mask = load_balanced_prune(w, density, cfg.num_pes, prefix)
     return mask.view(weight.shape)
+
+
+@torch.no_grad()
+def prune_model(matrices: dict[str, torch.Tensor], densities: dict[str, float], cfg
+                ) -> dict[str, torch.Tensor]:
+    """One-shot pruning: zero every matrix (a view into the model) to its density in place;
+    returns the masks of the pruned ones."""
+    masks = {}
+    for name, view in matrices.items():
+        mask = prune_mask(view, densities.get(name, 1.0), cfg)
+        if mask is not None:
+            view.mul_(mask)
+            masks[name] = mask
+    return masks
