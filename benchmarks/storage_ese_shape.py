@@ -14,7 +14,7 @@ import argparse
 import time
 
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
 from asr.compress.accounting import storage_table, totals
 from asr.compress.artifact import build_artifact
@@ -25,8 +25,10 @@ from asr.train.config import CONF_DIR, _structured
 
 
 def preset(name: str) -> CompressConfig:
-    return _structured(CompressConfig, OmegaConf.load(CONF_DIR / "compress" / f"{name}.yaml"),
-                       "compress")
+    """A preset as asr-compress composes it (presets extend ``none.yaml``)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
+        cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model"])
+    return _structured(CompressConfig, cfg.compress, "compress")
 
 
 def main() -> None:
