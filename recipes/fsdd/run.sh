@@ -9,27 +9,27 @@
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
+# evaluate_test FILE OUT: greedy and closed-vocabulary beam search on the test takes.
+evaluate_test() {
+    [ -f "$1" ] || return 0
+    log "evaluating $1 on the test takes: greedy and closed-vocabulary beam search"
+    "$BIN/asr-eval" "$1" "$ROOT/data/fsdd/test.jsonl" --decoder greedy,beam \
+        --words "$(dirname "$0")/digits.txt" --out "$2"
+}
+
 prepare_and_train fsdd
-if run_stage 3; then
-    for model in fsdd_lstm fsdd_wavenet; do
-        [ -f "$ROOT/exp/$model/model.ckpt" ] || continue
-        log "evaluating $model on the test takes: greedy and closed-vocabulary beam search"
-        "$BIN/asr-eval" "$ROOT/exp/$model/model.ckpt" "$ROOT/data/fsdd/test.jsonl" \
-            --decoder greedy,beam --words "$(dirname "$0")/digits.txt" \
-            --out "$ROOT/exp/$model/eval_test"
-    done
-fi
+for model in fsdd_lstm fsdd_wavenet; do
+    if run_stage 3; then
+        evaluate_test "$ROOT/exp/$model/model.ckpt" "$ROOT/exp/$model/eval_test"
+    fi
+done
 if run_stage 4; then
     compress_models fsdd data.batch.max_batch_size=16
 fi
-if run_stage 5; then
-    for model in fsdd_lstm fsdd_wavenet; do
-        for preset in ese bbs; do
-            [ -f "$ROOT/exp/$model/$preset.model" ] || continue
-            log "evaluating $model/$preset.model on the test takes"
-            "$BIN/asr-eval" "$ROOT/exp/$model/$preset.model" "$ROOT/data/fsdd/test.jsonl" \
-                --decoder greedy,beam --words "$(dirname "$0")/digits.txt" \
-                --out "$ROOT/exp/$model/eval_test_$preset"
-        done
+for model in fsdd_lstm fsdd_wavenet; do
+    for preset in ese bbs; do
+        if run_stage 5; then
+            evaluate_test "$ROOT/exp/$model/$preset.model" "$ROOT/exp/$model/eval_test_$preset"
+        fi
     done
-fi
+done
