@@ -112,6 +112,9 @@ def validate_compress_config(cfg: DictConfig) -> CompressJob:
     if out.suffix != ".model":
         raise ConfigError(f"out: {out}: expected a path ending in .model")
     model = load_checkpoint(cfg.model)
+    if getattr(model.model, "bidirectional", False):
+        raise ConfigError(f"model: {cfg.model} is a bidirectional LSTM; the sparse engine "
+                          "runs unidirectional ones (as ESE)")
     densities = validate_against_model(compress, model.model.matrices(),
                                        model.model.model_type)
     return CompressJob(compress, finetune, calibration, data, model, densities, out)
