@@ -21,14 +21,14 @@ from asr.compress.artifact import build_artifact
 from asr.compress.config import CompressConfig, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.models import LSTMCTC
-from asr.train.config import CONF_DIR, _structured
+from asr.train.config import CONF_DIR, structured_config
 
 
 def preset(name: str) -> CompressConfig:
     """A preset as asr-compress composes it (presets extend ``none.yaml``)."""
     with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
         cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model"])
-    return _structured(CompressConfig, cfg.compress, "compress")
+    return structured_config(CompressConfig, cfg.compress, "compress")
 
 
 def main() -> None:

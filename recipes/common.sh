@@ -82,3 +82,23 @@ compress_models() {
         done
     done
 }
+
+# import_and_split SRC FORMAT OUT [split options...]: stage 0 imports the corpus at SRC (an
+# asr-data import --format) into OUT/all.jsonl; stage 1 splits it with the given asr-data split
+# options and prints the statistics of the parts it wrote.
+import_and_split() {
+    local src=$1 format=$2 out=$3; shift 3
+    if run_stage 0; then
+        log "stage 0: import $src"
+        "$BIN/asr-data" import "$src" --format "$format" --out "$out/all.jsonl"
+    fi
+    if run_stage 1; then
+        log "stage 1: split ($*)"
+        "$BIN/asr-data" split "$out/all.jsonl" --out-dir "$out" "$@"
+        local parts=()
+        for part in train dev test; do
+            [ -s "$out/$part.jsonl" ] && parts+=("$out/$part.jsonl")
+        done
+        "$BIN/asr-data" stats "${parts[@]}"
+    fi
+}

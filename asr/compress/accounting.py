@@ -73,11 +73,10 @@ def matrix_storage(name: str, entry: dict[str, Any]) -> MatrixStorage:
     elif isinstance(store, CSBMatrix):
         values, indices = store.values.flatten(), store.positions.flatten()
         index_bits = store.index_bits
-    else:
-        values = (torch.zeros(params, dtype=torch.int64) if quant is None
-                  else quant["codes"].flatten())
+    else:  # dense: every weight stored, no index
+        values = None if quant is None else quant["codes"].flatten()
         indices = torch.zeros(0, dtype=torch.int64)
-    entries = int(values.numel())
+    entries = params if values is None else int(values.numel())
     plain = entries * (value_bits + index_bits) + pointer_bits + codebook_bits
     if quant is None:  # float values: Huffman coding does not apply
         huff = plain

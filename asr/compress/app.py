@@ -42,7 +42,7 @@ from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.recognizer import greedy_error_rates
 from asr.features.extract import FeatureExtractor
 from asr.train.checkpoint import AcousticModel, CheckpointError, load_checkpoint
-from asr.train.config import CONF_DIR, DataConfig, _structured, check_trainer_args
+from asr.train.config import CONF_DIR, DataConfig, check_trainer_args, structured_config
 from asr.train.module import CTCModule
 
 log = logging.getLogger("asr-compress")
@@ -96,10 +96,10 @@ def validate_compress_config(cfg: DictConfig) -> CompressJob:
     for key in ("model", "out"):
         if OmegaConf.is_missing(cfg, key):
             raise ConfigError(f"{key}: must be set (model=CKPT out=PATH)")
-    compress = _structured(CompressConfig, cfg.compress, "compress")
-    finetune = _structured(FinetuneConfig, cfg.finetune, "finetune")
-    calibration = _structured(CalibrationConfig, cfg.calibration, "calibration")
-    data = _structured(DataConfig, cfg.data, "data") if cfg.get("data") else None
+    compress = structured_config(CompressConfig, cfg.compress, "compress")
+    finetune = structured_config(FinetuneConfig, cfg.finetune, "finetune")
+    calibration = structured_config(CalibrationConfig, cfg.calibration, "calibration")
+    data = structured_config(DataConfig, cfg.data, "data") if cfg.get("data") else None
     if finetune.max_epochs > 0 and data is None:
         raise ConfigError("finetune.max_epochs: fine-tuning needs data=<corpus> (its train "
                           "manifest)")
@@ -122,14 +122,13 @@ def validate_compress_config(cfg: DictConfig) -> CompressJob:
 
 def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
     """Fine-tune under the compression callback; returns the final masks."""
-    ckpt = torch.load(cfg.model, map_location="cpu", weights_only=False)
-    hp = dict(ckpt["hyper_parameters"])
     optim = {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
                            "lr": job.finetune.lr},
              "warmup_steps": job.finetune.warmup_steps, "schedule": "cosine",
              "min_lr_ratio": 0.1}
-    module = CTCModule(hp["model"], hp["features"], hp["vocab_tokens"], optim)
-    module.load_state_dict(ckpt["state_dict"])
+    features = vars(job.model.features)
+    module = CTCModule(job.model.model_config, features, job.model.vocab.tokens, optim)
+    module.model.load_state_dict(job.model.model.state_dict())
     run_dir = job.out.with_suffix(".finetune")
     callback = CompressionCallback(job.compress, job.densities, qat=job.finetune.qat)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -141,7 +140,7 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
                          callbacks=[callback, saver],
                          logger=CSVLogger(run_dir, name="logs", version=""))
     d = job.data
-    datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=hp["features"],
+    datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=features,
                                augment=d.augment, batch=d.batch, cache_dir=d.cache_dir,
                                seed=int(cfg.seed))
     trainer.fit(module, datamodule,
@@ -176,7 +175,8 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
     """Validate, prune/fine-tune, quantize, write the artifact; returns its summary."""
     job = validate_compress_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True)
-    float_model = copy.deepcopy(job.model)
+    evaluate = bool(cfg.evaluate) and job.data is not None
+    float_model = copy.deepcopy(job.model) if evaluate else None
     if job.finetune.max_epochs > 0:
         masks = _finetune(cfg, job)
     else:
@@ -188,7 +188,7 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"storage": totals(rows)}
     meta = {"model_config": job.model.model_config, "features": vars(job.model.features),
             "vocab_tokens": job.model.vocab.tokens}
-    if cfg.evaluate and job.data is not None:
+    if evaluate:
         utts = read_manifest(job.data.val_manifest)
         if cfg.max_eval_utterances:
             utts = utts[:int(cfg.max_eval_utterances)]

@@ -34,6 +34,7 @@ from asr.compress.quantize import (
     quantize_matrix,
 )
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
+from asr.features.config import FeatureConfig
 from asr.models.graph import (
     InferenceGraph,
     graph_from_dict,
@@ -41,6 +42,8 @@ from asr.models.graph import (
     graph_to_dict,
     run_graph,
 )
+from asr.text.vocab import CharVocab
+from asr.train.checkpoint import AcousticModel
 
 ARTIFACT_FORMAT = "asr-fpga/sparse-low-bit-model"
 ARTIFACT_VERSION = 1
@@ -159,14 +162,6 @@ def read_artifact(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def is_artifact(path: str | Path) -> bool:
-    try:
-        read_artifact(path)
-    except ArtifactError:
-        return False
-    return True
-
-
 def quantized_tensor(entry: dict[str, Any]) -> QuantizedTensor:
     return QuantizedTensor(**entry)
 
@@ -202,18 +197,14 @@ def load_graph(artifact: dict[str, Any]) -> InferenceGraph:
     return graph_from_dict(artifact["graph"])
 
 
-def load_compressed(path: str | Path):
+def load_compressed(path: str | Path) -> AcousticModel:
     """An :class:`~asr.train.checkpoint.AcousticModel` running the artifact's quantized graph,
     for ``asr-decode`` and ``asr-eval``."""
     return compressed_acoustic_model(read_artifact(path), str(path))
 
 
-def compressed_acoustic_model(data: dict[str, Any], path: str = "<memory>"):
+def compressed_acoustic_model(data: dict[str, Any], path: str = "<memory>") -> AcousticModel:
     """The :class:`~asr.train.checkpoint.AcousticModel` of an artifact's dict."""
-    from asr.features.config import FeatureConfig
-    from asr.text.vocab import CharVocab
-    from asr.train.checkpoint import AcousticModel
-
     model = GraphModel(load_graph(data)).eval()
     return AcousticModel(model, CharVocab(data["vocab_tokens"]),
                          FeatureConfig(**data["features"]), dict(data["model_config"]),

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from asr.audio import AudioError, load_audio
+from asr.compress.artifact import load_compressed
 from asr.decode.beam import BeamConfig, BeamSearchDecoder
 from asr.decode.greedy import greedy_hypotheses
 from asr.decode.hypothesis import Hypothesis
@@ -42,10 +43,9 @@ class Decoded:
 
 
 def load_model(path: str | Path) -> AcousticModel:
-    """A training checkpoint (``model.ckpt``) or a compressed model (``asr-compress`` output)."""
-    from asr.compress.artifact import is_artifact, load_compressed
-
-    return load_compressed(path) if is_artifact(path) else load_checkpoint(path)
+    """A compressed model (``*.model``, the suffix asr-compress writes) or a training
+    checkpoint (anything else); the file is read once."""
+    return load_compressed(path) if Path(path).suffix == ".model" else load_checkpoint(path)
 
 
 def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None,

@@ -73,7 +73,7 @@ class TrainSpec:
     trainer: dict[str, Any]
 
 
-def _structured(schema: type, node: Any, prefix: str) -> Any:
+def structured_config(schema: type, node: Any, prefix: str) -> Any:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         return OmegaConf.to_object(merged)
@@ -117,7 +117,7 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: "
                           f"{sorted(TOP_LEVEL_KEYS)}")
-    data = _structured(DataConfig, cfg.data, "data")
+    data = structured_config(DataConfig, cfg.data, "data")
     if "???" in (data.train_manifest, data.val_manifest):
         raise ConfigError("data.train_manifest and data.val_manifest must be set")
     features = FeatureConfig.from_dict(OmegaConf.to_container(cfg.features, resolve=True))
@@ -127,7 +127,7 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
         if key in model:
             raise ConfigError(f"model.{key}: derived from the features and the vocabulary; "
                               "remove it from the model config")
-    optim_cfg = _structured(OptimConfig, cfg.optim, "optim")
+    optim_cfg = structured_config(OptimConfig, cfg.optim, "optim")
     _check_target(optim_cfg.optimizer, "optim.optimizer", provided=("params",))
     if not optim_cfg.optimizer.get("_partial_", False):
         raise ConfigError("optim.optimizer._partial_: must be true (the parameters are "
