@@ -1,0 +1,79 @@
+"""Sigmoid and tanh units: a ROM looked up by the top bits of the input code.
+
+The unit's input is an ``activation_bits``-wide code with ``int_bits = log2(input_range)``
+integer bits (inputs beyond the range were saturated on the way in: both functions are flat
+there). Its output has ``activation_bits - 1`` fraction bits (range [-1, 1)).
+
+- ``lut``: ``entries`` values; entry ``k`` covers input codes ``[lo + k*w, lo + (k+1)*w)`` with
+  ``w = 2**(bits - log2(entries))`` and holds the function at the bin's centre, rounded to the
+  nearest code (computed once in float64, then only integers are used).
+- ``pwl``: ``segments + 1`` table points at the bin edges; between them the output is
+  ``y_k + round((y_{k+1} - y_k) * (q - x_k) / w)`` (the rounding is the engine's mode): a
+  multiplier, an adder and a shifter, exact in integers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from hw.arith import shift_round
+from hw.config import ActivationUnitConfig
+
+FUNCTIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
+@dataclass
+class ActivationUnit:
+    function: str
+    kind: str
+    bits: int           # input and output width
+    in_frac: int
+    out_frac: int
+    table: torch.Tensor  # int64: entries (lut) or segments + 1 points (pwl)
+    rounding: str
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1))
+
+    @property
+    def bin_shift(self) -> int:
+        size = self.table.numel() - (self.kind == "pwl")
+        return self.bits - int(math.log2(size))
+
+    def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        """Look up every code of ``q`` (already in the unit's input format)."""
+        offset = q - self.lo
+        k = torch.bitwise_right_shift(offset, self.bin_shift)
+        if self.kind == "lut":
+            return self.table[k]
+        y0, y1 = self.table[k], self.table[k + 1]
+        dx = offset - torch.bitwise_left_shift(k, self.bin_shift)
+        return y0 + shift_round((y1 - y0) * dx, self.bin_shift, self.rounding)
+
+    def to_dict(self) -> dict:
+        return {"function": self.function, "kind": self.kind, "bits": self.bits,
+                "in_frac": self.in_frac, "out_frac": self.out_frac,
+                "table": self.table.tolist()}
+
+
+def build_activation_unit(function: str, cfg: ActivationUnitConfig, bits: int,
+                          rounding: str) -> ActivationUnit:
+    """The ROM of ``function`` for a unit configured by ``cfg`` on ``bits``-wide codes."""
+    fn = FUNCTIONS[function]
+    in_frac = bits - 1 - cfg.input_int_bits
+    out_frac = bits - 1
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if cfg.kind == "lut":
+        size = cfg.entries
+        width = (1 << bits) // size
+        x = (lo + torch.arange(size, dtype=torch.float64) * width + width / 2) * 2.0 ** -in_frac
+    else:
+        size = cfg.segments
+        width = (1 << bits) // size
+        x = (lo + torch.arange(size + 1, dtype=torch.float64) * width) * 2.0 ** -in_frac
+    table = torch.floor(fn(x) * 2.0 ** out_frac + 0.5).clamp(lo, hi).to(torch.int64)
+    return ActivationUnit(function, cfg.kind, bits, in_frac, out_frac, table, rounding)

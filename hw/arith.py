@@ -1,0 +1,104 @@
+"""The engine's integer arithmetic on whole tensors (int64), with its events counted.
+
+A value is an integer code ``q`` with a fractional length ``f`` (value ``q * 2**-f``). Three
+operations make up every datapath in the engine:
+
+- :func:`align`: ``q * 2**s`` for ``s >= 0`` (an exact left shift: operands are brought to a
+  common fractional length before they are added).
+- :func:`shift_round`: ``q * 2**-s`` rounded to an integer by the configured mode, ``s >= 0``
+  (a right shift with a rounding adder): ``nearest`` adds half an LSB then floors (ties go up),
+  ``nearest_even`` breaks ties to even, ``floor`` drops the low bits, ``zero`` truncates the
+  magnitude.
+- :func:`narrow`: into ``bits`` two's-complement bits, saturating to the range or wrapping
+  around; returns how many values were out of range.
+
+:class:`EventCounter` keeps those counts per layer and kind (saturations, accumulator
+overflows), so that nothing the hardware would clip goes unreported.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+
+def align(q: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+    """``q << shift`` with ``shift >= 0`` (tensor shifts broadcast)."""
+    shift = torch.as_tensor(shift, dtype=torch.int64)
+    if bool((shift < 0).any()):
+        raise ValueError("align: negative shift (use shift_round)")
+    return torch.bitwise_left_shift(q, shift)
+
+
+def shift_round(q: torch.Tensor, shift: torch.Tensor | int, rounding: str) -> torch.Tensor:
+    """``q * 2**-shift`` rounded by ``rounding``; ``shift`` may be a broadcast tensor, and a
+    negative shift is an exact left shift."""
+    shift = torch.as_tensor(shift, dtype=torch.int64)
+    left = shift.clamp(max=0).neg()
+    right = shift.clamp(min=0)
+    q = torch.bitwise_left_shift(q, left)
+    if not bool((right > 0).any()):
+        return q
+    floor = torch.bitwise_right_shift(q, right)
+    if rounding == "floor":
+        return floor
+    if rounding == "zero":
+        mag = torch.bitwise_right_shift(q.abs(), right)
+        return torch.where(q < 0, -mag, mag)
+    half = torch.where(right > 0, torch.bitwise_left_shift(torch.ones_like(right),
+                                                           (right - 1).clamp(min=0)), 0)
+    rem = q - torch.bitwise_left_shift(floor, right)
+    if rounding == "nearest":
+        return floor + ((rem >= half) & (right > 0)).to(torch.int64)
+    if rounding == "nearest_even":
+        up = (rem > half) | ((rem == half) & (floor % 2 == 1))
+        return floor + (up & (right > 0)).to(torch.int64)
+    raise ValueError(f"rounding: unknown mode {rounding!r}")
+
+
+def int_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def narrow(q: torch.Tensor, bits: int, saturate: bool) -> tuple[torch.Tensor, int]:
+    """Into ``bits`` two's-complement bits: saturate or wrap. Returns ``(q, out_of_range)``."""
+    lo, hi = int_range(bits)
+    out = int(((q < lo) | (q > hi)).sum())
+    if out == 0:
+        return q, 0
+    if saturate:
+        return q.clamp(lo, hi), out
+    return torch.remainder(q - lo, 1 << bits) + lo, out
+
+
+def wrap(q: torch.Tensor, bits: int) -> torch.Tensor:
+    lo = -(1 << (bits - 1))
+    return torch.remainder(q - lo, 1 << bits) + lo
+
+
+class EventCounter:
+    """Counts per layer of the events a datapath produces: ``saturation`` (a value clipped into
+    its format), ``wrap`` (wrapped instead), ``accumulator_overflow`` (a sum that ended outside
+    the accumulator), plus ``values`` (values produced) for rates."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def add(self, layer: str, kind: str, n: int) -> None:
+        if n:
+            self.counts[layer][kind] += int(n)
+
+    def narrow(self, layer: str, q: torch.Tensor, bits: int, saturate: bool) -> torch.Tensor:
+        out, n = narrow(q, bits, saturate)
+        self.add(layer, "saturation" if saturate else "wrap", n)
+        self.add(layer, "values", q.numel())
+        return out
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {layer: dict(kinds) for layer, kinds in self.counts.items()}
+
+    def merge(self, other: EventCounter) -> None:
+        for layer, kinds in other.counts.items():
+            for kind, n in kinds.items():
+                self.counts[layer][kind] += n

@@ -1,0 +1,250 @@
+"""The engine's bit-accurate functional model, vectorized over whole tensors.
+
+:func:`run_engine` executes an :class:`~hw.integer_model.EngineModel` on one utterance's
+features and returns integer logits. Every signal is an ``(int64 codes, fractional length)``
+pair; the datapath of each op, in the engine's order:
+
+- sparse matrix-vector products: exact products ``w * x`` summed per output row (float64
+  matmuls hold these integers exactly: compile-time bounds keep every sum below 2**53);
+- accumulation of all terms of an output (input and recurrent products, bias) at the row's
+  largest fractional length (exact left shifts), wrapped into ``accumulator_bits``;
+- narrowing to the next signal's format: right shift with the configured rounding, then
+  saturation (or wrap) into ``activation_bits``;
+- sigmoid/tanh through the activation units; element-wise products (gates, cell state,
+  gated residuals) exact, then narrowed the same way.
+
+Formats: features and every op output use the DFP fractional lengths calibrated by
+``asr-compress`` (``input``, op names, ``{lstm}.c``, ``{lstm}.m``); gate pre-activations use
+the activation unit's input format and gate outputs its output format.
+:mod:`hw.reference` computes the same thing one MAC at a time; tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asr.compress.quantize import round_to_int
+from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from hw.arith import EventCounter, shift_round, wrap
+from hw.integer_model import EngineModel, IntMatrix
+
+EXACT_LIMIT = 2 ** 53
+
+
+@dataclass
+class EngineRun:
+    """Integer logits ``(time, vocab)`` with fractional length ``frac``, the events counted per
+    layer, and (when traced) every op's output as ``(codes, frac)``."""
+
+    logits: torch.Tensor
+    frac: int
+    events: dict[str, dict[str, int]]
+    trace: dict[str, tuple[torch.Tensor, int]] = field(default_factory=dict)
+
+    def logits_float(self) -> torch.Tensor:
+        return self.logits.double() * 2.0 ** -self.frac
+
+
+def im2col(x: torch.Tensor, kernel: int, dilation: int) -> torch.Tensor:
+    """``(time, in)`` -> ``(time, in * kernel)``, column ``i * kernel + k`` holding
+    ``x[t + (k - (kernel - 1) // 2) * dilation, i]`` (zero outside the utterance): a conv as
+    one matrix product, in the column order of ``weight.reshape(out, in * kernel)``."""
+    pad = (kernel - 1) // 2 * dilation
+    t = x.shape[0]
+    xp = torch.nn.functional.pad(x, (0, 0, pad, pad))
+    taps = [xp[k * dilation:k * dilation + t] for k in range(kernel)]
+    return torch.stack(taps, dim=2).reshape(t, -1)
+
+
+class Datapath:
+    """The engine's arithmetic on tensors; ``events`` collects saturations and overflows."""
+
+    def __init__(self, model: EngineModel, trace: bool = False):
+        self.m = model
+        self.cfg = model.cfg
+        self.events = EventCounter()
+        self.trace: dict[str, tuple[torch.Tensor, int]] | None = {} if trace else None
+
+    # -- primitives -------------------------------------------------------------------------
+
+    def matvec(self, mat: IntMatrix, x: torch.Tensor, layer: str | None = None
+               ) -> torch.Tensor:
+        """One sparse matrix-vector product per row of ``x`` (codes ``(time, cols)``): each
+        output row's exact sum of products ``w * x`` at fractional length ``mat.frac + fx``,
+        wrapped into the accumulator (overflows counted for ``layer``)."""
+        bound = int(mat.weights.abs().max()) * int(x.abs().max()) * mat.shape[1] if x.numel() \
+            else 0
+        if bound >= EXACT_LIMIT:   # beyond float64's exact integers: int64 (slow, rare)
+            out = x @ mat.weights.t()
+        else:
+            w = mat.matmul_operand()
+            out = ((w @ x.double().t()).t() if w.layout == torch.sparse_csr
+                   else x.double() @ w.t()).to(torch.int64)
+        return self.wrap_accumulator(layer or mat.name, out)
+
+    def accumulate(self, layer: str, terms: list[tuple[torch.Tensor, torch.Tensor | int]],
+                   out_frac: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Combine the partial sums feeding one output (products of several matrices, the
+        bias, element-wise products): each term ``(values, frac)`` is brought to the common
+        fractional length ``F = min(largest term frac, out_frac + guard_bits)`` (exact left
+        shift, or a rounding right shift), the terms are added and the sum wrapped into the
+        accumulator. Returns ``(sum, F)``; ``F`` is per row (a tensor)."""
+        width = terms[0][0].shape[-1]
+        fracs = [torch.as_tensor(f, dtype=torch.int64).expand(width) for _, f in terms]
+        frac = torch.stack(fracs).amax(dim=0).clamp(max=out_frac + self.cfg.guard_bits)
+        total = sum(shift_round(v, f - frac, self.cfg.rounding) for (v, _), f in zip(terms, fracs))
+        return self.wrap_accumulator(layer, total), frac
+
+    def wrap_accumulator(self, layer: str, total: torch.Tensor) -> torch.Tensor:
+        lo, hi = -(1 << (self.cfg.accumulator_bits - 1)), (1 << (self.cfg.accumulator_bits - 1))
+        over = int(((total < lo) | (total >= hi)).sum())
+        if over:
+            self.events.add(layer, "accumulator_overflow", over)
+            return wrap(total, self.cfg.accumulator_bits)
+        return total
+
+    def narrow(self, layer: str, q: torch.Tensor, from_frac, to_frac: int) -> torch.Tensor:
+        """Round ``q`` (fractional length ``from_frac``) to ``to_frac`` and fit it into
+        ``activation_bits``."""
+        shifted = shift_round(q, torch.as_tensor(from_frac, dtype=torch.int64) - to_frac,
+                              self.cfg.rounding)
+        return self.events.narrow(layer, shifted, self.cfg.activation_bits, self.cfg.saturate)
+
+    def activation(self, layer: str, acc: torch.Tensor, frac, function: str, out_frac: int
+                   ) -> tuple[torch.Tensor, int]:
+        """The op's activation on an accumulator: identity/relu narrow to ``out_frac``;
+        sigmoid/tanh go through their unit (output at the unit's format)."""
+        if function in ("sigmoid", "tanh"):
+            unit = self.m.units[function]
+            return unit(self.narrow(f"{layer}.{function}_in", acc, frac, unit.in_frac)), \
+                unit.out_frac
+        if function == "relu":
+            acc = acc.clamp(min=0)
+        elif function != "identity":
+            raise ValueError(f"{layer}: activation {function!r} has no hardware unit")
+        return self.narrow(layer, acc, frac, out_frac), out_frac
+
+    def record(self, name: str, codes: torch.Tensor, frac: int) -> None:
+        if self.trace is not None:
+            self.trace[name] = (codes, frac)
+
+    # -- ops --------------------------------------------------------------------------------
+
+    def input(self, features: torch.Tensor) -> tuple[torch.Tensor, int]:
+        frac = self.m.signal("input")
+        q = round_to_int(features.double() * 2.0 ** frac, self.cfg.rounding).to(torch.int64)
+        return self.events.narrow("input", q, self.cfg.activation_bits, self.cfg.saturate), frac
+
+    def dense(self, name: str, x: torch.Tensor, fx: int, activation: str,
+              bias_key: str) -> tuple[torch.Tensor, int]:
+        """A Conv1dOp/LinearOp's product (``x`` already im2col'ed) with bias and activation."""
+        mat = self.m.matrices[name]
+        b, fb = self.m.biases[bias_key]
+        out_frac = (self.m.signal(name) if activation in ("identity", "relu")
+                    else self.m.unit_in_frac)
+        acc, frac = self.accumulate(name, [(self.matvec(mat, x), mat.frac + fx), (b, fb)],
+                                    out_frac)
+        return self.activation(name, acc, frac, activation, out_frac)
+
+    def conv(self, op: Conv1dOp, x: torch.Tensor, fx: int) -> tuple[torch.Tensor, int]:
+        cols = im2col(x, op.weight.shape[-1], op.dilation)
+        return self.dense(op.name, cols, fx, op.activation, f"{op.name}.bias")
+
+    def add(self, layer: str, a: torch.Tensor, fa: int, b: torch.Tensor, fb: int, out: int
+            ) -> torch.Tensor:
+        total, frac = self.accumulate(layer, [(a, fa), (b, fb)], out)
+        return self.narrow(layer, total, frac, out)
+
+    def gated_residual(self, op: GatedResidualOp, x: torch.Tensor, fx: int,
+                       skip: tuple[torch.Tensor, int] | None
+                       ) -> tuple[torch.Tensor, int, tuple[torch.Tensor, int]]:
+        f, ff = self.conv(op.filter, x, fx)
+        g, fg = self.conv(op.gate, x, fx)
+        fz = max(ff, fg)
+        z = self.narrow(f"{op.name}.z", f * g, ff + fg, fz)
+        o, fo = self.conv(op.out, z, fz)
+        fout = self.m.signal(op.name)
+        x_new = self.add(op.name, x, fx, o, fo, fout)
+        fs = self.m.signal("skip_sum")
+        s = o if skip is None else skip[0]
+        s_frac = fo if skip is None else skip[1]
+        skip_new = (self.narrow("skip_sum", o, fo, fs) if skip is None
+                    else self.add("skip_sum", s, s_frac, o, fo, fs))
+        return x_new, fout, (skip_new, fs)
+
+    def lstm(self, op: LSTMOp, x: torch.Tensor, fx: int) -> tuple[torch.Tensor, int]:
+        m = self.m
+        name = op.name
+        hidden = op.W_ix.shape[0]
+        wx, wr = stacked(m, name, "x"), stacked(m, name, "r")
+        b = torch.cat([m.biases[f"{name}.b_{g}"][0] for g in "ifco"])
+        fb = torch.cat([m.biases[f"{name}.b_{g}"][1] for g in "ifco"])
+        proj = m.matrices.get(f"{name}.W_ym")
+        fm = m.signal(f"{name}.m")
+        fy = m.signal(name) if proj is not None else fm
+        fc = m.signal(f"{name}.c")
+        unit_in, fg = m.unit_in_frac, m.gate_frac
+        sig, tanh = m.units["sigmoid"], m.units["tanh"]
+        # Input products do not depend on the recurrence: all steps in one product.
+        px = self.matvec(wx, x)
+        c = torch.zeros(hidden, dtype=torch.int64)
+        y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
+        outputs = []
+        for t in range(x.shape[0]):
+            pr = self.matvec(wr, y[None])[0]
+            acc, frac = self.accumulate(f"{name}.gates", [(px[t], wx.frac + fx),
+                                                          (pr, wr.frac + fy), (b, fb)], unit_in)
+            gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
+            i, f, o = sig(gin[:hidden]), sig(gin[hidden:2 * hidden]), sig(gin[3 * hidden:])
+            g = tanh(gin[2 * hidden:3 * hidden])
+            cell, fcell = self.accumulate(f"{name}.c", [(f * c, fg + fc), (i * g, 2 * fg)], fc)
+            c = self.narrow(f"{name}.c", cell, fcell, fc)
+            h = tanh(self.narrow(f"{name}.tanh_in", c, fc, unit_in))
+            mo = self.narrow(f"{name}.m", o * h, 2 * fg, fm)
+            if proj is not None:
+                y = self.narrow(name, self.matvec(proj, mo[None])[0], proj.frac + fm, fy)
+            else:
+                y = mo
+            outputs.append(y)
+        return torch.stack(outputs), fy
+
+
+def stacked(model: EngineModel, name: str, side: str) -> IntMatrix:
+    """The four gate matrices of one side (``x`` input, ``r`` recurrent) stacked by rows
+    (i, f, c, o), so one product serves all gates; cached on the model."""
+    key = ("stacked", name, side)
+    if key not in model.cache:
+        mats = [model.matrices[f"{name}.W_{g}{side}"] for g in "ifco"]
+        model.cache[key] = IntMatrix(f"{name}.W_{side}", mats[0].layer_type,
+                                     torch.cat([mt.codes for mt in mats]),
+                                     torch.cat([mt.frac for mt in mats]),
+                                     torch.cat([mt.weights for mt in mats]), None,
+                                     mats[0].value_bits, mats[0].index_bits)
+    return model.cache[key]
+
+
+def run_engine(model: EngineModel, features: torch.Tensor, trace: bool = False) -> EngineRun:
+    """Run one utterance's ``(time, input_dim)`` features through the engine."""
+    dp = Datapath(model, trace)
+    x, fx = dp.input(features)
+    dp.record("input", x, fx)
+    skip: tuple[torch.Tensor, int] | None = None
+    for op in model.graph.ops:
+        if isinstance(op, Conv1dOp):
+            x, fx = dp.conv(op, x, fx)
+        elif isinstance(op, GatedResidualOp):
+            x, fx, skip = dp.gated_residual(op, x, fx, skip)
+        elif isinstance(op, SkipSumOp):
+            if skip is None:
+                raise ValueError(f"{op.name}: no residual block before the skip sum")
+            x, fx = skip
+        elif isinstance(op, LSTMOp):
+            x, fx = dp.lstm(op, x, fx)
+        elif isinstance(op, LinearOp):
+            x, fx = dp.dense(op.name, x, fx, op.activation, f"{op.name}.bias")
+        else:  # pragma: no cover - the Op union is closed
+            raise TypeError(f"unknown op {type(op).__name__}")
+        dp.record(op.name, x, fx)
+    return EngineRun(x, fx, dp.events.as_dict(), dp.trace or {})

@@ -1,0 +1,277 @@
+"""A plain reference of the engine: one MAC at a time, in Python integers.
+
+Slow and obviously right, it exists to prove :mod:`hw.functional` bit-exact: it walks each
+matrix's stored entries in the engine's order (CSC: PE by PE, column by column, following the
+relative row indices through the padding; CSB: row by row, bank by bank; dense: every weight),
+decodes each code (codebook table, alignment shift), multiplies, and adds the product into the
+row's accumulator with a wrap-around after every addition. Rounding, saturation and the
+activation-unit look-ups are written out for one value at a time. Nothing here is shared with
+the vectorized path except the ROM contents of the activation units and the formats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
+from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from hw.activation_unit import ActivationUnit
+from hw.arith import EventCounter
+from hw.integer_model import EngineModel, IntMatrix
+
+Vector = list[int]
+
+
+def shift_round_int(q: int, s: int, rounding: str) -> int:
+    if s <= 0:
+        return q << -s
+    floor = q >> s           # Python's >> floors, like an arithmetic shift
+    if rounding == "floor":
+        return floor
+    if rounding == "zero":
+        return -((-q) >> s) if q < 0 else floor
+    rem = q - (floor << s)
+    half = 1 << (s - 1)
+    if rounding == "nearest":
+        return floor + (1 if rem >= half else 0)
+    if rounding == "nearest_even":
+        return floor + (1 if rem > half or (rem == half and floor % 2 == 1) else 0)
+    raise ValueError(rounding)
+
+
+def fit_int(q: int, bits: int, saturate: bool) -> tuple[int, bool]:
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if lo <= q <= hi:
+        return q, False
+    if saturate:
+        return (lo if q < lo else hi), True
+    return (q - lo) % (1 << bits) + lo, True
+
+
+def lookup_int(unit: ActivationUnit, q: int) -> int:
+    table = unit.table.tolist()
+    offset = q - unit.lo
+    k = offset >> unit.bin_shift
+    if unit.kind == "lut":
+        return table[k]
+    dx = offset - (k << unit.bin_shift)
+    return table[k] + shift_round_int((table[k + 1] - table[k]) * dx, unit.bin_shift,
+                                      unit.rounding)
+
+
+def stored_entries(mat: IntMatrix) -> Iterator[tuple[int, int, int]]:
+    """``(row, col, code)`` of every stored entry, in the order the engine streams them."""
+    s = mat.storage
+    if isinstance(s, CSCMatrix):
+        counts, values, rel = s.col_counts.tolist(), s.values.tolist(), s.rel_index.tolist()
+        pos = 0
+        for pe in range(s.num_pes):
+            for col in range(s.shape[1]):
+                local = -1
+                for _ in range(counts[pe][col]):
+                    local += rel[pos] + 1
+                    yield local * s.num_pes + pe, col, values[pos]
+                    pos += 1
+    elif isinstance(s, CSBMatrix):
+        values, positions = s.values.tolist(), s.positions.tolist()
+        for row, banks in enumerate(values):
+            for b, bank in enumerate(banks):
+                for k, code in enumerate(bank):
+                    yield row, b * s.bank_size + positions[row][b][k], code
+    else:
+        for row, line in enumerate(mat.codes.tolist()):
+            for col, code in enumerate(line):
+                yield row, col, code
+
+
+def decoded_weights(mat: IntMatrix) -> list[tuple[int, int, int]]:
+    """``(row, col, weight)`` per stored entry: the code decoded and aligned to its row."""
+    table = mat.decode.tolist() if mat.decode is not None else None
+    shifts = mat.align.tolist() if mat.align is not None else None
+    out = []
+    for row, col, code in stored_entries(mat):
+        w = table[code + mat.decode_offset] if table is not None else code
+        if shifts is not None:
+            w <<= shifts[row][col]
+        out.append((row, col, w))
+    return out
+
+
+class ReferenceEngine:
+    def __init__(self, model: EngineModel):
+        self.m = model
+        self.cfg = model.cfg
+        self.events = EventCounter()
+        self._weights: dict[str, list[tuple[int, int, int]]] = {}
+
+    def _narrow(self, layer: str, q: int, from_frac: int, to_frac: int) -> int:
+        v, out = fit_int(shift_round_int(q, from_frac - to_frac, self.cfg.rounding),
+                         self.cfg.activation_bits, self.cfg.saturate)
+        self.events.add(layer, "saturation" if self.cfg.saturate else "wrap", int(out))
+        self.events.add(layer, "values", 1)
+        return v
+
+    def _wrap(self, layer: str, exact: int) -> int:
+        v, out = fit_int(exact, self.cfg.accumulator_bits, saturate=False)
+        self.events.add(layer, "accumulator_overflow", int(out))
+        return v
+
+    def spmv(self, mat: IntMatrix, x: Vector, layer: str) -> Vector:
+        """One product, MAC by MAC, each addition wrapped to the accumulator's width."""
+        if mat.name not in self._weights:
+            self._weights[mat.name] = decoded_weights(mat)
+        rows = mat.shape[0]
+        acc, exact = [0] * rows, [0] * rows
+        for row, col, w in self._weights[mat.name]:
+            p = w * x[col]
+            acc[row] = fit_int(acc[row] + p, self.cfg.accumulator_bits, saturate=False)[0]
+            exact[row] += p
+        for row in range(rows):
+            over = fit_int(exact[row], self.cfg.accumulator_bits, saturate=False)[1]
+            self.events.add(layer, "accumulator_overflow", int(over))
+        return acc
+
+    def combine(self, layer: str, terms: list[tuple[int, int]], out_frac: int
+                ) -> tuple[int, int]:
+        frac = min(max(f for _, f in terms), out_frac + self.cfg.guard_bits)
+        total = sum(shift_round_int(v, f - frac, self.cfg.rounding) for v, f in terms)
+        return self._wrap(layer, total), frac
+
+    def activation(self, layer: str, acc: int, frac: int, function: str, out_frac: int
+                   ) -> int:
+        if function in ("sigmoid", "tanh"):
+            unit = self.m.units[function]
+            return lookup_int(unit, self._narrow(f"{layer}.{function}_in", acc, frac,
+                                                 unit.in_frac))
+        if function == "relu":
+            acc = max(acc, 0)
+        return self._narrow(layer, acc, frac, out_frac)
+
+    def dense(self, name: str, xs: list[Vector], fx: int, function: str, bias_key: str
+              ) -> tuple[list[Vector], int]:
+        mat = self.m.matrices[name]
+        b, fb = (v.tolist() for v in self.m.biases[bias_key])
+        wf = mat.frac.tolist()
+        out_frac = (self.m.signal(name) if function in ("identity", "relu")
+                    else self.m.unit_in_frac)
+        result_frac = out_frac if function in ("identity", "relu") else self.m.gate_frac
+        out = []
+        for x in xs:
+            acc = self.spmv(mat, x, name)
+            row = []
+            for r in range(mat.shape[0]):
+                s, f = self.combine(name, [(acc[r], wf[r] + fx), (b[r], fb[r])], out_frac)
+                row.append(self.activation(name, s, f, function, out_frac))
+            out.append(row)
+        return out, result_frac
+
+    def conv(self, op: Conv1dOp, xs: list[Vector], fx: int) -> tuple[list[Vector], int]:
+        kernel, d = op.weight.shape[-1], op.dilation
+        channels = len(xs[0])
+        half = (kernel - 1) // 2
+        cols = []
+        for t in range(len(xs)):
+            col = [0] * (channels * kernel)
+            for i in range(channels):
+                for k in range(kernel):
+                    src = t + (k - half) * d
+                    if 0 <= src < len(xs):
+                        col[i * kernel + k] = xs[src][i]
+            cols.append(col)
+        return self.dense(op.name, cols, fx, op.activation, f"{op.name}.bias")
+
+    def add(self, layer: str, a: Vector, fa: int, b: Vector, fb: int, out: int) -> Vector:
+        res = []
+        for u, v in zip(a, b):
+            s, f = self.combine(layer, [(u, fa), (v, fb)], out)
+            res.append(self._narrow(layer, s, f, out))
+        return res
+
+    def lstm(self, op: LSTMOp, xs: list[Vector], fx: int) -> tuple[list[Vector], int]:
+        m, name = self.m, op.name
+        hidden = op.W_ix.shape[0]
+        proj = m.matrices.get(f"{name}.W_ym")
+        fm = m.signal(f"{name}.m")
+        fy = m.signal(name) if proj is not None else fm
+        fc, unit_in, fg = m.signal(f"{name}.c"), m.unit_in_frac, m.gate_frac
+        c = [0] * hidden
+        y = [0] * (proj.shape[0] if proj is not None else hidden)
+        outputs = []
+        for x in xs:
+            pre = []
+            for g in "ifco":
+                wx, wr = m.matrices[f"{name}.W_{g}x"], m.matrices[f"{name}.W_{g}r"]
+                ax, ar = self.spmv(wx, x, f"{name}.W_x"), self.spmv(wr, y, f"{name}.W_r")
+                b, fb = (v.tolist() for v in m.biases[f"{name}.b_{g}"])
+                fxr, frr = wx.frac.tolist(), wr.frac.tolist()
+                pre.append([self.combine(f"{name}.gates", [(ax[r], fxr[r] + fx),
+                                                           (ar[r], frr[r] + fy),
+                                                           (b[r], fb[r])], unit_in)
+                            for r in range(hidden)])
+            gates = {}
+            for g, fn in zip("ifco", ("sigmoid", "sigmoid", "tanh", "sigmoid")):
+                gates[g] = [lookup_int(m.units[fn], self._narrow(f"{name}.gates", s, f, unit_in))
+                            for s, f in pre["ifco".index(g)]]
+            mo = []
+            for r in range(hidden):
+                s, f = self.combine(f"{name}.c", [(gates["f"][r] * c[r], fg + fc),
+                                                  (gates["i"][r] * gates["c"][r], 2 * fg)], fc)
+                c[r] = self._narrow(f"{name}.c", s, f, fc)
+            for r in range(hidden):
+                h = lookup_int(m.units["tanh"], self._narrow(f"{name}.tanh_in", c[r], fc,
+                                                             unit_in))
+                mo.append(self._narrow(f"{name}.m", gates["o"][r] * h, 2 * fg, fm))
+            if proj is not None:
+                acc = self.spmv(proj, mo, proj.name)
+                pf = proj.frac.tolist()
+                y = [self._narrow(name, acc[r], pf[r] + fm, fy) for r in range(len(acc))]
+            else:
+                y = mo
+            outputs.append(list(y))
+        return outputs, fy
+
+
+def run_reference(model: EngineModel, features: torch.Tensor
+                  ) -> tuple[torch.Tensor, int, dict[str, dict[str, int]]]:
+    """Integer logits, their fractional length and the events, computed MAC by MAC."""
+    ref = ReferenceEngine(model)
+    cfg = model.cfg
+    fx = model.signal("input")
+    xs = []
+    for row in features.double().tolist():
+        vals = []
+        for v in row:
+            scaled = v * 2.0 ** fx
+            q = {"nearest": math.floor(scaled + 0.5), "nearest_even": round(scaled),
+                 "floor": math.floor(scaled), "zero": math.trunc(scaled)}[cfg.rounding]
+            vals.append(ref._narrow("input", q, 0, 0))
+        xs.append(vals)
+    skip: tuple[list[Vector], int] | None = None
+    for op in model.graph.ops:
+        if isinstance(op, Conv1dOp):
+            xs, fx = ref.conv(op, xs, fx)
+        elif isinstance(op, GatedResidualOp):
+            f, ff = ref.conv(op.filter, xs, fx)
+            g, fg = ref.conv(op.gate, xs, fx)
+            fz = max(ff, fg)
+            z = [[ref._narrow(f"{op.name}.z", a * b, ff + fg, fz) for a, b in zip(u, v)]
+                 for u, v in zip(f, g)]
+            o, fo = ref.conv(op.out, z, fz)
+            fout, fs = model.signal(op.name), model.signal("skip_sum")
+            new_x = [ref.add(op.name, u, fx, v, fo, fout) for u, v in zip(xs, o)]
+            if skip is None:
+                skip = ([[ref._narrow("skip_sum", v, fo, fs) for v in row] for row in o], fs)
+            else:
+                skip = ([ref.add("skip_sum", u, skip[1], v, fo, fs)
+                         for u, v in zip(skip[0], o)], fs)
+            xs, fx = new_x, fout
+        elif isinstance(op, SkipSumOp):
+            xs, fx = skip
+        elif isinstance(op, LSTMOp):
+            xs, fx = ref.lstm(op, xs, fx)
+        elif isinstance(op, LinearOp):
+            xs, fx = ref.dense(op.name, xs, fx, op.activation, f"{op.name}.bias")
+    return torch.tensor(xs, dtype=torch.int64), fx, ref.events.as_dict()
