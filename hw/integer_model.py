@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,7 +87,9 @@ class IntMatrix:
         if self._dense is None:
             w = self.weights.double().contiguous()
             density = float((self.weights != 0).float().mean()) if w.numel() else 1.0
-            self._dense = w.to_sparse_csr() if density < 0.3 and w.shape[0] >= 64 else w
+            with warnings.catch_warnings():   # torch calls sparse CSR "beta"; it is exact here
+                warnings.simplefilter("ignore")
+                self._dense = w.to_sparse_csr() if density < 0.3 and w.shape[0] >= 64 else w
         return self._dense
 
 
@@ -242,8 +245,10 @@ def compile_model(artifact: dict[str, Any], cfg: EngineConfig,
     ``(bits, frac)`` gives every signal that one format (``activation_bits`` becomes
     ``bits``) instead of the calibrated DFP ones."""
     if activation_format is not None:
-        bits, frac = activation_format
-        cfg = replace(cfg, activation_bits=bits)
+        bits = activation_format[0]
+        unit = replace(cfg.activation_unit, entries=min(cfg.activation_unit.entries, 1 << bits),
+                       segments=min(cfg.activation_unit.segments, 1 << bits))
+        cfg = replace(cfg, activation_bits=bits, activation_unit=unit)
     graph = load_graph(artifact)
     compress = artifact.get("compress") or {}
     bank_size = int((compress.get("prune") or {}).get("bank_size", 16))

@@ -176,15 +176,17 @@ def lstm_layer(x: torch.Tensor, op: LSTMOp, ranges: dict[str, float] | None = No
 
 @torch.no_grad()
 def run_graph(graph: InferenceGraph, features: torch.Tensor,
-              dtype: torch.dtype = torch.float64, ranges: dict[str, float] | None = None
-              ) -> torch.Tensor:
+              dtype: torch.dtype = torch.float64, ranges: dict[str, float] | None = None,
+              outputs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Execute ``graph`` on one utterance's ``(time, input_dim)`` features -> logits.
 
     ``ranges`` (a dict, updated in place) collects the largest magnitude of the input
     (``input``), of every op's output (by op name) and of the LSTM states: the calibration that
-    chooses activation formats."""
+    chooses activation formats. ``outputs`` collects the input and every op's output."""
     x = features.to(dtype)
     track_range(ranges, "input", x)
+    if outputs is not None:
+        outputs["input"] = x
     skip = None
     for op in graph.ops:
         if isinstance(op, Conv1dOp):
@@ -205,6 +207,8 @@ def run_graph(graph: InferenceGraph, features: torch.Tensor,
         else:  # pragma: no cover - the Op union is closed
             raise TypeError(f"unknown op {type(op).__name__}")
         track_range(ranges, op.name, x)
+        if outputs is not None:
+            outputs[op.name] = x
     return x
 
 

@@ -1,0 +1,278 @@
+"""``asr-hw``: run a compressed model on the modeled FPGA engine.
+
+    asr-hw run ARTIFACT AUDIO... [--engine ese|bbs|eie_like|FILE.yaml] [--decoder greedy|beam]
+               [--set KEY=VALUE ...] [--json]
+    asr-hw trace ARTIFACT AUDIO [--engine ...] [--formats 1-7,0-8,2-6] [--plot out.png]
+    asr-hw timing ARTIFACT [--engine ...] [--json]
+    asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
+
+``run`` prints what ``asr-decode`` prints plus each file's modeled latency and energy;
+``trace`` compares the float graph and the engine layer by layer (SQNR, max error, saturations,
+first values) and, with ``--formats``, sweeps integer-fraction splits of the activations;
+``timing`` prints the per-matrix table (ESE's columns) of one frame; ``export`` writes the
+per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from asr.audio import AudioError, load_audio
+from asr.cli.decode import expand_inputs
+from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
+from asr.compress.artifact import ArtifactError, read_artifact
+from asr.config_errors import ConfigError
+from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
+from asr.features.config import FeatureConfig
+from asr.features.extract import FeatureExtractor
+from hw.config import load_engine, preset_names
+
+
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="ese",
+                        help=f"preset ({', '.join(preset_names())}) or a .yaml file")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="engine overrides, e.g. clock_mhz=250 activation_bits=12")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asr-hw", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="decode audio through the engine")
+    run.add_argument("artifact")
+    run.add_argument("audio", nargs="+")
+    run.add_argument("--decoder", choices=DECODERS, default="greedy")
+    run.add_argument("--json", action="store_true")
+    _engine_args(run)
+    add_decoder_args(run)
+    trace = sub.add_parser("trace", help="float vs fixed point, layer by layer")
+    trace.add_argument("artifact")
+    trace.add_argument("audio")
+    trace.add_argument("--formats", default=None,
+                       help="integer-fraction splits of the activations, e.g. 1-7,0-8,2-6")
+    trace.add_argument("--plot", default=None, help="PNG of the --formats sweep")
+    trace.add_argument("--values", type=int, default=3, help="first values shown per layer")
+    trace.add_argument("--json", action="store_true")
+    _engine_args(trace)
+    timing = sub.add_parser("timing", help="per-matrix timing of one frame")
+    timing.add_argument("artifact")
+    timing.add_argument("--json", action="store_true")
+    _engine_args(timing)
+    export = sub.add_parser("export", help="memory images, tables and golden vectors")
+    export.add_argument("artifact")
+    export.add_argument("out_dir")
+    export.add_argument("--audio", default=None, help="utterance for the golden vectors")
+    export.add_argument("--frames", type=int, default=3)
+    _engine_args(export)
+    return parser
+
+
+def _features(artifact: dict, path: str) -> torch.Tensor:
+    cfg = FeatureConfig(**artifact["features"])
+    return FeatureExtractor(cfg)(load_audio(path, cfg.sample_rate))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hw.engine import engine_acoustic_model
+
+    cfg = load_engine(args.engine, args.set)
+    beam, lm = beam_settings(args)
+    kind = "beam" if (lm or args.words) and args.decoder == "greedy" else args.decoder
+    model = engine_acoustic_model(args.artifact, cfg)
+    recognizer = Recognizer(model, args.batch_size)
+    decoder = make_decoder(kind, model, beam, lm, read_words(args.words))
+    failures: list[tuple[str, str]] = []
+    module = model.model
+    for post in recognizer.posteriors(expand_inputs(args.audio, failures), failures):
+        runs = module.runs[-len(post.paths):]
+        for d, run in zip(recognizer.decode(post, decoder), runs):
+            cost = module.utterance_cost(run, d.duration)
+            if args.json:
+                print(json.dumps({"path": d.path, **d.hypothesis.to_dict(),
+                                  "duration": round(d.duration, 3), "engine": cfg.name,
+                                  "hardware": cost}), flush=True)
+            else:
+                print(f"{d.path}\t{d.hypothesis.text}\t[{cfg.name}: "
+                      f"{cost['latency_s'] * 1e3:.3f} ms, RTF {cost['rtf']:.5f}, "
+                      f"{cost['utterance_uj']:.1f} uJ, {cost['average_power_w']:.2f} W, "
+                      f"{cost['saturations']} saturations]", flush=True)
+        module.runs.clear()
+    return report_failures("asr-hw run", failures)
+
+
+def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
+    noise = float(((ref - test) ** 2).sum())
+    signal = float((ref ** 2).sum())
+    if noise == 0:
+        return float("inf")
+    return 10 * torch.log10(torch.tensor(signal / noise)).item() if signal > 0 else float("-inf")
+
+
+def parse_formats(text: str) -> list[tuple[int, int]]:
+    """``"1-7,0-8"`` -> ``[(1, 7), (0, 8)]`` (integer bits incl. sign, fraction bits)."""
+    out = []
+    for item in text.split(","):
+        try:
+            i, f = (int(v) for v in item.strip().split("-"))
+        except ValueError:
+            raise ConfigError(f"--formats: expected INT-FRAC pairs like 1-7, got {item!r}") \
+                from None
+        if i < 0 or f < 0 or i + f < 2:
+            raise ConfigError(f"--formats: {item!r} needs at least 2 bits and no negative part")
+        out.append((i, f))
+    return out
+
+
+def trace_layers(artifact: dict, cfg, features: torch.Tensor, values: int = 4,
+                 activation_format: tuple[int, int] | None = None) -> list[dict]:
+    """Per op: SQNR (dB) and max error of the engine against the float graph, saturation and
+    overflow counts, and the first values of both."""
+    from asr.models.graph import run_graph
+    from hw.functional import run_engine
+    from hw.integer_model import compile_model
+
+    model = compile_model(artifact, cfg, activation_format)
+    ref: dict[str, torch.Tensor] = {}
+    run_graph(model.graph, features, outputs=ref)
+    run = run_engine(model, features, trace=True)
+    rows = []
+    for name, (codes, frac) in run.trace.items():
+        fixed = codes.double() * 2.0 ** -frac
+        flt = ref[name]
+        sat = _layer_events(run.events, name, ("saturation", "wrap"))
+        over = _layer_events(run.events, name, ("accumulator_overflow",))
+        rows.append({"layer": name, "format": f"Q{cfg.activation_bits - frac}.{frac}"
+                     if activation_format is None else
+                     f"{activation_format[0] - activation_format[1]}-{activation_format[1]}",
+                     "sqnr_db": sqnr_db(flt, fixed),
+                     "max_error": float((flt - fixed).abs().max()),
+                     "saturations": sat, "overflows": over,
+                     "float": [round(v, 4) for v in flt.flatten()[:values].tolist()],
+                     "fixed": [round(v, 4) for v in fixed.flatten()[:values].tolist()]})
+    return rows
+
+
+def _layer_events(events: dict[str, dict[str, int]], name: str, kinds: tuple[str, ...]) -> int:
+    """Events of ``kinds`` counted for op ``name`` and its inner stages (``name.*``)."""
+    return sum(n for layer, counts in events.items()
+               if layer == name or layer.startswith(name + ".")
+               for kind, n in counts.items() if kind in kinds)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    cfg = load_engine(args.engine, args.set)
+    artifact = read_artifact(args.artifact)
+    feats = _features(artifact, args.audio)
+    console = Console(width=max(160, Console().width))
+    rows = trace_layers(artifact, cfg, feats, args.values)
+    if args.json:
+        print(json.dumps({"layers": rows}))
+    else:
+        table = Table(title=f"{args.artifact} on {cfg.name}: float vs fixed point")
+        for col in ("layer", "format", "SQNR dB", "max error", "saturations", "overflows",
+                    "float", "fixed"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["layer"], r["format"], f"{r['sqnr_db']:.1f}", f"{r['max_error']:.4g}",
+                          str(r["saturations"]), str(r["overflows"]), str(r["float"]),
+                          str(r["fixed"]))
+        console.print(table)
+    if args.formats:
+        sweep = []
+        for fmt in parse_formats(args.formats):
+            last = trace_layers(artifact, cfg, feats, 0, (fmt[0] + fmt[1], fmt[1]))[-1]
+            sweep.append({"format": f"{fmt[0]}-{fmt[1]}", "sqnr_db": last["sqnr_db"],
+                          "max_error": last["max_error"]})
+            print(f"{fmt[0]}-{fmt[1]}\toutput SQNR {last['sqnr_db']:.2f} dB\tmax error "
+                  f"{last['max_error']:.4g}", flush=True)
+        if args.plot:
+            plot_format_sweep(sweep, args.plot)
+            print(f"asr-hw trace: wrote {args.plot}")
+    return 0
+
+
+def plot_format_sweep(sweep: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = [s["format"] for s in sweep]
+    sqnr = [max(-20.0, min(120.0, s["sqnr_db"])) for s in sweep]
+    ax.bar(names, sqnr, color="#4477aa")
+    ax.set_xlabel("activation format (integer-fraction bits)")
+    ax.set_ylabel("output SQNR (dB)")
+    ax.set_title("Engine output error by activation format")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cmd_timing(args: argparse.Namespace) -> int:
+    from hw.integer_model import compile_model
+    from hw.timing import frame_timing
+
+    cfg = load_engine(args.engine, args.set)
+    frame = frame_timing(compile_model(read_artifact(args.artifact), cfg))
+    if args.json:
+        print(json.dumps(frame.as_dict()))
+        return 0
+    print(timing_table_markdown(frame))
+    return 0
+
+
+def timing_table_markdown(frame) -> str:
+    """ESE's per-matrix table for one frame of this model on this engine."""
+    lines = ["| matrix | shape | density % | bytes | on chip | compute us | total us | "
+             "utilization | imbalance |", "|---|---|---|---|---|---|---|---|---|"]
+    for m in frame.matrices:
+        lines.append(f"| {m.name} | {m.shape[0]}x{m.shape[1]} | {100 * m.density:.1f} | "
+                     f"{m.bytes} | {'yes' if m.on_chip else 'no'} | {m.compute_us:.2f} | "
+                     f"{m.total_us:.2f} | {m.utilization:.2f} | {m.imbalance:.3f} |")
+    for e in frame.elementwise:
+        lines.append(f"| {e.name} | {e.cells} cells | | | | | "
+                     f"{e.cycles / frame.clock_hz * 1e6:.2f} | | |")
+    lines.append(f"| total | | | {sum(m.bytes for m in frame.matrices)} | | "
+                 f"{sum(m.compute_us for m in frame.matrices):.2f} | {frame.latency_us:.2f} | "
+                 f"| |")
+    lines.append("")
+    lines.append(f"{frame.gops():.1f} GOP/s ({frame.gops(True):.1f} GOP/s dense-equivalent), "
+                 f"{frame.channels} channel(s)")
+    return "\n".join(lines)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hw.export import export_engine
+
+    cfg = load_engine(args.engine, args.set)
+    artifact = read_artifact(args.artifact)
+    feats = _features(artifact, args.audio) if args.audio else None
+    written = export_engine(artifact, cfg, Path(args.out_dir), feats, args.frames)
+    print(f"asr-hw export: wrote {len(written)} files to {args.out_dir}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "trace": cmd_trace, "timing": cmd_timing, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, ArtifactError, AudioError, ValueError, OSError) as err:
+        print(f"asr-hw {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The engine as an acoustic model: bit-accurate logits plus modeled latency and energy.
+
+:class:`EngineModule` plugs the engine into everything that takes an acoustic model
+(``Recognizer``, the greedy and beam decoders, ``greedy_error_rates``): its forward runs each
+utterance through :func:`~hw.functional.run_engine` and returns the integer logits as floats;
+every utterance's frames, events and (for engines that skip zero activations) input activity
+are kept, so :meth:`EngineModule.utterance_cost` can say what the hardware spent on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from asr.compress.artifact import read_artifact
+from asr.features.config import FeatureConfig
+from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
+from asr.text.vocab import CharVocab
+from asr.train.checkpoint import AcousticModel
+from hw.config import EngineConfig
+from hw.energy import energy_summary, frame_energy
+from hw.functional import EngineRun, im2col, run_engine
+from hw.integer_model import EngineModel, compile_model
+from hw.timing import FrameTiming, UtteranceTiming, frame_timing
+
+
+def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
+    """Non-zero inputs ``(frames, cols)`` of each matrix, from a traced run (for engines that
+    skip zero activations). The projection's input ``m`` is not traced: taken as all active."""
+    out: dict[str, np.ndarray] = {}
+    prev = "input"
+    for op in model.graph.ops:
+        x = run.trace[prev][0]
+        if isinstance(op, LSTMOp):
+            y = run.trace[op.name][0]
+            y_prev = torch.cat([torch.zeros_like(y[:1]), y[:-1]])
+            for g in "ifco":
+                out[f"{op.name}.W_{g}x"] = (x != 0).numpy()
+                out[f"{op.name}.W_{g}r"] = (y_prev != 0).numpy()
+        elif isinstance(op, GatedResidualOp):
+            cols = (im2col(x, op.filter.weight.shape[-1], op.filter.dilation) != 0).numpy()
+            out[op.filter.name] = out[op.gate.name] = cols
+        elif isinstance(op, Conv1dOp):
+            out[op.name] = (im2col(x, op.weight.shape[-1], op.dilation) != 0).numpy()
+        elif isinstance(op, LinearOp):
+            out[op.name] = (x != 0).numpy()
+        prev = op.name
+    return out
+
+
+class EngineModule(nn.Module):
+    """``(batch, time, input_dim)`` features -> the engine's logits, one utterance at a time."""
+
+    def __init__(self, model: EngineModel):
+        super().__init__()
+        self.engine = model
+        self.model_type = model.model_type
+        self.runs: list[EngineRun] = []
+        self._static: FrameTiming | None = None
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        lengths = lengths if lengths is not None else torch.full(
+            (features.shape[0],), features.shape[1])
+        out = features.new_zeros(features.shape[0], features.shape[1],
+                                 self.engine.graph.vocab_size)
+        trace = self.engine.cfg.skip_zero_activations
+        for b, n in enumerate(lengths.tolist()):
+            run = run_engine(self.engine, features[b, :n].cpu(), trace=trace)
+            self.runs.append(run)
+            out[b, :n] = run.logits_float().to(out.dtype)
+        return out
+
+    def frame_timing(self, run: EngineRun | None = None) -> FrameTiming:
+        """Per-frame timing: data-independent (computed once) unless zero activations are
+        skipped, then from ``run``'s activity."""
+        if self.engine.cfg.skip_zero_activations and run is not None and run.trace:
+            return frame_timing(self.engine, activity(self.engine, run))
+        if self._static is None:
+            self._static = frame_timing(self.engine)
+        return self._static
+
+    def utterance_cost(self, run: EngineRun, audio_seconds: float | None = None
+                       ) -> dict[str, Any]:
+        """Latency, throughput, energy and events of one utterance's run."""
+        frame = self.frame_timing(run)
+        frames = int(run.logits.shape[0])
+        timing = UtteranceTiming(frames, frame, audio_seconds)
+        energy = energy_summary(frame, frame_energy(frame, self.engine.cfg), frames,
+                                audio_seconds)
+        saturations = sum(k.get("saturation", 0) + k.get("wrap", 0)
+                          for k in run.events.values())
+        overflows = sum(k.get("accumulator_overflow", 0) for k in run.events.values())
+        return {**timing.as_dict(), **energy, "saturations": saturations,
+                "accumulator_overflows": overflows}
+
+
+def engine_acoustic_model(artifact: dict[str, Any] | str | Path, cfg: EngineConfig,
+                          activation_format: tuple[int, int] | None = None) -> AcousticModel:
+    """An :class:`~asr.train.checkpoint.AcousticModel` whose forward is the engine."""
+    data = read_artifact(artifact) if isinstance(artifact, str | Path) else artifact
+    model = compile_model(data, cfg, activation_format)
+    source = str(artifact) if isinstance(artifact, str | Path) else "<memory>"
+    return AcousticModel(EngineModule(model).eval(), CharVocab(data["vocab_tokens"]),
+                         FeatureConfig(**data["features"]), dict(data["model_config"]), source)

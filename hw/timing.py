@@ -1,0 +1,274 @@
+"""The engine's cycle-level timing model.
+
+Every sparse matrix-vector product is timed from this model's real sparsity pattern:
+
+- ``csc`` engines (ESE, EIE) broadcast the input vector one column per cycle to all PEs; PE
+  ``p`` then spends ``ceil(entries[p, j] / macs_per_pe)`` cycles on column ``j`` (its stored
+  entries, padding included). Each PE holds up to ``activation_queue_depth`` broadcast columns,
+  so a PE can run ahead of a slower one by that much and no more: column ``j`` is broadcast at
+  ``b_j = max(b_{j-1} + 1, max_p start[p, j - depth])``, PE ``p`` starts it at
+  ``max(finish[p, j-1], b_j)``. EIE-like engines skip the columns whose input is zero.
+- ``csb`` engines (BBS) give a PE one whole row at a time with one multiplier per bank:
+  ``ceil(banks / macs_per_pe) * per_bank`` cycles per row, rows interleaved over the PEs.
+- dense matrices are processed the same way with every weight stored.
+
+Then ``pipeline_depth`` cycles of fill/drain per product; weights that do not fit on chip (see
+:meth:`EngineConfig <hw.config.EngineConfig>`'s placement) stream from DDR every time step and
+the product takes ``max(compute, load)``; the element-wise stage (gates, cell state, gated
+residuals) takes ``ceil(cells / elementwise_lanes) + elementwise_depth`` cycles. An LSTM layer's
+time steps are sequential (the recurrent matrices need ``y_{t-1}``), so an utterance costs its
+frames times the per-frame cycles. WaveNet frames are timed the same way, one output frame at a
+time through every conv.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
+from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
+from hw.config import EngineConfig
+from hw.integer_model import EngineModel, IntMatrix
+
+
+@dataclass
+class MatrixTiming:
+    """One matrix's product for one frame (cycles and microseconds), ESE's table's columns."""
+
+    name: str
+    layer_type: str
+    shape: tuple[int, int]
+    density: float
+    entries: int
+    bytes: int
+    on_chip: bool
+    compute_cycles: float
+    load_cycles: float
+    cycles: float
+    macs: int            # multiplications done (stored entries, padding included)
+    useful_macs: int     # of which with a kept weight
+    pe_work: list[float]  # busy cycles per PE
+    utilization: float   # useful MACs / (multipliers * compute cycles)
+    imbalance: float     # busiest PE / mean PE
+    compute_us: float
+    total_us: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pe_column_work(mat: IntMatrix, cfg: EngineConfig) -> np.ndarray:
+    """Entries each PE processes per column, ``(num_pes, cols)``, for a column-broadcast
+    engine."""
+    rows, cols = mat.shape
+    if isinstance(mat.storage, CSCMatrix) and mat.storage.num_pes == cfg.num_pes:
+        return mat.storage.col_counts.numpy().astype(np.float64)
+    rows_of_pe = np.bincount(np.arange(rows) % cfg.num_pes, minlength=cfg.num_pes)
+    return np.repeat(rows_of_pe[:, None].astype(np.float64), cols, axis=1)
+
+
+def column_broadcast_cycles(work: np.ndarray, cfg: EngineConfig,
+                            active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cycles of column-broadcast products. ``work`` is ``(pes, cols)`` entries; ``active`` an
+    optional ``(frames, cols)`` mask of non-zero inputs (skipped columns cost nothing).
+    Returns ``(cycles per frame, busy cycles per PE per frame)``."""
+    per_col = np.ceil(work / cfg.macs_per_pe)                    # (P, C)
+    frames = 1 if active is None else active.shape[0]
+    pes, cols = per_col.shape
+    depth = cfg.activation_queue_depth
+    finish = np.zeros((frames, pes))
+    starts = np.zeros((depth, frames, pes))   # ring of the last `depth` columns' starts
+    bcast = np.full(frames, -1.0)
+    for j in range(cols):
+        cost = np.broadcast_to(per_col[:, j], (frames, pes))
+        if active is not None:
+            on = active[:, j]
+            cost = cost * on[:, None]
+        else:
+            on = np.ones(frames, dtype=bool)
+        ready = starts[j % depth].max(axis=1) if j >= depth else np.zeros(frames)
+        b = np.where(on, np.maximum(bcast + 1, ready), bcast)
+        start = np.where(on[:, None], np.maximum(finish, b[:, None]), finish)
+        starts[j % depth] = np.where(on[:, None], start, starts[(j - 1) % depth])
+        finish = start + cost
+        bcast = b
+    busy = per_col.sum(axis=1)[None, :] if active is None else active.astype(np.float64) @ \
+        per_col.T
+    return finish.max(axis=1), busy
+
+
+def row_bank_cycles(mat: IntMatrix, cfg: EngineConfig) -> tuple[float, np.ndarray]:
+    """Cycles of a row-per-PE (BBS) product: ``(cycles, busy cycles per PE)``."""
+    rows, cols = mat.shape
+    if isinstance(mat.storage, CSBMatrix):
+        banks = cols // mat.storage.bank_size
+        per_bank = mat.storage.values.shape[2]
+    else:
+        banks, per_bank = cols, 1
+    per_row = math.ceil(banks / cfg.macs_per_pe) * per_bank
+    rows_of_pe = np.bincount(np.arange(rows) % cfg.num_pes, minlength=cfg.num_pes)
+    busy = rows_of_pe * per_row
+    return float(busy.max()), busy.astype(np.float64)
+
+
+def placement(model: EngineModel) -> dict[str, bool]:
+    """Which matrices live on chip: layer-type groups in ``weight_placement`` order, each
+    group wholly on chip while it fits."""
+    cfg = model.cfg
+    free = cfg.onchip_weight_bytes
+    on: dict[str, bool] = {}
+    for kind in cfg.weight_placement:
+        group = [m for m in model.matrices.values() if m.layer_type == kind]
+        size = sum(m.bytes for m in group)
+        fits = size <= free
+        if fits:
+            free -= size
+        on.update({m.name: fits for m in group})
+    return {name: on.get(name, False) for name in model.matrices}
+
+
+def matrix_timing(mat: IntMatrix, cfg: EngineConfig, on_chip: bool,
+                  active: np.ndarray | None = None) -> MatrixTiming:
+    """Timing of one product (averaged over the frames of ``active`` when given)."""
+    rows, cols = mat.shape
+    if cfg.sparse_format == "csb":
+        compute, busy = row_bank_cycles(mat, cfg)
+        macs = mat.entries
+        busy_mean = busy
+    else:
+        work = pe_column_work(mat, cfg)
+        cyc, busy = column_broadcast_cycles(work, cfg, active)
+        compute = float(cyc.mean())
+        busy_mean = busy.mean(axis=0)
+        macs = (float(work.sum()) if active is None
+                else float((active.astype(np.float64) @ work.sum(axis=0)).mean()))
+    compute += cfg.pipeline_depth
+    load = 0.0 if on_chip else mat.bytes / (cfg.ddr_gbps * 1e9) * cfg.clock_hz
+    cycles = max(compute, load)
+    useful = mat.nnz if active is None else mat.nnz * float(active.mean())
+    us = 1e6 / cfg.clock_hz
+    return MatrixTiming(
+        mat.name, mat.layer_type, (rows, cols), mat.nnz / max(1, rows * cols), mat.entries,
+        mat.bytes, on_chip, compute, load, cycles, int(round(macs)), int(round(useful)),
+        [float(b) for b in busy_mean], useful / max(1.0, cfg.multipliers * compute),
+        float(busy_mean.max() / max(1e-9, busy_mean.mean())), compute * us, cycles * us)
+
+
+@dataclass
+class Elementwise:
+    """An element-wise stage: ``lstm`` (gates, cell state) or ``gated`` (gated residual)."""
+
+    name: str
+    kind: str
+    cells: int
+    cycles: float
+
+
+@dataclass
+class FrameTiming:
+    """One frame through the whole model: the products in engine order and the element-wise
+    stages."""
+
+    matrices: list[MatrixTiming]
+    elementwise: list[Elementwise]
+    clock_hz: float
+    channels: int
+
+    @property
+    def cycles(self) -> float:
+        return sum(m.cycles for m in self.matrices) + sum(e.cycles for e in self.elementwise)
+
+    @property
+    def latency_us(self) -> float:
+        return self.cycles / self.clock_hz * 1e6
+
+    @property
+    def ops(self) -> int:
+        """Operations (a multiply and an add per kept weight) of one frame."""
+        return 2 * sum(m.useful_macs for m in self.matrices)
+
+    @property
+    def dense_ops(self) -> int:
+        return 2 * sum(m.shape[0] * m.shape[1] for m in self.matrices)
+
+    def gops(self, dense: bool = False) -> float:
+        """GOP/s of the whole engine (all channels busy): real, or dense-equivalent."""
+        ops = self.dense_ops if dense else self.ops
+        return ops * self.channels / (self.latency_us * 1e3)
+
+    def as_dict(self) -> dict:
+        return {"cycles": self.cycles, "latency_us": self.latency_us, "ops": self.ops,
+                "dense_ops": self.dense_ops, "gops": self.gops(), "gops_dense": self.gops(True),
+                "channels": self.channels,
+                "matrices": [m.as_dict() for m in self.matrices],
+                "elementwise": [asdict(e) for e in self.elementwise]}
+
+
+def _elementwise(cfg: EngineConfig, name: str, kind: str, cells: int) -> Elementwise:
+    return Elementwise(name, kind, cells,
+                       math.ceil(cells / cfg.elementwise_lanes) + cfg.elementwise_depth)
+
+
+def frame_timing(model: EngineModel, activity: dict[str, np.ndarray] | None = None,
+                 include: set[str] | None = None) -> FrameTiming:
+    """Per-frame timing of the whole model (or of the matrices named in ``include``).
+    ``activity`` maps a matrix name to its ``(frames, cols)`` non-zero-input mask (used only
+    by engines that skip zero activations)."""
+    cfg = model.cfg
+    onchip = placement(model)
+    skip = cfg.skip_zero_activations and activity is not None
+    timings: list[MatrixTiming] = []
+    elementwise: list[Elementwise] = []
+
+    def product(name: str) -> None:
+        if include is None or name in include:
+            mat = model.matrices[name]
+            timings.append(matrix_timing(mat, cfg, onchip[name],
+                                         activity.get(name) if skip else None))
+
+    for op in model.graph.ops:
+        if isinstance(op, LSTMOp):
+            for n in op.GATE_MATRICES:
+                product(f"{op.name}.{n}")
+            elementwise.append(_elementwise(cfg, f"{op.name}.elementwise", "lstm",
+                                            op.W_ix.shape[0]))
+            if op.W_ym is not None:
+                product(f"{op.name}.W_ym")
+        elif isinstance(op, GatedResidualOp):
+            for conv in (op.filter, op.gate, op.out):
+                product(conv.name)
+            elementwise.append(_elementwise(cfg, f"{op.name}.elementwise", "gated",
+                                            op.out.weight.shape[0]))
+        elif isinstance(op, Conv1dOp | LinearOp):
+            product(op.name)
+    if include is not None:
+        elementwise = [e for e in elementwise if e.name in include]
+    return FrameTiming(timings, elementwise, cfg.clock_hz, cfg.channels)
+
+
+@dataclass
+class UtteranceTiming:
+    frames: int
+    frame: FrameTiming
+    audio_seconds: float | None = None
+
+    @property
+    def cycles(self) -> float:
+        return self.frames * self.frame.cycles
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / self.frame.clock_hz
+
+    @property
+    def rtf(self) -> float | None:
+        """Modeled hardware time over audio time (one channel)."""
+        return self.latency_s / self.audio_seconds if self.audio_seconds else None
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "cycles": self.cycles, "latency_s": self.latency_s,
+                "latency_per_frame_us": self.frame.latency_us, "rtf": self.rtf,
+                "gops": self.frame.gops(), "gops_dense": self.frame.gops(True)}
