@@ -15,7 +15,7 @@ there). Its output has ``activation_bits - 1`` fraction bits (range [-1, 1)).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,6 +34,7 @@ class ActivationUnit:
     out_frac: int
     table: torch.Tensor  # int64: entries (lut) or segments + 1 points (pwl)
     rounding: str
+    _slopes: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def lo(self) -> int:
@@ -50,9 +51,15 @@ class ActivationUnit:
         k = torch.bitwise_right_shift(offset, self.bin_shift)
         if self.kind == "lut":
             return self.table[k]
-        y0, y1 = self.table[k], self.table[k + 1]
-        dx = offset - torch.bitwise_left_shift(k, self.bin_shift)
-        return y0 + shift_round((y1 - y0) * dx, self.bin_shift, self.rounding)
+        dx = torch.bitwise_and(offset, (1 << self.bin_shift) - 1)
+        return self.table[k] + shift_round(self.slopes[k] * dx, self.bin_shift, self.rounding)
+
+    @property
+    def slopes(self) -> torch.Tensor:
+        """``table[k + 1] - table[k]`` of a pwl unit (its second ROM)."""
+        if self._slopes is None:
+            self._slopes = self.table[1:] - self.table[:-1]
+        return self._slopes
 
     def to_dict(self) -> dict:
         return {"function": self.function, "kind": self.kind, "bits": self.bits,

@@ -31,30 +31,45 @@ def align(q: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
     return torch.bitwise_left_shift(q, shift)
 
 
-def shift_round(q: torch.Tensor, shift: torch.Tensor | int, rounding: str) -> torch.Tensor:
-    """``q * 2**-shift`` rounded by ``rounding``; ``shift`` may be a broadcast tensor, and a
-    negative shift is an exact left shift."""
-    shift = torch.as_tensor(shift, dtype=torch.int64)
-    left = shift.clamp(max=0).neg()
-    right = shift.clamp(min=0)
-    q = torch.bitwise_left_shift(q, left)
-    if not bool((right > 0).any()):
-        return q
+def _round_right(q: torch.Tensor, right, rounding: str) -> torch.Tensor:
+    """``q * 2**-right`` rounded, ``right >= 0`` (an int or a broadcast tensor)."""
     floor = torch.bitwise_right_shift(q, right)
     if rounding == "floor":
         return floor
     if rounding == "zero":
-        mag = torch.bitwise_right_shift(q.abs(), right)
-        return torch.where(q < 0, -mag, mag)
-    half = torch.where(right > 0, torch.bitwise_left_shift(torch.ones_like(right),
-                                                           (right - 1).clamp(min=0)), 0)
-    rem = q - torch.bitwise_left_shift(floor, right)
+        return torch.where(q < 0, -torch.bitwise_right_shift(-q, right), floor)
+    if isinstance(right, int):
+        half = (1 << right) >> 1
+    else:
+        one = torch.ones((), dtype=torch.int64)
+        half = torch.bitwise_right_shift(torch.bitwise_left_shift(one, right), 1)  # 0 if 0
     if rounding == "nearest":
-        return floor + ((rem >= half) & (right > 0)).to(torch.int64)
+        return torch.bitwise_right_shift(q + half, right)
     if rounding == "nearest_even":
-        up = (rem > half) | ((rem == half) & (floor % 2 == 1))
-        return floor + (up & (right > 0)).to(torch.int64)
+        rem = q - torch.bitwise_left_shift(floor, right)
+        odd = torch.bitwise_and(floor, 1) == 1
+        up = (rem > half) | ((rem == half) & odd) if isinstance(half, int) and half > 0 else \
+            (rem > half) | ((rem == half) & (torch.as_tensor(half) > 0) & odd)
+        return floor + up.to(torch.int64)
     raise ValueError(f"rounding: unknown mode {rounding!r}")
+
+
+def shift_round(q: torch.Tensor, shift: torch.Tensor | int, rounding: str) -> torch.Tensor:
+    """``q * 2**-shift`` rounded by ``rounding``; ``shift`` may be a broadcast tensor, and a
+    negative shift is an exact left shift."""
+    if isinstance(shift, int):
+        if shift <= 0:
+            return torch.bitwise_left_shift(q, -shift) if shift else q
+        return _round_right(q, shift, rounding)
+    lo, hi = torch.aminmax(shift)
+    if int(lo) == int(hi):      # one shift for all: the cheaper scalar path
+        return shift_round(q, int(lo), rounding)
+    if int(hi) <= 0:
+        return torch.bitwise_left_shift(q, -shift)
+    if int(lo) >= 0:
+        return _round_right(q, shift, rounding)
+    return _round_right(torch.bitwise_left_shift(q, (-shift).clamp(min=0)), shift.clamp(min=0),
+                        rounding)
 
 
 def int_range(bits: int) -> tuple[int, int]:
@@ -64,9 +79,12 @@ def int_range(bits: int) -> tuple[int, int]:
 def narrow(q: torch.Tensor, bits: int, saturate: bool) -> tuple[torch.Tensor, int]:
     """Into ``bits`` two's-complement bits: saturate or wrap. Returns ``(q, out_of_range)``."""
     lo, hi = int_range(bits)
-    out = int(((q < lo) | (q > hi)).sum())
-    if out == 0:
+    if q.numel() == 0:
         return q, 0
+    qmin, qmax = torch.aminmax(q)
+    if int(qmin) >= lo and int(qmax) <= hi:
+        return q, 0
+    out = int(((q < lo) | (q > hi)).sum())
     if saturate:
         return q.clamp(lo, hi), out
     return torch.remainder(q - lo, 1 << bits) + lo, out

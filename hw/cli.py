@@ -3,12 +3,14 @@
     asr-hw run ARTIFACT AUDIO... [--engine ese|bbs|eie_like|FILE.yaml] [--decoder greedy|beam]
                [--set KEY=VALUE ...] [--json]
     asr-hw trace ARTIFACT AUDIO [--engine ...] [--formats 1-7,0-8,2-6] [--plot out.png]
+    asr-hw eval ARTIFACT MANIFEST [--engine ...] [--json]
     asr-hw timing ARTIFACT [--engine ...] [--json]
     asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
 
 ``run`` prints what ``asr-decode`` prints plus each file's modeled latency and energy;
 ``trace`` compares the float graph and the engine layer by layer (SQNR, max error, saturations,
 first values) and, with ``--formats``, sweeps integer-fraction splits of the activations;
+``eval`` scores a manifest (greedy WER/CER from the engine's outputs, mean latency and energy);
 ``timing`` prints the per-matrix table (ESE's columns) of one frame; ``export`` writes the
 per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors.
 """
@@ -60,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--values", type=int, default=3, help="first values shown per layer")
     trace.add_argument("--json", action="store_true")
     _engine_args(trace)
+    evaluate = sub.add_parser("eval", help="WER/CER, latency and energy on a manifest")
+    evaluate.add_argument("artifact")
+    evaluate.add_argument("manifest")
+    evaluate.add_argument("--max-utterances", type=int, default=0)
+    evaluate.add_argument("--json", action="store_true")
+    _engine_args(evaluate)
     timing = sub.add_parser("timing", help="per-matrix timing of one frame")
     timing.add_argument("artifact")
     timing.add_argument("--json", action="store_true")
@@ -104,6 +112,54 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"{cost['saturations']} saturations]", flush=True)
         module.runs.clear()
     return report_failures("asr-hw run", failures)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Greedy WER/CER of the engine's own outputs on a manifest, with the mean modeled cost."""
+    from asr.data.manifest import read_manifest
+    from asr.metrics import error_rates
+    from hw.engine import engine_acoustic_model
+
+    cfg = load_engine(args.engine, args.set)
+    model = engine_acoustic_model(args.artifact, cfg)
+    utts = read_manifest(args.manifest)
+    if args.max_utterances:
+        utts = utts[:args.max_utterances]
+    recognizer = Recognizer(model, 16)
+    decoder = make_decoder("greedy", model)
+    texts = {u.audio_filepath: u.text for u in utts}
+    refs, hyps, costs = [], [], []
+    failures: list[tuple[str, str]] = []
+    for post in recognizer.posteriors(list(texts), failures):
+        runs = model.model.runs[-len(post.paths):]
+        for d, run in zip(recognizer.decode(post, decoder), runs):
+            refs.append(texts[d.path])
+            hyps.append(d.hypothesis.text)
+            costs.append(model.model.utterance_cost(run, d.duration))
+        model.model.runs.clear()
+    rates = error_rates(refs, hyps)
+    audio = sum(c["latency_s"] / c["rtf"] for c in costs if c["rtf"])
+    summary = {"artifact": args.artifact, "engine": cfg.name, "utterances": len(refs),
+               "wer": rates.wer, "cer": rates.cer,
+               "latency_ms_mean": 1e3 * sum(c["latency_s"] for c in costs) / len(costs),
+               "latency_per_frame_us": costs[0]["latency_per_frame_us"],
+               "rtf": sum(c["latency_s"] for c in costs) / audio,
+               "uj_per_utterance": sum(c["utterance_uj"] for c in costs) / len(costs),
+               "uj_per_audio_second": sum(c["utterance_uj"] for c in costs) / audio,
+               "average_power_w": costs[0]["average_power_w"],
+               "saturations": sum(c["saturations"] for c in costs),
+               "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.artifact} on {cfg.name}: {len(refs)} utterances, WER {100 * rates.wer:.2f}%"
+              f" CER {100 * rates.cer:.2f}%; latency {summary['latency_ms_mean']:.3f} ms per "
+              f"utterance ({summary['latency_per_frame_us']:.2f} us per frame), RTF "
+              f"{summary['rtf']:.5f}; {summary['uj_per_utterance']:.1f} uJ per utterance, "
+              f"{summary['uj_per_audio_second']:.1f} uJ per audio second, "
+              f"{summary['average_power_w']:.2f} W; {summary['saturations']} saturations, "
+              f"{summary['accumulator_overflows']} accumulator overflows")
+    return report_failures("asr-hw eval", failures)
 
 
 def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
@@ -262,7 +318,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "trace": cmd_trace, "timing": cmd_timing, "export": cmd_export}
+COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_timing,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ import torch
 
 from asr.compress.quantize import round_to_int
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
-from hw.arith import EventCounter, shift_round, wrap
+from hw.arith import EventCounter, narrow, shift_round, wrap
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
@@ -74,23 +74,37 @@ class Datapath:
         """One sparse matrix-vector product per row of ``x`` (codes ``(time, cols)``): each
         output row's exact sum of products ``w * x`` at fractional length ``mat.frac + fx``,
         wrapped into the accumulator (overflows counted for ``layer``)."""
-        bound = int(mat.weights.abs().max()) * int(x.abs().max()) * mat.shape[1] if x.numel() \
-            else 0
+        # Inputs are activation codes: |x| <= 2**(activation_bits - 1) bounds every sum.
+        bound = mat.max_abs * (1 << (self.cfg.activation_bits - 1)) * mat.shape[1]
         if bound >= EXACT_LIMIT:   # beyond float64's exact integers: int64 (slow, rare)
             out = x @ mat.weights.t()
         else:
-            w = mat.matmul_operand()
-            out = ((w @ x.double().t()).t() if w.layout == torch.sparse_csr
-                   else x.double() @ w.t()).to(torch.int64)
+            w, xd = mat.matmul_operand(), x.double()
+            if w.layout == torch.sparse_csr:
+                out = torch.mv(w, xd[0])[None] if x.shape[0] == 1 else (w @ xd.t()).t()
+            else:
+                out = xd @ w.t()
+            out = out.to(torch.int64)
+        if self.product_bound(mat) < 1 << (self.cfg.accumulator_bits - 1):
+            return out   # no sum can leave the accumulator: nothing to check
         return self.wrap_accumulator(layer or mat.name, out)
 
+    def product_bound(self, mat: IntMatrix) -> int:
+        """Largest magnitude a row's sum of products can reach."""
+        return mat.max_row_abs_sum * (1 << (self.cfg.activation_bits - 1))
+
     def accumulate(self, layer: str, terms: list[tuple[torch.Tensor, torch.Tensor | int]],
-                   out_frac: int) -> tuple[torch.Tensor, torch.Tensor]:
+                   out_frac: int) -> tuple[torch.Tensor, torch.Tensor | int]:
         """Combine the partial sums feeding one output (products of several matrices, the
         bias, element-wise products): each term ``(values, frac)`` is brought to the common
         fractional length ``F = min(largest term frac, out_frac + guard_bits)`` (exact left
         shift, or a rounding right shift), the terms are added and the sum wrapped into the
-        accumulator. Returns ``(sum, F)``; ``F`` is per row (a tensor)."""
+        accumulator. Returns ``(sum, F)``; ``F`` is per row (a tensor) unless every term has one
+        fractional length (ints)."""
+        if all(isinstance(f, int) for _, f in terms):   # one format per term: scalar shifts
+            frac = min(max(f for _, f in terms), out_frac + self.cfg.guard_bits)
+            total = sum(shift_round(v, f - frac, self.cfg.rounding) for v, f in terms)
+            return self.wrap_accumulator(layer, total), frac
         width = terms[0][0].shape[-1]
         fracs = [torch.as_tensor(f, dtype=torch.int64).expand(width) for _, f in terms]
         frac = torch.stack(fracs).amax(dim=0).clamp(max=out_frac + self.cfg.guard_bits)
@@ -98,8 +112,7 @@ class Datapath:
         return self.wrap_accumulator(layer, total), frac
 
     def wrap_accumulator(self, layer: str, total: torch.Tensor) -> torch.Tensor:
-        lo, hi = -(1 << (self.cfg.accumulator_bits - 1)), (1 << (self.cfg.accumulator_bits - 1))
-        over = int(((total < lo) | (total >= hi)).sum())
+        _, over = narrow(total, self.cfg.accumulator_bits, saturate=False)
         if over:
             self.events.add(layer, "accumulator_overflow", over)
             return wrap(total, self.cfg.accumulator_bits)
@@ -187,17 +200,30 @@ class Datapath:
         fc = m.signal(f"{name}.c")
         unit_in, fg = m.unit_in_frac, m.gate_frac
         sig, tanh = m.units["sigmoid"], m.units["tanh"]
-        # Input products do not depend on the recurrence: all steps in one product.
-        px = self.matvec(wx, x)
+        # The gate accumulator's fractional length per row and each term's shift to it are
+        # the same every step (see accumulate); input products and biases do not depend on
+        # the recurrence, so they are brought to it for all steps at once.
+        fxr, frr = wx.frac + fx, wr.frac + fy
+        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + self.cfg.guard_bits)
+        shift_r = (frr - frac).contiguous()
+        rounding = self.cfg.rounding
+        pre = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
+               + shift_round(b, fb - frac, rounding))
+        # When no step's sum can overflow, the per-step check is skipped (same result).
+        left = max(0, -int(shift_r.min()))
+        bound = int(pre.abs().max()) + (self.product_bound(wr) << left) + 1
+        check = bound >= 1 << (self.cfg.accumulator_bits - 1)
         c = torch.zeros(hidden, dtype=torch.int64)
         y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
         outputs = []
         for t in range(x.shape[0]):
             pr = self.matvec(wr, y[None])[0]
-            acc, frac = self.accumulate(f"{name}.gates", [(px[t], wx.frac + fx),
-                                                          (pr, wr.frac + fy), (b, fb)], unit_in)
+            acc = pre[t] + shift_round(pr, shift_r, rounding)
+            if check:
+                acc = self.wrap_accumulator(f"{name}.gates", acc)
             gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
-            i, f, o = sig(gin[:hidden]), sig(gin[hidden:2 * hidden]), sig(gin[3 * hidden:])
+            s = sig(gin)   # one look-up pass; the c rows' sigmoid is not used
+            i, f, o = s[:hidden], s[hidden:2 * hidden], s[3 * hidden:]
             g = tanh(gin[2 * hidden:3 * hidden])
             cell, fcell = self.accumulate(f"{name}.c", [(f * c, fg + fc), (i * g, 2 * fg)], fc)
             c = self.narrow(f"{name}.c", cell, fcell, fc)

@@ -60,6 +60,23 @@ class IntMatrix:
     align: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     _dense: torch.Tensor | None = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def max_abs(self) -> int:
+        """Largest weight magnitude (bounds the products of a matrix-vector product)."""
+        if "max_abs" not in self._cache:
+            self._cache["max_abs"] = int(self.weights.abs().max()) if self.weights.numel() else 0
+        return self._cache["max_abs"]
+
+    @property
+    def max_row_abs_sum(self) -> int:
+        """Largest sum of weight magnitudes of a row: a product's sum is at most this times
+        the largest input."""
+        if "row_sum" not in self._cache:
+            self._cache["row_sum"] = (int(self.weights.abs().sum(dim=1).max())
+                                      if self.weights.numel() else 0)
+        return self._cache["row_sum"]
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -32,11 +32,14 @@ from hw.functional import run_engine
 from hw.integer_model import compile_model
 from hw.reference import fit_int, run_reference, shift_round_int
 from hw.timing import column_broadcast_cycles, frame_timing
-
-# ESE's results table (anchors.md): density %, compute time us, total time us per matrix.
-ESE_TABLE = {"W_ix": (11.7, 2.9, 5.36), "W_fx": (11.7, 2.9, 5.36), "W_cx": (11.8, 2.9, 5.36),
-             "W_ox": (11.5, 2.8, 5.36), "W_ir": (11.3, 9.3, 10.31), "W_fr": (11.5, 9.4, 10.01),
-             "W_cr": (11.2, 9.2, 9.89), "W_or": (11.5, 9.4, 10.04), "W_ym": (10.0, 8.2, 15.66)}
+from hw.validation import (
+    BBS_GOPS,
+    ESE_GOPS,
+    ESE_TABLE,
+    ESE_TOTAL_US,
+    LSTM_LAYER,
+    ese_shaped_artifact,
+)
 
 
 def compress_preset(name: str, *overrides: str) -> CompressConfig:
@@ -193,41 +196,23 @@ def test_column_broadcast_queue_absorbs_imbalance_up_to_its_depth():
     assert cyc.tolist() == [4.0, 10.0]
 
 
-def ese_shaped(preset: str, inputs: int = 153) -> dict:
-    torch.manual_seed(0)
-    m = LSTMCTC(inputs, 32, hidden_size=1024, proj_size=512, num_layers=1)
-    cfg = compress_preset(preset)
-    if preset == "ese":
-        for k, (density, _, _) in ESE_TABLE.items():
-            cfg.prune.targets[f"layers.0.{k}"] = density / 100
-    views = m.matrices()
-    densities = validate_against_model(cfg, views, "lstm")
-    art = build_artifact(m, prune_model(views, densities, cfg.prune), densities, cfg)
-    art["compress"] = {"prune": {"bank_size": cfg.prune.bank_size}}
-    return art
-
-
-LSTM_LAYER = {f"layers.0.{k}" for k in ESE_TABLE} | {"layers.0.elementwise"}
-
-
 def test_ese_preset_reproduces_ese_timing_table():
-    frame = frame_timing(compile_model(ese_shaped("ese"), load_engine("ese")),
-                         include=LSTM_LAYER)
+    frame = frame_timing(compile_model(ese_shaped_artifact(compress_preset("ese")),
+                                       load_engine("ese")), include=LSTM_LAYER)
     for m in frame.matrices:
         _, compute, total = ESE_TABLE[m.name.rsplit(".", 1)[1]]
         # Random Gaussian weights need ~7% CSC padding entries (4-bit indices over 32 local
         # rows); ESE's table implies under 1%: compute lands 8-15% above ESE's column.
         assert compute <= m.compute_us <= 1.15 * compute, m.name
         assert abs(m.total_us - total) <= 0.10 * total, m.name
-    assert abs(frame.latency_us - 82.7) <= 0.2 * 82.7
-    assert abs(frame.gops() - 282.2) <= 0.15 * 282.2
+    assert abs(frame.latency_us - ESE_TOTAL_US) <= 0.2 * ESE_TOTAL_US
+    assert abs(frame.gops() - ESE_GOPS) <= 0.15 * ESE_GOPS
 
 
 def test_bbs_preset_reaches_bbs_throughput():
-    # BBS's banks of 16 need a row length they divide: 153 inputs padded to 160.
-    frame = frame_timing(compile_model(ese_shaped("bbs", 160), load_engine("bbs")),
-                         include=LSTM_LAYER)
-    assert abs(frame.gops() - 304.1) <= 0.15 * 304.1
+    frame = frame_timing(compile_model(ese_shaped_artifact(compress_preset("bbs")),
+                                       load_engine("bbs")), include=LSTM_LAYER)
+    assert abs(frame.gops() - BBS_GOPS) <= 0.15 * BBS_GOPS
     assert all(m.imbalance == 1.0 for m in frame.matrices)   # bank-balanced: no imbalance
 
 

@@ -1,0 +1,61 @@
+"""The timing model against ESE's and BBS's published figures, on the ESE-shaped layer.
+
+Prints ESE's per-matrix table next to the ``ese`` preset's (compute and total time per
+matrix, the layer's latency and GOP/s), and the ``bbs`` preset's GOP/s at 87.5%
+bank-balanced sparsity against BBS's 304.1.
+
+    python benchmarks/hw_validation.py
+"""
+
+from __future__ import annotations
+
+import time
+
+from hydra import compose, initialize_config_dir
+
+from asr.compress.config import CompressConfig
+from asr.train.config import CONF_DIR, structured_config
+from hw.config import load_engine
+from hw.integer_model import compile_model
+from hw.timing import frame_timing
+from hw.validation import (
+    BBS_GOPS,
+    ESE_GOPS,
+    ESE_TABLE,
+    ESE_TOTAL_US,
+    LSTM_LAYER,
+    ese_shaped_artifact,
+)
+
+
+def preset(name: str) -> CompressConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
+        cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model"])
+    return structured_config(CompressConfig, cfg.compress, "compress")
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    frame = frame_timing(compile_model(ese_shaped_artifact(preset("ese")), load_engine("ese")),
+                         include=LSTM_LAYER)
+    print("| matrix | density % | entries | ESE compute us | model compute us | ratio | "
+          "ESE total us | model total us | on chip |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for m in frame.matrices:
+        k = m.name.rsplit(".", 1)[1]
+        _, compute, total = ESE_TABLE[k]
+        print(f"| {k} | {100 * m.density:.1f} | {m.entries} | {compute} | {m.compute_us:.2f} | "
+              f"{m.compute_us / compute:.3f} | {total} | {m.total_us:.2f} | "
+              f"{'yes' if m.on_chip else 'no'} |")
+    print(f"ese: layer latency {frame.latency_us:.1f} us (ESE {ESE_TOTAL_US}, ratio "
+          f"{frame.latency_us / ESE_TOTAL_US:.3f}); {frame.gops():.1f} GOP/s (ESE {ESE_GOPS}, "
+          f"ratio {frame.gops() / ESE_GOPS:.3f}); {frame.gops(True):.1f} dense-equivalent")
+    bbs = frame_timing(compile_model(ese_shaped_artifact(preset("bbs")), load_engine("bbs")),
+                       include=LSTM_LAYER)
+    print(f"bbs: layer latency {bbs.latency_us:.2f} us; {bbs.gops():.1f} GOP/s (BBS {BBS_GOPS}, "
+          f"ratio {bbs.gops() / BBS_GOPS:.3f})")
+    print(f"({time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

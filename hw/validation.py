@@ -1,0 +1,42 @@
+"""The ESE-shaped layer the timing model is validated on (tests and ``benchmarks/``).
+
+ESE's results table (Han et al., FPGA 2017; ``reference/anchors.md``) times one layer of an
+LSTM with 153 inputs, 1024 cells and a 512 projection, pruned load-balance-aware to the
+densities below. :func:`ese_shaped_artifact` builds that layer with random Gaussian weights,
+compressed by a ``conf/compress`` preset (ESE's per-matrix densities for ``ese``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from asr.compress.artifact import build_artifact
+from asr.compress.config import CompressConfig, validate_against_model
+from asr.compress.pruning import prune_model
+from asr.models import LSTMCTC
+
+# matrix: (density %, compute time us, total time us), one time step
+ESE_TABLE = {"W_ix": (11.7, 2.9, 5.36), "W_fx": (11.7, 2.9, 5.36), "W_cx": (11.8, 2.9, 5.36),
+             "W_ox": (11.5, 2.8, 5.36), "W_ir": (11.3, 9.3, 10.31), "W_fr": (11.5, 9.4, 10.01),
+             "W_cr": (11.2, 9.2, 9.89), "W_or": (11.5, 9.4, 10.04), "W_ym": (10.0, 8.2, 15.66)}
+ESE_TOTAL_US = 82.7
+ESE_GOPS = 282.2
+BBS_GOPS = 304.1
+# The LSTM layer's products and element-wise stage (ESE's table leaves the output layer out).
+LSTM_LAYER = {f"layers.0.{k}" for k in ESE_TABLE} | {"layers.0.elementwise"}
+
+
+def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0) -> dict:
+    """The layer compressed by ``cfg``. BBS's banks of 16 need a row length they divide, so
+    bank-balanced presets get the 153 inputs zero-padded to 160."""
+    inputs = 160 if cfg.prune.method == "bank_balanced" else 153
+    torch.manual_seed(seed)
+    model = LSTMCTC(inputs, 32, hidden_size=1024, proj_size=512, num_layers=1)
+    if cfg.prune.method == "load_balanced":
+        for k, (density, _, _) in ESE_TABLE.items():
+            cfg.prune.targets.setdefault(f"layers.0.{k}", density / 100)
+    views = model.matrices()
+    densities = validate_against_model(cfg, views, "lstm")
+    art = build_artifact(model, prune_model(views, densities, cfg.prune), densities, cfg)
+    art["compress"] = {"prune": {"bank_size": cfg.prune.bank_size}}
+    return art
