@@ -18,10 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from asr.compress.artifact import build_artifact
-from asr.compress.config import CompressConfig, validate_against_model
+from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.models import LSTMCTC
-from asr.train.config import CONF_DIR, structured_config
+from asr.train.config import CONF_DIR
 from hw.config import load_engine
 from hw.energy import frame_energy
 from hw.engine import EngineModule
@@ -48,9 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         mcfg = compose(f"model/{args.model}").model
-    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
-        ccfg = structured_config(CompressConfig, compose(
-            "asr_compress", ["compress=ese", "model=-", "out=-.model"]).compress, "compress")
+    ccfg = compress_preset("ese")
     torch.manual_seed(0)
     model = LSTMCTC(args.inputs, 29, hidden_size=mcfg.hidden_size, proj_size=mcfg.proj_size,
                     num_layers=mcfg.num_layers).eval()

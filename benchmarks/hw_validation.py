@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import time
 
-from hydra import compose, initialize_config_dir
-
-from asr.compress.config import CompressConfig
-from asr.train.config import CONF_DIR, structured_config
+from asr.compress.config import compress_preset
 from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.timing import frame_timing
@@ -28,16 +25,13 @@ from hw.validation import (
 )
 
 
-def preset(name: str) -> CompressConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
-        cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model"])
-    return structured_config(CompressConfig, cfg.compress, "compress")
-
-
 def main() -> None:
     t0 = time.perf_counter()
-    frame = frame_timing(compile_model(ese_shaped_artifact(preset("ese")), load_engine("ese")),
-                         include=LSTM_LAYER)
+    def layer(name: str):
+        artifact = ese_shaped_artifact(compress_preset(name))
+        return frame_timing(compile_model(artifact, load_engine(name)), include=LSTM_LAYER)
+
+    frame = layer("ese")
     print("| matrix | density % | entries | ESE compute us | model compute us | ratio | "
           "ESE total us | model total us | on chip |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -50,8 +44,7 @@ def main() -> None:
     print(f"ese: layer latency {frame.latency_us:.1f} us (ESE {ESE_TOTAL_US}, ratio "
           f"{frame.latency_us / ESE_TOTAL_US:.3f}); {frame.gops():.1f} GOP/s (ESE {ESE_GOPS}, "
           f"ratio {frame.gops() / ESE_GOPS:.3f}); {frame.gops(True):.1f} dense-equivalent")
-    bbs = frame_timing(compile_model(ese_shaped_artifact(preset("bbs")), load_engine("bbs")),
-                       include=LSTM_LAYER)
+    bbs = layer("bbs")
     print(f"bbs: layer latency {bbs.latency_us:.2f} us; {bbs.gops():.1f} GOP/s (BBS {BBS_GOPS}, "
           f"ratio {bbs.gops() / BBS_GOPS:.3f})")
     print(f"({time.perf_counter() - t0:.1f} s)")

@@ -14,21 +14,12 @@ import argparse
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from asr.compress.accounting import storage_table, totals
 from asr.compress.artifact import build_artifact
-from asr.compress.config import CompressConfig, validate_against_model
+from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.models import LSTMCTC
-from asr.train.config import CONF_DIR, structured_config
-
-
-def preset(name: str) -> CompressConfig:
-    """A preset as asr-compress composes it (presets extend ``none.yaml``)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
-        cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model"])
-    return structured_config(CompressConfig, cfg.compress, "compress")
 
 
 def main() -> None:
@@ -37,7 +28,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["ese", "bbs", "deep_compression"])
     args = parser.parse_args()
     for name in args.presets:
-        cfg = preset(name)
+        cfg = compress_preset(name)
         t0 = time.perf_counter()
         # BBS banks of 16 need a row length they divide: the 153 inputs are zero-padded to 160
         inputs = 160 if cfg.prune.method == "bank_balanced" else 153

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from asr.compress.artifact import read_artifact
+from asr.compress.artifact import UtteranceModel, read_artifact
 from asr.features.config import FeatureConfig
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
 from asr.text.vocab import CharVocab
@@ -52,31 +51,21 @@ def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
     return out
 
 
-class EngineModule(nn.Module):
-    """``(batch, time, input_dim)`` features -> the engine's logits, one utterance at a time."""
+class EngineModule(UtteranceModel):
+    """``(batch, time, input_dim)`` features -> the engine's logits, one utterance at a time;
+    every utterance's run is kept in ``runs`` for :meth:`utterance_cost`."""
 
     def __init__(self, model: EngineModel):
-        super().__init__()
+        super().__init__(model.graph)
         self.engine = model
-        self.model_type = model.model_type
         self.runs: list[EngineRun] = []
         self._static: FrameTiming | None = None
 
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return lengths
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        lengths = lengths if lengths is not None else torch.full(
-            (features.shape[0],), features.shape[1])
-        out = features.new_zeros(features.shape[0], features.shape[1],
-                                 self.engine.graph.vocab_size)
-        trace = self.engine.cfg.skip_zero_activations
-        for b, n in enumerate(lengths.tolist()):
-            run = run_engine(self.engine, features[b, :n].cpu(), trace=trace)
-            self.runs.append(run)
-            out[b, :n] = run.logits_float().to(out.dtype)
-        return out
+    def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
+        run = run_engine(self.engine, features.cpu(),
+                         trace=self.engine.cfg.skip_zero_activations)
+        self.runs.append(run)
+        return run.logits_float()
 
     def frame_timing(self, run: EngineRun | None = None) -> FrameTiming:
         """Per-frame timing: data-independent (computed once) unless zero activations are

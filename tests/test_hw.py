@@ -15,14 +15,14 @@ from hydra import compose, initialize_config_dir
 
 from asr.compress.app import compress
 from asr.compress.artifact import build_artifact, compressed_acoustic_model, read_artifact
-from asr.compress.config import CompressConfig, validate_against_model
+from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError
 from asr.data.manifest import read_manifest
 from asr.decode.recognizer import greedy_error_rates
 from asr.models import LSTMCTC, WaveNetCTC
 from asr.models.graph import run_graph
-from asr.train.config import CONF_DIR, structured_config
+from asr.train.config import CONF_DIR
 from hw.activation_unit import build_activation_unit
 from hw.arith import narrow, shift_round
 from hw.cli import main as hw_main
@@ -40,13 +40,6 @@ from hw.validation import (
     LSTM_LAYER,
     ese_shaped_artifact,
 )
-
-
-def compress_preset(name: str, *overrides: str) -> CompressConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
-        cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model",
-                                       *overrides])
-    return structured_config(CompressConfig, cfg.compress, "compress")
 
 
 def make_artifact(model, preset: str, *overrides: str, seed: int = 0) -> dict:

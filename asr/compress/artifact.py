@@ -171,9 +171,10 @@ def activation_format(artifact: dict[str, Any], signal: str) -> FixedPointFormat
     return FixedPointFormat(a["bits"], a["frac"])
 
 
-class GraphModel(nn.Module):
-    """Runs an artifact's quantized inference graph as an acoustic model (``(batch, time,
-    input_dim)`` features in, logits out), one utterance at a time in float32."""
+class UtteranceModel(nn.Module):
+    """An acoustic model that runs one utterance at a time (``(batch, time, input_dim)``
+    features in, ``(batch, time, vocab)`` logits out, one frame out per frame in): subclasses
+    say how one utterance's ``(time, input_dim)`` features become logits."""
 
     def __init__(self, graph: InferenceGraph):
         super().__init__()
@@ -183,14 +184,24 @@ class GraphModel(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return lengths
 
+    def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> torch.Tensor:
         lengths = lengths if lengths is not None else torch.full(
             (features.shape[0],), features.shape[1])
         out = features.new_zeros(features.shape[0], features.shape[1], self.graph.vocab_size)
         for b, n in enumerate(lengths.tolist()):
-            out[b, :n] = run_graph(self.graph, features[b, :n], dtype=torch.float32)
+            out[b, :n] = self.utterance_logits(features[b, :n]).to(out.dtype)
         return out
+
+
+class GraphModel(UtteranceModel):
+    """Runs an artifact's quantized inference graph (float32 activations)."""
+
+    def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return run_graph(self.graph, features, dtype=torch.float32)
 
 
 def load_graph(artifact: dict[str, Any]) -> InferenceGraph:

@@ -206,3 +206,16 @@ def validate_against_model(cfg: CompressConfig, matrices: dict[str, torch.Tensor
               f">= {need} to address a position in a bank of {p.bank_size}",
               cfg.storage.index_bits)
     return densities
+
+
+def compress_preset(name: str, *overrides: str) -> CompressConfig:
+    """A ``conf/compress`` preset as ``asr-compress`` composes it (presets extend
+    ``none.yaml``), with ``compress.*`` overrides, validated."""
+    from hydra import compose, initialize_config_dir
+
+    from asr.train.config import CONF_DIR, structured_config
+
+    with initialize_config_dir(config_dir=str(CONF_DIR / "asr_compress"), version_base="1.3"):
+        cfg = compose("asr_compress", [f"compress={name}", "model=-", "out=-.model",
+                                       *overrides])
+    return structured_config(CompressConfig, cfg.compress, "compress")
