@@ -23,7 +23,6 @@ from asr.compress.pruning import prune_model
 from asr.models import LSTMCTC
 from asr.train.config import CONF_DIR
 from hw.config import load_engine
-from hw.energy import frame_energy
 from hw.engine import EngineModule
 from hw.functional import run_engine
 from hw.integer_model import compile_model
@@ -72,8 +71,7 @@ def main() -> None:
     # Timing and energy of a test set: 1,000 utterances of 300 frames.
     module = EngineModule(engine)
     t0 = time.perf_counter()
-    frame = module.frame_timing()
-    energy = frame_energy(frame, engine.cfg)
+    frame, energy = module.frame_cost()
     run = run_engine(engine, feats[:3])
     for _ in range(1000):
         run.logits = feats       # only the frame count is read

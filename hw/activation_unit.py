@@ -61,11 +61,6 @@ class ActivationUnit:
             self._slopes = self.table[1:] - self.table[:-1]
         return self._slopes
 
-    def to_dict(self) -> dict:
-        return {"function": self.function, "kind": self.kind, "bits": self.bits,
-                "in_frac": self.in_frac, "out_frac": self.out_frac,
-                "table": self.table.tolist()}
-
 
 def build_activation_unit(function: str, cfg: ActivationUnitConfig, bits: int,
                           rounding: str) -> ActivationUnit:

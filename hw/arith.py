@@ -1,12 +1,11 @@
 """The engine's integer arithmetic on whole tensors (int64), with its events counted.
 
-A value is an integer code ``q`` with a fractional length ``f`` (value ``q * 2**-f``). Three
+A value is an integer code ``q`` with a fractional length ``f`` (value ``q * 2**-f``). Two
 operations make up every datapath in the engine:
 
-- :func:`align`: ``q * 2**s`` for ``s >= 0`` (an exact left shift: operands are brought to a
-  common fractional length before they are added).
-- :func:`shift_round`: ``q * 2**-s`` rounded to an integer by the configured mode, ``s >= 0``
-  (a right shift with a rounding adder): ``nearest`` adds half an LSB then floors (ties go up),
+- :func:`shift_round`: ``q * 2**-s`` rounded to an integer by the configured mode (a right
+  shift with a rounding adder; a negative ``s`` is an exact left shift, which brings operands
+  to a common fractional length): ``nearest`` adds half an LSB then floors (ties go up),
   ``nearest_even`` breaks ties to even, ``floor`` drops the low bits, ``zero`` truncates the
   magnitude.
 - :func:`narrow`: into ``bits`` two's-complement bits, saturating to the range or wrapping
@@ -21,14 +20,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-
-
-def align(q: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
-    """``q << shift`` with ``shift >= 0`` (tensor shifts broadcast)."""
-    shift = torch.as_tensor(shift, dtype=torch.int64)
-    if bool((shift < 0).any()):
-        raise ValueError("align: negative shift (use shift_round)")
-    return torch.bitwise_left_shift(q, shift)
 
 
 def _round_right(q: torch.Tensor, right, rounding: str) -> torch.Tensor:
@@ -90,11 +81,6 @@ def narrow(q: torch.Tensor, bits: int, saturate: bool) -> tuple[torch.Tensor, in
     return torch.remainder(q - lo, 1 << bits) + lo, out
 
 
-def wrap(q: torch.Tensor, bits: int) -> torch.Tensor:
-    lo = -(1 << (bits - 1))
-    return torch.remainder(q - lo, 1 << bits) + lo
-
-
 class EventCounter:
     """Counts per layer of the events a datapath produces: ``saturation`` (a value clipped into
     its format), ``wrap`` (wrapped instead), ``accumulator_overflow`` (a sum that ended outside
@@ -115,8 +101,3 @@ class EventCounter:
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {layer: dict(kinds) for layer, kinds in self.counts.items()}
-
-    def merge(self, other: EventCounter) -> None:
-        for layer, kinds in other.counts.items():
-            for kind, n in kinds.items():
-                self.counts[layer][kind] += n

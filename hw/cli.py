@@ -29,7 +29,7 @@ from asr.cli.decode import expand_inputs
 from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
 from asr.compress.artifact import ArtifactError, read_artifact
 from asr.config_errors import ConfigError
-from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
+from asr.decode.recognizer import DECODERS, make_decoder
 from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
 from hw.config import load_engine, preset_names
@@ -87,30 +87,25 @@ def _features(artifact: dict, path: str) -> torch.Tensor:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hw.engine import engine_acoustic_model
+    from hw.engine import decode_with_cost, engine_acoustic_model
 
     cfg = load_engine(args.engine, args.set)
     beam, lm = beam_settings(args)
     kind = "beam" if (lm or args.words) and args.decoder == "greedy" else args.decoder
     model = engine_acoustic_model(args.artifact, cfg)
-    recognizer = Recognizer(model, args.batch_size)
     decoder = make_decoder(kind, model, beam, lm, read_words(args.words))
     failures: list[tuple[str, str]] = []
-    module = model.model
-    for post in recognizer.posteriors(expand_inputs(args.audio, failures), failures):
-        runs = module.runs[-len(post.paths):]
-        for d, run in zip(recognizer.decode(post, decoder), runs):
-            cost = module.utterance_cost(run, d.duration)
-            if args.json:
-                print(json.dumps({"path": d.path, **d.hypothesis.to_dict(),
-                                  "duration": round(d.duration, 3), "engine": cfg.name,
-                                  "hardware": cost}), flush=True)
-            else:
-                print(f"{d.path}\t{d.hypothesis.text}\t[{cfg.name}: "
-                      f"{cost['latency_s'] * 1e3:.3f} ms, RTF {cost['rtf']:.5f}, "
-                      f"{cost['utterance_uj']:.1f} uJ, {cost['average_power_w']:.2f} W, "
-                      f"{cost['saturations']} saturations]", flush=True)
-        module.runs.clear()
+    paths = expand_inputs(args.audio, failures)
+    for d, cost in decode_with_cost(model, paths, decoder, failures, args.batch_size):
+        if args.json:
+            print(json.dumps({"path": d.path, **d.hypothesis.to_dict(),
+                              "duration": round(d.duration, 3), "engine": cfg.name,
+                              "hardware": cost}), flush=True)
+        else:
+            print(f"{d.path}\t{d.hypothesis.text}\t[{cfg.name}: "
+                  f"{cost['latency_s'] * 1e3:.3f} ms, RTF {cost['rtf']:.5f}, "
+                  f"{cost['utterance_uj']:.1f} uJ, {cost['average_power_w']:.2f} W, "
+                  f"{cost['saturations']} saturations]", flush=True)
     return report_failures("asr-hw run", failures)
 
 
@@ -118,27 +113,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy WER/CER of the engine's own outputs on a manifest, with the mean modeled cost."""
     from asr.data.manifest import read_manifest
     from asr.metrics import error_rates
-    from hw.engine import engine_acoustic_model
+    from hw.engine import decode_with_cost, engine_acoustic_model
 
     cfg = load_engine(args.engine, args.set)
     model = engine_acoustic_model(args.artifact, cfg)
     utts = read_manifest(args.manifest)
     if args.max_utterances:
         utts = utts[:args.max_utterances]
-    recognizer = Recognizer(model, 16)
-    decoder = make_decoder("greedy", model)
     texts = {u.audio_filepath: u.text for u in utts}
     refs, hyps, costs = [], [], []
+    audio = 0.0
     failures: list[tuple[str, str]] = []
-    for post in recognizer.posteriors(list(texts), failures):
-        runs = model.model.runs[-len(post.paths):]
-        for d, run in zip(recognizer.decode(post, decoder), runs):
-            refs.append(texts[d.path])
-            hyps.append(d.hypothesis.text)
-            costs.append(model.model.utterance_cost(run, d.duration))
-        model.model.runs.clear()
+    for d, cost in decode_with_cost(model, list(texts), make_decoder("greedy", model),
+                                    failures):
+        refs.append(texts[d.path])
+        hyps.append(d.hypothesis.text)
+        costs.append(cost)
+        audio += d.duration
     rates = error_rates(refs, hyps)
-    audio = sum(c["latency_s"] / c["rtf"] for c in costs if c["rtf"])
     summary = {"artifact": args.artifact, "engine": cfg.name, "utterances": len(refs),
                "wer": rates.wer, "cer": rates.cer,
                "latency_ms_mean": 1e3 * sum(c["latency_s"] for c in costs) / len(costs),

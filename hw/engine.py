@@ -9,6 +9,7 @@ are kept, so :meth:`EngineModule.utterance_cost` can say what the hardware spent
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ import numpy as np
 import torch
 
 from asr.compress.artifact import UtteranceModel, read_artifact
+from asr.decode.recognizer import Decoded, Recognizer
 from asr.features.config import FeatureConfig
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
 from asr.text.vocab import CharVocab
 from asr.train.checkpoint import AcousticModel
 from hw.config import EngineConfig
-from hw.energy import energy_summary, frame_energy
+from hw.energy import EnergyBreakdown, energy_summary, frame_energy
 from hw.functional import EngineRun, im2col, run_engine
 from hw.integer_model import EngineModel, compile_model
 from hw.timing import FrameTiming, UtteranceTiming, frame_timing
@@ -29,7 +31,8 @@ from hw.timing import FrameTiming, UtteranceTiming, frame_timing
 
 def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
     """Non-zero inputs ``(frames, cols)`` of each matrix, from a traced run (for engines that
-    skip zero activations). The projection's input ``m`` is not traced: taken as all active."""
+    skip zero activations). Inputs that are not traced (the projection's ``m``, a gated
+    residual's ``z``) are taken as all active."""
     out: dict[str, np.ndarray] = {}
     prev = "input"
     for op in model.graph.ops:
@@ -59,7 +62,7 @@ class EngineModule(UtteranceModel):
         super().__init__(model.graph)
         self.engine = model
         self.runs: list[EngineRun] = []
-        self._static: FrameTiming | None = None
+        self._static: tuple[FrameTiming, EnergyBreakdown] | None = None
 
     def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
         run = run_engine(self.engine, features.cpu(),
@@ -67,28 +70,43 @@ class EngineModule(UtteranceModel):
         self.runs.append(run)
         return run.logits_float()
 
-    def frame_timing(self, run: EngineRun | None = None) -> FrameTiming:
-        """Per-frame timing: data-independent (computed once) unless zero activations are
-        skipped, then from ``run``'s activity."""
+    def frame_cost(self, run: EngineRun | None = None) -> tuple[FrameTiming, EnergyBreakdown]:
+        """Per-frame timing and energy: data-independent (computed once) unless zero
+        activations are skipped, then from ``run``'s activity."""
         if self.engine.cfg.skip_zero_activations and run is not None and run.trace:
-            return frame_timing(self.engine, activity(self.engine, run))
+            frame = frame_timing(self.engine, activity(self.engine, run))
+            return frame, frame_energy(frame, self.engine.cfg)
         if self._static is None:
-            self._static = frame_timing(self.engine)
+            frame = frame_timing(self.engine)
+            self._static = frame, frame_energy(frame, self.engine.cfg)
         return self._static
 
     def utterance_cost(self, run: EngineRun, audio_seconds: float | None = None
                        ) -> dict[str, Any]:
         """Latency, throughput, energy and events of one utterance's run."""
-        frame = self.frame_timing(run)
+        frame, frame_pj = self.frame_cost(run)
         frames = int(run.logits.shape[0])
         timing = UtteranceTiming(frames, frame, audio_seconds)
-        energy = energy_summary(frame, frame_energy(frame, self.engine.cfg), frames,
-                                audio_seconds)
+        energy = energy_summary(frame, frame_pj, frames, audio_seconds)
         saturations = sum(k.get("saturation", 0) + k.get("wrap", 0)
                           for k in run.events.values())
         overflows = sum(k.get("accumulator_overflow", 0) for k in run.events.values())
         return {**timing.as_dict(), **energy, "saturations": saturations,
                 "accumulator_overflows": overflows}
+
+
+def decode_with_cost(model: AcousticModel, paths: list[str], decoder,
+                     failures: list[tuple[str, str]], batch_size: int = 16
+                     ) -> Iterator[tuple[Decoded, dict[str, Any]]]:
+    """Decode ``paths`` through an engine model (:func:`engine_acoustic_model`), each file with
+    its modeled cost; unreadable files go to ``failures``."""
+    recognizer = Recognizer(model, batch_size)
+    module: EngineModule = model.model
+    for post in recognizer.posteriors(paths, failures):
+        runs = module.runs[-len(post.paths):]
+        for d, run in zip(recognizer.decode(post, decoder), runs):
+            yield d, module.utterance_cost(run, d.duration)
+        module.runs.clear()
 
 
 def engine_acoustic_model(artifact: dict[str, Any] | str | Path, cfg: EngineConfig,

@@ -27,7 +27,7 @@ import torch
 
 from asr.compress.quantize import round_to_int
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
-from hw.arith import EventCounter, narrow, shift_round, wrap
+from hw.arith import EventCounter, narrow, shift_round
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
@@ -74,8 +74,7 @@ class Datapath:
         """One sparse matrix-vector product per row of ``x`` (codes ``(time, cols)``): each
         output row's exact sum of products ``w * x`` at fractional length ``mat.frac + fx``,
         wrapped into the accumulator (overflows counted for ``layer``)."""
-        # Inputs are activation codes: |x| <= 2**(activation_bits - 1) bounds every sum.
-        bound = mat.max_abs * (1 << (self.cfg.activation_bits - 1)) * mat.shape[1]
+        bound = self.product_bound(mat)
         if bound >= EXACT_LIMIT:   # beyond float64's exact integers: int64 (slow, rare)
             out = x @ mat.weights.t()
         else:
@@ -85,12 +84,13 @@ class Datapath:
             else:
                 out = xd @ w.t()
             out = out.to(torch.int64)
-        if self.product_bound(mat) < 1 << (self.cfg.accumulator_bits - 1):
+        if bound < 1 << (self.cfg.accumulator_bits - 1):
             return out   # no sum can leave the accumulator: nothing to check
         return self.wrap_accumulator(layer or mat.name, out)
 
     def product_bound(self, mat: IntMatrix) -> int:
-        """Largest magnitude a row's sum of products can reach."""
+        """Largest magnitude a row's sum of products (or any partial sum) can reach: inputs
+        are activation codes, ``|x| <= 2**(activation_bits - 1)``."""
         return mat.max_row_abs_sum * (1 << (self.cfg.activation_bits - 1))
 
     def accumulate(self, layer: str, terms: list[tuple[torch.Tensor, torch.Tensor | int]],
@@ -112,17 +112,14 @@ class Datapath:
         return self.wrap_accumulator(layer, total), frac
 
     def wrap_accumulator(self, layer: str, total: torch.Tensor) -> torch.Tensor:
-        _, over = narrow(total, self.cfg.accumulator_bits, saturate=False)
-        if over:
-            self.events.add(layer, "accumulator_overflow", over)
-            return wrap(total, self.cfg.accumulator_bits)
-        return total
+        wrapped, over = narrow(total, self.cfg.accumulator_bits, saturate=False)
+        self.events.add(layer, "accumulator_overflow", over)
+        return wrapped
 
     def narrow(self, layer: str, q: torch.Tensor, from_frac, to_frac: int) -> torch.Tensor:
         """Round ``q`` (fractional length ``from_frac``) to ``to_frac`` and fit it into
         ``activation_bits``."""
-        shifted = shift_round(q, torch.as_tensor(from_frac, dtype=torch.int64) - to_frac,
-                              self.cfg.rounding)
+        shifted = shift_round(q, from_frac - to_frac, self.cfg.rounding)
         return self.events.narrow(layer, shifted, self.cfg.activation_bits, self.cfg.saturate)
 
     def activation(self, layer: str, acc: torch.Tensor, frac, function: str, out_frac: int

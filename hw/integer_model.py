@@ -59,15 +59,7 @@ class IntMatrix:
     decode_offset: int = 0
     align: torch.Tensor | None = None
     mask: torch.Tensor | None = None
-    _dense: torch.Tensor | None = field(default=None, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def max_abs(self) -> int:
-        """Largest weight magnitude (bounds the products of a matrix-vector product)."""
-        if "max_abs" not in self._cache:
-            self._cache["max_abs"] = int(self.weights.abs().max()) if self.weights.numel() else 0
-        return self._cache["max_abs"]
 
     @property
     def max_row_abs_sum(self) -> int:
@@ -93,7 +85,7 @@ class IntMatrix:
 
     @property
     def entry_bits(self) -> int:
-        return self.value_bits + (self.index_bits if self.storage is not None else 0)
+        return self.value_bits + self.index_bits   # 0 index bits when stored dense
 
     @property
     def bytes(self) -> int:
@@ -101,13 +93,14 @@ class IntMatrix:
 
     def matmul_operand(self) -> torch.Tensor:
         """``weights`` as float64 for exact integer products (dense, or CSR when sparse)."""
-        if self._dense is None:
+        if "operand" not in self._cache:
             w = self.weights.double().contiguous()
             density = float((self.weights != 0).float().mean()) if w.numel() else 1.0
             with warnings.catch_warnings():   # torch calls sparse CSR "beta"; it is exact here
                 warnings.simplefilter("ignore")
-                self._dense = w.to_sparse_csr() if density < 0.3 and w.shape[0] >= 64 else w
-        return self._dense
+                self._cache["operand"] = (w.to_sparse_csr() if density < 0.3 and w.shape[0] >= 64
+                                          else w)
+        return self._cache["operand"]
 
 
 @dataclass
@@ -235,8 +228,7 @@ def _int_matrix(name: str, entry: dict, weight: torch.Tensor, model_type: str,
         weights = torch.where(mask2, weights, torch.zeros_like(weights))
         codes = torch.where(mask2, codes, torch.full_like(codes, fill))
     return IntMatrix(name, ltype, codes, frac.to(torch.int64), weights, storage, value_bits,
-                     cfg.index_bits if cfg.sparse_format == "csc" else
-                     (storage.index_bits if isinstance(storage, CSBMatrix) else 0),
+                     storage.index_bits if storage is not None else 0,
                      decode, offset, align_shift, mask2)
 
 

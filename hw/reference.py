@@ -51,8 +51,8 @@ def fit_int(q: int, bits: int, saturate: bool) -> tuple[int, bool]:
     return (q - lo) % (1 << bits) + lo, True
 
 
-def lookup_int(unit: ActivationUnit, q: int) -> int:
-    table = unit.table.tolist()
+def lookup_int(unit: ActivationUnit, table: list[int], q: int) -> int:
+    """``unit``'s output for input code ``q``; ``table`` is its ROM as a list."""
     offset = q - unit.lo
     k = offset >> unit.bin_shift
     if unit.kind == "lut":
@@ -106,6 +106,10 @@ class ReferenceEngine:
         self.cfg = model.cfg
         self.events = EventCounter()
         self._weights: dict[str, list[tuple[int, int, int]]] = {}
+        self._tables = {fn: unit.table.tolist() for fn, unit in model.units.items()}
+
+    def lookup(self, function: str, q: int) -> int:
+        return lookup_int(self.m.units[function], self._tables[function], q)
 
     def _narrow(self, layer: str, q: int, from_frac: int, to_frac: int) -> int:
         v, out = fit_int(shift_round_int(q, from_frac - to_frac, self.cfg.rounding),
@@ -143,9 +147,8 @@ class ReferenceEngine:
     def activation(self, layer: str, acc: int, frac: int, function: str, out_frac: int
                    ) -> int:
         if function in ("sigmoid", "tanh"):
-            unit = self.m.units[function]
-            return lookup_int(unit, self._narrow(f"{layer}.{function}_in", acc, frac,
-                                                 unit.in_frac))
+            return self.lookup(function, self._narrow(f"{layer}.{function}_in", acc, frac,
+                                                      self.m.units[function].in_frac))
         if function == "relu":
             acc = max(acc, 0)
         return self._narrow(layer, acc, frac, out_frac)
@@ -213,7 +216,7 @@ class ReferenceEngine:
                             for r in range(hidden)])
             gates = {}
             for g, fn in zip("ifco", ("sigmoid", "sigmoid", "tanh", "sigmoid")):
-                gates[g] = [lookup_int(m.units[fn], self._narrow(f"{name}.gates", s, f, unit_in))
+                gates[g] = [self.lookup(fn, self._narrow(f"{name}.gates", s, f, unit_in))
                             for s, f in pre["ifco".index(g)]]
             mo = []
             for r in range(hidden):
@@ -221,8 +224,7 @@ class ReferenceEngine:
                                                   (gates["i"][r] * gates["c"][r], 2 * fg)], fc)
                 c[r] = self._narrow(f"{name}.c", s, f, fc)
             for r in range(hidden):
-                h = lookup_int(m.units["tanh"], self._narrow(f"{name}.tanh_in", c[r], fc,
-                                                             unit_in))
+                h = self.lookup("tanh", self._narrow(f"{name}.tanh_in", c[r], fc, unit_in))
                 mo.append(self._narrow(f"{name}.m", gates["o"][r] * h, 2 * fg, fm))
             if proj is not None:
                 acc = self.spmv(proj, mo, proj.name)
