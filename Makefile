@@ -7,12 +7,16 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 DEMO_DIR ?= exp/demo
 
-.PHONY: setup system-deps demo test test-slow lint clean
+.PHONY: setup system-deps test-deps demo test test-slow lint clean
 
 setup: $(STAMP) system-deps
 
 system-deps:
 	@bash scripts/install_system_deps.sh
+
+# chromium is optional: the report's browser test runs with it and is skipped without it.
+test-deps:
+	@OPTIONAL_APT=chromium bash scripts/install_system_deps.sh
 
 # torch first and pinned: torchaudio 2.11.0 declares no dependencies and needs the CUDA build's
 # libraries, which torch 2.14.1 brings (a CPU-only torch wheel lacks them).
@@ -27,7 +31,7 @@ demo: setup
 	$(VENV)/bin/asr-data synth --out $(DEMO_DIR)/data --num-utts 300 --seed 0
 	$(VENV)/bin/asr-data stats $(DEMO_DIR)/data/train.jsonl $(DEMO_DIR)/data/dev.jsonl $(DEMO_DIR)/data/test.jsonl
 
-test: setup
+test: setup test-deps
 	$(PY) -m pytest -q
 
 test-slow: setup

@@ -6,13 +6,15 @@
     asr-hw eval ARTIFACT MANIFEST [--engine ...] [--json]
     asr-hw timing ARTIFACT [--engine ...] [--json]
     asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
+    asr-hw report [-m] KEY=VALUE ...     (a Hydra app: see hw/report/app.py, docs/report.md)
 
 ``run`` prints what ``asr-decode`` prints plus each file's modeled latency and energy;
 ``trace`` compares the float graph and the engine layer by layer (SQNR, max error, saturations,
 first values) and, with ``--formats``, sweeps integer-fraction splits of the activations;
 ``eval`` scores a manifest (greedy WER/CER from the engine's outputs, mean latency and energy);
 ``timing`` prints the per-matrix table (ESE's columns) of one frame; ``export`` writes the
-per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors.
+per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors;
+``report`` evaluates models x engines x decoders into report.md/html/json with figures.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from asr.decode.recognizer import DECODERS, make_decoder
 from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
 from hw.config import load_engine, preset_names
+from hw.trace import trace_layers
 
 
 def _engine_args(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--audio", default=None, help="utterance for the golden vectors")
     export.add_argument("--frames", type=int, default=3)
     _engine_args(export)
+    sub.add_parser("report", add_help=False,
+                   help="models x engines x decoders -> report.md/html/json (a Hydra app: "
+                        "asr-hw report [-m] KEY=VALUE ..., asr-hw report --help)")
     return parser
 
 
@@ -154,14 +160,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return report_failures("asr-hw eval", failures)
 
 
-def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
-    noise = float(((ref - test) ** 2).sum())
-    signal = float((ref ** 2).sum())
-    if noise == 0:
-        return float("inf")
-    return 10 * torch.log10(torch.tensor(signal / noise)).item() if signal > 0 else float("-inf")
-
-
 def parse_formats(text: str) -> list[tuple[int, int]]:
     """``"1-7,0-8"`` -> ``[(1, 7), (0, 8)]`` (integer bits incl. sign, fraction bits)."""
     out = []
@@ -175,42 +173,6 @@ def parse_formats(text: str) -> list[tuple[int, int]]:
             raise ConfigError(f"--formats: {item!r} needs at least 2 bits and no negative part")
         out.append((i, f))
     return out
-
-
-def trace_layers(artifact: dict, cfg, features: torch.Tensor, values: int = 4,
-                 activation_format: tuple[int, int] | None = None) -> list[dict]:
-    """Per op: SQNR (dB) and max error of the engine against the float graph, saturation and
-    overflow counts, and the first values of both."""
-    from asr.models.graph import run_graph
-    from hw.functional import run_engine
-    from hw.integer_model import compile_model
-
-    model = compile_model(artifact, cfg, activation_format)
-    ref: dict[str, torch.Tensor] = {}
-    run_graph(model.graph, features, outputs=ref)
-    run = run_engine(model, features, trace=True)
-    rows = []
-    for name, (codes, frac) in run.trace.items():
-        fixed = codes.double() * 2.0 ** -frac
-        flt = ref[name]
-        sat = _layer_events(run.events, name, ("saturation", "wrap"))
-        over = _layer_events(run.events, name, ("accumulator_overflow",))
-        rows.append({"layer": name, "format": f"Q{cfg.activation_bits - frac}.{frac}"
-                     if activation_format is None else
-                     f"{activation_format[0] - activation_format[1]}-{activation_format[1]}",
-                     "sqnr_db": sqnr_db(flt, fixed),
-                     "max_error": float((flt - fixed).abs().max()),
-                     "saturations": sat, "overflows": over,
-                     "float": [round(v, 4) for v in flt.flatten()[:values].tolist()],
-                     "fixed": [round(v, 4) for v in fixed.flatten()[:values].tolist()]})
-    return rows
-
-
-def _layer_events(events: dict[str, dict[str, int]], name: str, kinds: tuple[str, ...]) -> int:
-    """Events of ``kinds`` counted for op ``name`` and its inner stages (``name.*``)."""
-    return sum(n for layer, counts in events.items()
-               if layer == name or layer.startswith(name + ".")
-               for kind, n in counts.items() if kind in kinds)
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -268,7 +230,7 @@ def plot_format_sweep(sweep: list[dict], path: str) -> None:
 
 def cmd_timing(args: argparse.Namespace) -> int:
     from hw.integer_model import compile_model
-    from hw.timing import frame_timing
+    from hw.timing import frame_timing, timing_table_markdown
 
     cfg = load_engine(args.engine, args.set)
     frame = frame_timing(compile_model(read_artifact(args.artifact), cfg))
@@ -277,26 +239,6 @@ def cmd_timing(args: argparse.Namespace) -> int:
         return 0
     print(timing_table_markdown(frame))
     return 0
-
-
-def timing_table_markdown(frame) -> str:
-    """ESE's per-matrix table for one frame of this model on this engine."""
-    lines = ["| matrix | shape | density % | bytes | on chip | compute us | total us | "
-             "utilization | imbalance |", "|---|---|---|---|---|---|---|---|---|"]
-    for m in frame.matrices:
-        lines.append(f"| {m.name} | {m.shape[0]}x{m.shape[1]} | {100 * m.density:.1f} | "
-                     f"{m.bytes} | {'yes' if m.on_chip else 'no'} | {m.compute_us:.2f} | "
-                     f"{m.total_us:.2f} | {m.utilization:.2f} | {m.imbalance:.3f} |")
-    for e in frame.elementwise:
-        lines.append(f"| {e.name} | {e.cells} cells | | | | | "
-                     f"{e.cycles / frame.clock_hz * 1e6:.2f} | | |")
-    lines.append(f"| total | | | {sum(m.bytes for m in frame.matrices)} | | "
-                 f"{sum(m.compute_us for m in frame.matrices):.2f} | {frame.latency_us:.2f} | "
-                 f"| |")
-    lines.append("")
-    lines.append(f"{frame.gops():.1f} GOP/s ({frame.gops(True):.1f} GOP/s dense-equivalent), "
-                 f"{frame.channels} channel(s)")
-    return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -315,6 +257,12 @@ COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:  # a Hydra app of its own (conf/asr_hw_report)
+        from hw.report.app import main as report_main
+
+        report_main(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from asr.compress.artifact import UtteranceModel, read_artifact
-from asr.decode.recognizer import Decoded, Recognizer
+from asr.decode.recognizer import Decoded, Decoder, Posteriors, Recognizer
 from asr.features.config import FeatureConfig
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
 from asr.text.vocab import CharVocab
@@ -95,18 +95,29 @@ class EngineModule(UtteranceModel):
                 "accumulator_overflows": overflows}
 
 
-def decode_with_cost(model: AcousticModel, paths: list[str], decoder,
-                     failures: list[tuple[str, str]], batch_size: int = 16
-                     ) -> Iterator[tuple[Decoded, dict[str, Any]]]:
-    """Decode ``paths`` through an engine model (:func:`engine_acoustic_model`), each file with
-    its modeled cost; unreadable files go to ``failures``."""
+def posteriors_with_cost(model: AcousticModel, paths: list[str],
+                         failures: list[tuple[str, str]], batch_size: int = 16
+                         ) -> Iterator[tuple[Posteriors, list[dict[str, Any]]]]:
+    """The engine's posteriors of ``paths`` batch by batch, each file with its modeled cost
+    (so that several decoders can share one engine pass); unreadable files go to
+    ``failures``."""
     recognizer = Recognizer(model, batch_size)
     module: EngineModule = model.model
     for post in recognizer.posteriors(paths, failures):
         runs = module.runs[-len(post.paths):]
-        for d, run in zip(recognizer.decode(post, decoder), runs):
-            yield d, module.utterance_cost(run, d.duration)
+        costs = [module.utterance_cost(run, seconds)
+                 for run, seconds in zip(runs, post.durations)]
         module.runs.clear()
+        yield post, costs
+
+
+def decode_with_cost(model: AcousticModel, paths: list[str], decoder: Decoder,
+                     failures: list[tuple[str, str]], batch_size: int = 16
+                     ) -> Iterator[tuple[Decoded, dict[str, Any]]]:
+    """Decode ``paths`` through an engine model (:func:`engine_acoustic_model`), each file with
+    its modeled cost; unreadable files go to ``failures``."""
+    for post, costs in posteriors_with_cost(model, paths, failures, batch_size):
+        yield from zip(Recognizer.decode(post, decoder), costs)
 
 
 def engine_acoustic_model(artifact: dict[str, Any] | str | Path, cfg: EngineConfig,

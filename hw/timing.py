@@ -30,6 +30,7 @@ import numpy as np
 
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
+from asr.tables import markdown_table
 from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
 
@@ -272,3 +273,28 @@ class UtteranceTiming:
         return {"frames": self.frames, "cycles": self.cycles, "latency_s": self.latency_s,
                 "latency_per_frame_us": self.frame.latency_us, "rtf": self.rtf,
                 "gops": self.frame.gops(), "gops_dense": self.frame.gops(True)}
+
+
+TIMING_COLUMNS = ("matrix", "shape", "density %", "bytes", "on chip", "compute us", "total us",
+                  "utilization", "imbalance")
+
+
+def timing_table_rows(frame: FrameTiming) -> list[list[str]]:
+    """ESE's per-matrix table for one frame (columns :data:`TIMING_COLUMNS`), with the
+    element-wise stages and a total row."""
+    rows = [[m.name, f"{m.shape[0]}x{m.shape[1]}", f"{100 * m.density:.1f}", str(m.bytes),
+             "yes" if m.on_chip else "no", f"{m.compute_us:.2f}", f"{m.total_us:.2f}",
+             f"{m.utilization:.2f}", f"{m.imbalance:.3f}"] for m in frame.matrices]
+    rows += [[e.name, f"{e.cells} cells", "", "", "", "",
+              f"{e.cycles / frame.clock_hz * 1e6:.2f}", "", ""] for e in frame.elementwise]
+    rows.append(["total", "", "", str(sum(m.bytes for m in frame.matrices)), "",
+                 f"{sum(m.compute_us for m in frame.matrices):.2f}", f"{frame.latency_us:.2f}",
+                 "", ""])
+    return rows
+
+
+def timing_table_markdown(frame: FrameTiming) -> str:
+    """ESE's per-matrix table for one frame of this model on this engine, with its GOP/s."""
+    return (markdown_table(TIMING_COLUMNS, timing_table_rows(frame))
+            + f"\n\n{frame.gops():.1f} GOP/s ({frame.gops(True):.1f} GOP/s dense-equivalent), "
+            f"{frame.channels} channel(s)")

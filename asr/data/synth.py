@@ -192,14 +192,17 @@ class _Job:
 def builtin_text() -> list[str]:
     """The sentences shipped with the package (LJ Speech excerpts and digit strings)."""
     text = resources.files("asr.resources").joinpath("default_text.txt").read_text("utf-8")
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def read_sentences(path: str | Path | None) -> list[str]:
-    """Normalized, de-duplicated sentences of a text file (one per line) or the built-in text."""
+    """Normalized, de-duplicated sentences of a text file (one per line; ``#`` starts a comment
+    line) or the built-in text."""
     raw = builtin_text() if path is None else Path(path).read_text("utf-8").splitlines()
     seen, out = set(), []
     for line in raw:
+        if line.startswith("#"):
+            continue
         norm = normalize_text(line)
         if norm and norm not in seen:
             seen.add(norm)

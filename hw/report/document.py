@@ -1,0 +1,187 @@
+"""The report itself: one list of blocks (headings, paragraphs, tables, figures) rendered three
+ways, ``report.md``, a self-contained ``report.html`` (figures embedded as data URIs, no network)
+and ``report.json`` (every row and point, for scripts)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from asr.tables import markdown_table
+from hw.report.plots import all_plots, first_per_model_engine
+from hw.timing import TIMING_COLUMNS
+
+KIND_ORDER = {"float": 0, "quantized": 1, "engine": 2}
+# (header, row key, format) of the summary table.
+SUMMARY_COLUMNS = (
+    ("model", "model", "{}"), ("kind", "kind", "{}"), ("engine", "engine", "{}"),
+    ("compression", "compress", "{}"), ("decoder", "decoder", "{}"),
+    ("density %", "density", "pct1"), ("weight bits", "weight_bits", "{}"),
+    ("WER %", "wer", "pct2"), ("CER %", "cer", "pct2"), ("us/frame", "latency_per_frame_us",
+                                                         "{:.2f}"),
+    ("ms/utt", "latency_ms", "{:.3f}"), ("RTF", "rtf", "{:.2e}"),
+    ("x real time", "throughput_x_realtime", "{:,.0f}"), ("GOP/s", "gops", "{:.1f}"),
+    ("uJ/utt", "uj_per_utterance", "{:.1f}"), ("uJ/audio s", "uj_per_audio_second", "{:.1f}"),
+    ("W", "power_w", "{:.2f}"), ("storage KB", "storage_bytes", "kb"),
+    ("vs float32", "compression_ratio", "{:.1f}x"))
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return ""
+    if fmt == "pct1":
+        return f"{100 * value:.1f}"
+    if fmt == "pct2":
+        return f"{100 * value:.2f}"
+    if fmt == "kb":
+        return f"{value / 1024:.1f}"
+    return fmt.format(value)
+
+
+def report_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every point's rows, reference rows once each (the float model is the same at every
+    point; a quantized model is shared by the engines that run it), in report order."""
+    seen, rows = set(), []
+    for p in points:
+        for r in p.get("rows", []):
+            if r["kind"] == "float":
+                key = ("float", r["model"], r["decoder"])
+            elif r["kind"] == "quantized":
+                key = ("quantized", r["model"], r["compress"], r["density"], r["weight_bits"],
+                       r["storage_bytes"], r["decoder"])
+            else:
+                key = ("engine", r["point"], r["model"], r["decoder"])
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    return sorted(rows, key=lambda r: (r["model"], KIND_ORDER[r["kind"]], r["engine"] or "",
+                                       r["compress"] or "", -r["density"], r["weight_bits"],
+                                       r["decoder"]))
+
+
+def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    return ([h for h, _, _ in SUMMARY_COLUMNS],
+            [[_cell(r[k], f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
+
+
+def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
+                 plots: list[tuple[str, str]], title: str) -> list[tuple]:
+    """The report as blocks: ``("h1"|"h2"|"p"|"pre", text)``, ``("table", header, rows)``,
+    ``("img", file, caption)``."""
+    test = {p["config"]["data"].get("test_manifest") for p in points if "config" in p}
+    engine_rows = [r for r in rows if r["kind"] == "engine"]
+    blocks: list[tuple] = [
+        ("h1", title),
+        ("p", f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `asr-hw report` from "
+              f"{len(points)} point(s) on {', '.join(sorted(map(str, test)))} "
+              f"({max((r['utterances'] or 0) for r in rows) if rows else 0} utterances). "
+              "WER/CER of engine rows come from the engine's bit-accurate integer outputs; "
+              "latency, throughput and energy from its cycle-level timing and energy model "
+              "(one channel; 'x real time' counts every channel)."),
+        ("h2", "Results"),
+        ("table", *summary_table(rows)),
+    ]
+    failed = [(p, f) for p in points for f in p.get("failures", [])]
+    if failed:
+        blocks += [("h2", "Failures"),
+                   ("p", f"{len(failed)} failure(s); the other points and models finished."),
+                   ("table", ["point", "model", "error"],
+                    [[p["id"], f["model"] or "(whole point)", f["error"]] for p, f in failed])]
+    if plots:
+        blocks.append(("h2", "Figures"))
+        blocks += [("img", name, caption) for name, caption in plots]
+    if engine_rows:
+        blocks.append(("h2", "Per-matrix latency of one frame (ESE's table)"))
+        for p, model, details in first_per_model_engine(points):
+            blocks += [("h3", f"{model} on {p['hw']} ({p['compress']}, point {p['id']})"),
+                       ("table", list(TIMING_COLUMNS), details["timing_rows"]),
+                       ("p", f"{details['gops']:.1f} GOP/s ({details['gops_dense']:.1f} GOP/s "
+                             "dense-equivalent) with every channel busy.")]
+    blocks += [("h2", "Points"),
+               ("table", ["point", "status", "seconds", "overrides"],
+                [[p["id"], p["status"], str(p.get("seconds", "")),
+                  " ".join(p.get("overrides", [])) or "(defaults)"] for p in points])]
+    return blocks
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + b[1])
+        elif kind == "p":
+            out.append(b[1])
+        elif kind == "pre":
+            out.append("```\n" + b[1] + "\n```")
+        elif kind == "table":
+            out.append(markdown_table(b[1], [[c.replace("|", "\\|") for c in row]
+                                             for row in b[2]]))
+        elif kind == "img":
+            out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+figure{display:inline-block;margin:1em}figcaption{font-size:13px;color:#555}
+code{background:#f4f4f4;padding:0 3px}"""
+# Marks the document once every figure has decoded: a browser test reads these attributes.
+_SCRIPT = """window.addEventListener('load',function(){var imgs=document.querySelectorAll(
+'img.plot');var ok=0;imgs.forEach(function(i){if(i.complete&&i.naturalWidth>0){ok++;}});
+document.body.setAttribute('data-plots',imgs.length);
+document.body.setAttribute('data-plots-loaded',ok);});"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then show `code` spans as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def to_html(blocks: list[tuple], folder: Path) -> str:
+    """A self-contained page: CSS and script inline, PNGs as base64 data URIs."""
+    body = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{_inline(b[1])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(b[1])}</p>")
+        elif kind == "pre":
+            body.append(f"<pre>{html.escape(b[1])}</pre>")
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+                           + "</tr>" for row in b[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((folder / b[1]).read_bytes()).decode()
+            body.append(f'<figure><img class="plot" alt="{html.escape(b[2])}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>'
+                        f"{html.escape(b[2])}</figcaption></figure>")
+    title = html.escape(blocks[0][1]) if blocks else "report"
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}"
+            f"</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(points: list[dict[str, Any]], out: Path, title: str,
+                 decoder: str = "greedy") -> tuple[list[dict[str, Any]], list[Path]]:
+    """Write report.md/.html/.json and the PNGs under ``out``; returns the rows and files."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report_rows(points)
+    plots = all_plots(rows, points, out, decoder)
+    blocks = build_blocks(points, rows, plots, title)
+    files = [out / "report.md", out / "report.html", out / "report.json"]
+    files[0].write_text(to_markdown(blocks))
+    files[1].write_text(to_html(blocks, out))
+    files[2].write_text(json.dumps({"title": title, "rows": rows, "plots": [p for p, _ in plots],
+                                    "points": points}, indent=1))
+    return rows, files + [out / name for name, _ in plots]

@@ -1,0 +1,268 @@
+"""One report point: every model compressed (when given as a checkpoint) and scored three ways,
+per decoder: the float model and the quantized model in PyTorch (reference rows), and the engine's
+own bit-accurate outputs with the modeled latency, throughput and energy.
+
+A point is one ``hw`` x ``compress`` x ``quant`` choice; it lives in ``<out>/points/<id>/``
+(its compressed models and ``result.json``). The id hashes everything that changes its numbers
+(configs, the models' files, the test manifest), so a finished point is reused as it stands and
+a changed one is evaluated afresh. A model that fails is recorded with its error; the point's
+other models still run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from asr.audio import AudioError, load_audio
+from asr.compress.accounting import storage_table, totals
+from asr.compress.artifact import compressed_acoustic_model, read_artifact
+from asr.data.manifest import Utterance, read_manifest
+from asr.decode.beam import BeamConfig
+from asr.decode.recognizer import Decoder, Recognizer, make_decoder
+from asr.features.config import FeatureConfig
+from asr.features.extract import FeatureExtractor
+from asr.metrics import error_rates
+from asr.train.checkpoint import AcousticModel, load_checkpoint
+from hw.config import EngineConfig
+from hw.engine import engine_acoustic_model, posteriors_with_cost
+from hw.report.config import ReportJob, apply_quant_bits, validate_report_config
+from hw.timing import timing_table_rows
+from hw.trace import trace_layers
+
+log = logging.getLogger("asr-hw report")
+
+RESULT = "result.json"
+# The columns of every row, in the report's order (None where a kind has no such figure).
+ROW_FIELDS = ("model", "kind", "engine", "compress", "decoder", "density", "weight_bits", "wer",
+              "cer", "utterances", "latency_per_frame_us", "latency_ms", "rtf",
+              "throughput_x_realtime", "gops", "uj_per_utterance", "uj_per_audio_second",
+              "power_w", "storage_bytes", "compression_ratio", "saturations", "point")
+# The keys that change a point's numbers (``out``, ``title`` and ``resume`` do not).
+_KEY_FIELDS = ("hw", "compress", "data", "trainer", "models", "decoders", "lm", "beam_width",
+               "max_utterances", "seed", "quant", "finetune", "calibration")
+
+
+def _file_stamp(path: str) -> list:
+    p = Path(path)
+    return [str(p), p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else [str(p)]
+
+
+def point_id(cfg: DictConfig) -> str:
+    """``<hw>_<compress>_d<density>_w<bits>_<hash>``: readable, and unique per config."""
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    key = {k: raw.get(k) for k in _KEY_FIELDS}
+    key["models"] = {name: _file_stamp(str(p)) for name, p in (raw.get("models") or {}).items()}
+    key["test"] = _file_stamp(str((raw.get("data") or {}).get("test_manifest")))
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    compress = raw.get("compress") or {}
+    bits = (raw.get("quant") or {}).get("bits") or \
+        compress.get("quant", {}).get("weights", {}).get("bits")
+    density = compress.get("prune", {}).get("density")
+    return (f"{(raw.get('hw') or {}).get('name', 'hw')}_{compress.get('name', 'compress')}"
+            f"_d{density}_w{bits}_{digest[:8]}")
+
+
+def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path
+                  ) -> tuple[dict[str, Any], str | None]:
+    """The compressed model (made here from a checkpoint, once per point) and the float
+    checkpoint it came from, if that file is at hand."""
+    if path.suffix == ".model":
+        artifact = read_artifact(path)
+        source = artifact.get("source")
+        return artifact, source if source and Path(source).is_file() else None
+    out = point_dir / f"{name}.model"
+    if not out.is_file():
+        from asr.compress.app import compress
+
+        finetune = job.finetune.max_epochs > 0
+        calibration = OmegaConf.to_container(cfg.calibration)
+        calibration["manifest"] = calibration.get("manifest") or job.data.val_manifest
+        if not Path(calibration["manifest"]).is_file():
+            calibration["manifest"] = job.data.test_manifest  # a report with a test set only
+            log.warning("%s: no dev manifest; calibrating activations on the test set", name)
+        log.info("%s: compressing %s with %s%s", name, path, job.compress.name,
+                 f" ({job.finetune.max_epochs} fine-tuning epochs)" if finetune else "")
+        compress(OmegaConf.create({
+            "compress": OmegaConf.to_container(cfg.compress),
+            "data": OmegaConf.to_container(cfg.data) if finetune else None,
+            "trainer": OmegaConf.to_container(cfg.trainer), "model": str(path),
+            "out": str(out), "seed": cfg.seed, "resume": True,
+            "finetune": OmegaConf.to_container(cfg.finetune), "calibration": calibration,
+            "evaluate": False, "max_eval_utterances": 0}))
+    return read_artifact(out), str(path)
+
+
+def _decoders(model: AcousticModel, job: ReportJob) -> dict[str, Decoder]:
+    beam = BeamConfig(beam_width=job.beam_width)
+    return {("beam+lm" if kind == "beam" and job.lm else kind):
+            make_decoder(kind, model, beam, job.lm if kind == "beam" else None)
+            for kind in job.decoders}
+
+
+def score(model: AcousticModel, utts: list[Utterance], job: ReportJob, desc: str,
+          engine: bool = False) -> dict[str, Any]:
+    """WER/CER per decoder of ``model`` on ``utts`` (one forward pass shared by the
+    decoders); with ``engine``, the modeled cost of every utterance too."""
+    texts = {u.audio_filepath: u.text for u in utts}
+    failures: list[tuple[str, str]] = []
+    decoders = _decoders(model, job)
+    batches = (posteriors_with_cost(model, list(texts), failures) if engine else
+               ((p, []) for p in Recognizer(model).posteriors(list(texts), failures)))
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {k: [] for k in decoders}
+    costs: list[dict] = []
+    audio = 0.0
+    with tqdm(total=len(texts), desc=desc, unit="utt", leave=False) as bar:
+        for post, batch_costs in batches:
+            refs += [texts[p] for p in post.paths]
+            audio += sum(post.durations)
+            for kind, decoder in decoders.items():
+                hyps[kind] += [d.hypothesis.text for d in Recognizer.decode(post, decoder)]
+            costs += batch_costs
+            bar.update(len(post.paths))
+    if not refs:
+        raise AudioError(f"{desc}: none of the {len(texts)} test files could be read "
+                         f"(first: {failures[0] if failures else '-'})")
+    return {"rates": {k: error_rates(refs, h) for k, h in hyps.items()}, "costs": costs,
+            "audio_seconds": audio, "skipped": len(failures)}
+
+
+def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
+                    ) -> dict[str, float]:
+    """Per-utterance costs -> the report's hardware columns (means over utterances, rates over
+    the whole test audio)."""
+    latency = sum(c["latency_s"] for c in costs)
+    frames = sum(c["frames"] for c in costs)
+    energy_uj = sum(c["utterance_uj"] for c in costs)
+    return {"latency_per_frame_us": 1e6 * latency / frames,
+            "latency_ms": 1e3 * latency / len(costs),
+            "rtf": latency / audio_seconds,
+            # audio seconds per second with every channel busy
+            "throughput_x_realtime": cfg.channels * audio_seconds / latency,
+            "gops": sum(c["gops"] * c["frames"] for c in costs) / frames,
+            "uj_per_utterance": energy_uj / len(costs),
+            "uj_per_audio_second": energy_uj / audio_seconds,
+            "power_w": energy_uj * 1e-6 / latency,
+            "saturations": sum(c["saturations"] for c in costs)}
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    return {k: values.get(k) for k in ROW_FIELDS}
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: an exact layer (infinite SQNR) is stored as null."""
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path,
+                   utts: list[Utterance], pid: str) -> tuple[list[dict], dict[str, Any]]:
+    """Rows (float, quantized, engine per decoder) and details (per-layer SQNR, per-PE work,
+    the per-matrix timing table, storage) of one model at one point."""
+    artifact, source = _artifact_for(name, path, cfg, job, point_dir)
+    store = totals(storage_table(artifact))
+    wq = artifact["compress"]["compress"]["quant"]["weights"]
+    common = {"model": name, "point": pid}
+    compressed = artifact["compress"]["compress"]["name"]
+    rows = []
+    if source is not None:
+        flt = score(load_checkpoint(source), utts, job, f"{name} float")
+        rows += [_row(**common, kind="float", decoder=k, density=1.0, weight_bits=32,
+                      wer=r.wer, cer=r.cer, utterances=r.utterances,
+                      storage_bytes=store["float32_bytes"], compression_ratio=1.0)
+                 for k, r in flt["rates"].items()]
+    quant = {**common, "compress": compressed, "density": store["density"],
+             "weight_bits": wq["bits"],
+             "storage_bytes": store["bytes"], "compression_ratio": store["ratio"]}
+    q = score(compressed_acoustic_model(artifact), utts, job, f"{name} quantized")
+    rows += [_row(**quant, kind="quantized", decoder=k, wer=r.wer, cer=r.cer,
+                  utterances=r.utterances) for k, r in q["rates"].items()]
+    model = engine_acoustic_model(artifact, job.hw)
+    e = score(model, utts, job, f"{name} on {job.hw.name}", engine=True)
+    cost = summarize_costs(e["costs"], e["audio_seconds"], job.hw)
+    rows += [_row(**quant, **cost, kind="engine", engine=job.hw.name, decoder=k, wer=r.wer,
+                  cer=r.cer, utterances=r.utterances) for k, r in e["rates"].items()]
+    frame, _ = model.model.frame_cost()
+    pe_busy = [sum(m.pe_work[p] for m in frame.matrices) for p in range(job.hw.num_pes)]
+    details = {"storage": store, "skipped_files": e["skipped"],
+               "pe_utilization": [b / frame.cycles for b in pe_busy],
+               "timing_rows": timing_table_rows(frame), "gops": frame.gops(),
+               "gops_dense": frame.gops(True), "layers": _layer_sqnr(artifact, job.hw, utts)}
+    return rows, details
+
+
+def _layer_sqnr(artifact: dict[str, Any], hw: EngineConfig, utts: list[Utterance]
+                ) -> list[dict]:
+    """Per-layer SQNR of the engine against the float graph on the first readable test file."""
+    cfg = FeatureConfig(**artifact["features"])
+    for utt in utts:
+        try:
+            feats = FeatureExtractor(cfg)(load_audio(utt.audio_filepath, cfg.sample_rate))
+        except AudioError:
+            continue
+        return [{"layer": r["layer"], "sqnr_db": _finite(r["sqnr_db"]),
+                 "saturations": r["saturations"], "file": utt.audio_filepath}
+                for r in trace_layers(artifact, hw, feats, values=0)]
+    return []
+
+
+def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
+    """Evaluate (or reuse) one point; failures are recorded in the result, never raised."""
+    pid = point_id(cfg)
+    point_dir = out / "points" / pid
+    result_path = point_dir / RESULT
+    if cfg.get("resume", True) and result_path.is_file():
+        cached = json.loads(result_path.read_text())
+        if cached.get("status") == "ok":
+            log.info("point %s: finished earlier, reused", pid)
+            return cached
+    point_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(apply_quant_bits(cfg), resolve=True)
+    result: dict[str, Any] = {
+        "id": pid, "overrides": list(overrides), "hw": resolved["hw"]["name"],
+        "compress": resolved["compress"]["name"],
+        "density": resolved["compress"]["prune"]["density"],
+        "weight_bits": resolved["compress"]["quant"]["weights"]["bits"],
+        "config": resolved, "rows": [], "models": {}, "failures": []}
+    t0 = time.time()
+    try:
+        job = validate_report_config(cfg)
+        utts = read_manifest(job.data.test_manifest)
+        utts = utts[:job.max_utterances] if job.max_utterances else utts
+        for name, path in job.models.items():
+            try:
+                rows, details = evaluate_model(name, path, apply_quant_bits(cfg), job,
+                                               point_dir, utts, pid)
+                result["rows"] += rows
+                result["models"][name] = details
+            except Exception as err:  # noqa: BLE001 - recorded; the other models go on
+                log.error("point %s, model %s failed: %s", pid, name, err)
+                result["failures"].append(_failure(err, name))
+    except Exception as err:  # noqa: BLE001 - a bad point is recorded, the sweep goes on
+        log.error("point %s failed: %s", pid, err)
+        result["failures"].append(_failure(err, None))
+    result["status"] = ("ok" if not result["failures"] else
+                        "partial" if result["rows"] else "failed")
+    result["seconds"] = round(time.time() - t0, 1)
+    result_path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _failure(err: BaseException, model: str | None) -> dict[str, Any]:
+    return {"model": model, "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(limit=-3)}
+
+
+def load_points(out: Path) -> list[dict[str, Any]]:
+    """Every point evaluated under ``out``, in the order they were first made."""
+    paths = sorted((out / "points").glob(f"*/{RESULT}"), key=lambda p: p.stat().st_ctime)
+    return [json.loads(p.read_text()) for p in paths]
