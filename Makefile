@@ -5,7 +5,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
-DEMO_DIR ?= exp/demo
 
 .PHONY: setup system-deps test-deps demo test test-slow lint clean
 
@@ -21,15 +20,14 @@ test-deps:
 # torch first and pinned: torchaudio 2.11.0 declares no dependencies and needs the CUDA build's
 # libraries, which torch 2.14.1 brings (a CPU-only torch wheel lacks them).
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/asr-data synth --out $(DEMO_DIR)/data --num-utts 300 --seed 0
-	$(VENV)/bin/asr-data stats $(DEMO_DIR)/data/train.jsonl $(DEMO_DIR)/data/dev.jsonl $(DEMO_DIR)/data/test.jsonl
+	bash recipes/demo/run.sh
 
 test: setup test-deps
 	$(PY) -m pytest -q

@@ -88,7 +88,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     if hc.mode == RunMode.MULTIRUN:
         # Each point records its own failure; the callback reports them all at the end.
         _limit_threads()
-        evaluate_point(cfg, overrides, Path(cfg.out))
+        evaluate_point(cfg, overrides, Path(cfg.out), in_launcher=True)
         return
     try:
         validate_report_config(cfg)  # a single run stops on bad input before any work

@@ -71,11 +71,13 @@ def point_id(cfg: DictConfig) -> str:
             f"_d{density}_w{bits}_{digest[:8]}")
 
 
-def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path
-                  ) -> tuple[dict[str, Any], str | None]:
+def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path,
+                  in_launcher: bool) -> tuple[dict[str, Any], str | None]:
     """The compressed model (made here from a checkpoint, once per point) and the float
     checkpoint it came from, if that file is at hand."""
     if path.suffix == ".model":
+        log.info("%s: %s is compressed already; the compress and quant keys do not apply",
+                 name, path)
         artifact = read_artifact(path)
         source = artifact.get("source")
         return artifact, source if source and Path(source).is_file() else None
@@ -91,9 +93,13 @@ def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_
             log.warning("%s: no dev manifest; calibrating activations on the test set", name)
         log.info("%s: compressing %s with %s%s", name, path, job.compress.name,
                  f" ({job.finetune.max_epochs} fine-tuning epochs)" if finetune else "")
+        data = OmegaConf.to_container(cfg.data)
+        if in_launcher:
+            # a launcher's worker process (joblib's loky) cannot fork DataLoader workers
+            data["batch"]["num_workers"] = 0
         compress(OmegaConf.create({
             "compress": OmegaConf.to_container(cfg.compress),
-            "data": OmegaConf.to_container(cfg.data) if finetune else None,
+            "data": data if finetune else None,
             "trainer": OmegaConf.to_container(cfg.trainer), "model": str(path),
             "out": str(out), "seed": cfg.seed, "resume": True,
             "finetune": OmegaConf.to_container(cfg.finetune), "calibration": calibration,
@@ -165,10 +171,11 @@ def _finite(x: float) -> float | None:
 
 
 def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path,
-                   utts: list[Utterance], pid: str) -> tuple[list[dict], dict[str, Any]]:
+                   utts: list[Utterance], pid: str, in_launcher: bool = False
+                   ) -> tuple[list[dict], dict[str, Any]]:
     """Rows (float, quantized, engine per decoder) and details (per-layer SQNR, per-PE work,
     the per-matrix timing table, storage) of one model at one point."""
-    artifact, source = _artifact_for(name, path, cfg, job, point_dir)
+    artifact, source = _artifact_for(name, path, cfg, job, point_dir, in_launcher)
     store = totals(storage_table(artifact))
     wq = artifact["compress"]["compress"]["quant"]["weights"]
     common = {"model": name, "point": pid}
@@ -215,8 +222,10 @@ def _layer_sqnr(artifact: dict[str, Any], hw: EngineConfig, utts: list[Utterance
     return []
 
 
-def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str, Any]:
-    """Evaluate (or reuse) one point; failures are recorded in the result, never raised."""
+def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path, in_launcher: bool = False
+                   ) -> dict[str, Any]:
+    """Evaluate (or reuse) one point; failures are recorded in the result, never raised.
+    ``in_launcher``: running as a sweep job in a launcher's worker process."""
     pid = point_id(cfg)
     point_dir = out / "points" / pid
     result_path = point_dir / RESULT
@@ -241,13 +250,13 @@ def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path) -> dict[str
         for name, path in job.models.items():
             try:
                 rows, details = evaluate_model(name, path, apply_quant_bits(cfg), job,
-                                               point_dir, utts, pid)
+                                               point_dir, utts, pid, in_launcher)
                 result["rows"] += rows
                 result["models"][name] = details
-            except Exception as err:  # noqa: BLE001 - recorded; the other models go on
+            except Exception as err:  # recorded; the point's other models go on
                 log.error("point %s, model %s failed: %s", pid, name, err)
                 result["failures"].append(_failure(err, name))
-    except Exception as err:  # noqa: BLE001 - a bad point is recorded, the sweep goes on
+    except Exception as err:  # a bad point is recorded; the sweep goes on
         log.error("point %s failed: %s", pid, err)
         result["failures"].append(_failure(err, None))
     result["status"] = ("ok" if not result["failures"] else
