@@ -95,22 +95,28 @@ def energy_against_wer(rows: list[dict], path: Path, decoder: str) -> Path | Non
     return _save(fig, path)
 
 
-def layer_sqnr(series: list[tuple[str, list[dict]]], path: Path) -> Path | None:
-    """Per-layer SQNR of the engine against the float graph, one line per (model, point)."""
-    series = [(label, layers) for label, layers in series if layers]
+def layer_sqnr(series: list[tuple[str, str, list[dict]]], path: Path) -> Path | None:
+    """Per-layer SQNR of the engine against the float graph: one panel per model (its own
+    layers), one line per engine point. ``series``: ``(model, label, layers)``."""
+    series = [s for s in series if s[2]]
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    for i, (label, layers) in enumerate(series):
-        y = [SQNR_CAP_DB if v["sqnr_db"] is None else min(SQNR_CAP_DB, v["sqnr_db"])
-             for v in layers]
-        ax.plot(range(len(y)), y, marker=MARKERS[i % len(MARKERS)], label=label)
-    longest = max((layers for _, layers in series), key=len)
-    ax.set_xticks(range(len(longest)))
-    ax.set_xticklabels([v["layer"] for v in longest], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("SQNR dB (engine vs float)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    models = list(dict.fromkeys(m for m, _, _ in series))
+    fig, axes = plt.subplots(len(models), 1, figsize=(7.5, 3.2 * len(models) + 0.4),
+                             squeeze=False)
+    for ax, model in zip(axes[:, 0], models):
+        mine = [(label, layers) for m, label, layers in series if m == model]
+        for i, (label, layers) in enumerate(mine):
+            y = [SQNR_CAP_DB if v["sqnr_db"] is None else min(SQNR_CAP_DB, v["sqnr_db"])
+                 for v in layers]
+            ax.plot(range(len(y)), y, marker=MARKERS[i % len(MARKERS)], label=label)
+        names = [v["layer"] for v in mine[0][1]]
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(model, fontsize=9)
+        ax.set_ylabel("SQNR dB (engine vs float)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -145,7 +151,7 @@ def all_plots(rows: list[dict], points: list[dict[str, Any]], out: Path, decoder
          "Engine WER against weight bit width"),
         (energy_against_wer(rows, out / "energy_vs_wer.png", decoder),
          "Energy per second of audio against WER (circled: the Pareto front)"),
-        (layer_sqnr([(f"{m} on {p['hw']} ({p['compress']})", d["layers"])
+        (layer_sqnr([(m, f"{m} on {p['hw']} ({p['compress']})", d["layers"])
                      for p, m, d in firsts], out / "layer_sqnr.png"),
          "Per-layer SQNR of the engine's fixed point against the float graph"),
         (pe_utilization([(f"{m} on {p['hw']}", d["pe_utilization"]) for p, m, d in firsts],
