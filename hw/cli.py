@@ -119,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy WER/CER of the engine's own outputs on a manifest, with the mean modeled cost."""
     from asr.data.manifest import read_manifest
     from asr.metrics import error_rates
-    from hw.engine import decode_with_cost, engine_acoustic_model
+    from hw.engine import decode_with_cost, engine_acoustic_model, summarize_costs
 
     cfg = load_engine(args.engine, args.set)
     model = engine_acoustic_model(args.artifact, cfg)
@@ -138,24 +138,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         audio += d.duration
     rates = error_rates(refs, hyps)
     summary = {"artifact": args.artifact, "engine": cfg.name, "utterances": len(refs),
-               "wer": rates.wer, "cer": rates.cer,
-               "latency_ms_mean": 1e3 * sum(c["latency_s"] for c in costs) / len(costs),
-               "latency_per_frame_us": costs[0]["latency_per_frame_us"],
-               "rtf": sum(c["latency_s"] for c in costs) / audio,
-               "uj_per_utterance": sum(c["utterance_uj"] for c in costs) / len(costs),
-               "uj_per_audio_second": sum(c["utterance_uj"] for c in costs) / audio,
-               "average_power_w": costs[0]["average_power_w"],
-               "saturations": sum(c["saturations"] for c in costs),
-               "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
+               "wer": rates.wer, "cer": rates.cer, **summarize_costs(costs, audio, cfg)}
     if args.json:
         print(json.dumps(summary))
     else:
         print(f"{args.artifact} on {cfg.name}: {len(refs)} utterances, WER {100 * rates.wer:.2f}%"
-              f" CER {100 * rates.cer:.2f}%; latency {summary['latency_ms_mean']:.3f} ms per "
+              f" CER {100 * rates.cer:.2f}%; latency {summary['latency_ms']:.3f} ms per "
               f"utterance ({summary['latency_per_frame_us']:.2f} us per frame), RTF "
               f"{summary['rtf']:.5f}; {summary['uj_per_utterance']:.1f} uJ per utterance, "
               f"{summary['uj_per_audio_second']:.1f} uJ per audio second, "
-              f"{summary['average_power_w']:.2f} W; {summary['saturations']} saturations, "
+              f"{summary['power_w']:.2f} W; {summary['saturations']} saturations, "
               f"{summary['accumulator_overflows']} accumulator overflows")
     return report_failures("asr-hw eval", failures)
 

@@ -120,6 +120,26 @@ def decode_with_cost(model: AcousticModel, paths: list[str], decoder: Decoder,
         yield from zip(Recognizer.decode(post, decoder), costs)
 
 
+def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
+                    ) -> dict[str, float]:
+    """Per-utterance costs (:meth:`EngineModule.utterance_cost`) of a test set -> means over
+    utterances and rates over the whole audio (what ``asr-hw eval`` and the report show)."""
+    latency = sum(c["latency_s"] for c in costs)
+    frames = sum(c["frames"] for c in costs)
+    energy_uj = sum(c["utterance_uj"] for c in costs)
+    return {"latency_per_frame_us": 1e6 * latency / frames,
+            "latency_ms": 1e3 * latency / len(costs),
+            "rtf": latency / audio_seconds,
+            # audio seconds per second with every channel busy
+            "throughput_x_realtime": cfg.channels * audio_seconds / latency,
+            "gops": sum(c["gops"] * c["frames"] for c in costs) / frames,
+            "uj_per_utterance": energy_uj / len(costs),
+            "uj_per_audio_second": energy_uj / audio_seconds,
+            "power_w": energy_uj * 1e-6 / latency,
+            "saturations": sum(c["saturations"] for c in costs),
+            "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
+
+
 def engine_acoustic_model(artifact: dict[str, Any] | str | Path, cfg: EngineConfig,
                           activation_format: tuple[int, int] | None = None) -> AcousticModel:
     """An :class:`~asr.train.checkpoint.AcousticModel` whose forward is the engine."""

@@ -192,7 +192,7 @@ class _Job:
 def builtin_text() -> list[str]:
     """The sentences shipped with the package (LJ Speech excerpts and digit strings)."""
     text = resources.files("asr.resources").joinpath("default_text.txt").read_text("utf-8")
-    return [line for line in text.splitlines() if line.strip()]
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def read_sentences(path: str | Path | None) -> list[str]:

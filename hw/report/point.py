@@ -33,7 +33,7 @@ from asr.features.extract import FeatureExtractor
 from asr.metrics import error_rates
 from asr.train.checkpoint import AcousticModel, load_checkpoint
 from hw.config import EngineConfig
-from hw.engine import engine_acoustic_model, posteriors_with_cost
+from hw.engine import engine_acoustic_model, posteriors_with_cost, summarize_costs
 from hw.report.config import ReportJob, apply_quant_bits, validate_report_config
 from hw.timing import timing_table_rows
 from hw.trace import trace_layers
@@ -140,25 +140,6 @@ def score(model: AcousticModel, utts: list[Utterance], job: ReportJob, desc: str
                          f"(first: {failures[0] if failures else '-'})")
     return {"rates": {k: error_rates(refs, h) for k, h in hyps.items()}, "costs": costs,
             "audio_seconds": audio, "skipped": len(failures)}
-
-
-def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
-                    ) -> dict[str, float]:
-    """Per-utterance costs -> the report's hardware columns (means over utterances, rates over
-    the whole test audio)."""
-    latency = sum(c["latency_s"] for c in costs)
-    frames = sum(c["frames"] for c in costs)
-    energy_uj = sum(c["utterance_uj"] for c in costs)
-    return {"latency_per_frame_us": 1e6 * latency / frames,
-            "latency_ms": 1e3 * latency / len(costs),
-            "rtf": latency / audio_seconds,
-            # audio seconds per second with every channel busy
-            "throughput_x_realtime": cfg.channels * audio_seconds / latency,
-            "gops": sum(c["gops"] * c["frames"] for c in costs) / frames,
-            "uj_per_utterance": energy_uj / len(costs),
-            "uj_per_audio_second": energy_uj / audio_seconds,
-            "power_w": energy_uj * 1e-6 / latency,
-            "saturations": sum(c["saturations"] for c in costs)}
 
 
 def _row(**values: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ parse_stages "$@"
 if run_stage 0; then
     log "synthesizing the demo corpus"
     "$BIN/asr-data" synth --text "$ROOT/asr/resources/demo_digits.txt" \
-        --out "$ROOT/exp/demo/data" --num-utts 800 --seed 0
+        --out "$ROOT/data/demo" --num-utts 800 --seed 0
 fi
 if run_stage 1; then
     train_model demo_lstm
