@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from asr.compress.config import compress_preset
+from asr.tables import markdown_table
 from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.timing import frame_timing
@@ -32,15 +33,15 @@ def main() -> None:
         return frame_timing(compile_model(artifact, load_engine(name)), include=LSTM_LAYER)
 
     frame = layer("ese")
-    print("| matrix | density % | entries | ESE compute us | model compute us | ratio | "
-          "ESE total us | model total us | on chip |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for m in frame.matrices:
         k = m.name.rsplit(".", 1)[1]
         _, compute, total = ESE_TABLE[k]
-        print(f"| {k} | {100 * m.density:.1f} | {m.entries} | {compute} | {m.compute_us:.2f} | "
-              f"{m.compute_us / compute:.3f} | {total} | {m.total_us:.2f} | "
-              f"{'yes' if m.on_chip else 'no'} |")
+        rows.append([k, f"{100 * m.density:.1f}", m.entries, compute, f"{m.compute_us:.2f}",
+                     f"{m.compute_us / compute:.3f}", total, f"{m.total_us:.2f}",
+                     "yes" if m.on_chip else "no"])
+    print(markdown_table(["matrix", "density %", "entries", "ESE compute us", "model compute us",
+                          "ratio", "ESE total us", "model total us", "on chip"], rows))
     print(f"ese: layer latency {frame.latency_us:.1f} us (ESE {ESE_TOTAL_US}, ratio "
           f"{frame.latency_us / ESE_TOTAL_US:.3f}); {frame.gops():.1f} GOP/s (ESE {ESE_GOPS}, "
           f"ratio {frame.gops() / ESE_GOPS:.3f}); {frame.gops(True):.1f} dense-equivalent")

@@ -26,6 +26,7 @@ import torch
 from asr.compress.artifact import storage_object
 from asr.compress.huffman import huffman_bits
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
+from asr.tables import markdown_table
 
 
 @dataclass
@@ -107,21 +108,18 @@ def totals(rows: list[MatrixStorage]) -> dict[str, float]:
 
 
 def table_markdown(rows: list[MatrixStorage]) -> str:
-    head = ("| matrix | shape | non-zeros | density % | format | value bits | index bits | "
-            "padding | pointer bits | codebook bits | value+index bytes | bytes | "
-            "Huffman bytes | ratio |")
-    lines = [head, "|" + "---|" * 14]
-    for r in rows:
-        lines.append(f"| {r.name} | {r.shape} | {r.nnz} | {100 * r.density:.1f} | {r.format} | "
-                     f"{r.value_bits} | {r.index_bits} | {r.padding} | {r.pointer_bits} | "
-                     f"{r.codebook_bits} | {r.entry_bytes} | {r.bytes} | {r.huffman_bytes} | "
-                     f"{r.ratio:.1f}x |")
+    header = ("matrix", "shape", "non-zeros", "density %", "format", "value bits", "index bits",
+              "padding", "pointer bits", "codebook bits", "value+index bytes", "bytes",
+              "Huffman bytes", "ratio")
+    cells = [(r.name, r.shape, r.nnz, f"{100 * r.density:.1f}", r.format, r.value_bits,
+              r.index_bits, r.padding, r.pointer_bits, r.codebook_bits, r.entry_bytes, r.bytes,
+              r.huffman_bytes, f"{r.ratio:.1f}x") for r in rows]
     t = totals(rows)
-    lines.append(f"| **total** | {t['params']} weights | {t['nnz']} | {100 * t['density']:.1f} "
-                 f"| | | | | | | {t['entry_bytes']} ({t['entry_ratio']:.1f}x) | {t['bytes']} | "
-                 f"{t['huffman_bytes']} | {t['ratio']:.1f}x ({t['huffman_ratio']:.1f}x "
-                 "Huffman) |")
-    return "\n".join(lines) + "\n"
+    cells.append(("**total**", f"{t['params']} weights", t["nnz"], f"{100 * t['density']:.1f}",
+                  "", "", "", "", "", "", f"{t['entry_bytes']} ({t['entry_ratio']:.1f}x)",
+                  t["bytes"], t["huffman_bytes"],
+                  f"{t['ratio']:.1f}x ({t['huffman_ratio']:.1f}x Huffman)"))
+    return markdown_table(header, cells) + "\n"
 
 
 def table_json(rows: list[MatrixStorage]) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from asr import tables
+
 
 def load_points(pattern: str) -> list[tuple[dict, dict]]:
     """(resolved config, metrics) of every finished point matching ``pattern``."""
@@ -51,14 +53,11 @@ def markdown_table(points: list[tuple[dict, dict]], rows: str, cols: str,
             floats.add(round(100 * dev["float"][metric], 2))
             cells[r, c] = (100 * dev["compressed"][metric], 100 * m["storage"]["density"])
     col_keys.sort(key=lambda v: -v if isinstance(v, int | float) else 0)
-    lines = [f"float model: dev {metric.upper()} {', '.join(f'{f:.2f}%' for f in sorted(floats))}",
-             "", f"| {rows} \\ {cols} | " + " | ".join(str(c) for c in col_keys) + " |",
-             "|---|" + "---|" * len(col_keys)]
-    for r in row_keys:
-        vals = [f"{cells[r, c][0]:.2f} ({cells[r, c][1]:.1f}%)" if (r, c) in cells else "-"
-                for c in col_keys]
-        lines.append(f"| {r} | " + " | ".join(vals) + " |")
-    return "\n".join(lines) + "\n"
+    table = [[r] + [f"{cells[r, c][0]:.2f} ({cells[r, c][1]:.1f}%)" if (r, c) in cells else "-"
+                    for c in col_keys] for r in row_keys]
+    header = [rows + " \\ " + cols, *map(str, col_keys)]
+    return (f"float model: dev {metric.upper()} {', '.join(f'{f:.2f}%' for f in sorted(floats))}"
+            "\n\n" + tables.markdown_table(header, table) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

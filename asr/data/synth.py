@@ -201,9 +201,7 @@ def read_sentences(path: str | Path | None) -> list[str]:
     raw = builtin_text() if path is None else Path(path).read_text("utf-8").splitlines()
     seen, out = set(), []
     for line in raw:
-        if line.startswith("#"):
-            continue
-        norm = normalize_text(line)
+        norm = "" if line.startswith("#") else normalize_text(line)
         if norm and norm not in seen:
             seen.add(norm)
             out.append(norm)

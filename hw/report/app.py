@@ -31,7 +31,7 @@ from asr.data.manifest import ManifestError
 from asr.tables import markdown_table
 from asr.train.checkpoint import CheckpointError
 from asr.train.config import CONF_DIR
-from hw.report.config import validate_report_config
+from hw.report.config import apply_quant_bits, validate_report_config
 from hw.report.document import summary_table, write_report
 from hw.report.point import evaluate_point, load_points
 
@@ -91,7 +91,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         evaluate_point(cfg, overrides, Path(cfg.out), in_launcher=True)
         return
     try:
-        validate_report_config(cfg)  # a single run stops on bad input before any work
+        # a single run stops on bad input before any work
+        validate_report_config(apply_quant_bits(cfg))
     except INPUT_ERRORS as err:
         print(f"asr-hw report: error: {err}", file=sys.stderr)
         sys.exit(2)

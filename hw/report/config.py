@@ -35,7 +35,6 @@ class ReportJob:
     max_utterances: int
     finetune: FinetuneConfig
     calibration: CalibrationConfig
-    out: Path
 
 
 def apply_quant_bits(cfg: DictConfig) -> DictConfig:
@@ -56,12 +55,12 @@ def apply_quant_bits(cfg: DictConfig) -> DictConfig:
 
 
 def validate_report_config(cfg: DictConfig) -> ReportJob:
-    """Check every key and file before any work; errors name the key or the file."""
+    """Check every key and file of a config (after :func:`apply_quant_bits`) before any
+    work; errors name the key or the file."""
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: "
                           f"{sorted(TOP_LEVEL_KEYS)}")
-    cfg = apply_quant_bits(cfg)
     if not cfg.models:
         raise ConfigError("models: name at least one model, e.g. "
                           "models.lstm=exp/synthetic_lstm/model.ckpt")
@@ -98,4 +97,4 @@ def validate_report_config(cfg: DictConfig) -> ReportJob:
             raise ManifestError(f"data.train_manifest: {data.train_manifest}: no such manifest "
                                 "(fine-tuning reads it)")
     return ReportJob(hw, compress, data, models, decoders, cfg.lm, int(cfg.beam_width),
-                     int(cfg.max_utterances), finetune, calibration, Path(cfg.out))
+                     int(cfg.max_utterances), finetune, calibration)

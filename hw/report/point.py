@@ -56,6 +56,17 @@ def _file_stamp(path: str) -> list:
     return [str(p), p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else [str(p)]
 
 
+def _labels(raw: dict[str, Any]) -> dict[str, Any]:
+    """What names a point (engine, compression, nominal density, weight bits), read from the
+    resolved config without validating it (a point that fails validation is named too)."""
+    compress = raw.get("compress") or {}
+    return {"hw": (raw.get("hw") or {}).get("name", "hw"),
+            "compress": compress.get("name", "compress"),
+            "density": compress.get("prune", {}).get("density"),
+            "weight_bits": (raw.get("quant") or {}).get("bits")
+            or compress.get("quant", {}).get("weights", {}).get("bits")}
+
+
 def point_id(cfg: DictConfig) -> str:
     """``<hw>_<compress>_d<density>_w<bits>_<hash>``: readable, and unique per config."""
     raw = OmegaConf.to_container(cfg, resolve=True)
@@ -63,12 +74,9 @@ def point_id(cfg: DictConfig) -> str:
     key["models"] = {name: _file_stamp(str(p)) for name, p in (raw.get("models") or {}).items()}
     key["test"] = _file_stamp(str((raw.get("data") or {}).get("test_manifest")))
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    compress = raw.get("compress") or {}
-    bits = (raw.get("quant") or {}).get("bits") or \
-        compress.get("quant", {}).get("weights", {}).get("bits")
-    density = compress.get("prune", {}).get("density")
-    return (f"{(raw.get('hw') or {}).get('name', 'hw')}_{compress.get('name', 'compress')}"
-            f"_d{density}_w{bits}_{digest[:8]}")
+    lab = _labels(raw)
+    return (f"{lab['hw']}_{lab['compress']}_d{lab['density']}_w{lab['weight_bits']}"
+            f"_{digest[:8]}")
 
 
 def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path,
@@ -108,19 +116,20 @@ def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_
 
 
 def _decoders(model: AcousticModel, job: ReportJob) -> dict[str, Decoder]:
+    """The job's decoders by row name; built once per model (its vocabulary and frame shift),
+    so an LM is read once for the float, quantized and engine rows."""
     beam = BeamConfig(beam_width=job.beam_width)
     return {("beam+lm" if kind == "beam" and job.lm else kind):
             make_decoder(kind, model, beam, job.lm if kind == "beam" else None)
             for kind in job.decoders}
 
 
-def score(model: AcousticModel, utts: list[Utterance], job: ReportJob, desc: str,
+def score(model: AcousticModel, utts: list[Utterance], decoders: dict[str, Decoder], desc: str,
           engine: bool = False) -> dict[str, Any]:
     """WER/CER per decoder of ``model`` on ``utts`` (one forward pass shared by the
     decoders); with ``engine``, the modeled cost of every utterance too."""
     texts = {u.audio_filepath: u.text for u in utts}
     failures: list[tuple[str, str]] = []
-    decoders = _decoders(model, job)
     batches = (posteriors_with_cost(model, list(texts), failures) if engine else
                ((p, []) for p in Recognizer(model).posteriors(list(texts), failures)))
     refs: list[str] = []
@@ -161,9 +170,11 @@ def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point
     wq = artifact["compress"]["compress"]["quant"]["weights"]
     common = {"model": name, "point": pid}
     compressed = artifact["compress"]["compress"]["name"]
+    quantized = compressed_acoustic_model(artifact)
+    decoders = _decoders(quantized, job)
     rows = []
     if source is not None:
-        flt = score(load_checkpoint(source), utts, job, f"{name} float")
+        flt = score(load_checkpoint(source), utts, decoders, f"{name} float")
         rows += [_row(**common, kind="float", decoder=k, density=1.0, weight_bits=32,
                       wer=r.wer, cer=r.cer, utterances=r.utterances,
                       storage_bytes=store["float32_bytes"], compression_ratio=1.0)
@@ -171,11 +182,11 @@ def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point
     quant = {**common, "compress": compressed, "density": store["density"],
              "weight_bits": wq["bits"],
              "storage_bytes": store["bytes"], "compression_ratio": store["ratio"]}
-    q = score(compressed_acoustic_model(artifact), utts, job, f"{name} quantized")
+    q = score(quantized, utts, decoders, f"{name} quantized")
     rows += [_row(**quant, kind="quantized", decoder=k, wer=r.wer, cer=r.cer,
                   utterances=r.utterances) for k, r in q["rates"].items()]
     model = engine_acoustic_model(artifact, job.hw)
-    e = score(model, utts, job, f"{name} on {job.hw.name}", engine=True)
+    e = score(model, utts, decoders, f"{name} on {job.hw.name}", engine=True)
     cost = summarize_costs(e["costs"], e["audio_seconds"], job.hw)
     rows += [_row(**quant, **cost, kind="engine", engine=job.hw.name, decoder=k, wer=r.wer,
                   cer=r.cer, utterances=r.utterances) for k, r in e["rates"].items()]
@@ -216,22 +227,20 @@ def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path, in_launcher
             log.info("point %s: finished earlier, reused", pid)
             return cached
     point_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(apply_quant_bits(cfg), resolve=True)
-    result: dict[str, Any] = {
-        "id": pid, "overrides": list(overrides), "hw": resolved["hw"]["name"],
-        "compress": resolved["compress"]["name"],
-        "density": resolved["compress"]["prune"]["density"],
-        "weight_bits": resolved["compress"]["quant"]["weights"]["bits"],
-        "config": resolved, "rows": [], "models": {}, "failures": []}
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    result: dict[str, Any] = {"id": pid, "overrides": list(overrides), **_labels(raw),
+                              "config": raw, "rows": [], "models": {}, "failures": []}
     t0 = time.time()
     try:
+        cfg = apply_quant_bits(cfg)
+        result["config"] = OmegaConf.to_container(cfg)
         job = validate_report_config(cfg)
         utts = read_manifest(job.data.test_manifest)
         utts = utts[:job.max_utterances] if job.max_utterances else utts
         for name, path in job.models.items():
             try:
-                rows, details = evaluate_model(name, path, apply_quant_bits(cfg), job,
-                                               point_dir, utts, pid, in_launcher)
+                rows, details = evaluate_model(name, path, cfg, job, point_dir, utts, pid,
+                                               in_launcher)
                 result["rows"] += rows
                 result["models"][name] = details
             except Exception as err:  # recorded; the point's other models go on
