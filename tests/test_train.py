@@ -15,7 +15,7 @@ from asr.decode.greedy import greedy_decode
 from asr.features import FeatureExtractor
 from asr.text import CharVocab
 from asr.train.app import train
-from asr.train.checkpoint import CheckpointError, load_checkpoint
+from asr.train.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from asr.train.config import validate_train_config
 from asr.train.module import warmup_decay
 
@@ -39,6 +39,7 @@ def test_every_experiment_preset_validates(experiment):
     ("optim.optimizer._target_=torch.optim.Adamm", "optim.optimizer._target_: cannot import"),
     ("features.kind=plp", "features.kind"),
     ("+colour=red", r"unknown top-level key\(s\) \['colour'\]"),
+    ("average_best=0", "average_best"),
 ])
 def test_config_errors_name_the_key_before_data_is_read(tmp_path, override, message):
     # The manifests do not exist: a config error must be reported before they are looked at.
@@ -75,7 +76,7 @@ def test_warmup_then_cosine_decay():
 
 def test_tiny_lstm_learns(tone_manifests, tmp_path):
     metrics = train(compose_train(*tiny_overrides(tone_manifests, tmp_path / "run",
-                                                  "trainer.max_epochs=15")))
+                                                  "trainer.max_epochs=15", "average_best=3")))
     losses = [float(r["train_loss"]) for r in _csv(tmp_path / "run") if r.get("train_loss")]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert metrics["val_cer"] < 0.5  # each tone "word" is one word: CER shows progress first
@@ -89,6 +90,28 @@ def test_tiny_lstm_learns(tone_manifests, tmp_path):
     assert loaded.model.hidden_size == 48 and not loaded.model.training
     assert json.loads((run / "metrics.json").read_text())["best_val_wer"] == metrics[
         "best_val_wer"]
+    # model.ckpt is the average of the 3 best when the dev set finds it no worse
+    assert metrics["averaged_checkpoints"] == 3
+    averaged = "averaged_from" in torch.load(run / "model.ckpt", weights_only=False)
+    assert averaged == (metrics["averaged_val_wer"] <= metrics["best_val_wer"])
+
+
+def test_average_checkpoints_means_float_tensors(tmp_path):
+    paths = []
+    for k in range(3):
+        state = {"model.w": torch.full((2, 3), float(k)), "model.bn.num_batches_tracked":
+                 torch.tensor(10 + k), "model.bn.running_mean": torch.tensor([k * 3.0])}
+        paths.append(tmp_path / f"{k}.ckpt")
+        torch.save({"state_dict": state, "optimizer_states": [1], "hyper_parameters": {}},
+                   paths[-1])
+    out = torch.load(average_checkpoints(paths, tmp_path / "avg.ckpt"), weights_only=False)
+    assert torch.equal(out["state_dict"]["model.w"], torch.full((2, 3), 1.0))
+    assert out["state_dict"]["model.bn.running_mean"].item() == 3.0
+    assert out["state_dict"]["model.bn.num_batches_tracked"].item() == 10  # the first's
+    assert "optimizer_states" not in out and len(out["averaged_from"]) == 3
+    torch.save({"state_dict": {"model.v": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="other.ckpt: parameters differ"):
+        average_checkpoints([paths[0], tmp_path / "other.ckpt"], tmp_path / "bad.ckpt")
 
 
 def test_killed_run_resumes_from_its_step(tone_manifests, tmp_path):

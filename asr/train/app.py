@@ -6,8 +6,9 @@
     asr-train -m experiment=fsdd_lstm optim.optimizer.lr=1e-3,3e-3   # a sweep
 
 Everything a run makes lives in its run folder (``run_dir``, default ``exp/<name>``): the
-resolved ``config.yaml``, ``checkpoints/`` (best by validation WER and ``last.ckpt``), CSV and
-TensorBoard logs, ``model.ckpt`` (a copy of the best checkpoint) and ``metrics.json``.
+resolved ``config.yaml``, ``checkpoints/`` (the ``average_best`` best by validation WER and
+``last.ckpt``), CSV and TensorBoard logs, ``model.ckpt`` (the best checkpoint, or the average
+of the ``average_best`` best when that validates no worse) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
+from asr.train.checkpoint import average_checkpoints
 from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
@@ -79,6 +81,33 @@ def _with_global_cmvn(cfg: DictConfig, spec: TrainSpec) -> TrainSpec:
     return replace(spec, features=replace(spec.features, global_mean=mean, global_std=std))
 
 
+def _average_best(trainer: pl.Trainer, module: CTCModule, datamodule: CTCDataModule,
+                  best_ckpt: ModelCheckpoint, n: int, metrics: dict[str, float]) -> str:
+    """The checkpoint that becomes ``model.ckpt``: the average of the ``n`` best by validation
+    WER when it validates no worse than the single best, else the single best.
+
+    Averaging (ESPnet's ``average_nbest``, icefall's ``--avg``) usually helps, but checkpoints
+    far apart in a short run can average into a worse model; the dev set decides. Both WERs
+    are recorded in ``metrics``.
+    """
+    best = best_ckpt.best_model_path
+    ranked = sorted(best_ckpt.best_k_models.items(), key=lambda kv: float(kv[1]))[:n]
+    if len(ranked) < 2:
+        return best
+    averaged = average_checkpoints([p for p, _ in ranked],
+                                   Path(best).parent / f"average-{len(ranked)}best.ckpt")
+    result = trainer.validate(module, datamodule, ckpt_path=str(averaged), verbose=False)[0]
+    metrics["averaged_checkpoints"] = len(ranked)
+    metrics["averaged_val_wer"] = float(result["val_wer"])
+    if metrics["averaged_val_wer"] <= metrics["best_val_wer"]:
+        log.info("model.ckpt = average of the %d best checkpoints (dev WER %.4f, best single "
+                 "%.4f)", len(ranked), metrics["averaged_val_wer"], metrics["best_val_wer"])
+        return str(averaged)
+    log.info("model.ckpt = the best checkpoint (dev WER %.4f; the average of %d: %.4f)",
+             metrics["best_val_wer"], len(ranked), metrics["averaged_val_wer"])
+    return best
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Validate ``cfg``, train, test the best checkpoint; returns the final metrics."""
     spec = validate_train_config(cfg)  # every config error surfaces before any data is read
@@ -108,7 +137,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cache_dir=spec.data.cache_dir, seed=int(cfg.seed),
     )
     best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch}-{val_wer:.4f}",
-                                monitor="val_wer", mode="min", save_top_k=1)
+                                monitor="val_wer", mode="min",
+                                save_top_k=int(cfg.average_best))
     # A separate step-based callback keeps last.ckpt fresh, so a kill loses little work.
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                 every_n_train_steps=int(cfg.checkpoint_every_n_steps))
@@ -127,10 +157,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = best_ckpt.best_model_path
     if best:
-        shutil.copyfile(best, run_dir / "model.ckpt")
         metrics["best_val_wer"] = float(best_ckpt.best_model_score)
+        chosen = _average_best(trainer, module, datamodule, best_ckpt, int(cfg.average_best),
+                               metrics)
+        shutil.copyfile(chosen, run_dir / "model.ckpt")
         if spec.data.test_manifest is not None and cfg.test_after_fit:
-            for result in trainer.test(module, datamodule, ckpt_path=best, verbose=False):
+            for result in trainer.test(module, datamodule, ckpt_path=chosen, verbose=False):
                 metrics.update({k: float(v) for k, v in result.items()})
     metrics["global_step"] = trainer.global_step
     metrics["epochs"] = trainer.current_epoch

@@ -55,3 +55,31 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticMode
     model.load_state_dict(state)
     model.eval()
     return AcousticModel(model, vocab, features, dict(hp["model"]), str(path))
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the parameter average of ``paths`` (ESPnet's ``average_nbest``, icefall's
+    ``--avg``) to ``out``: the first checkpoint with its ``state_dict`` replaced.
+
+    Floating tensors (weights and batch-norm statistics) are averaged in float64; integer
+    buffers (batch-norm's step counters) keep the first checkpoint's value. Optimizer, loop and
+    callback states are dropped: the result is for decoding and compression, not resuming.
+    """
+    if not paths:
+        raise CheckpointError("average_checkpoints: no checkpoints given")
+    first = torch.load(paths[0], map_location="cpu", weights_only=False)
+    sums = {k: v.double() for k, v in first["state_dict"].items() if v.is_floating_point()}
+    for path in paths[1:]:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        if set(state) != set(first["state_dict"]):
+            raise CheckpointError(f"{path}: parameters differ from {paths[0]}; cannot average")
+        for key in sums:
+            sums[key] += state[key].double()
+    for key, total in sums.items():
+        first["state_dict"][key] = (total / len(paths)).to(first["state_dict"][key].dtype)
+    # Callback states would make Lightning restore the first checkpoint's "best" bookkeeping.
+    for key in ("optimizer_states", "lr_schedulers", "loops", "callbacks"):
+        first.pop(key, None)
+    first["averaged_from"] = [str(p) for p in paths]
+    torch.save(first, out)
+    return Path(out)
