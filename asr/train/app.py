@@ -109,7 +109,7 @@ def _average_best(trainer: pl.Trainer, module: CTCModule, datamodule: CTCDataMod
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Validate ``cfg``, train, test the best checkpoint; returns the final metrics."""
+    """Validate ``cfg``, train, test ``model.ckpt`` (best or averaged); returns the metrics."""
     spec = validate_train_config(cfg)  # every config error surfaces before any data is read
     run_dir = run_dir_of(cfg)
     ckpt_dir = run_dir / "checkpoints"
