@@ -5,10 +5,12 @@ matrix, the layer's latency and GOP/s), and the ``bbs`` preset's GOP/s at 87.5%
 bank-balanced sparsity against BBS's 304.1.
 
     python benchmarks/hw_validation.py
+    python benchmarks/hw_validation.py --set activation_queue_depth=64   # an engine override
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from asr.compress.config import compress_preset
@@ -27,10 +29,17 @@ from hw.validation import (
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="engine override for both presets, e.g. "
+                        "activation_queue_depth=64 (repeatable)")
+    args = parser.parse_args()
     t0 = time.perf_counter()
+
     def layer(name: str):
         artifact = ese_shaped_artifact(compress_preset(name))
-        return frame_timing(compile_model(artifact, load_engine(name)), include=LSTM_LAYER)
+        return frame_timing(compile_model(artifact, load_engine(name, args.overrides)),
+                            include=LSTM_LAYER)
 
     frame = layer("ese")
     rows = []
