@@ -135,8 +135,8 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_trainer_args(trainer)
     check(int(cfg.seed) >= 0, "seed", ">= 0", cfg.seed)
-    check(int(cfg.get("average_best", 1)) >= 1, "average_best", ">= 1 (1 = the best checkpoint "
-          "alone)", cfg.get("average_best"))
+    check(int(cfg.average_best) >= 1, "average_best", ">= 1 (1 = the best checkpoint alone)",
+          cfg.average_best)
     # Build the model on the meta device: its own checks run (impossible sizes fail here, not
     # mid-run) without allocating or initializing a single weight.
     with torch.device("meta"):
