@@ -190,6 +190,23 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
     assert summary["dev"]["compressed"]["cer"] < 0.5      # still recognizes the tones
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("preset", ["ese", "deep_compression"])
+def test_finetuning_on_a_gpu(tone_model, tone_manifests, tmp_path, preset):
+    # Lightning moves the module back to the CPU before on_fit_end; masks made on the GPU,
+    # k-means codes and the artifact must follow (the CPU-only suite cannot see this).
+    # 8 PEs: the tone model's LSTM matrices have 48 and 24 rows.
+    out = tmp_path / f"{preset}.model"
+    compress(compose_compress(
+        f"model={tone_model}", f"compress={preset}", "compress.prune.density=0.3",
+        "compress.prune.num_pes=8", "compress.schedule.frequency=2", "finetune.max_epochs=2",
+        "trainer.accelerator=gpu", "trainer.precision=32-true", f"out={out}",
+        *tone_data(tone_manifests)))
+    for name, entry in read_artifact(out)["matrices"].items():
+        if entry["target_density"] < 1.0:
+            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+
+
 def test_storage_accounting_counts_entries_pointers_and_codebooks():
     entry = {"shape": [8, 4], "nnz": 3, "quant": {"kind": "fixed", "bits": 12,
                                                    "codes": torch.zeros(8, 4, dtype=torch.int64)},

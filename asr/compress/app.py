@@ -148,12 +148,14 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
     # The schedule's end point (a mask refresh may fall between the last steps).
     views = {k: v for k, v in module.model.matrices().items() if k in job.densities}
     callback.update_masks(views, callback.total_steps)
+    # The artifact is built on the CPU, whatever device fine-tuned.
+    masks = {name: mask.cpu() for name, mask in callback.masks.items()}
     with torch.no_grad():
-        for name, mask in callback.masks.items():
-            views[name].mul_(mask)
+        for name, mask in masks.items():
+            views[name].mul_(mask.to(views[name].device))
     job.model.model.load_state_dict(module.model.state_dict())
     job.model.model.eval()
-    return callback.masks
+    return masks
 
 
 def _calibration_features(job: CompressJob) -> list[torch.Tensor]:

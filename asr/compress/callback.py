@@ -75,11 +75,14 @@ class CompressionCallback(pl.Callback):
         fmt, mask = self.cfg.quant.weights, self.masks.get(name)
         if fmt.kind == "kmeans":
             if name not in self._clusters:
-                self._clusters[name] = quantize_matrix(latent, fmt, mask).codes
+                # k-means runs on the CPU (the artifact's quantizer); codes follow the weights
+                self._clusters[name] = quantize_matrix(
+                    latent.cpu(), fmt, None if mask is None else mask.cpu()).codes.to(latent.device)
             codes = self._clusters[name]
             k = 1 << fmt.bits
             keep = codes >= 0
-            sums = torch.zeros(k, dtype=latent.dtype).index_add_(0, codes[keep], latent[keep])
+            sums = torch.zeros(k, dtype=latent.dtype, device=latent.device).index_add_(
+                0, codes[keep], latent[keep])
             counts = torch.bincount(codes[keep], minlength=k).clamp_min(1)
             return torch.where(keep, (sums / counts)[codes.clamp_min(0)],
                                torch.zeros_like(latent))
@@ -94,7 +97,7 @@ class CompressionCallback(pl.Callback):
         for name, view in views.items():
             w = self._latent[name]
             if name in self.masks:
-                w = w * self.masks[name]
+                w = w * self.masks[name].to(w.device)
             if quantize:
                 w = self._fake_quant(name, w)
             view.copy_(w)
@@ -111,7 +114,9 @@ class CompressionCallback(pl.Callback):
     def _mask_latent(self, pl_module: pl.LightningModule) -> None:
         for name, view in self._views(pl_module).items():
             if name in self.masks:
-                view.mul_(self.masks[name])
+                # Lightning's teardown moves the module to the CPU before on_fit_end, while
+                # masks made during a GPU fit stay on the GPU.
+                view.mul_(self.masks[name].to(view.device))
 
     # -- Lightning hooks ----------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
