@@ -5,7 +5,8 @@ matrix, the layer's latency and GOP/s), and the ``bbs`` preset's GOP/s at 87.5%
 bank-balanced sparsity against BBS's 304.1.
 
     python benchmarks/hw_validation.py
-    python benchmarks/hw_validation.py --set activation_queue_depth=64   # an engine override
+    python benchmarks/hw_validation.py --set activation_queue_depth=8    # an engine override
+    python benchmarks/hw_validation.py --with-padding     # plain load-balanced pattern
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="engine override for both presets, e.g. "
                         "activation_queue_depth=64 (repeatable)")
+    parser.add_argument("--with-padding", action="store_true",
+                        help="prune load-balanced without closing long zero runs, so the CSC "
+                        "holds padding entries (ESE's byte column shows none)")
     args = parser.parse_args()
     t0 = time.perf_counter()
 
     def layer(name: str):
-        artifact = ese_shaped_artifact(compress_preset(name))
+        artifact = ese_shaped_artifact(compress_preset(name), padding_free=not args.with_padding)
         return frame_timing(compile_model(artifact, load_engine(name, args.overrides)),
                             include=LSTM_LAYER)
 

@@ -6,6 +6,7 @@ formats and the sparsity pattern, so ratios are structural; trained weights chan
 Huffman-coded sizes (their value histogram).
 
     python benchmarks/storage_ese_shape.py [--presets ese bbs deep_compression]
+    python benchmarks/storage_ese_shape.py --presets ese --set compress.prune.max_zero_run=15
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["ese", "bbs", "deep_compression"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="compress override for every preset, e.g. "
+                        "compress.prune.max_zero_run=15 (repeatable)")
     args = parser.parse_args()
     for name in args.presets:
-        cfg = compress_preset(name)
+        cfg = compress_preset(name, *args.overrides)
         t0 = time.perf_counter()
         # BBS banks of 16 need a row length they divide: the 153 inputs are zero-padded to 160
         inputs = 160 if cfg.prune.method == "bank_balanced" else 153

@@ -4,6 +4,11 @@ ESE's results table (Han et al., FPGA 2017; ``reference/anchors.md``) times one 
 LSTM with 153 inputs, 1024 cells and a 512 projection, pruned load-balance-aware to the
 densities below. :func:`ese_shaped_artifact` builds that layer with random Gaussian weights,
 compressed by a ``conf/compress`` preset (ESE's per-matrix densities for ``ese``).
+
+ESE's byte column is 2 bytes per kept weight (W_ix: 36608 B = 18304 entries, 11.7% of
+156,672 weights), so its stored matrices held no padding entries, although 4-bit relative
+indices over 32 local rows would pad about 7% of the entries of a random pattern. Load-balanced
+patterns are therefore pruned padding-free by default (``max_zero_run = 2**index_bits - 1``).
 """
 
 from __future__ import annotations
@@ -26,15 +31,19 @@ BBS_GOPS = 304.1
 LSTM_LAYER = {f"layers.0.{k}" for k in ESE_TABLE} | {"layers.0.elementwise"}
 
 
-def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0) -> dict:
+def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool = True
+                        ) -> dict:
     """The layer compressed by ``cfg``. BBS's banks of 16 need a row length they divide, so
-    bank-balanced presets get the 153 inputs zero-padded to 160."""
+    bank-balanced presets get the 153 inputs zero-padded to 160. ``padding_free=False`` keeps
+    the plain load-balanced pattern, padding entries and all."""
     inputs = 160 if cfg.prune.method == "bank_balanced" else 153
     torch.manual_seed(seed)
     model = LSTMCTC(inputs, 32, hidden_size=1024, proj_size=512, num_layers=1)
     if cfg.prune.method == "load_balanced":
         for k, (density, _, _) in ESE_TABLE.items():
             cfg.prune.targets.setdefault(f"layers.0.{k}", density / 100)
+        if padding_free and cfg.storage.format == "csc" and not cfg.prune.max_zero_run:
+            cfg.prune.max_zero_run = 2 ** cfg.storage.index_bits - 1
     views = model.matrices()
     densities = validate_against_model(cfg, views, "lstm")
     art = build_artifact(model, prune_model(views, densities, cfg.prune), densities, cfg)

@@ -79,6 +79,8 @@ def test_layer_types_and_invalid_combinations_fail_naming_the_key():
     ese = CompressConfig(prune=PruneConfig("load_balanced", 0.1, num_pes=32))
     with pytest.raises(ConfigError, match=r"compress\.prune\.num_pes.*output"):
         validate_against_model(ese, mats, "lstm")                # 29 output rows
+    with pytest.raises(ConfigError, match=r"compress\.prune\.max_zero_run"):
+        PruneConfig("magnitude", 0.1, max_zero_run=15)           # padding-free: load_balanced
     with pytest.raises(ConfigError, match=r"compress\.quant\.weights\.bits"):
         QuantConfig(weights=NumberFormatConfig(bits=0))
     with pytest.raises(ConfigError, match=r"compress\.prune\.targets"):

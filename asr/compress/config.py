@@ -27,7 +27,10 @@ STORAGE = ("csc", "csb", "dense")
 class PruneConfig:
     """``method`` (magnitude, block, bank_balanced, load_balanced or none) to ``density``
     (fraction kept); ``targets`` overrides the density per layer type (input, recurrent,
-    projection, conv, output) or per matrix name (``layers.0.W_ix``), the name winning."""
+    projection, conv, output) or per matrix name (``layers.0.W_ix``), the name winning.
+    ``max_zero_run`` (load_balanced only; 0: off): no PE column skips more zero rows than this
+    before a kept weight, so a CSC with ``log2(max_zero_run + 1)``-bit indices stores no
+    padding (15 for ESE's 4-bit indices)."""
 
     method: str = "none"
     density: float = 1.0
@@ -35,6 +38,7 @@ class PruneConfig:
     num_pes: int = 32
     bank_size: int = 16
     block: list[int] = field(default_factory=lambda: [4, 4])
+    max_zero_run: int = 0
 
     def __post_init__(self) -> None:
         check(self.method in (*PRUNERS, "none"), "compress.prune.method",
@@ -47,6 +51,11 @@ class PruneConfig:
         check(self.bank_size >= 1, "compress.prune.bank_size", ">= 1", self.bank_size)
         check(len(self.block) == 2 and min(self.block) >= 1, "compress.prune.block",
               "[rows, cols] >= 1", self.block)
+        check(self.max_zero_run >= 0, "compress.prune.max_zero_run", ">= 0 (0: no limit)",
+              self.max_zero_run)
+        check(self.max_zero_run == 0 or self.method == "load_balanced",
+              "compress.prune.max_zero_run", "0 unless compress.prune.method is load_balanced",
+              self.max_zero_run)
 
 
 @dataclass

@@ -10,7 +10,9 @@ within each group that the structure balances:
   the same number of non-zeros (BBS);
 * :func:`load_balanced_prune`: rows are interleaved over ``num_pes`` processing elements
   (row ``r`` to PE ``r % num_pes``) and every PE keeps the same number of non-zeros
-  (ESE's load-balance-aware pruning).
+  (ESE's load-balance-aware pruning). With ``max_zero_run`` no column of a PE's share skips
+  more zero rows than that between kept weights, so ESE's CSC with relative indices of
+  ``log2(max_zero_run + 1)`` bits needs no padding entries (see :func:`close_long_runs`).
 
 Ties are broken by position (stable sort), so masks are deterministic.
 """
@@ -76,18 +78,78 @@ def bank_balanced_prune(weight: torch.Tensor, density: float, bank_size: int = 1
 
 
 def load_balanced_prune(weight: torch.Tensor, density: float, num_pes: int = 32,
-                        prefix: str = "prune") -> torch.Tensor:
-    """Rows go to PEs round-robin; every PE keeps ``round(density * its weights)``."""
+                        prefix: str = "prune", max_zero_run: int = 0) -> torch.Tensor:
+    """Rows go to PEs round-robin; every PE keeps ``round(density * its weights)``.
+    ``max_zero_run > 0``: the kept pattern also leaves no run of more than that many zero
+    local rows before a kept weight of a column (:func:`close_long_runs`)."""
     _check(weight, density, prefix)
     rows, cols = weight.shape
     check(num_pes >= 1 and rows % num_pes == 0, f"{prefix}.num_pes",
           f"a divisor of the row count {rows} (every PE gets as many rows)", num_pes)
+    check(max_zero_run >= 0, f"{prefix}.max_zero_run", ">= 0 (0: no limit)", max_zero_run)
     per_pe = rows // num_pes * cols
     keep = max(1, round(density * per_pe))
     # (rows // num_pes, num_pes, cols) -> PE-major: PE p holds rows p, p + N, p + 2N, ...
     by_pe = weight.detach().abs().view(rows // num_pes, num_pes, cols).transpose(0, 1)
     mask = _keep_top(by_pe.reshape(num_pes, per_pe), keep)
-    return mask.view(num_pes, rows // num_pes, cols).transpose(0, 1).reshape(rows, cols)
+    if max_zero_run:
+        # (pe, local row, col) -> (pe, col, local row): runs are counted down a column
+        scores = by_pe.permute(0, 2, 1)
+        mask = close_long_runs(mask.view(num_pes, rows // num_pes, cols).permute(0, 2, 1),
+                               scores, max_zero_run).permute(0, 2, 1)
+    return mask.reshape(num_pes, rows // num_pes, cols).transpose(0, 1).reshape(rows, cols)
+
+
+def _runs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every position of ``(..., L)``, the index of the previous kept position (-1: none)
+    and of the next one (``L``: none), the position itself excluded."""
+    length = mask.shape[-1]
+    pos = torch.arange(length).expand_as(mask)
+    prev = torch.where(mask, pos, -1).cummax(-1).values
+    prev = torch.cat([torch.full_like(prev[..., :1], -1), prev[..., :-1]], -1)
+    nxt = torch.where(mask, pos, length).flip(-1).cummin(-1).values.flip(-1)
+    nxt = torch.cat([nxt[..., 1:], torch.full_like(nxt[..., :1], length)], -1)
+    return prev, nxt
+
+
+def close_long_runs(mask: torch.Tensor, scores: torch.Tensor, max_run: int) -> torch.Tensor:
+    """Make a ``(pes, cols, local rows)`` mask free of runs of more than ``max_run`` unkept
+    positions before a kept one, keeping each PE's count of kept weights.
+
+    A relative-index CSC stores a padding entry for every such run: an entry that costs a
+    multiply and a memory word but holds nothing. Here the entry goes to a real weight: each
+    long run gets the largest weight among the ``max_run + 1`` positions after its start (the
+    padding slot's window), and the PE then drops as many of its smallest kept weights as it
+    gained, choosing only weights whose removal opens no long run (a column's last kept weight
+    always qualifies), at most one per column per round. Trailing runs need no entry."""
+    mask = mask.clone()
+    pes, cols, length = mask.shape
+    budget = mask.sum(dim=(1, 2))
+    window = torch.arange(max_run + 1)
+    while True:  # fill: each pass shortens every long run by at least max_run + 1
+        prev, _ = _runs(mask)
+        long = mask & (torch.arange(length) - prev - 1 > max_run)
+        if not long.any():
+            break
+        p, c, r = torch.nonzero(long, as_tuple=True)
+        slots = prev[p, c, r][:, None] + 1 + window                  # (runs, max_run + 1)
+        best = scores[p[:, None], c[:, None], slots].argmax(dim=1)
+        mask[p, c, slots[torch.arange(len(p)), best]] = True
+    inf = torch.tensor(float("inf"), dtype=scores.dtype)
+    while True:  # trim back to the budget
+        excess = mask.sum(dim=(1, 2)) - budget
+        if not (excess > 0).any():
+            return mask
+        prev, nxt = _runs(mask)
+        removable = mask & ((nxt == length) | (nxt - prev - 1 <= max_run))
+        cost = torch.where(removable, scores, inf)
+        low, row = cost.min(dim=2)                                  # one per column: (P, C)
+        order = low.argsort(dim=1, stable=True)
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(cols).expand(pes, cols))
+        drop = (rank < excess[:, None]) & torch.isfinite(low)
+        p, c = torch.nonzero(drop, as_tuple=True)
+        mask[p, c, row[p, c]] = False
 
 
 PRUNERS: dict[str, Callable[..., torch.Tensor]] = {
@@ -113,7 +175,7 @@ def prune_mask(weight: torch.Tensor, density: float, cfg, prefix: str = "compres
     elif cfg.method == "bank_balanced":
         mask = bank_balanced_prune(w, density, cfg.bank_size, prefix)
     else:
-        mask = load_balanced_prune(w, density, cfg.num_pes, prefix)
+        mask = load_balanced_prune(w, density, cfg.num_pes, prefix, cfg.max_zero_run)
     return mask.view(weight.shape)
 
 
