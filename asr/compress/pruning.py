@@ -104,7 +104,7 @@ def _runs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For every position of ``(..., L)``, the index of the previous kept position (-1: none)
     and of the next one (``L``: none), the position itself excluded."""
     length = mask.shape[-1]
-    pos = torch.arange(length).expand_as(mask)
+    pos = torch.arange(length, device=mask.device).expand_as(mask)
     prev = torch.where(mask, pos, -1).cummax(-1).values
     prev = torch.cat([torch.full_like(prev[..., :1], -1), prev[..., :-1]], -1)
     nxt = torch.where(mask, pos, length).flip(-1).cummin(-1).values.flip(-1)
@@ -124,18 +124,19 @@ def close_long_runs(mask: torch.Tensor, scores: torch.Tensor, max_run: int) -> t
     always qualifies), at most one per column per round. Trailing runs need no entry."""
     mask = mask.clone()
     pes, cols, length = mask.shape
+    dev = mask.device
     budget = mask.sum(dim=(1, 2))
-    window = torch.arange(max_run + 1)
+    window = torch.arange(max_run + 1, device=dev)
     while True:  # fill: each pass shortens every long run by at least max_run + 1
         prev, _ = _runs(mask)
-        long = mask & (torch.arange(length) - prev - 1 > max_run)
+        long = mask & (torch.arange(length, device=dev) - prev - 1 > max_run)
         if not long.any():
             break
         p, c, r = torch.nonzero(long, as_tuple=True)
         slots = prev[p, c, r][:, None] + 1 + window                  # (runs, max_run + 1)
         best = scores[p[:, None], c[:, None], slots].argmax(dim=1)
-        mask[p, c, slots[torch.arange(len(p)), best]] = True
-    inf = torch.tensor(float("inf"), dtype=scores.dtype)
+        mask[p, c, slots[torch.arange(len(p), device=dev), best]] = True
+    inf = torch.tensor(float("inf"), dtype=scores.dtype, device=dev)
     while True:  # trim back to the budget
         excess = mask.sum(dim=(1, 2)) - budget
         if not (excess > 0).any():
@@ -146,7 +147,7 @@ def close_long_runs(mask: torch.Tensor, scores: torch.Tensor, max_run: int) -> t
         low, row = cost.min(dim=2)                                  # one per column: (P, C)
         order = low.argsort(dim=1, stable=True)
         rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(cols).expand(pes, cols))
+        rank.scatter_(1, order, torch.arange(cols, device=dev).expand(pes, cols))
         drop = (rank < excess[:, None]) & torch.isfinite(low)
         p, c = torch.nonzero(drop, as_tuple=True)
         mask[p, c, row[p, c]] = False
