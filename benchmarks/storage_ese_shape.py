@@ -1,7 +1,7 @@
 """Compression ratio of each preset on an ESE-shaped LSTM layer (153 inputs, 1024 cells,
 projection 512: ESE's 3.25 M weights; 160 inputs for BBS's banks of 16), against float32.
 
-The weights are random (Gaussian, as at initialization): storage depends on shape, density,
+The weights are random (PyTorch's uniform LSTM initialization): storage depends on shape, density,
 formats and the sparsity pattern, so ratios are structural; trained weights change only the
 Huffman-coded sizes (their value histogram).
 

@@ -2,8 +2,9 @@
 
 ESE's results table (Han et al., FPGA 2017; ``reference/anchors.md``) times one layer of an
 LSTM with 153 inputs, 1024 cells and a 512 projection, pruned load-balance-aware to the
-densities below. :func:`ese_shaped_artifact` builds that layer with random Gaussian weights,
-compressed by a ``conf/compress`` preset (ESE's per-matrix densities for ``ese``).
+densities below. :func:`ese_shaped_artifact` builds that layer with random weights (PyTorch's
+uniform LSTM initialization), compressed by a ``conf/compress`` preset (ESE's per-matrix
+densities for ``ese``).
 
 ESE's byte column is 2 bytes per kept weight (W_ix: 36608 B = 18304 entries, 11.7% of
 156,672 weights), so its stored matrices held no padding entries, although 4-bit relative
