@@ -100,16 +100,19 @@ def load_balanced_prune(weight: torch.Tensor, density: float, num_pes: int = 32,
     return mask.reshape(num_pes, rows // num_pes, cols).transpose(0, 1).reshape(rows, cols)
 
 
-def _runs(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every position of ``(..., L)``, the index of the previous kept position (-1: none)
-    and of the next one (``L``: none), the position itself excluded."""
+def _prev_kept(mask: torch.Tensor) -> torch.Tensor:
+    """For every position of ``(..., L)``, the index of the previous kept one (-1: none)."""
+    pos = torch.arange(mask.shape[-1], device=mask.device).expand_as(mask)
+    prev = torch.where(mask, pos, -1).cummax(-1).values
+    return torch.cat([torch.full_like(prev[..., :1], -1), prev[..., :-1]], -1)
+
+
+def _next_kept(mask: torch.Tensor) -> torch.Tensor:
+    """For every position of ``(..., L)``, the index of the next kept one (``L``: none)."""
     length = mask.shape[-1]
     pos = torch.arange(length, device=mask.device).expand_as(mask)
-    prev = torch.where(mask, pos, -1).cummax(-1).values
-    prev = torch.cat([torch.full_like(prev[..., :1], -1), prev[..., :-1]], -1)
     nxt = torch.where(mask, pos, length).flip(-1).cummin(-1).values.flip(-1)
-    nxt = torch.cat([nxt[..., 1:], torch.full_like(nxt[..., :1], length)], -1)
-    return prev, nxt
+    return torch.cat([nxt[..., 1:], torch.full_like(nxt[..., :1], length)], -1)
 
 
 def close_long_runs(mask: torch.Tensor, scores: torch.Tensor, max_run: int) -> torch.Tensor:
@@ -123,33 +126,27 @@ def close_long_runs(mask: torch.Tensor, scores: torch.Tensor, max_run: int) -> t
     gained, choosing only weights whose removal opens no long run (a column's last kept weight
     always qualifies), at most one per column per round. Trailing runs need no entry."""
     mask = mask.clone()
-    pes, cols, length = mask.shape
-    dev = mask.device
+    length = mask.shape[-1]
+    rows = torch.arange(length, device=mask.device)
+    window = torch.arange(max_run + 1, device=mask.device)
     budget = mask.sum(dim=(1, 2))
-    window = torch.arange(max_run + 1, device=dev)
     while True:  # fill: each pass shortens every long run by at least max_run + 1
-        prev, _ = _runs(mask)
-        long = mask & (torch.arange(length, device=dev) - prev - 1 > max_run)
-        if not long.any():
+        prev = _prev_kept(mask)
+        p, c, r = torch.nonzero(mask & (rows - prev - 1 > max_run), as_tuple=True)
+        if not len(p):
             break
-        p, c, r = torch.nonzero(long, as_tuple=True)
         slots = prev[p, c, r][:, None] + 1 + window                  # (runs, max_run + 1)
-        best = scores[p[:, None], c[:, None], slots].argmax(dim=1)
-        mask[p, c, slots[torch.arange(len(p), device=dev), best]] = True
-    inf = torch.tensor(float("inf"), dtype=scores.dtype, device=dev)
+        best = scores[p[:, None], c[:, None], slots].argmax(dim=1, keepdim=True)
+        mask[p, c, slots.gather(1, best)[:, 0]] = True
     while True:  # trim back to the budget
         excess = mask.sum(dim=(1, 2)) - budget
         if not (excess > 0).any():
             return mask
-        prev, nxt = _runs(mask)
+        prev, nxt = _prev_kept(mask), _next_kept(mask)
         removable = mask & ((nxt == length) | (nxt - prev - 1 <= max_run))
-        cost = torch.where(removable, scores, inf)
-        low, row = cost.min(dim=2)                                  # one per column: (P, C)
-        order = low.argsort(dim=1, stable=True)
-        rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(cols, device=dev).expand(pes, cols))
-        drop = (rank < excess[:, None]) & torch.isfinite(low)
-        p, c = torch.nonzero(drop, as_tuple=True)
+        low, row = scores.masked_fill(~removable, float("inf")).min(dim=2)  # one per column
+        rank = low.argsort(dim=1, stable=True).argsort(dim=1)
+        p, c = torch.nonzero((rank < excess[:, None]) & torch.isfinite(low), as_tuple=True)
         mask[p, c, row[p, c]] = False
 
 
