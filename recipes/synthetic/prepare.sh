@@ -3,7 +3,7 @@
 # Usage: recipes/synthetic/prepare.sh [TEXT_FILE] [--stage N] [--stop-stage M]
 #   TEXT_FILE  sentences, one a line (default ../shared/data/text/ljspeech-sentences.txt when it
 #              exists, else the package's 420 built-in sentences)
-#   NUM_UTTS   utterances to synthesize (default 6000: about 9.4 h, 1 min 30 s on 2 cores)
+#   NUM_UTTS   utterances to synthesize (default 6000: 9.4 h of speech, 1 min 26 s on 2 cores)
 # Test voices and 10% of the sentences are held out of training.
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
