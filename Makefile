@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: setup system-deps test-deps demo test test-slow lint clean
+.PHONY: setup setup-lm system-deps test-deps demo test test-slow lint clean
 
 setup: $(STAMP) system-deps
 
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $(STAMP)
+
+# The optional KenLM extra (beam search with a word n-gram LM): a ~70 s source build.
+setup-lm: setup
+	@$(PY) -c "import kenlm" 2>/dev/null || $(PY) -m pip install -q -e '.[lm]' $(TORCH_PINS)
 
 demo: setup
 	bash recipes/demo/run.sh

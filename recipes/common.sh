@@ -52,35 +52,37 @@ prepare_and_train() {
     fi
 }
 
-# compress_models CORPUS [overrides...]: asr-compress every trained model of CORPUS with the
-# ese and bbs presets, fine-tuning COMPRESS_EPOCHS epochs (default 8) on the corpus; leaves
-# exp/CORPUS_MODEL/{ese,bbs}.model beside model.ckpt. A finished artifact is skipped and a
-# killed fine-tuning resumes.
-compress_models() {
-    local corpus=$1; shift
-    local model preset run resume extra
-    for model in lstm wavenet; do
-        run=$ROOT/exp/${corpus}_$model
-        if [ ! -f "$run/model.ckpt" ]; then
-            log "$run/model.ckpt missing: train it first (stages 1-2)"
+# compress_run CORPUS RUN [overrides...]: asr-compress exp/RUN/model.ckpt with the ese and bbs
+# presets, fine-tuning COMPRESS_EPOCHS epochs (default 8) on CORPUS's training set; leaves
+# exp/RUN/{ese,bbs}.model beside model.ckpt. A finished artifact is skipped and a killed
+# fine-tuning resumes.
+compress_run() {
+    local corpus=$1 name=$2; shift 2
+    local run=$ROOT/exp/$name preset resume
+    if [ ! -f "$run/model.ckpt" ]; then
+        log "$run/model.ckpt missing: train it first"
+        return
+    fi
+    for preset in ese bbs; do
+        if [ -f "$run/$preset.model" ]; then
+            log "$name: $preset.model done earlier, skipping"
             continue
         fi
-        extra=()
-        # WaveNet's 1x1 input conv has as many columns as features (20): left dense.
-        [ "$model" = wavenet ] && extra+=("+compress.prune.targets.conv_in=1.0")
-        for preset in ese bbs; do
-            if [ -f "$run/$preset.model" ]; then
-                log "${corpus}_$model: $preset.model done earlier, skipping"
-                continue
-            fi
-            resume=false
-            [ -f "$run/$preset.finetune/checkpoints/last.ckpt" ] && resume=true
-            log "${corpus}_$model: compressing with the $preset preset"
-            (cd "$ROOT" && "$BIN/asr-compress" "model=$run/model.ckpt" "compress=$preset" \
-                "data=$corpus" "finetune.max_epochs=${COMPRESS_EPOCHS:-8}" \
-                "out=$run/$preset.model" "resume=$resume" "${extra[@]}" "$@")
-        done
+        resume=false
+        [ -f "$run/$preset.finetune/checkpoints/last.ckpt" ] && resume=true
+        log "$name: compressing with the $preset preset"
+        (cd "$ROOT" && "$BIN/asr-compress" "model=$run/model.ckpt" "compress=$preset" \
+            "data=$corpus" "finetune.max_epochs=${COMPRESS_EPOCHS:-8}" \
+            "out=$run/$preset.model" "resume=$resume" "$@")
     done
+}
+
+# compress_models CORPUS [overrides...]: compress_run of CORPUS_lstm and CORPUS_wavenet.
+compress_models() {
+    local corpus=$1; shift
+    compress_run "$corpus" "${corpus}_lstm" "$@"
+    # WaveNet's 1x1 input conv has as many columns as features (20): left dense.
+    compress_run "$corpus" "${corpus}_wavenet" "+compress.prune.targets.conv_in=1.0" "$@"
 }
 
 # import_and_split SRC FORMAT OUT [split options...]: stage 0 imports the corpus at SRC (an

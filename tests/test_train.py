@@ -1,6 +1,7 @@
 """Training: configs compose and validate, tiny models learn, killed runs resume."""
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -16,13 +17,14 @@ from asr.features import FeatureExtractor
 from asr.text import CharVocab
 from asr.train.app import train
 from asr.train.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
-from asr.train.config import validate_train_config
+from asr.train.config import check_init_checkpoint, validate_train_config
 from asr.train.module import warmup_decay
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_preset_validates(experiment):
-    cfg = compose_train(f"experiment={experiment}")
+    # A fine-tuning preset's init_from names a checkpoint of another recipe, absent here.
+    cfg = compose_train(f"experiment={experiment}", "init_from=null")
     spec = validate_train_config(cfg)
     assert cfg.name == experiment
     assert spec.data.train_manifest.startswith("data/")
@@ -151,6 +153,49 @@ def test_global_cmvn_is_estimated_once_and_travels_with_the_checkpoint(tone_mani
     assert "global_mean:" in (run / "config.yaml").read_text()
     with pytest.raises(ConfigError, match="features.global_mean"):
         FeatureExtractor(replace(features, global_mean=None))
+
+
+def test_init_from_starts_from_the_checkpoint_weights(tone_manifests, tone_model, tmp_path):
+    # lr 1e-9: an epoch leaves the weights where they started, so dev CER shows the start
+    frozen = ("trainer.max_epochs=1", "optim.optimizer.lr=1e-9", "optim.warmup_steps=0")
+    fresh = train(compose_train(*tiny_overrides(tone_manifests, tmp_path / "fresh", *frozen)))
+    tuned = train(compose_train(*tiny_overrides(tone_manifests, tmp_path / "tuned", *frozen,
+                                                f"init_from={tone_model}")))
+    assert fresh["val_cer"] > 0.9 and tuned["val_cer"] < 0.5
+    start = load_checkpoint(tone_model).model.state_dict()
+    after = load_checkpoint(tmp_path / "tuned" / "model.ckpt").model.state_dict()
+    assert all(torch.allclose(start[k].float(), after[k].float(), atol=1e-5) for k in start)
+    assert f"init_from: {tone_model}" in (tmp_path / "tuned" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("features.stack=3", r"trained on features.stack=2, this run has features.stack=3"),
+    ("model.hidden_size=32", r"has no weight layers.0.weight_ih_l0 of shape"),
+    ("model.dropout=0.3", None),  # shape-free settings may differ
+])
+def test_init_from_must_match_features_and_architecture(tone_manifests, tone_model, tmp_path,
+                                                        override, message):
+    cfg = compose_train(*tiny_overrides(tone_manifests, tmp_path / "run", override,
+                                        f"init_from={tone_model}"))
+    if message is None:
+        assert validate_train_config(cfg).init_from == str(tone_model)
+        return
+    with pytest.raises(ConfigError, match="init_from: .*" + message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_checkpoint_errors(tone_manifests, tone_model, tmp_path):
+    # a run's model with fewer weights than the checkpoint (e.g. fewer layers)
+    loaded = load_checkpoint(tone_model)
+    shapes = {k: tuple(v.shape) for k, v in loaded.model.state_dict().items()}
+    dropped = sorted(shapes)[-1]
+    with pytest.raises(ConfigError, match=re.escape(f"lacks ({dropped}, 1 in all)")):
+        check_init_checkpoint(str(tone_model), loaded.features,
+                              {k: v for k, v in shapes.items() if k != dropped})
+    with pytest.raises(ConfigError, match="init_from: .*nope.ckpt: no such checkpoint"):
+        validate_train_config(compose_train(*tiny_overrides(
+            tone_manifests, tmp_path / "run", f"init_from={tmp_path}/nope.ckpt")))
 
 
 def test_load_checkpoint_errors(tmp_path):

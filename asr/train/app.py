@@ -3,6 +3,7 @@
     asr-train experiment=fsdd_lstm                     # a preset from conf/experiment/
     asr-train data=synthetic model=wavenet_small trainer.max_epochs=5
     asr-train experiment=fsdd_lstm resume=true         # continue a killed run
+    asr-train experiment=speechocean762_lstm_pretrained   # fine-tune (init_from=CKPT)
     asr-train -m experiment=fsdd_lstm optim.optimizer.lr=1e-3,3e-3   # a sweep
 
 Everything a run makes lives in its run folder (``run_dir``, default ``exp/<name>``): the
@@ -35,7 +36,7 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import average_checkpoints
+from asr.train.checkpoint import average_checkpoints, load_checkpoint
 from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
@@ -131,6 +132,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(int(cfg.seed), workers=True)
     module = CTCModule(spec.model, OmegaConf.to_container(cfg.features, resolve=True),
                        CharVocab().tokens, spec.optim)
+    resuming = bool(cfg.resume) and last.exists()
+    if spec.init_from is not None and not resuming:  # a resumed run has its own weights
+        module.model.load_state_dict(load_checkpoint(spec.init_from).model.state_dict())
+        log.info("weights initialized from %s", spec.init_from)
     datamodule = CTCDataModule(
         spec.data.train_manifest, spec.data.val_manifest, spec.data.test_manifest,
         features=spec.features, augment=spec.data.augment, batch=spec.data.batch,
@@ -147,12 +152,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks.append(EarlyStopping(monitor="val_wer", mode="min",
                                        patience=int(cfg.early_stopping_patience),
                                        check_on_train_epoch_end=False))
-    loggers = [_csv_logger(run_dir, last if cfg.resume and last.exists() else None),
+    loggers = [_csv_logger(run_dir, last if resuming else None),
                TensorBoardLogger(run_dir, name="tensorboard", version="")]
     trainer = pl.Trainer(**spec.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
                          logger=loggers)
-    trainer.fit(module, datamodule, ckpt_path=str(last) if cfg.resume and last.exists()
-                else None)
+    trainer.fit(module, datamodule, ckpt_path=str(last) if resuming else None)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = best_ckpt.best_model_path

@@ -10,7 +10,7 @@ arguments; each error names the key.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from asr.config_errors import ConfigError, check
 from asr.data.datamodule import BatchConfig
 from asr.features.config import AugmentConfig, FeatureConfig
 from asr.text.vocab import CharVocab
+from asr.train.checkpoint import CheckpointError, load_checkpoint
 from asr.train.module import build_model
 
 # conf/ sits at the repository root, beside the asr/ package (installed editable).
@@ -59,7 +60,7 @@ class OptimConfig:
 
 TOP_LEVEL_KEYS = {"data", "features", "model", "optim", "trainer", "name", "seed", "resume",
                   "overwrite", "run_dir", "test_after_fit", "early_stopping_patience",
-                  "checkpoint_every_n_steps", "average_best", "experiment"}
+                  "checkpoint_every_n_steps", "average_best", "init_from", "experiment"}
 
 
 @dataclass
@@ -71,6 +72,7 @@ class TrainSpec:
     model: dict[str, Any]
     optim: dict[str, Any]
     trainer: dict[str, Any]
+    init_from: str | None = None
 
 
 def structured_config(schema: type, node: Any, prefix: str) -> Any:
@@ -140,7 +142,46 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     # Build the model on the meta device: its own checks run (impossible sizes fail here, not
     # mid-run) without allocating or initializing a single weight.
     with torch.device("meta"):
-        build_model(model, features.dim, len(CharVocab()))
+        shapes = {k: tuple(v.shape)
+                  for k, v in build_model(model, features.dim, len(CharVocab())).state_dict()
+                  .items()}
+    init_from = cfg.get("init_from")
+    if init_from is not None:
+        check_init_checkpoint(str(init_from), features, shapes)
     optim = {"optimizer": optim_cfg.optimizer, "warmup_steps": optim_cfg.warmup_steps,
              "schedule": optim_cfg.schedule, "min_lr_ratio": optim_cfg.min_lr_ratio}
-    return TrainSpec(data, features, model, optim, trainer)
+    return TrainSpec(data, features, model, optim, trainer,
+                     None if init_from is None else str(init_from))
+
+
+def check_init_checkpoint(path: str, features: FeatureConfig,
+                          shapes: dict[str, tuple[int, ...]]) -> None:
+    """``init_from``: the checkpoint must be one ``asr-train`` wrote, computed on the same
+    features (the weights mean nothing on others) and hold a weight of the same shape for
+    every parameter of this run's model. Dropout and other shape-free settings may differ;
+    so may ``global_mean``/``global_std``, which a ``normalize: global`` run re-estimates on
+    its own corpus."""
+    try:
+        pretrained = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ConfigError(f"init_from: {err}") from None
+    free = {"global_mean", "global_std"}
+    theirs, ours = asdict(pretrained.features), asdict(features)
+    for key in ours.keys() - free:
+        if theirs[key] != ours[key]:
+            raise ConfigError(f"init_from: {path} was trained on features.{key}={theirs[key]!r}, "
+                              f"this run has features.{key}={ours[key]!r}; use the "
+                              "checkpoint's feature config")
+    if pretrained.vocab.tokens != CharVocab().tokens:
+        raise ConfigError(f"init_from: {path} has another vocabulary than this run's")
+    state = {k: tuple(v.shape) for k, v in pretrained.model.state_dict().items()}
+    for key, shape in shapes.items():
+        if state.get(key) != shape:
+            raise ConfigError(f"init_from: {path} has no weight {key} of shape {shape} "
+                              f"(it has {state.get(key)}); the model config must build the "
+                              "checkpoint's architecture")
+    extra = sorted(state.keys() - shapes.keys())
+    if extra:
+        raise ConfigError(f"init_from: {path} has weights this run's model lacks ({extra[0]}, "
+                          f"{len(extra)} in all); the model config must build the checkpoint's "
+                          "architecture")
