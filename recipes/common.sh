@@ -53,7 +53,8 @@ prepare_and_train() {
 }
 
 # compress_run CORPUS RUN [overrides...]: asr-compress exp/RUN/model.ckpt with the ese and bbs
-# presets, fine-tuning COMPRESS_EPOCHS epochs (default 8) on CORPUS's training set; leaves
+# presets, fine-tuning COMPRESS_EPOCHS epochs (default 8) at COMPRESS_LR (default asr-compress's
+# finetune.lr, 3e-4) on CORPUS's training set; leaves
 # exp/RUN/{ese,bbs}.model beside model.ckpt. A finished artifact is skipped and a killed
 # fine-tuning resumes.
 compress_run() {
@@ -73,6 +74,7 @@ compress_run() {
         log "$name: compressing with the $preset preset"
         (cd "$ROOT" && "$BIN/asr-compress" "model=$run/model.ckpt" "compress=$preset" \
             "data=$corpus" "finetune.max_epochs=${COMPRESS_EPOCHS:-8}" \
+            ${COMPRESS_LR:+"finetune.lr=$COMPRESS_LR"} \
             "out=$run/$preset.model" "resume=$resume" "$@")
     done
 }
