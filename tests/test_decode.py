@@ -10,6 +10,7 @@ from conftest import LETTERS, tone_corpus
 
 from asr.cli.decode import main as decode_main
 from asr.cli.evaluate import main as eval_main
+from asr.cli.evaluate import read_error_hypotheses, write_errors
 from asr.cli.lm import main as lm_main
 from asr.decode import BeamConfig, BeamSearchDecoder, greedy_decode, greedy_hypotheses
 from asr.lm import build_arpa
@@ -184,3 +185,11 @@ def test_asr_lm_tune_writes_params_that_decode_accepts(tone_model, tone_manifest
 
 def test_tone_letters_cover_the_vocabulary():
     assert set(LETTERS) <= set(VOCAB.tokens)
+
+
+def test_errors_file_reads_back_its_hypotheses(tmp_path):
+    refs = ["a b c", "see the sheep", "one", "x"]
+    hyps = ["a c", "sea the sheep too", "one", "s"]  # a deletion, an insertion, exact, 1 word
+    write_errors(tmp_path / "errors.txt", refs, hyps, ["u1", "u2", "u3", "u4"])
+    assert read_error_hypotheses(tmp_path / "errors.txt") == {
+        "u1": "a c", "u2": "sea the sheep too", "u4": "s"}

@@ -17,7 +17,7 @@ from asr.features import FeatureExtractor
 from asr.text import CharVocab
 from asr.train.app import train
 from asr.train.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
-from asr.train.config import check_init_checkpoint, validate_train_config
+from asr.train.config import check_init_checkpoint, state_shapes, validate_train_config
 from asr.train.module import warmup_decay
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -188,7 +188,7 @@ def test_init_from_must_match_features_and_architecture(tone_manifests, tone_mod
 def test_init_from_checkpoint_errors(tone_manifests, tone_model, tmp_path):
     # a run's model with fewer weights than the checkpoint (e.g. fewer layers)
     loaded = load_checkpoint(tone_model)
-    shapes = {k: tuple(v.shape) for k, v in loaded.model.state_dict().items()}
+    shapes = state_shapes(loaded.model)
     dropped = sorted(shapes)[-1]
     with pytest.raises(ConfigError, match=re.escape(f"lacks ({dropped}, 1 in all)")):
         check_init_checkpoint(str(tone_model), loaded.features,

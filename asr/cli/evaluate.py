@@ -49,6 +49,20 @@ def write_errors(path: Path, refs: list[str], hyps: list[str], ids: list[str]) -
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
 
 
+def read_error_hypotheses(path: Path | str) -> dict[str, str]:
+    """The hypotheses of a :func:`write_errors` file by utterance id (utterances absent from
+    the file were recognized exactly)."""
+    hyps: dict[str, str] = {}
+    utt = None
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("HYP:") and utt is not None:
+            # the alignment pads with spaces and marks deletions with runs of '*'
+            hyps[utt] = " ".join(w for w in line[4:].split() if set(w) != {"*"})
+        elif line and not line[0].isspace() and not line.startswith("REF:"):
+            utt = line.strip()  # an id line; edit-mark lines start with spaces
+    return hyps
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -36,7 +36,7 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import average_checkpoints, load_checkpoint
+from asr.train.checkpoint import average_checkpoints
 from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
@@ -133,8 +133,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = CTCModule(spec.model, OmegaConf.to_container(cfg.features, resolve=True),
                        CharVocab().tokens, spec.optim)
     resuming = bool(cfg.resume) and last.exists()
-    if spec.init_from is not None and not resuming:  # a resumed run has its own weights
-        module.model.load_state_dict(load_checkpoint(spec.init_from).model.state_dict())
+    if spec.init_state is not None and not resuming:  # a resumed run has its own weights
+        module.model.load_state_dict(spec.init_state)
         log.info("weights initialized from %s", spec.init_from)
     datamodule = CTCDataModule(
         spec.data.train_manifest, spec.data.val_manifest, spec.data.test_manifest,

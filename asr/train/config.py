@@ -73,6 +73,8 @@ class TrainSpec:
     optim: dict[str, Any]
     trainer: dict[str, Any]
     init_from: str | None = None
+    # the init_from checkpoint's weights, read once while validating
+    init_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
 
 def structured_config(schema: type, node: Any, prefix: str) -> Any:
@@ -142,25 +144,29 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     # Build the model on the meta device: its own checks run (impossible sizes fail here, not
     # mid-run) without allocating or initializing a single weight.
     with torch.device("meta"):
-        shapes = {k: tuple(v.shape)
-                  for k, v in build_model(model, features.dim, len(CharVocab())).state_dict()
-                  .items()}
+        shapes = state_shapes(build_model(model, features.dim, len(CharVocab())))
     init_from = cfg.get("init_from")
+    init_state = None
     if init_from is not None:
-        check_init_checkpoint(str(init_from), features, shapes)
+        init_from = str(init_from)
+        init_state = check_init_checkpoint(init_from, features, shapes)
     optim = {"optimizer": optim_cfg.optimizer, "warmup_steps": optim_cfg.warmup_steps,
              "schedule": optim_cfg.schedule, "min_lr_ratio": optim_cfg.min_lr_ratio}
-    return TrainSpec(data, features, model, optim, trainer,
-                     None if init_from is None else str(init_from))
+    return TrainSpec(data, features, model, optim, trainer, init_from, init_state)
+
+
+def state_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Every entry of the model's state dict and its shape."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def check_init_checkpoint(path: str, features: FeatureConfig,
-                          shapes: dict[str, tuple[int, ...]]) -> None:
+                          shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """``init_from``: the checkpoint must be one ``asr-train`` wrote, computed on the same
     features (the weights mean nothing on others) and hold a weight of the same shape for
     every parameter of this run's model. Dropout and other shape-free settings may differ;
     so may ``global_mean``/``global_std``, which a ``normalize: global`` run re-estimates on
-    its own corpus."""
+    its own corpus. Returns the checkpoint's model weights."""
     try:
         pretrained = load_checkpoint(path)
     except CheckpointError as err:
@@ -174,7 +180,7 @@ def check_init_checkpoint(path: str, features: FeatureConfig,
                               "checkpoint's feature config")
     if pretrained.vocab.tokens != CharVocab().tokens:
         raise ConfigError(f"init_from: {path} has another vocabulary than this run's")
-    state = {k: tuple(v.shape) for k, v in pretrained.model.state_dict().items()}
+    state = state_shapes(pretrained.model)
     for key, shape in shapes.items():
         if state.get(key) != shape:
             raise ConfigError(f"init_from: {path} has no weight {key} of shape {shape} "
@@ -185,3 +191,4 @@ def check_init_checkpoint(path: str, features: FeatureConfig,
         raise ConfigError(f"init_from: {path} has weights this run's model lacks ({extra[0]}, "
                           f"{len(extra)} in all); the model config must build the checkpoint's "
                           "architecture")
+    return pretrained.model.state_dict()

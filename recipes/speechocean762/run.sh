@@ -23,18 +23,26 @@ if run_stage 3; then
     [ -f "$lm_text" ] && texts+=("$lm_text")
     "$BIN/asr-lm" build "${texts[@]}" --order 3 --out "$lm"
 fi
+dev=$ROOT/data/speechocean762/dev.jsonl
+# tune_lm MODEL PARAMS: alpha/beta of MODEL's beam search with the LM, on 100 dev utterances.
+tune_lm() {
+    "$BIN/asr-lm" tune "$1" "$dev" --lm "$lm" --grid 4 --alpha-range 0,1.5 --beta-range 0,3 \
+        --max-utterances 100 --out "$2"
+}
+# evaluate_dev RUN PARAMS: greedy against beam search with the LM on dev -> exp/RUN/eval_dev.
+evaluate_dev() {
+    log "evaluating $1 on dev: greedy and beam search with the LM"
+    "$BIN/asr-eval" "$ROOT/exp/$1/model.ckpt" "$dev" --decoder greedy,beam --lm-params "$2" \
+        --out "$ROOT/exp/$1/eval_dev"
+}
 if run_stage 4; then
     log "stage 4: tune alpha/beta of the LSTM's beam search on dev"
-    "$BIN/asr-lm" tune "$ROOT/exp/speechocean762_lstm/model.ckpt" \
-        "$ROOT/data/speechocean762/dev.jsonl" --lm "$lm" --grid 4 --alpha-range 0,1.5 \
-        --beta-range 0,3 --max-utterances 100 --out "$params"
+    tune_lm "$ROOT/exp/speechocean762_lstm/model.ckpt" "$params"
 fi
 if run_stage 5; then
     for model in speechocean762_lstm speechocean762_wavenet; do
         [ -f "$ROOT/exp/$model/model.ckpt" ] || continue
-        log "evaluating $model on dev: greedy and beam search with the LM"
-        "$BIN/asr-eval" "$ROOT/exp/$model/model.ckpt" "$ROOT/data/speechocean762/dev.jsonl" \
-            --decoder greedy,beam --lm-params "$params" --out "$ROOT/exp/$model/eval_dev"
+        evaluate_dev "$model" "$params"
     done
 fi
 pretrained=speechocean762_lstm_pretrained
@@ -43,13 +51,9 @@ if run_stage 6 && [ ! -f "$init" ]; then
     log "stage 6 skipped: it needs $init (recipes/synthetic/run.sh --stop-stage 1)"
 elif run_stage 6; then
     train_model "$pretrained" "init_from=$init"
-    log "stage 6: tune alpha/beta of $pretrained and evaluate it on dev"
-    "$BIN/asr-lm" tune "$ROOT/exp/$pretrained/model.ckpt" "$ROOT/data/speechocean762/dev.jsonl" \
-        --lm "$lm" --grid 4 --alpha-range 0,1.5 --beta-range 0,3 --max-utterances 100 \
-        --out "$ROOT/exp/$pretrained/lm_params.json"
-    "$BIN/asr-eval" "$ROOT/exp/$pretrained/model.ckpt" "$ROOT/data/speechocean762/dev.jsonl" \
-        --decoder greedy,beam --lm-params "$ROOT/exp/$pretrained/lm_params.json" \
-        --out "$ROOT/exp/$pretrained/eval_dev"
+    log "stage 6: tune alpha/beta of $pretrained's beam search on dev"
+    tune_lm "$ROOT/exp/$pretrained/model.ckpt" "$ROOT/exp/$pretrained/lm_params.json"
+    evaluate_dev "$pretrained" "$ROOT/exp/$pretrained/lm_params.json"
 fi
 if run_stage 7; then
     compress_models speechocean762
