@@ -14,6 +14,8 @@ patterns are therefore pruned padding-free by default (``max_zero_run = 2**index
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from asr.compress.artifact import build_artifact
@@ -36,7 +38,8 @@ def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool =
                         ) -> dict:
     """The layer compressed by ``cfg``. BBS's banks of 16 need a row length they divide, so
     bank-balanced presets get the 153 inputs zero-padded to 160. ``padding_free=False`` keeps
-    the plain load-balanced pattern, padding entries and all."""
+    the plain load-balanced pattern, padding entries and all. ``cfg`` itself is left as given."""
+    cfg = copy.deepcopy(cfg)  # ESE's per-matrix densities are this layer's, not the caller's preset
     inputs = 160 if cfg.prune.method == "bank_balanced" else 153
     torch.manual_seed(seed)
     model = LSTMCTC(inputs, 32, hidden_size=1024, proj_size=512, num_layers=1)
