@@ -5,8 +5,8 @@
 #   LM_TEXT=FILE  extra LM text, one sentence a line (default
 #                 ../shared/data/text/ljspeech-sentences.txt); the training transcripts are
 #                 always included.
-# Leaves exp/speechocean762_{lstm,wavenet}/model.ckpt, metrics.json and eval_dev/, and
-# exp/lm/speechocean762_3gram.arpa with the tuned weights in exp/lm/speechocean762_params.json.
+# Leaves exp/speechocean762_{lstm,wavenet}/model.ckpt, metrics.json, lm_params.json (the LM
+# weights tuned for that model) and eval_dev/, and exp/lm/speechocean762_3gram.arpa.
 # Stage 6 fine-tunes the synthetic recipe's LSTM instead (exp/synthetic_lstm/model.ckpt, from
 # recipes/synthetic/run.sh --stop-stage 1) into exp/speechocean762_lstm_pretrained/ and
 # evaluates it as stages 4-5 do; stage 7 compresses every trained model (ese.model, bbs.model).
@@ -14,7 +14,6 @@ source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 lm_text=${LM_TEXT:-$ROOT/../shared/data/text/ljspeech-sentences.txt}
 lm=$ROOT/exp/lm/speechocean762_3gram.arpa
-params=$ROOT/exp/lm/speechocean762_params.json
 
 prepare_and_train speechocean762
 if run_stage 3; then
@@ -24,36 +23,32 @@ if run_stage 3; then
     "$BIN/asr-lm" build "${texts[@]}" --order 3 --out "$lm"
 fi
 dev=$ROOT/data/speechocean762/dev.jsonl
-# tune_lm MODEL PARAMS: alpha/beta of MODEL's beam search with the LM, on 100 dev utterances.
+# tune_lm RUN: alpha/beta of exp/RUN's beam search with the LM, on 100 dev utterances
+# -> exp/RUN/lm_params.json.
 tune_lm() {
-    "$BIN/asr-lm" tune "$1" "$dev" --lm "$lm" --grid 4 --alpha-range 0,1.5 --beta-range 0,3 \
-        --max-utterances 100 --out "$2"
+    log "tuning alpha/beta of $1's beam search on dev"
+    "$BIN/asr-lm" tune "$ROOT/exp/$1/model.ckpt" "$dev" --lm "$lm" --grid 4 \
+        --alpha-range 0,1.5 --beta-range 0,3 --max-utterances 100 --out "$ROOT/exp/$1/lm_params.json"
 }
-# evaluate_dev RUN PARAMS: greedy against beam search with the LM on dev -> exp/RUN/eval_dev.
+# evaluate_dev RUN: greedy against beam search with the LM on dev -> exp/RUN/eval_dev.
 evaluate_dev() {
     log "evaluating $1 on dev: greedy and beam search with the LM"
-    "$BIN/asr-eval" "$ROOT/exp/$1/model.ckpt" "$dev" --decoder greedy,beam --lm-params "$2" \
-        --out "$ROOT/exp/$1/eval_dev"
+    "$BIN/asr-eval" "$ROOT/exp/$1/model.ckpt" "$dev" --decoder greedy,beam \
+        --lm-params "$ROOT/exp/$1/lm_params.json" --out "$ROOT/exp/$1/eval_dev"
 }
-if run_stage 4; then
-    log "stage 4: tune alpha/beta of the LSTM's beam search on dev"
-    tune_lm "$ROOT/exp/speechocean762_lstm/model.ckpt" "$params"
-fi
-if run_stage 5; then
-    for model in speechocean762_lstm speechocean762_wavenet; do
-        [ -f "$ROOT/exp/$model/model.ckpt" ] || continue
-        evaluate_dev "$model" "$params"
-    done
-fi
+for model in speechocean762_lstm speechocean762_wavenet; do
+    [ -f "$ROOT/exp/$model/model.ckpt" ] || continue
+    if run_stage 4; then tune_lm "$model"; fi
+    if run_stage 5; then evaluate_dev "$model"; fi
+done
 pretrained=speechocean762_lstm_pretrained
 init=$ROOT/exp/synthetic_lstm/model.ckpt
 if run_stage 6 && [ ! -f "$init" ]; then
     log "stage 6 skipped: it needs $init (recipes/synthetic/run.sh --stop-stage 1)"
 elif run_stage 6; then
     train_model "$pretrained" "init_from=$init"
-    log "stage 6: tune alpha/beta of $pretrained's beam search on dev"
-    tune_lm "$ROOT/exp/$pretrained/model.ckpt" "$ROOT/exp/$pretrained/lm_params.json"
-    evaluate_dev "$pretrained" "$ROOT/exp/$pretrained/lm_params.json"
+    tune_lm "$pretrained"
+    evaluate_dev "$pretrained"
 fi
 if run_stage 7; then
     compress_models speechocean762
