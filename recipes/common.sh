@@ -83,7 +83,9 @@ compress_run() {
 compress_models() {
     local corpus=$1; shift
     compress_run "$corpus" "${corpus}_lstm" "$@"
-    # WaveNet's 1x1 input conv has as many columns as features (20): left dense.
+    # The WaveNet's 1x1 input conv is left dense: FSDD's 20 MFCC columns do not split into
+    # bbs's banks of 16. (speechocean762's 640 columns would; kept dense there too, which
+    # raises its kept weights from about 11-13% to 14.6-16%: docs/results.md.)
     compress_run "$corpus" "${corpus}_wavenet" "+compress.prune.targets.conv_in=1.0" "$@"
 }
 
