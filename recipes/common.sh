@@ -79,15 +79,6 @@ compress_run() {
     done
 }
 
-# compress_models CORPUS [overrides...]: compress_run of CORPUS_lstm and CORPUS_wavenet.
-compress_models() {
-    local corpus=$1; shift
-    compress_run "$corpus" "${corpus}_lstm" "$@"
-    # The WaveNet's 1x1 input conv is left dense: FSDD's 20 MFCC columns do not split into
-    # bbs's banks of 16. (speechocean762's 640 columns would; kept dense there too, which
-    # raises its kept weights from about 11-13% to 14.6-16%: docs/results.md.)
-    compress_run "$corpus" "${corpus}_wavenet" "+compress.prune.targets.conv_in=1.0" "$@"
-}
 
 # import_and_split SRC FORMAT OUT [split options...]: stage 0 imports the corpus at SRC (an
 # asr-data import --format) into OUT/all.jsonl; stage 1 splits it with the given asr-data split
