@@ -79,7 +79,6 @@ compress_run() {
     done
 }
 
-
 # import_and_split SRC FORMAT OUT [split options...]: stage 0 imports the corpus at SRC (an
 # asr-data import --format) into OUT/all.jsonl; stage 1 splits it with the given asr-data split
 # options and prints the statistics of the parts it wrote.
