@@ -1,6 +1,7 @@
 """Compression: schedules, config validation, the fine-tuning callback, the artifact and
 asr-compress end to end on the tiny tone model."""
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,24 @@ def test_schedules():
     assert prune_progress(agp, 0, 100) == 0.0
     assert prune_progress(agp, 19, 100) == pytest.approx(agp_progress(10 / 50))  # held
     assert prune_progress(agp, 60, 100) == 1.0
+
+
+@pytest.mark.parametrize("schedule, qat, settled", [
+    (ScheduleConfig(kind="agp", begin=0.0, end=0.5, frequency=10, qat_begin=0.7), True, 70),
+    (ScheduleConfig(kind="agp", begin=0.0, end=0.5, frequency=10, qat_begin=0.7), False, 50),
+    (ScheduleConfig(kind="agp", begin=0.0, end=0.45, frequency=10, qat_begin=0.0), True, 50),
+    # DSD's first sparse phase has the final progress, not the final masks
+    (ScheduleConfig(kind="dsd", cycles=1, final_sparse=True, qat_begin=0.0), True, 67),
+    (ScheduleConfig(kind="dsd", cycles=1, final_sparse=False, qat_begin=0.0), True, 50),
+    (ScheduleConfig(kind="one_shot", qat_begin=0.0), True, 0),
+])
+def test_first_settled_step(schedule, qat, settled):
+    from asr.compress.callback import CompressionCallback
+
+    cfg = CompressConfig(prune=PruneConfig("magnitude", 0.5), schedule=schedule)
+    cb = CompressionCallback(cfg, {}, qat=qat)
+    cb.total_steps = 100
+    assert cb.first_settled_step() == settled
     dsd = ScheduleConfig(kind="dsd", cycles=1, final_sparse=True)
     assert [prune_progress(dsd, s, 90) for s in (0, 29, 30, 59, 60, 89)] == [1, 1, 0, 0, 1, 1]
     assert prune_progress(ScheduleConfig(kind="one_shot"), 0, 0) == 1.0
@@ -174,15 +193,31 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
     out = tmp_path / "dc.model"
     summary = compress(compose_compress(
         f"model={tone_model}", "compress=deep_compression", "compress.prune.density=0.3",
-        "compress.schedule.frequency=2", "finetune.max_epochs=2", "finetune.lr=3e-3",
+        "compress.schedule.frequency=2", "finetune.max_epochs=4", "finetune.lr=3e-3",
         f"out={out}", *tone_data(tone_manifests)))
     art = read_artifact(out)
+    # 12 steps an epoch: AGP ends and QAT begins at step 24, so only epochs 2 and 3 (validated
+    # after steps 35 and 47) hold the final masks; the kept one is the better of the two.
+    rows = list(csv.DictReader(open(tmp_path / "dc.finetune" / "logs" / "metrics.csv")))
+    val = {int(r["epoch"]): float(r["val_wer"]) for r in rows if r["val_wer"]}
+    kept = summary["finetune"]
+    assert kept["keep"] == "best" and kept["epochs"] == 4 and len(val) == 4
+    assert kept["val_wer"] == pytest.approx(min(val[2], val[3]))
+    epoch = int(kept["checkpoint"].split("-")[1].removeprefix("epoch="))
+    assert epoch in (2, 3) and val[epoch] == min(val[2], val[3])
+    best = torch.load(tmp_path / "dc.finetune" / "checkpoints" / kept["checkpoint"],
+                      weights_only=False)["state_dict"]
+    model = load_checkpoint(tone_model).model
+    model.load_state_dict({k.removeprefix("model."): v for k, v in best.items()})
+    weights = model.matrices()
     for name, entry in art["matrices"].items():
         q = entry["quant"]
         assert q["kind"] == "codebook" and q["codebook"].numel() == 32
         if entry["target_density"] < 1.0:
             assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
             assert bool((q["codes"][~entry["mask"]] == -1).all())
+            # the kept epoch's weights were trained under the artifact's masks
+            assert torch.equal(weights[name] != 0, entry["mask"]), name
     ckpt = torch.load(tmp_path / "dc.finetune" / "checkpoints" / "last.ckpt",
                       weights_only=False)
     state = next(v for k, v in ckpt["callbacks"].items() if "CompressionCallback" in k)

@@ -7,10 +7,11 @@
 
 Without fine-tuning (``finetune.max_epochs=0``) it prunes one-shot and quantizes post-training;
 with ``data=<corpus>`` and epochs it fine-tunes under the preset's schedule (AGP, one-shot or
-DSD) with quantization-aware training, through Lightning. Beside ``out`` it writes
-``<stem>.config.yaml`` (the resolved config), ``<stem>.storage.md``/``.json`` (the per-matrix
-storage table) and, when data is given, ``<stem>.metrics.json`` (greedy WER/CER of the float
-and the compressed model on the dev set).
+DSD) with quantization-aware training, through Lightning, and keeps the epoch of best dev WER
+once the masks are final (``finetune.keep=best``; ``last``: the last epoch). Beside ``out`` it
+writes ``<stem>.config.yaml`` (the resolved config), ``<stem>.storage.md``/``.json`` (the
+per-matrix storage table) and, when data is given, ``<stem>.metrics.json`` (greedy WER/CER of
+the float and the compressed model on the dev set, and which fine-tuning epoch was kept).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pytorch_lightning.loggers import CSVLogger
 from asr.audio import AudioError, load_audio
 from asr.compress.accounting import storage_table, table_json, table_markdown, totals
 from asr.compress.artifact import build_artifact, compressed_acoustic_model, save_artifact
-from asr.compress.callback import CompressionCallback
+from asr.compress.callback import CompressionCallback, SettledBestCheckpoint
 from asr.compress.config import CompressConfig, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError, check
@@ -57,8 +58,10 @@ class FinetuneConfig:
     lr: float = 3e-4
     warmup_steps: int = 0
     qat: bool = True
+    keep: str = "best"
 
     def __post_init__(self) -> None:
+        check(self.keep in ("best", "last"), "finetune.keep", "best or last", self.keep)
         check(self.max_epochs >= 0, "finetune.max_epochs", ">= 0", self.max_epochs)
         check(self.lr > 0, "finetune.lr", "> 0", self.lr)
         check(self.warmup_steps >= 0, "finetune.warmup_steps", ">= 0", self.warmup_steps)
@@ -120,8 +123,9 @@ def validate_compress_config(cfg: DictConfig) -> CompressJob:
     return CompressJob(compress, finetune, calibration, data, model, densities, out)
 
 
-def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
-    """Fine-tune under the compression callback; returns the final masks."""
+def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor], dict]:
+    """Fine-tune under the compression callback; returns the final masks and which epoch's
+    weights were kept (``finetune.keep``)."""
     optim = {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
                            "lr": job.finetune.lr},
              "warmup_steps": job.finetune.warmup_steps, "schedule": "cosine",
@@ -134,10 +138,12 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
     last = run_dir / "checkpoints" / "last.ckpt"
     saver = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                             every_n_train_steps=50)
+    best = SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
+                                 filename="best-{epoch}-{val_wer:.4f}")
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
                     "max_epochs": job.finetune.max_epochs}
     trainer = pl.Trainer(**trainer_args, default_root_dir=str(run_dir),
-                         callbacks=[callback, saver],
+                         callbacks=[callback, saver, best],
                          logger=CSVLogger(run_dir, name="logs", version=""))
     d = job.data
     datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=features,
@@ -145,6 +151,17 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
                                seed=int(cfg.seed))
     trainer.fit(module, datamodule,
                 ckpt_path=str(last) if cfg.resume and last.exists() else None)
+    kept = {"keep": job.finetune.keep, "epochs": trainer.current_epoch}
+    if job.finetune.keep == "best" and best.best_model_path:
+        # Same masks as the last epoch (the schedule had settled); only the weights differ.
+        state = torch.load(best.best_model_path, map_location="cpu",
+                           weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        kept.update(checkpoint=Path(best.best_model_path).name,
+                    val_wer=float(best.best_model_score))
+    else:
+        kept["checkpoint"] = "last"
+    log.info("fine-tuning: keeping %s", kept["checkpoint"])
     # The schedule's end point (a mask refresh may fall between the last steps).
     views = {k: v for k, v in module.model.matrices().items() if k in job.densities}
     callback.update_masks(views, callback.total_steps)
@@ -155,7 +172,7 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> dict[str, torch.Tensor]:
             views[name].mul_(mask.to(views[name].device))
     job.model.model.load_state_dict(module.model.state_dict())
     job.model.model.eval()
-    return masks
+    return masks, kept
 
 
 def _calibration_features(job: CompressJob) -> list[torch.Tensor]:
@@ -179,15 +196,16 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True)
     evaluate = bool(cfg.evaluate) and job.data is not None
     float_model = copy.deepcopy(job.model) if evaluate else None
+    summary: dict[str, Any] = {}
     if job.finetune.max_epochs > 0:
-        masks = _finetune(cfg, job)
+        masks, summary["finetune"] = _finetune(cfg, job)
     else:
         masks = prune_model(job.model.model.matrices(), job.densities, job.compress.prune)
     body = build_artifact(job.model.model, masks, job.densities, job.compress,
                           _calibration_features(job))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     rows = storage_table(body)
-    summary: dict[str, Any] = {"storage": totals(rows)}
+    summary["storage"] = totals(rows)
     meta = {"model_config": job.model.model_config, "features": vars(job.model.features),
             "vocab_tokens": job.model.vocab.tokens}
     if evaluate:

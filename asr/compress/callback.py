@@ -16,14 +16,20 @@ cluster fixed once QAT begins and moves every centroid to its cluster's mean lat
 Deep Compression's centroid fine-tuning (the centroid follows its cluster's mean gradient).
 Masks and the schedule's position travel in Lightning checkpoints, so a killed fine-tuning
 resumes with the same masks.
+
+:class:`SettledBestCheckpoint` keeps the best validation WER among the epochs whose model
+already is the one the artifact will hold (final masks, QAT on), the way ``asr-train`` keeps
+its best epoch: an epoch validated at an intermediate density is not a candidate.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from asr.compress.config import CompressConfig
 from asr.compress.pruning import prune_mask
@@ -47,6 +53,7 @@ class CompressionCallback(pl.Callback):
         self.masks: dict[str, torch.Tensor] = {}
         self.progress: float | None = None
         self.total_steps = 0
+        self.settle_step = 0
         self._latent: dict[str, torch.Tensor] | None = None
         self._clusters: dict[str, torch.Tensor] = {}
 
@@ -69,6 +76,19 @@ class CompressionCallback(pl.Callback):
 
     def qat_active(self, step: int) -> bool:
         return self.qat and step >= self.cfg.schedule.qat_begin * self.total_steps
+
+    def first_settled_step(self) -> int:
+        """The first step from which the schedule stays at its end point (the masks it
+        trains with are the artifact's) with QAT, if on, already running."""
+        final = prune_progress(self.cfg.schedule, self.total_steps, self.total_steps)
+        step = self.total_steps
+        # Scan back: DSD's first sparse phase has the final progress but not the final masks.
+        while step > 0 and prune_progress(self.cfg.schedule, step - 1,
+                                          self.total_steps) == final:
+            step -= 1
+        if self.qat:
+            step = max(step, math.ceil(self.cfg.schedule.qat_begin * self.total_steps))
+        return step
 
     # -- latent <-> applied weights -----------------------------------------------------------
     def _fake_quant(self, name: str, latent: torch.Tensor) -> torch.Tensor:
@@ -121,6 +141,7 @@ class CompressionCallback(pl.Callback):
     # -- Lightning hooks ----------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.total_steps = int(trainer.estimated_stepping_batches)
+        self.settle_step = self.first_settled_step()
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                              batch: Any, batch_idx: int) -> None:
@@ -157,3 +178,22 @@ class CompressionCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks = state_dict["masks"]
         self.progress = state_dict["progress"]
+
+
+class SettledBestCheckpoint(ModelCheckpoint):
+    """Saves the best checkpoint by validation WER, among validations run after
+    ``compression``'s schedule has settled (the last training step taken used the final masks
+    and, with QAT, quantized weights).
+
+    Lightning runs checkpoint callbacks after the others, so the saved weights are the masked
+    latent ones that :class:`CompressionCallback` restores after validation.
+    """
+
+    def __init__(self, compression: CompressionCallback, **kwargs: Any):
+        super().__init__(monitor="val_wer", mode="min", save_top_k=1,
+                         save_on_train_epoch_end=False, **kwargs)
+        self.compression = compression
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step - 1 >= self.compression.settle_step:
+            super().on_validation_end(trainer, pl_module)
