@@ -59,6 +59,9 @@ def test_schedules():
     assert prune_progress(agp, 0, 100) == 0.0
     assert prune_progress(agp, 19, 100) == pytest.approx(agp_progress(10 / 50))  # held
     assert prune_progress(agp, 60, 100) == 1.0
+    dsd = ScheduleConfig(kind="dsd", cycles=1, final_sparse=True)
+    assert [prune_progress(dsd, s, 90) for s in (0, 29, 30, 59, 60, 89)] == [1, 1, 0, 0, 1, 1]
+    assert prune_progress(ScheduleConfig(kind="one_shot"), 0, 0) == 1.0
 
 
 @pytest.mark.parametrize("schedule, qat, settled", [
@@ -77,9 +80,6 @@ def test_first_settled_step(schedule, qat, settled):
     cb = CompressionCallback(cfg, {}, qat=qat)
     cb.total_steps = 100
     assert cb.first_settled_step() == settled
-    dsd = ScheduleConfig(kind="dsd", cycles=1, final_sparse=True)
-    assert [prune_progress(dsd, s, 90) for s in (0, 29, 30, 59, 60, 89)] == [1, 1, 0, 0, 1, 1]
-    assert prune_progress(ScheduleConfig(kind="one_shot"), 0, 0) == 1.0
 
 
 def test_layer_types_and_invalid_combinations_fail_naming_the_key():
@@ -198,7 +198,8 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
     art = read_artifact(out)
     # 12 steps an epoch: AGP ends and QAT begins at step 24, so only epochs 2 and 3 (validated
     # after steps 35 and 47) hold the final masks; the kept one is the better of the two.
-    rows = list(csv.DictReader(open(tmp_path / "dc.finetune" / "logs" / "metrics.csv")))
+    with open(tmp_path / "dc.finetune" / "logs" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     val = {int(r["epoch"]): float(r["val_wer"]) for r in rows if r["val_wer"]}
     kept = summary["finetune"]
     assert kept["keep"] == "best" and kept["epochs"] == 4 and len(val) == 4
