@@ -138,12 +138,14 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     last = run_dir / "checkpoints" / "last.ckpt"
     saver = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                             every_n_train_steps=50)
-    best = SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
-                                 filename="best-{epoch}-{val_wer:.4f}")
+    # keep=last needs no best-epoch checkpoints: do not write them.
+    best = (SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
+                                  filename="best-{epoch}-{val_wer:.4f}")
+            if job.finetune.keep == "best" else None)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
                     "max_epochs": job.finetune.max_epochs}
     trainer = pl.Trainer(**trainer_args, default_root_dir=str(run_dir),
-                         callbacks=[callback, saver, best],
+                         callbacks=[c for c in (callback, saver, best) if c is not None],
                          logger=CSVLogger(run_dir, name="logs", version=""))
     d = job.data
     datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=features,
@@ -152,7 +154,7 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     trainer.fit(module, datamodule,
                 ckpt_path=str(last) if cfg.resume and last.exists() else None)
     kept = {"keep": job.finetune.keep, "epochs": trainer.current_epoch}
-    if job.finetune.keep == "best" and best.best_model_path:
+    if best is not None and best.best_model_path:
         # Same masks as the last epoch (the schedule had settled); only the weights differ.
         state = torch.load(best.best_model_path, map_location="cpu",
                            weights_only=False)["state_dict"]
