@@ -7,9 +7,9 @@
 #                 always included.
 # Leaves exp/speechocean762_{lstm,wavenet}/model.ckpt, metrics.json, lm_params.json (the LM
 # weights tuned for that model) and eval_dev/, and exp/lm/speechocean762_3gram.arpa.
-# Stage 6 fine-tunes the synthetic recipe's LSTM instead (exp/synthetic_lstm/model.ckpt, from
-# recipes/synthetic/run.sh --stop-stage 1) into exp/speechocean762_lstm_pretrained/ and
-# evaluates it as stages 4-5 do; stage 7 compresses every trained model (ese.model, bbs.model).
+# Stage 6 fine-tunes the synthetic recipe's models instead (exp/synthetic_{lstm,wavenet}/model.ckpt,
+# from recipes/synthetic/run.sh) into exp/speechocean762_{lstm,wavenet}_pretrained/ and
+# evaluates them as stages 4-5 do; stage 7 compresses every trained model (ese.model, bbs.model).
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 lm_text=${LM_TEXT:-$ROOT/../shared/data/text/ljspeech-sentences.txt}
@@ -41,21 +41,23 @@ for model in speechocean762_lstm speechocean762_wavenet; do
     if run_stage 4; then tune_lm "$model"; fi
     if run_stage 5; then evaluate_dev "$model"; fi
 done
-pretrained=speechocean762_lstm_pretrained
-init=$ROOT/exp/synthetic_lstm/model.ckpt
-if run_stage 6 && [ ! -f "$init" ]; then
-    log "stage 6 skipped: it needs $init (recipes/synthetic/run.sh --stop-stage 1)"
-elif run_stage 6; then
-    train_model "$pretrained" "init_from=$init"
-    tune_lm "$pretrained"
-    evaluate_dev "$pretrained"
-fi
+for model in lstm wavenet; do
+    pretrained=speechocean762_${model}_pretrained
+    init=$ROOT/exp/synthetic_$model/model.ckpt
+    if run_stage 6 && [ ! -f "$init" ]; then
+        log "stage 6 skipped for $pretrained: it needs $init (recipes/synthetic/run.sh)"
+    elif run_stage 6; then
+        train_model "$pretrained" "init_from=$init"
+        tune_lm "$pretrained"
+        evaluate_dev "$pretrained"
+    fi
+done
 if run_stage 7; then
     # 16 epochs at 2e-3: at asr-compress's default 3e-4, or at 8 epochs, the LSTM's ese/bbs stay
     # 2.5-7.4 WER points behind float; here they land within 1, the WaveNet's too
     # (docs/results.md).
     export COMPRESS_EPOCHS=${COMPRESS_EPOCHS:-16} COMPRESS_LR=${COMPRESS_LR:-2e-3}
-    for model in speechocean762_lstm speechocean762_wavenet "$pretrained"; do
+    for model in speechocean762_{lstm,wavenet}{,_pretrained}; do
         compress_run speechocean762 "$model"
     done
 fi
