@@ -138,14 +138,16 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     last = run_dir / "checkpoints" / "last.ckpt"
     saver = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                             every_n_train_steps=50)
-    # keep=last needs no best-epoch checkpoints: do not write them.
-    best = (SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
-                                  filename="best-{epoch}-{val_wer:.4f}")
-            if job.finetune.keep == "best" else None)
+    callbacks = [callback, saver]
+    best = None
+    if job.finetune.keep == "best":  # keep=last reads no best-epoch checkpoint: write none
+        best = SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
+                                     filename="best-{epoch}-{val_wer:.4f}")
+        callbacks.append(best)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
                     "max_epochs": job.finetune.max_epochs}
     trainer = pl.Trainer(**trainer_args, default_root_dir=str(run_dir),
-                         callbacks=[c for c in (callback, saver, best) if c is not None],
+                         callbacks=callbacks,
                          logger=CSVLogger(run_dir, name="logs", version=""))
     d = job.data
     datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=features,
