@@ -2,7 +2,10 @@
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import torch
 from conftest import REPO, compose_train, tiny_overrides
 
 from asr.audio import load_audio
+from asr.cli.evaluate import main as eval_main
 from asr.config_errors import ConfigError
 from asr.data.manifest import read_manifest
 from asr.decode.greedy import greedy_decode
@@ -136,6 +140,32 @@ def test_killed_run_resumes_from_its_step(tone_manifests, tmp_path):
     fresh = train(compose_train(*tiny_overrides(tone_manifests, run, "trainer.max_epochs=1",
                                                 "overwrite=true")))
     assert fresh["global_step"] == steps_per_epoch
+
+
+def test_ddp_scores_the_whole_corpus_once(tone_manifests, tone_model, tmp_path):
+    """``trainer=ddp`` on two CPU processes (gloo stands in for NCCL): Lightning relaunches
+    asr-train per rank. The dev and test WER/CER are the corpus figures of all shards together
+    (12 utterances in 3 batches: rank 1 repeats a batch), equal to a one-process asr-eval, not a
+    mean of per-rank rates; rank 0 alone writes model.ckpt and metrics.json."""
+    run = tmp_path / "ddp"
+    dev = tone_manifests / "dev.jsonl"
+    overrides = [o for o in tiny_overrides(tone_manifests, run) if "test_manifest" not in o]
+    overrides += ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                  "trainer.precision=32-true", "trainer.max_epochs=1", "average_best=1",
+                  f"init_from={tone_model}", "optim.optimizer.lr=1e-5",
+                  f"data.test_manifest={dev}"]
+    done = subprocess.run([str(Path(sys.executable).parent / "asr-train"), *overrides],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert eval_main([str(run / "model.ckpt"), str(dev), "--decoder", "greedy",
+                      "--out", str(tmp_path / "eval")]) == 0
+    single = json.loads((tmp_path / "eval" / "eval.json").read_text())["decoders"]["greedy"]
+    assert 0 < single["cer"] < 0.5  # a model that makes some errors, so a wrong count shows
+    for stage in ("val", "test"):
+        assert metrics[f"{stage}_wer"] == pytest.approx(single["wer"], abs=1e-6)
+        assert metrics[f"{stage}_cer"] == pytest.approx(single["cer"], abs=1e-6)
 
 
 def test_global_cmvn_is_estimated_once_and_travels_with_the_checkpoint(tone_manifests, tmp_path):

@@ -64,7 +64,7 @@ class FeatureCache:
 
 
 class CTCDataset(Dataset):
-    """Items ``{"features": (T, D), "tokens": (L,), "utt_id": str}`` of a manifest.
+    """Items ``{"features": (T, D), "tokens": (L,), "utt_id": str, "index": int}`` of a manifest.
 
     Augmentation (speed perturbation, SpecAugment) is applied only when ``augment`` is given;
     speed-perturbed features are cached per factor, SpecAugment masks are drawn fresh each time.
@@ -124,14 +124,15 @@ class CTCDataset(Dataset):
             feats = spec_augment(feats, a.freq_masks, a.freq_width, a.time_masks, a.time_width,
                                  a.time_ratio)
         return {"features": feats, "tokens": self.tokens[index],
-                "utt_id": utt.utt_id or utt.audio_filepath}
+                "utt_id": utt.utt_id or utt.audio_filepath, "index": index}
 
 
 def collate_ctc(items: Sequence[dict]) -> dict:
     """Pad a list of dataset items into a batch.
 
     Returns ``features (B, T, D)``, ``feature_lengths (B,)``, ``tokens (B, L)`` padded with 0,
-    ``token_lengths (B,)`` and ``utt_ids``.
+    ``token_lengths (B,)``, ``utt_ids`` and ``indices`` (positions in the dataset: unique
+    where ``utt_id`` may not be, so DDP evaluation can drop the batches it repeats).
     """
     feats = [it["features"] for it in items]
     tokens = [it["tokens"] for it in items]
@@ -141,6 +142,7 @@ def collate_ctc(items: Sequence[dict]) -> dict:
         "tokens": torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True),
         "token_lengths": torch.tensor([t.shape[0] for t in tokens], dtype=torch.long),
         "utt_ids": [it["utt_id"] for it in items],
+        "indices": [it["index"] for it in items],
     }
 
 

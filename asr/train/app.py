@@ -29,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from asr.audio import AudioError
 from asr.config_errors import ConfigError
@@ -95,18 +96,19 @@ def _average_best(trainer: pl.Trainer, module: CTCModule, datamodule: CTCDataMod
     ranked = sorted(best_ckpt.best_k_models.items(), key=lambda kv: float(kv[1]))[:n]
     if len(ranked) < 2:
         return best
-    averaged = average_checkpoints([p for p, _ in ranked],
-                                   Path(best).parent / f"average-{len(ranked)}best.ckpt")
+    averaged = Path(best).parent / f"average-{len(ranked)}best.ckpt"
+    if trainer.is_global_zero:  # DDP: one writer; the other ranks wait for the file
+        average_checkpoints([p for p, _ in ranked], averaged)
+    trainer.strategy.barrier("average_best")
     result = trainer.validate(module, datamodule, ckpt_path=str(averaged), verbose=False)[0]
     metrics["averaged_checkpoints"] = len(ranked)
     metrics["averaged_val_wer"] = float(result["val_wer"])
-    if metrics["averaged_val_wer"] <= metrics["best_val_wer"]:
-        log.info("model.ckpt = average of the %d best checkpoints (dev WER %.4f, best single "
-                 "%.4f)", len(ranked), metrics["averaged_val_wer"], metrics["best_val_wer"])
-        return str(averaged)
-    log.info("model.ckpt = the best checkpoint (dev WER %.4f; the average of %d: %.4f)",
-             metrics["best_val_wer"], len(ranked), metrics["averaged_val_wer"])
-    return best
+    use_average = metrics["averaged_val_wer"] <= metrics["best_val_wer"]
+    if trainer.is_global_zero:
+        log.info("model.ckpt = %s (dev WER: average of %d %.4f, best single %.4f)",
+                 "the average" if use_average else "the best checkpoint", len(ranked),
+                 metrics["averaged_val_wer"], metrics["best_val_wer"])
+    return str(averaged) if use_average else best
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -127,7 +129,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if spec.features.normalize == "global" and spec.features.global_mean is None:
         spec = _with_global_cmvn(cfg, spec)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    # Under DDP every rank runs this function (Lightning relaunches the command per rank);
+    # only rank 0 writes the run folder's files.
+    if rank_zero_only.rank == 0:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(int(cfg.seed), workers=True)
     module = CTCModule(spec.model, OmegaConf.to_container(cfg.features, resolve=True),
@@ -164,13 +169,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["best_val_wer"] = float(best_ckpt.best_model_score)
         chosen = _average_best(trainer, module, datamodule, best_ckpt, int(cfg.average_best),
                                metrics)
-        shutil.copyfile(chosen, run_dir / "model.ckpt")
+        if trainer.is_global_zero:
+            shutil.copyfile(chosen, run_dir / "model.ckpt")
         if spec.data.test_manifest is not None and cfg.test_after_fit:
             for result in trainer.test(module, datamodule, ckpt_path=chosen, verbose=False):
                 metrics.update({k: float(v) for k, v in result.items()})
     metrics["global_step"] = trainer.global_step
     metrics["epochs"] = trainer.current_epoch
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

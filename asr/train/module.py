@@ -77,7 +77,8 @@ class CTCModule(pl.LightningModule):
         self.features = FeatureConfig(**features)
         self.model = build_model(model, self.features.dim, len(self.vocab))
         self.ctc_loss = nn.CTCLoss(blank=self.vocab.blank_id, zero_infinity=True)
-        self._eval_texts: dict[str, tuple[list[str], list[str]]] = {}
+        # stage -> {dataset index: (reference, hypothesis)}
+        self._eval_texts: dict[str, dict[int, tuple[str, str]]] = {}
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(features, lengths)
@@ -102,9 +103,7 @@ class CTCModule(pl.LightningModule):
         hyps = greedy_decode(logits.float(), out_lengths, self.vocab)
         refs = [self.vocab.decode(t[:n].tolist())
                 for t, n in zip(batch["tokens"], batch["token_lengths"])]
-        stored = self._eval_texts.setdefault(stage, ([], []))
-        stored[0].extend(refs)
-        stored[1].extend(hyps)
+        self._eval_texts.setdefault(stage, {}).update(zip(batch["indices"], zip(refs, hyps)))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -113,10 +112,20 @@ class CTCModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
-        refs, hyps = self._eval_texts.pop(stage, ([], []))
-        if not refs:
+        texts = self._eval_texts.pop(stage, {})
+        if self.trainer.world_size > 1:
+            # DDP: each rank holds a shard (plus batches repeated to even the shards out). The
+            # corpus WER is scored on the union; a mean of per-rank WERs would weight ranks,
+            # not words, and count the repeats.
+            shards: list[dict] = [{} for _ in range(self.trainer.world_size)]
+            torch.distributed.all_gather_object(shards, texts)
+            texts = {i: pair for shard in shards for i, pair in shard.items()}
+        if not texts:
             return
+        refs, hyps = zip(*(texts[i] for i in sorted(texts)))
         rates = error_rates(refs, hyps)
+        # Every rank now holds the same corpus figure; sync_dist only keeps Lightning from
+        # warning about epoch-level values in DDP.
         self.log(f"{stage}_wer", rates.wer, prog_bar=True, sync_dist=True)
         self.log(f"{stage}_cer", rates.cer, prog_bar=True, sync_dist=True)
 
