@@ -2,6 +2,9 @@
 asr-compress end to end on the tiny tone model."""
 
 import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -240,6 +243,27 @@ def test_finetuning_on_a_gpu(tone_model, tone_manifests, tmp_path, preset):
         "compress.prune.num_pes=8", "compress.schedule.frequency=2", "finetune.max_epochs=2",
         "trainer.accelerator=gpu", "trainer.precision=32-true", f"out={out}",
         *tone_data(tone_manifests)))
+    for name, entry in read_artifact(out)["matrices"].items():
+        if entry["target_density"] < 1.0:
+            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+
+
+def test_finetuning_under_ddp_on_two_cpu_processes(tone_model, tone_manifests, tmp_path):
+    # Lightning relaunches asr-compress per rank; the ranks prune identical (all-reduced)
+    # weights, and rank 0 alone builds, evaluates and writes the artifact.
+    out = tmp_path / "ese.model"
+    overrides = [f"model={tone_model}", "compress=ese", "compress.prune.density=0.3",
+                 "compress.prune.num_pes=8", "compress.schedule.frequency=2",
+                 "finetune.max_epochs=2", "trainer=ddp", "trainer.accelerator=cpu",
+                 "trainer.devices=2", "trainer.precision=32-true", f"out={out}",
+                 *tone_data(tone_manifests)]
+    done = subprocess.run([str(Path(sys.executable).parent / "asr-compress"), *overrides],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    assert done.stdout.count("asr-compress: wrote") == 1
+    summary = json.loads((tmp_path / "ese.metrics.json").read_text())
+    assert summary["finetune"]["epochs"] == 2 and "dev" in summary
     for name, entry in read_artifact(out)["matrices"].items():
         if entry["target_density"] < 1.0:
             assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name

@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from asr.audio import AudioError, load_audio
 from asr.compress.accounting import storage_table, table_json, table_markdown, totals
@@ -203,6 +204,8 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if job.finetune.max_epochs > 0:
         masks, summary["finetune"] = _finetune(cfg, job)
+        if rank_zero_only.rank != 0:
+            return summary  # DDP: the ranks end with the same weights; rank 0 writes them
     else:
         masks = prune_model(job.model.model.matrices(), job.densities, job.compress.prune)
     body = build_artifact(job.model.model, masks, job.densities, job.compress,
@@ -252,7 +255,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except (ConfigError, ManifestError, AudioError, CheckpointError) as err:
         print(f"asr-compress: error: {err}", file=sys.stderr)
         sys.exit(2)
-    _print_summary(cfg.out, summary)
+    if "storage" in summary:  # not on the other DDP ranks
+        _print_summary(cfg.out, summary)
     return summary.get("dev", {}).get("compressed", {}).get("wer")
 
 
