@@ -297,6 +297,9 @@ def test_corrupt_or_foreign_files_are_named(tmp_path, tone_model):
     with pytest.raises(ConfigError, match="finetune.keep"):
         compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
                                   "finetune.keep=middle"))
+    with pytest.raises(ConfigError, match="finetune.weight_decay"):
+        compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
+                                  "finetune.weight_decay=-0.1"))
 
 
 def test_sweep_table_tabulates_wer_against_density(tone_model, tone_manifests, tmp_path):

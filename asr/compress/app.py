@@ -57,6 +57,7 @@ TOP_LEVEL_KEYS = {"compress", "data", "trainer", "model", "out", "seed", "resume
 class FinetuneConfig:
     max_epochs: int = 0
     lr: float = 3e-4
+    weight_decay: float = 0.01
     warmup_steps: int = 0
     qat: bool = True
     keep: str = "best"
@@ -65,6 +66,7 @@ class FinetuneConfig:
         check(self.keep in ("best", "last"), "finetune.keep", "best or last", self.keep)
         check(self.max_epochs >= 0, "finetune.max_epochs", ">= 0", self.max_epochs)
         check(self.lr > 0, "finetune.lr", "> 0", self.lr)
+        check(self.weight_decay >= 0, "finetune.weight_decay", ">= 0", self.weight_decay)
         check(self.warmup_steps >= 0, "finetune.warmup_steps", ">= 0", self.warmup_steps)
 
 
@@ -128,7 +130,7 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     """Fine-tune under the compression callback; returns the final masks and which epoch's
     weights were kept (``finetune.keep``)."""
     optim = {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
-                           "lr": job.finetune.lr},
+                           "lr": job.finetune.lr, "weight_decay": job.finetune.weight_decay},
              "warmup_steps": job.finetune.warmup_steps, "schedule": "cosine",
              "min_lr_ratio": 0.1}
     features = vars(job.model.features)
