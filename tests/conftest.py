@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,21 @@ from hydra import compose, initialize_config_dir
 from asr.data.manifest import Utterance, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
+DDP_ON_TWO_CPUS = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                   "trainer.precision=32-true"]
+
+
+def run_ddp_on_two_cpus(command: str, overrides: list[str], cwd: Path
+                        ) -> subprocess.CompletedProcess:
+    """Run console command ``command`` (asr-train, asr-compress) with DDP over two CPU
+    processes (gloo stands in for NCCL). A subprocess because Lightning relaunches the command
+    line once per rank; asserts it succeeded with both ranks."""
+    done = subprocess.run([str(Path(sys.executable).parent / command), *overrides,
+                           *DDP_ON_TWO_CPUS], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    return done
 
 
 def tone(seconds: float, sample_rate: int, freq: float = 440.0, amp: float = 0.5,

@@ -3,12 +3,11 @@ asr-compress end to end on the tiny tone model."""
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_ddp_on_two_cpus
 from hydra import compose, initialize_config_dir
 
 from asr.cli.decode import main as decode_main
@@ -254,13 +253,8 @@ def test_finetuning_under_ddp_on_two_cpu_processes(tone_model, tone_manifests, t
     out = tmp_path / "ese.model"
     overrides = [f"model={tone_model}", "compress=ese", "compress.prune.density=0.3",
                  "compress.prune.num_pes=8", "compress.schedule.frequency=2",
-                 "finetune.max_epochs=2", "trainer=ddp", "trainer.accelerator=cpu",
-                 "trainer.devices=2", "trainer.precision=32-true", f"out={out}",
-                 *tone_data(tone_manifests)]
-    done = subprocess.run([str(Path(sys.executable).parent / "asr-compress"), *overrides],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Starting with 2 processes" in done.stdout + done.stderr
+                 "finetune.max_epochs=2", f"out={out}", *tone_data(tone_manifests)]
+    done = run_ddp_on_two_cpus("asr-compress", overrides, tmp_path)
     assert done.stdout.count("asr-compress: wrote") == 1
     summary = json.loads((tmp_path / "ese.metrics.json").read_text())
     assert summary["finetune"]["epochs"] == 2 and "dev" in summary
