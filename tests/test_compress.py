@@ -263,6 +263,53 @@ def test_finetuning_under_ddp_on_two_cpu_processes(tone_model, tone_manifests, t
             assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
 
 
+def test_frame_kl_is_the_kl_divergence_over_valid_frames():
+    from asr.compress.distill import frame_kl
+
+    torch.manual_seed(0)
+    teacher, student = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    lengths = torch.tensor([5, 3])
+    for temperature in (1.0, 2.0):
+        t = (teacher / temperature).log_softmax(-1)
+        s = (student / temperature).log_softmax(-1)
+        frames = [torch.nn.functional.kl_div(s[b, i], t[b, i], log_target=True,
+                                             reduction="sum")
+                  for b in range(2) for i in range(int(lengths[b]))]
+        expected = torch.stack(frames).mean() * temperature ** 2
+        assert frame_kl(teacher, student, lengths, temperature) == pytest.approx(
+            expected.item(), rel=1e-5)
+    assert frame_kl(teacher, teacher, lengths).item() == pytest.approx(0.0, abs=1e-6)
+    padded = student.clone()
+    padded[1, 3:] = 100.0                                     # past utterance 1's end
+    assert torch.equal(frame_kl(teacher, padded, lengths), frame_kl(teacher, student, lengths))
+
+
+def test_distilled_finetuning_adds_the_teachers_kl_and_keeps_it_out_of_checkpoints(
+        tone_model, tone_manifests, tmp_path):
+    out = tmp_path / "ese.model"
+    compress(compose_compress(
+        f"model={tone_model}", "compress=ese", "compress.prune.density=0.3",
+        "compress.prune.num_pes=8", "compress.schedule.frequency=2", "finetune.max_epochs=2",
+        "finetune.lr=3e-3", "finetune.distill_weight=0.5", "finetune.distill_temperature=2",
+        f"out={out}", *tone_data(tone_manifests)))
+    with open(tmp_path / "ese.finetune" / "logs" / "metrics.csv") as f:
+        steps = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)
+                 if r["train_kd_loss"]]
+    # step 0 trains the unpruned, unquantized copy (AGP starts at density 1, dropout 0):
+    # it still computes what the teacher computes; pruning then pulls the two apart
+    assert steps[0]["step"] == 0 and steps[0]["train_kd_loss"] < 1e-6
+    assert max(r["train_kd_loss"] for r in steps) > 1e-3
+    for r in steps:
+        assert r["train_loss"] == pytest.approx(r["train_ctc_loss"] + 0.5 * r["train_kd_loss"],
+                                                rel=1e-5)
+    ckpt = torch.load(tmp_path / "ese.finetune" / "checkpoints" / "last.ckpt",
+                      weights_only=False)
+    assert all(k.startswith("model.") for k in ckpt["state_dict"])
+    for name, entry in read_artifact(out)["matrices"].items():
+        if entry["target_density"] < 1.0:
+            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+
+
 def test_storage_accounting_counts_entries_pointers_and_codebooks():
     entry = {"shape": [8, 4], "nnz": 3, "quant": {"kind": "fixed", "bits": 12,
                                                    "codes": torch.zeros(8, 4, dtype=torch.int64)},
@@ -294,6 +341,10 @@ def test_corrupt_or_foreign_files_are_named(tmp_path, tone_model):
     with pytest.raises(ConfigError, match="finetune.weight_decay"):
         compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
                                   "finetune.weight_decay=-0.1"))
+    for key, value in (("distill_weight", -1), ("distill_temperature", 0)):
+        with pytest.raises(ConfigError, match=f"finetune.{key}"):
+            compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
+                                      f"finetune.{key}={value}"))
 
 
 def test_sweep_table_tabulates_wer_against_density(tone_model, tone_manifests, tmp_path):

@@ -37,6 +37,7 @@ from asr.compress.accounting import storage_table, table_json, table_markdown, t
 from asr.compress.artifact import build_artifact, compressed_acoustic_model, save_artifact
 from asr.compress.callback import CompressionCallback, SettledBestCheckpoint
 from asr.compress.config import CompressConfig, validate_against_model
+from asr.compress.distill import DistillingCTCModule
 from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError, check
 from asr.data.datamodule import CTCDataModule
@@ -61,9 +62,15 @@ class FinetuneConfig:
     warmup_steps: int = 0
     qat: bool = True
     keep: str = "best"
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.keep in ("best", "last"), "finetune.keep", "best or last", self.keep)
+        check(self.distill_weight >= 0, "finetune.distill_weight", ">= 0 (0: off)",
+              self.distill_weight)
+        check(self.distill_temperature > 0, "finetune.distill_temperature", "> 0",
+              self.distill_temperature)
         check(self.max_epochs >= 0, "finetune.max_epochs", ">= 0", self.max_epochs)
         check(self.lr > 0, "finetune.lr", "> 0", self.lr)
         check(self.weight_decay >= 0, "finetune.weight_decay", ">= 0", self.weight_decay)
@@ -134,7 +141,15 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
              "warmup_steps": job.finetune.warmup_steps, "schedule": "cosine",
              "min_lr_ratio": 0.1}
     features = vars(job.model.features)
-    module = CTCModule(job.model.model_config, features, job.model.vocab.tokens, optim)
+    ft = job.finetune
+    if ft.distill_weight > 0:
+        module = DistillingCTCModule(job.model.model_config, features, job.model.vocab.tokens,
+                                     optim)
+        # A copy: job.model.model receives the fine-tuned weights at the end.
+        module.attach_teacher(copy.deepcopy(job.model.model), ft.distill_weight,
+                              ft.distill_temperature)
+    else:
+        module = CTCModule(job.model.model_config, features, job.model.vocab.tokens, optim)
     module.model.load_state_dict(job.model.model.state_dict())
     run_dir = job.out.with_suffix(".finetune")
     callback = CompressionCallback(job.compress, job.densities, qat=job.finetune.qat)
