@@ -136,34 +136,31 @@ def validate_compress_config(cfg: DictConfig) -> CompressJob:
 def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor], dict]:
     """Fine-tune under the compression callback; returns the final masks and which epoch's
     weights were kept (``finetune.keep``)."""
-    optim = {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
-                           "lr": job.finetune.lr, "weight_decay": job.finetune.weight_decay},
-             "warmup_steps": job.finetune.warmup_steps, "schedule": "cosine",
-             "min_lr_ratio": 0.1}
-    features = vars(job.model.features)
     ft = job.finetune
+    optim = {"optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True,
+                           "lr": ft.lr, "weight_decay": ft.weight_decay},
+             "warmup_steps": ft.warmup_steps, "schedule": "cosine", "min_lr_ratio": 0.1}
+    features = vars(job.model.features)
+    module_class = DistillingCTCModule if ft.distill_weight > 0 else CTCModule
+    module = module_class(job.model.model_config, features, job.model.vocab.tokens, optim)
     if ft.distill_weight > 0:
-        module = DistillingCTCModule(job.model.model_config, features, job.model.vocab.tokens,
-                                     optim)
         # A copy: job.model.model receives the fine-tuned weights at the end.
         module.attach_teacher(copy.deepcopy(job.model.model), ft.distill_weight,
                               ft.distill_temperature)
-    else:
-        module = CTCModule(job.model.model_config, features, job.model.vocab.tokens, optim)
     module.model.load_state_dict(job.model.model.state_dict())
     run_dir = job.out.with_suffix(".finetune")
-    callback = CompressionCallback(job.compress, job.densities, qat=job.finetune.qat)
+    callback = CompressionCallback(job.compress, job.densities, qat=ft.qat)
     last = run_dir / "checkpoints" / "last.ckpt"
     saver = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                             every_n_train_steps=50)
     callbacks = [callback, saver]
     best = None
-    if job.finetune.keep == "best":  # keep=last reads no best-epoch checkpoint: write none
+    if ft.keep == "best":  # keep=last reads no best-epoch checkpoint: write none
         best = SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
                                      filename="best-{epoch}-{val_wer:.4f}")
         callbacks.append(best)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
-                    "max_epochs": job.finetune.max_epochs}
+                    "max_epochs": ft.max_epochs}
     trainer = pl.Trainer(**trainer_args, default_root_dir=str(run_dir),
                          callbacks=callbacks,
                          logger=CSVLogger(run_dir, name="logs", version=""))
@@ -173,7 +170,7 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
                                seed=int(cfg.seed))
     trainer.fit(module, datamodule,
                 ckpt_path=str(last) if cfg.resume and last.exists() else None)
-    kept = {"keep": job.finetune.keep, "epochs": trainer.current_epoch}
+    kept = {"keep": ft.keep, "epochs": trainer.current_epoch}
     if best is not None and best.best_model_path:
         # Same masks as the last epoch (the schedule had settled); only the weights differ.
         state = torch.load(best.best_model_path, map_location="cpu",
