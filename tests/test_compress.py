@@ -341,10 +341,48 @@ def test_corrupt_or_foreign_files_are_named(tmp_path, tone_model):
     with pytest.raises(ConfigError, match="finetune.weight_decay"):
         compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
                                   "finetune.weight_decay=-0.1"))
-    for key, value in (("distill_weight", -1), ("distill_temperature", 0)):
+    for key, value in (("distill_weight", -1), ("distill_temperature", 0),
+                       ("average_best", 0)):
         with pytest.raises(ConfigError, match=f"finetune.{key}"):
             compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
                                       f"finetune.{key}={value}"))
+
+    with pytest.raises(ConfigError, match="finetune.average_best"):
+        compress(compose_compress(f"model={tone_model}", f"out={tmp_path}/a.model",
+                                  "finetune.keep=last", "finetune.average_best=3"))
+
+
+def test_finetuning_averages_the_best_settled_epochs(tone_model, tone_manifests, tmp_path):
+    out = tmp_path / "ese.model"
+    summary = compress(compose_compress(
+        f"model={tone_model}", "compress=ese", "compress.prune.density=0.3",
+        "compress.prune.num_pes=8", "compress.schedule.frequency=2", "finetune.max_epochs=4",
+        "finetune.lr=3e-3", "finetune.average_best=3", f"out={out}",
+        *tone_data(tone_manifests)))
+    kept, ckpts = summary["finetune"], tmp_path / "ese.finetune" / "checkpoints"
+    # Only epochs 2 and 3 hold the final masks (see above): an average of those two.
+    best = sorted(ckpts.glob("best-*.ckpt"))
+    assert [int(p.name.split("-")[1].removeprefix("epoch=")) for p in best] == [2, 3]
+    assert kept["averaged_checkpoints"] == 2
+    use_average = kept["averaged_val_wer"] <= kept["val_wer"]
+    assert (kept["checkpoint"] == "average-2best.ckpt") == use_average
+
+    def matrices(path):
+        state = torch.load(path, weights_only=False)["state_dict"]
+        model = load_checkpoint(tone_model).model
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+        return {k: v.detach().clone() for k, v in model.matrices().items()}
+
+    a, b = (matrices(p) for p in best)
+    mean = matrices(ckpts / "average-2best.ckpt")
+    art = read_artifact(out)
+    for name, entry in art["matrices"].items():
+        torch.testing.assert_close(mean[name], (a[name] + b[name]) / 2)
+        if entry["target_density"] < 1.0:
+            # epochs under the same masks average into the same structure
+            assert torch.equal(mean[name] != 0, entry["mask"]), name
+            assert torch.equal(a[name] != 0, entry["mask"]), name
+    assert summary["dev"]["compressed"]["cer"] < 0.5
 
 
 def test_sweep_table_tabulates_wer_against_density(tone_model, tone_manifests, tmp_path):

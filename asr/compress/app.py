@@ -8,7 +8,8 @@
 Without fine-tuning (``finetune.max_epochs=0``) it prunes one-shot and quantizes post-training;
 with ``data=<corpus>`` and epochs it fine-tunes under the preset's schedule (AGP, one-shot or
 DSD) with quantization-aware training, through Lightning, and keeps the epoch of best dev WER
-once the masks are final (``finetune.keep=best``; ``last``: the last epoch). Beside ``out`` it
+once the masks are final (``finetune.keep=best``; ``last``: the last epoch), or the average of
+the ``finetune.average_best`` best such epochs when dev finds it no worse. Beside ``out`` it
 writes ``<stem>.config.yaml`` (the resolved config), ``<stem>.storage.md``/``.json`` (the
 per-matrix storage table) and, when data is given, ``<stem>.metrics.json`` (greedy WER/CER of
 the float and the compressed model on the dev set, and which fine-tuning epoch was kept).
@@ -44,7 +45,12 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.recognizer import greedy_error_rates
 from asr.features.extract import FeatureExtractor
-from asr.train.checkpoint import AcousticModel, CheckpointError, load_checkpoint
+from asr.train.checkpoint import (
+    AcousticModel,
+    CheckpointError,
+    average_best_checkpoints,
+    load_checkpoint,
+)
 from asr.train.config import CONF_DIR, DataConfig, check_trainer_args, structured_config
 from asr.train.module import CTCModule
 
@@ -62,11 +68,16 @@ class FinetuneConfig:
     warmup_steps: int = 0
     qat: bool = True
     keep: str = "best"
+    average_best: int = 1
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.keep in ("best", "last"), "finetune.keep", "best or last", self.keep)
+        check(self.average_best >= 1, "finetune.average_best",
+              ">= 1 (1 = the best epoch alone)", self.average_best)
+        check(self.average_best == 1 or self.keep == "best", "finetune.average_best",
+              "1 with finetune.keep=last (it averages the best epochs)", self.average_best)
         check(self.distill_weight >= 0, "finetune.distill_weight", ">= 0 (0: off)",
               self.distill_weight)
         check(self.distill_temperature > 0, "finetune.distill_temperature", "> 0",
@@ -156,7 +167,8 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     callbacks = [callback, saver]
     best = None
     if ft.keep == "best":  # keep=last reads no best-epoch checkpoint: write none
-        best = SettledBestCheckpoint(callback, dirpath=run_dir / "checkpoints",
+        best = SettledBestCheckpoint(callback, save_top_k=ft.average_best,
+                                     dirpath=run_dir / "checkpoints",
                                      filename="best-{epoch}-{val_wer:.4f}")
         callbacks.append(best)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
@@ -172,12 +184,14 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
                 ckpt_path=str(last) if cfg.resume and last.exists() else None)
     kept = {"keep": ft.keep, "epochs": trainer.current_epoch}
     if best is not None and best.best_model_path:
-        # Same masks as the last epoch (the schedule had settled); only the weights differ.
-        state = torch.load(best.best_model_path, map_location="cpu",
-                           weights_only=False)["state_dict"]
+        # Same masks as the last epoch (the schedule had settled); only the weights differ, so
+        # an average of settled epochs keeps the masks' zeros.
+        chosen, averaged = average_best_checkpoints(trainer, module, datamodule, best,
+                                                    ft.average_best)
+        state = torch.load(chosen, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
-        kept.update(checkpoint=Path(best.best_model_path).name,
-                    val_wer=float(best.best_model_score))
+        kept.update(checkpoint=Path(chosen).name, val_wer=float(best.best_model_score),
+                    **averaged)
     else:
         kept["checkpoint"] = "last"
     log.info("fine-tuning: keeping %s", kept["checkpoint"])

@@ -181,7 +181,7 @@ class CompressionCallback(pl.Callback):
 
 
 class SettledBestCheckpoint(ModelCheckpoint):
-    """Saves the best checkpoint by validation WER, among validations run after
+    """Saves the ``save_top_k`` best checkpoints by validation WER, among validations run after
     ``compression``'s schedule has settled (the last training step taken used the final masks
     and, with QAT, quantized weights).
 
@@ -189,8 +189,8 @@ class SettledBestCheckpoint(ModelCheckpoint):
     latent ones that :class:`CompressionCallback` restores after validation.
     """
 
-    def __init__(self, compression: CompressionCallback, **kwargs: Any):
-        super().__init__(monitor="val_wer", mode="min", save_top_k=1,
+    def __init__(self, compression: CompressionCallback, save_top_k: int = 1, **kwargs: Any):
+        super().__init__(monitor="val_wer", mode="min", save_top_k=save_top_k,
                          save_on_train_epoch_end=False, **kwargs)
         self.compression = compression
 

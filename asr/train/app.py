@@ -37,7 +37,7 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import average_checkpoints
+from asr.train.checkpoint import average_best_checkpoints
 from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
@@ -81,34 +81,6 @@ def _with_global_cmvn(cfg: DictConfig, spec: TrainSpec) -> TrainSpec:
         cfg.features.global_mean = mean
         cfg.features.global_std = std
     return replace(spec, features=replace(spec.features, global_mean=mean, global_std=std))
-
-
-def _average_best(trainer: pl.Trainer, module: CTCModule, datamodule: CTCDataModule,
-                  best_ckpt: ModelCheckpoint, n: int, metrics: dict[str, float]) -> str:
-    """The checkpoint that becomes ``model.ckpt``: the average of the ``n`` best by validation
-    WER when it validates no worse than the single best, else the single best.
-
-    Averaging (ESPnet's ``average_nbest``, icefall's ``--avg``) usually helps, but checkpoints
-    far apart in a short run can average into a worse model; the dev set decides. Both WERs
-    are recorded in ``metrics``.
-    """
-    best = best_ckpt.best_model_path
-    ranked = sorted(best_ckpt.best_k_models.items(), key=lambda kv: float(kv[1]))[:n]
-    if len(ranked) < 2:
-        return best
-    averaged = Path(best).parent / f"average-{len(ranked)}best.ckpt"
-    if trainer.is_global_zero:  # DDP: one writer; the other ranks wait for the file
-        average_checkpoints([p for p, _ in ranked], averaged)
-    trainer.strategy.barrier("average_best")
-    result = trainer.validate(module, datamodule, ckpt_path=str(averaged), verbose=False)[0]
-    metrics["averaged_checkpoints"] = len(ranked)
-    metrics["averaged_val_wer"] = float(result["val_wer"])
-    use_average = metrics["averaged_val_wer"] <= metrics["best_val_wer"]
-    if trainer.is_global_zero:
-        log.info("model.ckpt = %s (dev WER: average of %d %.4f, best single %.4f)",
-                 "the average" if use_average else "the best checkpoint", len(ranked),
-                 metrics["averaged_val_wer"], metrics["best_val_wer"])
-    return str(averaged) if use_average else best
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -167,8 +139,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best = best_ckpt.best_model_path
     if best:
         metrics["best_val_wer"] = float(best_ckpt.best_model_score)
-        chosen = _average_best(trainer, module, datamodule, best_ckpt, int(cfg.average_best),
-                               metrics)
+        chosen, averaged = average_best_checkpoints(trainer, module, datamodule, best_ckpt,
+                                                    int(cfg.average_best))
+        metrics.update(averaged)
         if trainer.is_global_zero:
             shutil.copyfile(chosen, run_dir / "model.ckpt")
         if spec.data.test_manifest is not None and cfg.test_after_fit:

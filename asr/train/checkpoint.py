@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -12,6 +13,12 @@ from torch import nn
 from asr.features.config import FeatureConfig
 from asr.text.vocab import CharVocab
 from asr.train.module import build_model
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -83,3 +90,34 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     first["averaged_from"] = [str(p) for p in paths]
     torch.save(first, out)
     return Path(out)
+
+
+def average_best_checkpoints(trainer: pl.Trainer, module: pl.LightningModule,
+                             datamodule: pl.LightningDataModule, best_ckpt: ModelCheckpoint,
+                             n: int) -> tuple[str, dict[str, float]]:
+    """The checkpoint to keep after a fit: the average of ``best_ckpt``'s ``n`` best by
+    validation WER when it validates no worse than the single best, else the single best.
+
+    Averaging (ESPnet's ``average_nbest``, icefall's ``--avg``) usually helps, but checkpoints
+    far apart in a short run can average into a worse model; the dev set decides. Returns the
+    chosen path and, when an average was tried, ``averaged_checkpoints`` and
+    ``averaged_val_wer``. The validation runs through ``trainer``, so its callbacks (e.g.
+    asr-compress's masks and quantization) see the averaged weights as they see any epoch's.
+    """
+    best = best_ckpt.best_model_path
+    ranked = sorted(best_ckpt.best_k_models.items(), key=lambda kv: float(kv[1]))[:n]
+    if len(ranked) < 2:
+        return best, {}
+    averaged = Path(best).parent / f"average-{len(ranked)}best.ckpt"
+    if trainer.is_global_zero:  # DDP: one writer; the other ranks wait for the file
+        average_checkpoints([p for p, _ in ranked], averaged)
+    trainer.strategy.barrier("average_best")
+    result = trainer.validate(module, datamodule, ckpt_path=str(averaged), verbose=False)[0]
+    info = {"averaged_checkpoints": len(ranked), "averaged_val_wer": float(result["val_wer"])}
+    best_wer = float(best_ckpt.best_model_score)
+    use_average = info["averaged_val_wer"] <= best_wer
+    if trainer.is_global_zero:
+        log.info("keeping %s (dev WER: average of %d %.4f, best single %.4f)",
+                 "the average" if use_average else "the best checkpoint", len(ranked),
+                 info["averaged_val_wer"], best_wer)
+    return (str(averaged) if use_average else best), info
