@@ -375,9 +375,15 @@ def test_finetuning_averages_the_best_settled_epochs(tone_model, tone_manifests,
 
     a, b = (matrices(p) for p in best)
     mean = matrices(ckpts / "average-2best.ckpt")
+    chosen = matrices(ckpts / kept["checkpoint"])
     art = read_artifact(out)
     for name, entry in art["matrices"].items():
         torch.testing.assert_close(mean[name], (a[name] + b[name]) / 2)
+        # the artifact's 12-bit weights are the kept checkpoint's, rounded to nearest
+        q = entry["quant"]
+        step = torch.pow(2.0, -q["frac"].double())
+        error = q["codes"].double() * step - chosen[name].double()
+        assert bool((error.abs() <= step / 2 + 1e-12).all()), name
         if entry["target_density"] < 1.0:
             # epochs under the same masks average into the same structure
             assert torch.equal(mean[name] != 0, entry["mask"]), name
