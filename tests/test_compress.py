@@ -208,11 +208,9 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
     assert kept["val_wer"] == pytest.approx(min(val[2], val[3]))
     epoch = int(kept["checkpoint"].split("-")[1].removeprefix("epoch="))
     assert epoch in (2, 3) and val[epoch] == min(val[2], val[3])
-    best = torch.load(tmp_path / "dc.finetune" / "checkpoints" / kept["checkpoint"],
-                      weights_only=False)["state_dict"]
-    model = load_checkpoint(tone_model).model
-    model.load_state_dict({k.removeprefix("model."): v for k, v in best.items()})
-    weights = model.matrices()
+    # fine-tuning checkpoints carry asr-train's hyper-parameters: load_checkpoint reads them
+    weights = load_checkpoint(tmp_path / "dc.finetune" / "checkpoints" / kept["checkpoint"]
+                              ).model.matrices()
     for name, entry in art["matrices"].items():
         q = entry["quant"]
         assert q["kind"] == "codebook" and q["codebook"].numel() == 32
@@ -367,15 +365,9 @@ def test_finetuning_averages_the_best_settled_epochs(tone_model, tone_manifests,
     use_average = kept["averaged_val_wer"] <= kept["val_wer"]
     assert (kept["checkpoint"] == "average-2best.ckpt") == use_average
 
-    def matrices(path):
-        state = torch.load(path, weights_only=False)["state_dict"]
-        model = load_checkpoint(tone_model).model
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
-        return {k: v.detach().clone() for k, v in model.matrices().items()}
-
-    a, b = (matrices(p) for p in best)
-    mean = matrices(ckpts / "average-2best.ckpt")
-    chosen = matrices(ckpts / kept["checkpoint"])
+    a, b = (load_checkpoint(p).model.matrices() for p in best)
+    mean = load_checkpoint(ckpts / "average-2best.ckpt").model.matrices()
+    chosen = load_checkpoint(ckpts / kept["checkpoint"]).model.matrices()
     art = read_artifact(out)
     for name, entry in art["matrices"].items():
         torch.testing.assert_close(mean[name], (a[name] + b[name]) / 2)
