@@ -51,14 +51,12 @@ class DistillingCTCModule(CTCModule):
             raise RuntimeError("DistillingCTCModule: attach_teacher() before fitting")
         self.teacher.to(self.device)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def _training_loss(self, batch: dict) -> torch.Tensor:
         ctc, logits, out_lengths = self._loss(batch)
         with torch.no_grad():
             teacher_logits = self.teacher(batch["features"], batch["feature_lengths"])
         kd = frame_kl(teacher_logits, logits, out_lengths, self.distill_temperature)
-        loss = ctc + self.distill_weight * kd
         size = len(batch["utt_ids"])
         self.log("train_ctc_loss", ctc, batch_size=size)
         self.log("train_kd_loss", kd, batch_size=size)
-        self.log("train_loss", loss, prog_bar=True, batch_size=size)
-        return loss
+        return ctc + self.distill_weight * kd

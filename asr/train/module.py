@@ -91,8 +91,13 @@ class CTCModule(pl.LightningModule):
         loss = self.ctc_loss(log_probs, batch["tokens"], out_lengths, batch["token_lengths"])
         return loss, logits, out_lengths
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def _training_loss(self, batch: dict) -> torch.Tensor:
+        """The loss to minimize; subclasses add terms (and log them) here."""
         loss, _, _ = self._loss(batch)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._training_loss(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["utt_ids"]))
         return loss
 
