@@ -21,6 +21,11 @@ parse_stages() {
 }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
+# Extra Hydra overrides for every asr-train / asr-compress call of a recipe, as ESPnet's
+# --asr_args: TRAIN_ARGS="trainer=cpu model=lstm_medium" COMPRESS_ARGS="finetune.lr=1e-3".
+read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
+read -r -a COMPRESS_EXTRA <<< "${COMPRESS_ARGS:-}"
+
 # train_model EXPERIMENT [overrides...]: train once; resume a killed run; skip a finished one.
 train_model() {
     local exp=$1; shift
@@ -32,7 +37,8 @@ train_model() {
     local resume=false
     [ -f "$run/checkpoints/last.ckpt" ] && resume=true && log "$exp: resuming the killed run"
     log "$exp: training"
-    (cd "$ROOT" && "$BIN/asr-train" "experiment=$exp" "resume=$resume" "$@")
+    (cd "$ROOT" && "$BIN/asr-train" "experiment=$exp" "resume=$resume" "$@" \
+        ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"})
     log "$exp: metrics in $run/metrics.json"
     cat "$run/metrics.json"
 }
@@ -75,7 +81,23 @@ compress_run() {
         (cd "$ROOT" && "$BIN/asr-compress" "model=$run/model.ckpt" "compress=$preset" \
             "data=$corpus" "finetune.max_epochs=${COMPRESS_EPOCHS:-8}" \
             ${COMPRESS_LR:+"finetune.lr=$COMPRESS_LR"} \
-            "out=$run/$preset.model" "resume=$resume" "$@")
+            "out=$run/$preset.model" "resume=$resume" "$@" \
+            ${COMPRESS_EXTRA[@]+"${COMPRESS_EXTRA[@]}"})
+    done
+}
+
+# evaluate_artifacts MANIFEST RUN [asr-eval options...]: asr-eval the float model and the
+# compressed ones of exp/RUN (model.ckpt, ese.model, bbs.model: those that exist) on MANIFEST,
+# into exp/RUN/eval_test/, eval_test_ese/ and eval_test_bbs/.
+evaluate_artifacts() {
+    local manifest=$1 run=$ROOT/exp/$2 file artifact suffix; shift 2
+    for file in model.ckpt ese.model bbs.model; do
+        artifact=$run/$file
+        [ -f "$artifact" ] || continue
+        suffix=""
+        [ "$file" != model.ckpt ] && suffix=_${file%.model}
+        log "evaluating $artifact on $manifest"
+        "$BIN/asr-eval" "$artifact" "$manifest" --out "$run/eval_test$suffix" "$@"
     done
 }
 
