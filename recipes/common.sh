@@ -86,18 +86,23 @@ compress_run() {
     done
 }
 
-# evaluate_artifacts MANIFEST RUN [asr-eval options...]: asr-eval the float model and the
-# compressed ones of exp/RUN (model.ckpt, ese.model, bbs.model: those that exist) on MANIFEST,
-# into exp/RUN/eval_test/, eval_test_ese/ and eval_test_bbs/.
+# evaluate_artifact MANIFEST RUN FILE [asr-eval options...]: asr-eval exp/RUN/FILE (model.ckpt,
+# ese.model or bbs.model; nothing when it is absent) on MANIFEST into exp/RUN/eval_test/,
+# eval_test_ese/ or eval_test_bbs/.
+evaluate_artifact() {
+    local manifest=$1 run=$ROOT/exp/$2 file=$3 suffix=""; shift 3
+    [ -f "$run/$file" ] || return 0
+    [ "$file" != model.ckpt ] && suffix=_${file%.model}
+    log "evaluating $run/$file on $manifest"
+    "$BIN/asr-eval" "$run/$file" "$manifest" --out "$run/eval_test$suffix" "$@"
+}
+
+# evaluate_artifacts MANIFEST RUN [asr-eval options...]: evaluate_artifact for the float model
+# and both compressed ones.
 evaluate_artifacts() {
-    local manifest=$1 run=$ROOT/exp/$2 file artifact suffix; shift 2
+    local manifest=$1 run=$2 file; shift 2
     for file in model.ckpt ese.model bbs.model; do
-        artifact=$run/$file
-        [ -f "$artifact" ] || continue
-        suffix=""
-        [ "$file" != model.ckpt ] && suffix=_${file%.model}
-        log "evaluating $artifact on $manifest"
-        "$BIN/asr-eval" "$artifact" "$manifest" --out "$run/eval_test$suffix" "$@"
+        evaluate_artifact "$manifest" "$run" "$file" "$@"
     done
 }
 

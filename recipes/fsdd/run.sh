@@ -10,18 +10,16 @@
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
-# evaluate_test FILE OUT: greedy and closed-vocabulary beam search on the test takes.
+# evaluate_test RUN FILE: greedy and closed-vocabulary beam search on the test takes.
 evaluate_test() {
-    [ -f "$1" ] || return 0
-    log "evaluating $1 on the test takes: greedy and closed-vocabulary beam search"
-    "$BIN/asr-eval" "$1" "$ROOT/data/fsdd/test.jsonl" --decoder greedy,beam \
-        --words "$(dirname "$0")/digits.txt" --out "$2"
+    evaluate_artifact "$ROOT/data/fsdd/test.jsonl" "$1" "$2" --decoder greedy,beam \
+        --words "$(dirname "$0")/digits.txt"
 }
 
 prepare_and_train fsdd
 for model in fsdd_lstm fsdd_wavenet; do
     if run_stage 3; then
-        evaluate_test "$ROOT/exp/$model/model.ckpt" "$ROOT/exp/$model/eval_test"
+        evaluate_test "$model" model.ckpt
     fi
 done
 if run_stage 4; then
@@ -37,7 +35,7 @@ fi
 for model in fsdd_lstm fsdd_wavenet; do
     for preset in ese bbs; do
         if run_stage 5; then
-            evaluate_test "$ROOT/exp/$model/$preset.model" "$ROOT/exp/$model/eval_test_$preset"
+            evaluate_test "$model" "$preset.model"
         fi
     done
 done
