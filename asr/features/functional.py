@@ -7,10 +7,18 @@ import torchaudio.functional as AF
 
 
 def utterance_cmvn(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-utterance mean/variance normalization over time of ``(time, dim)`` features."""
-    mean = feats.mean(dim=0, keepdim=True)
-    std = feats.std(dim=0, keepdim=True, unbiased=False)
-    return (feats - mean) / (std + eps)
+    """Per-utterance mean/variance normalization over time of ``(time, dim)`` features.
+
+    The statistics are taken in float64: a float32 sum of a constant band (one at the fbank
+    floor) rounds differently with the CPU's vector width, and its small offset from the mean,
+    divided by a near-zero deviation, became a CPU-dependent constant of order 0.1. In float64
+    a sum of float32 values is exact (below 2**29 frames), so such a band maps to exact zeros
+    on every machine.
+    """
+    x = feats.double()
+    mean = x.mean(dim=0, keepdim=True)
+    std = x.std(dim=0, keepdim=True, unbiased=False)
+    return ((x - mean) / (std + eps)).to(feats.dtype)
 
 
 def stack_frames(feats: torch.Tensor, stack: int, subsample: int) -> torch.Tensor:
