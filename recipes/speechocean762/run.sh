@@ -36,7 +36,9 @@ evaluate_dev() {
     "$BIN/asr-eval" "$ROOT/exp/$1/model.ckpt" "$dev" --decoder greedy,beam \
         --lm-params "$ROOT/exp/$1/lm_params.json" --out "$ROOT/exp/$1/eval_dev"
 }
-for model in speechocean762_lstm speechocean762_wavenet; do
+# speechocean762_blstm (asr-train experiment=speechocean762_blstm, not trained by this script: the
+# bidirectional accuracy comparison) is tuned and evaluated too when it is there.
+for model in speechocean762_lstm speechocean762_wavenet speechocean762_blstm; do
     [ -f "$ROOT/exp/$model/model.ckpt" ] || continue
     if run_stage 4; then tune_lm "$model"; fi
     if run_stage 5; then evaluate_dev "$model"; fi
