@@ -73,6 +73,31 @@ def test_spec_augment_masks_within_bounds_and_keeps_input():
     assert spec_augment(feats, 0, 5, 0, 10).equal(feats)
 
 
+def test_spec_augment_on_stacked_features_masks_whole_bands_and_input_frames():
+    # The value of a column is its input frame's number: every stacked slot is traceable.
+    time_in, bands, stack, sub = 40, 10, 4, 2
+    plain = torch.arange(1, time_in + 1.0)[:, None].expand(time_in, bands)
+    stacked = stack_frames(plain, stack, sub)
+    gen = torch.Generator().manual_seed(3)
+    out = spec_augment(stacked, freq_masks=1, freq_width=4, time_masks=1, time_width=3,
+                       time_ratio=1.0, generator=gen, stack=stack, subsample=sub)
+    hidden = (out == 0).reshape(-1, stack, bands)
+    frame_of = stacked.reshape(-1, stack, bands)[..., 0]
+    # A frequency mask hides its bands in every stacked slot, not a few stacked columns.
+    hidden_bands = hidden.all(0).all(0)
+    assert 1 <= hidden_bands.sum() <= 4
+    # A time mask hides its input frames in every window that holds them, and no others.
+    frame_hidden = hidden[..., ~hidden_bands].all(-1)
+    hidden_frames = []
+    for frame in range(1, time_in + 1):
+        where = frame_hidden[frame_of == frame]
+        assert where.all() or not where.any(), frame
+        if where.all():
+            hidden_frames.append(frame)
+    assert 0 < len(hidden_frames) <= 3 * sub
+    assert hidden_frames == list(range(hidden_frames[0], hidden_frames[-1] + 1))
+
+
 def test_speed_perturb_changes_length():
     wav = torch.randn(16000)
     assert speed_perturb(wav, 16000, 1.1).shape[0] == pytest.approx(16000 / 1.1, abs=2)

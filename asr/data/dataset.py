@@ -122,7 +122,8 @@ class CTCDataset(Dataset):
         if self.augment is not None:
             a = self.augment
             feats = spec_augment(feats, a.freq_masks, a.freq_width, a.time_masks, a.time_width,
-                                 a.time_ratio)
+                                 a.time_ratio, stack=self.features.stack,
+                                 subsample=self.features.subsample)
         return {"features": feats, "tokens": self.tokens[index],
                 "utt_id": utt.utt_id or utt.audio_filepath, "index": index}
 

@@ -116,8 +116,11 @@ class AugmentConfig:
     Attributes:
         speed_factors: speed perturbation factors drawn uniformly per utterance (Kaldi's 0.9,
             1.0, 1.1); ``[1.0]`` turns it off. Perturbed features are cached per factor.
-        freq_masks, freq_width: SpecAugment frequency masks and their maximum width (bins).
-        time_masks, time_width: SpecAugment time masks and their maximum width (frames).
+        freq_masks, freq_width: SpecAugment frequency masks and their maximum width, in bands
+            of one frame (with stacking, a mask hides its bands in every stacked slot).
+        time_masks, time_width: SpecAugment time masks and their maximum width, in model
+            frames (after subsampling; with stacking, the masked input frames are hidden in
+            every window that holds them).
         time_ratio: a time mask never exceeds this fraction of the utterance.
     """
 

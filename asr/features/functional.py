@@ -61,25 +61,34 @@ def spec_augment(
     time_width: int,
     time_ratio: float = 0.2,
     generator: torch.Generator | None = None,
+    stack: int = 1,
+    subsample: int = 1,
 ) -> torch.Tensor:
     """SpecAugment (Park et al., 2019) masks on ``(time, dim)`` features, filled with zeros.
 
     Zero is the mean after utterance normalization, so masked regions carry no information.
-    Returns a new tensor; the input is left untouched.
+    On stacked features (``stack``/``subsample`` as given to :func:`stack_frames`) the masks
+    are drawn on the frames before stacking and stacked the same way: a frequency mask hides
+    its bands in every stacked slot (``freq_width`` counts bands of one frame, not columns of
+    the stacked vector), and a time mask hides its input frames in every window that holds
+    them, so neighbouring windows do not leak them back. ``time_width`` and ``time_ratio``
+    count output (model) frames. Returns a new tensor; the input is left untouched.
     """
-    out = feats.clone()
-    time, dim = out.shape
+    time, dim = feats.shape
+    bands = dim // stack
+    # keep[r, b] = 0 where input frame r, band b is masked; stacked like the features.
+    keep = torch.ones(time * subsample, bands, dtype=feats.dtype)
 
     def randint(high: int) -> int:
         return int(torch.randint(0, max(high, 1), (1,), generator=generator))
 
     for _ in range(freq_masks):
-        width = randint(min(freq_width, dim) + 1)
-        start = randint(dim - width + 1)
-        out[:, start:start + width] = 0.0
+        width = randint(min(freq_width, bands) + 1)
+        start = randint(bands - width + 1)
+        keep[:, start:start + width] = 0.0
     max_t = min(time_width, int(time * time_ratio))
     for _ in range(time_masks):
         width = randint(max_t + 1)
         start = randint(time - width + 1)
-        out[start:start + width, :] = 0.0
-    return out
+        keep[start * subsample:(start + width) * subsample, :] = 0.0
+    return feats * stack_frames(keep, stack, subsample)
