@@ -74,6 +74,8 @@ def spec_augment(
     them, so neighbouring windows do not leak them back. ``time_width`` and ``time_ratio``
     count output (model) frames. Returns a new tensor; the input is left untouched.
     """
+    if freq_masks == 0 and time_masks == 0:
+        return feats.clone()  # speed perturbation alone: no mask to build per item
     time, dim = feats.shape
     bands = dim // stack
     # keep[r, b] = 0 where input frame r, band b is masked; stacked like the features.
