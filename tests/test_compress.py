@@ -32,9 +32,10 @@ from asr.compress.config import (
 )
 from asr.compress.schedule import agp_progress, prune_progress
 from asr.config_errors import ConfigError
+from asr.features.config import AugmentConfig
 from asr.models import LSTMCTC, WaveNetCTC
 from asr.models.graph import run_graph
-from asr.train.checkpoint import load_checkpoint
+from asr.train.checkpoint import CheckpointError, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,10 +194,13 @@ def test_quantized_graph_holds_the_dequantized_integers(tone_model, tmp_path):
 def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_manifests,
                                                              tmp_path):
     out = tmp_path / "dc.model"
+    # data.augment asks for masks the tone model never trained with: fine-tuning keeps to the
+    # checkpoint's own augmentation (none) unless finetune.augment=data
+    data = [o for o in tone_data(tone_manifests) if not o.startswith("data.augment.freq_masks")]
     summary = compress(compose_compress(
         f"model={tone_model}", "compress=deep_compression", "compress.prune.density=0.3",
         "compress.schedule.frequency=2", "finetune.max_epochs=4", "finetune.lr=3e-3",
-        f"out={out}", *tone_data(tone_manifests)))
+        f"out={out}", *data, "data.augment.freq_masks=2"))
     art = read_artifact(out)
     # 12 steps an epoch: AGP ends and QAT begins at step 24, so only epochs 2 and 3 (validated
     # after steps 35 and 47) hold the final masks; the kept one is the better of the two.
@@ -223,6 +227,9 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
                       weights_only=False)
     state = next(v for k, v in ckpt["callbacks"].items() if "CompressionCallback" in k)
     assert state["progress"] == 1.0 and len(state["masks"]) == len(art["matrices"]) - 1
+    trained_with = load_checkpoint(tone_model).train_augment
+    assert trained_with["freq_masks"] == 0 and trained_with["speed_factors"] == [1.0]
+    assert ckpt["datamodule_hyper_parameters"]["augment"] == trained_with == kept["augment"]
     t = summary["storage"]
     assert t["huffman_bytes"] < t["bytes"]
     assert summary["dev"]["compressed"]["cer"] < 0.5      # still recognizes the tones
@@ -243,6 +250,40 @@ def test_finetuning_on_a_gpu(tone_model, tone_manifests, tmp_path, preset):
     for name, entry in read_artifact(out)["matrices"].items():
         if entry["target_density"] < 1.0:
             assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+
+
+def test_finetuning_augmentation_follows_the_checkpoint_unless_told(tone_model, tone_manifests,
+                                                                   tmp_path, caplog):
+    from asr.compress.app import validate_compress_config
+
+    def job(*extra):
+        return validate_compress_config(compose_compress(
+            f"model={tone_model}", "out=x.model", "compress=deep_compression", "finetune.max_epochs=1",
+            *tone_data(tone_manifests), "data.augment.freq_masks=2", *extra))
+
+    assert job().augment == AugmentConfig(**load_checkpoint(tone_model).train_augment)
+    assert job().augment.freq_masks == 0
+    assert job("finetune.augment=data").augment.freq_masks == 2
+    assert validate_compress_config(compose_compress(
+        f"model={tone_model}", "out=x.model", "compress=deep_compression", *tone_data(tone_manifests))).augment is None
+    with pytest.raises(ConfigError, match="finetune.augment"):
+        job("finetune.augment=checkpoint")
+    # a checkpoint that does not say falls back to data.augment, with a warning
+    ckpt = torch.load(tone_model, weights_only=False)
+    ckpt_dir = tmp_path / "older"   # no asr-train config.yaml beside it either
+    ckpt_dir.mkdir()
+    del ckpt["datamodule_hyper_parameters"]
+    torch.save(ckpt, ckpt_dir / "model.ckpt")
+    older = validate_compress_config(compose_compress(
+        f"model={ckpt_dir / 'model.ckpt'}", "out=x.model", "compress=deep_compression", "finetune.max_epochs=1",
+        *tone_data(tone_manifests), "data.augment.freq_masks=2"))
+    assert older.augment.freq_masks == 2 and "records no training augmentation" in caplog.text
+    ckpt["datamodule_hyper_parameters"] = {"augment": {"freq_masks": -1}}
+    torch.save(ckpt, ckpt_dir / "model.ckpt")
+    with pytest.raises(CheckpointError, match="older/model.ckpt: its recorded training augm"):
+        validate_compress_config(compose_compress(
+            f"model={ckpt_dir / 'model.ckpt'}", "out=x.model", "compress=deep_compression", "finetune.max_epochs=1",
+            *tone_data(tone_manifests)))
 
 
 def test_finetuning_under_ddp_on_two_cpu_processes(tone_model, tone_manifests, tmp_path):

@@ -78,8 +78,10 @@ def test_warmup_then_cosine_decay():
 
 
 def test_tiny_lstm_learns(tone_manifests, tmp_path):
+    # freq_width reaches nothing with no masks: only to see the checkpoint record the config
     metrics = train(compose_train(*tiny_overrides(tone_manifests, tmp_path / "run",
-                                                  "trainer.max_epochs=15", "average_best=3")))
+                                                  "trainer.max_epochs=15", "average_best=3",
+                                                  "data.augment.freq_width=5")))
     losses = [float(r["train_loss"]) for r in _csv(tmp_path / "run") if r.get("train_loss")]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     assert metrics["val_cer"] < 0.5  # each tone "word" is one word: CER shows progress first
@@ -91,6 +93,11 @@ def test_tiny_lstm_learns(tone_manifests, tmp_path):
     loaded = load_checkpoint(run / "model.ckpt")
     assert loaded.features.dim == 48 and loaded.vocab == CharVocab()
     assert loaded.model.hidden_size == 48 and not loaded.model.training
+    # ... and says how it was trained (asr-compress fine-tunes with the same augmentation)
+    recorded = torch.load(run / "model.ckpt", weights_only=False)["datamodule_hyper_parameters"]
+    assert recorded["augment"] == loaded.train_augment == {
+        "speed_factors": [1.0], "freq_masks": 0, "freq_width": 5, "time_masks": 0,
+        "time_width": loaded.train_augment["time_width"], "time_ratio": 0.2}
     assert json.loads((run / "metrics.json").read_text())["best_val_wer"] == metrics[
         "best_val_wer"]
     # model.ckpt is the average of the 3 best when the dev set finds it no worse
@@ -115,6 +122,23 @@ def test_average_checkpoints_means_float_tensors(tmp_path):
     torch.save({"state_dict": {"model.v": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="other.ckpt: parameters differ"):
         average_checkpoints([paths[0], tmp_path / "other.ckpt"], tmp_path / "bad.ckpt")
+
+
+def test_training_augment_of_older_checkpoints_comes_from_the_run_config(tone_model, tmp_path):
+    ckpt = torch.load(tone_model, weights_only=False)
+    del ckpt["datamodule_hyper_parameters"]   # as written before asr-train recorded it
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for path in (run / "model.ckpt", run / "checkpoints" / "best.ckpt"):
+        torch.save(ckpt, path)
+        assert load_checkpoint(path).train_augment is None      # nothing says
+    (run / "config.yaml").write_text("data:\n  augment:\n    freq_masks: 2\n"
+                                     "    speed_factors: [0.9, 1.0]\n")
+    for path in (run / "model.ckpt", run / "checkpoints" / "best.ckpt"):
+        assert load_checkpoint(path).train_augment == {"freq_masks": 2,
+                                                       "speed_factors": [0.9, 1.0]}
+    (run / "config.yaml").write_text("- not asr-train's config\n")
+    assert load_checkpoint(run / "model.ckpt").train_augment is None
 
 
 def test_killed_run_resumes_from_its_step(tone_manifests, tmp_path):

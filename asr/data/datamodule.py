@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -69,6 +69,9 @@ class CTCDataModule(pl.LightningDataModule):
         self.manifests = {"train": train_manifest, "val": val_manifest, "test": test_manifest}
         self.features = _as(FeatureConfig, features)
         self.augment = _as(AugmentConfig, augment) if augment is not None else None
+        # Lightning stores these in every checkpoint ("datamodule_hyper_parameters"): the model
+        # file says what it was trained with, and asr-compress fine-tunes with the same.
+        self.save_hyperparameters({"augment": asdict(self.augment or AugmentConfig())})
         self.batch = _as(BatchConfig, batch)
         self.cache_dir = cache_dir
         self.vocab = CharVocab(vocab_tokens)

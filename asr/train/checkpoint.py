@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from asr.features.config import FeatureConfig
@@ -34,6 +35,9 @@ class AcousticModel:
     features: FeatureConfig
     model_config: dict[str, Any]
     path: str
+    # The training augmentation (AugmentConfig's fields) as asr-train recorded it; None when
+    # the file does not say (asr-compress then fine-tunes with data.augment).
+    train_augment: dict[str, Any] | None = None
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticModel:
@@ -61,7 +65,30 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticMode
              if k.startswith("model.")}
     model.load_state_dict(state)
     model.eval()
-    return AcousticModel(model, vocab, features, dict(hp["model"]), str(path))
+    return AcousticModel(model, vocab, features, dict(hp["model"]), str(path),
+                         training_augment(ckpt, path))
+
+
+def training_augment(ckpt: dict, path: Path) -> dict[str, Any] | None:
+    """The augmentation a checkpoint was trained with: its DataModule's hyper-parameters, or,
+    for checkpoints written before asr-train recorded them, ``data.augment`` of the resolved
+    config that asr-train saves in the run folder (beside ``model.ckpt``, or above
+    ``checkpoints/``). None when neither says."""
+    recorded = (ckpt.get("datamodule_hyper_parameters") or {}).get("augment")
+    if recorded is not None:
+        return dict(recorded)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return None
+    try:
+        augment = OmegaConf.select(OmegaConf.load(config), "data.augment")
+    except Exception:  # not asr-train's YAML: the file does not say
+        return None
+    if not OmegaConf.is_dict(augment):
+        return None
+    log.info("%s: training augmentation read from %s", path, config)
+    return OmegaConf.to_container(augment, resolve=True)
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:

@@ -26,14 +26,11 @@ if run_stage 4; then
     # 30 epochs near the float training's rate: the LSTM's ese/bbs land within 1 WER point of
     # float there, against 2-4 points at asr-compress's default 3e-4 (docs/results.md).
     export COMPRESS_EPOCHS=${COMPRESS_EPOCHS:-30} COMPRESS_LR=${COMPRESS_LR:-2e-3}
-    # Fine-tuning augments as each preset trained: asr-compress takes data.augment from the data
-    # config, and both presets drop its frequency masks (the LSTM its time mask too).
-    compress_run fsdd fsdd_lstm data.batch.max_batch_size=16 \
-        data.augment.freq_masks=0 data.augment.time_masks=0
+    # (Fine-tuning augments as each model trained: asr-compress reads it from the checkpoint.)
+    compress_run fsdd fsdd_lstm data.batch.max_batch_size=16
     # The WaveNet's 1x1 input conv stays dense: its 20 MFCC columns do not split into bbs's
     # banks of 16, and asr-compress refuses a bank size that does not divide a row.
-    compress_run fsdd fsdd_wavenet data.batch.max_batch_size=16 data.augment.freq_masks=0 \
-        "+compress.prune.targets.conv_in=1.0"
+    compress_run fsdd fsdd_wavenet data.batch.max_batch_size=16 "+compress.prune.targets.conv_in=1.0"
 fi
 for model in fsdd_lstm fsdd_wavenet; do
     for preset in ese bbs; do
