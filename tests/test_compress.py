@@ -256,34 +256,31 @@ def test_finetuning_augmentation_follows_the_checkpoint_unless_told(tone_model, 
                                                                    tmp_path, caplog):
     from asr.compress.app import validate_compress_config
 
-    def job(*extra):
+    def job(model, *extra):
         return validate_compress_config(compose_compress(
-            f"model={tone_model}", "out=x.model", "compress=deep_compression", "finetune.max_epochs=1",
-            *tone_data(tone_manifests), "data.augment.freq_masks=2", *extra))
+            f"model={model}", "out=x.model", "compress=deep_compression",
+            *tone_data(tone_manifests), *extra))
 
-    assert job().augment == AugmentConfig(**load_checkpoint(tone_model).train_augment)
-    assert job().augment.freq_masks == 0
-    assert job("finetune.augment=data").augment.freq_masks == 2
-    assert validate_compress_config(compose_compress(
-        f"model={tone_model}", "out=x.model", "compress=deep_compression", *tone_data(tone_manifests))).augment is None
+    masks_asked = ("finetune.max_epochs=1", "data.augment.freq_masks=2")
+    assert job(tone_model, *masks_asked).augment == AugmentConfig(
+        **load_checkpoint(tone_model).train_augment)
+    assert job(tone_model, *masks_asked).augment.freq_masks == 0
+    assert job(tone_model, *masks_asked, "finetune.augment=data").augment.freq_masks == 2
+    assert job(tone_model).augment is None          # no fine-tuning
     with pytest.raises(ConfigError, match="finetune.augment"):
-        job("finetune.augment=checkpoint")
+        job(tone_model, *masks_asked, "finetune.augment=checkpoint")
     # a checkpoint that does not say falls back to data.augment, with a warning
     ckpt = torch.load(tone_model, weights_only=False)
-    ckpt_dir = tmp_path / "older"   # no asr-train config.yaml beside it either
-    ckpt_dir.mkdir()
+    older = tmp_path / "older" / "model.ckpt"   # no asr-train config.yaml beside it either
+    older.parent.mkdir()
     del ckpt["datamodule_hyper_parameters"]
-    torch.save(ckpt, ckpt_dir / "model.ckpt")
-    older = validate_compress_config(compose_compress(
-        f"model={ckpt_dir / 'model.ckpt'}", "out=x.model", "compress=deep_compression", "finetune.max_epochs=1",
-        *tone_data(tone_manifests), "data.augment.freq_masks=2"))
-    assert older.augment.freq_masks == 2 and "records no training augmentation" in caplog.text
+    torch.save(ckpt, older)
+    assert job(older, *masks_asked).augment.freq_masks == 2
+    assert "records no training augmentation" in caplog.text
     ckpt["datamodule_hyper_parameters"] = {"augment": {"freq_masks": -1}}
-    torch.save(ckpt, ckpt_dir / "model.ckpt")
+    torch.save(ckpt, older)
     with pytest.raises(CheckpointError, match="older/model.ckpt: its recorded training augm"):
-        validate_compress_config(compose_compress(
-            f"model={ckpt_dir / 'model.ckpt'}", "out=x.model", "compress=deep_compression", "finetune.max_epochs=1",
-            *tone_data(tone_manifests)))
+        job(older, "finetune.max_epochs=1")
 
 
 def test_finetuning_under_ddp_on_two_cpu_processes(tone_model, tone_manifests, tmp_path):
