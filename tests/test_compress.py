@@ -194,13 +194,12 @@ def test_quantized_graph_holds_the_dequantized_integers(tone_model, tmp_path):
 def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_manifests,
                                                              tmp_path):
     out = tmp_path / "dc.model"
-    # data.augment asks for masks the tone model never trained with: fine-tuning keeps to the
-    # checkpoint's own augmentation (none) unless finetune.augment=data
-    data = [o for o in tone_data(tone_manifests) if not o.startswith("data.augment.freq_masks")]
+    # data.augment asks for masks the tone model never trained with (the last override wins):
+    # fine-tuning keeps to the checkpoint's own augmentation (none) unless finetune.augment=data
     summary = compress(compose_compress(
         f"model={tone_model}", "compress=deep_compression", "compress.prune.density=0.3",
         "compress.schedule.frequency=2", "finetune.max_epochs=4", "finetune.lr=3e-3",
-        f"out={out}", *data, "data.augment.freq_masks=2"))
+        f"out={out}", *tone_data(tone_manifests), "data.augment.freq_masks=2"))
     art = read_artifact(out)
     # 12 steps an epoch: AGP ends and QAT begins at step 24, so only epochs 2 and 3 (validated
     # after steps 35 and 47) hold the final masks; the kept one is the better of the two.

@@ -116,7 +116,7 @@ class CompressJob:
     model: AcousticModel
     densities: dict[str, float]
     out: Path
-    augment: AugmentConfig | None = None  # the fine-tuning's (finetune_augment); None: none
+    augment: AugmentConfig | None = None  # finetune_augment(); None without fine-tuning
 
 
 def validate_compress_config(cfg: DictConfig) -> CompressJob:
