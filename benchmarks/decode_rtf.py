@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 import asr.decode.beam as beam_module
+from asr.cli.loading import load_model
 from asr.data.manifest import read_manifest
 from asr.decode.beam import BeamConfig
 from asr.decode.recognizer import Recognizer, make_decoder
@@ -55,7 +56,7 @@ def main() -> int:
         lm.parent.mkdir(parents=True, exist_ok=True)
         build_arpa([u.text.split() for u in train], 3, lm)
     utts = read_manifest(args.data)[:args.max_utterances]
-    recognizer = Recognizer(args.model, batch_size=16)
+    recognizer = Recognizer(load_model(args.model), batch_size=16)
     decoders = {"greedy": make_decoder("greedy", recognizer.model),
                 f"beam{args.beam_width}+3gram({lm_backend})": make_decoder(
                     "beam", recognizer.model, BeamConfig(beam_width=args.beam_width), str(lm))}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hw.arith import shift_round
+from asr.compress.fixed_point import FixedPointFormat, shift_round
 from hw.config import ActivationUnitConfig
 
 FUNCTIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
@@ -37,8 +37,16 @@ class ActivationUnit:
     _slopes: torch.Tensor | None = field(default=None, repr=False)
 
     @property
+    def in_format(self) -> FixedPointFormat:
+        return FixedPointFormat(self.bits, self.in_frac, rounding=self.rounding)
+
+    @property
+    def out_format(self) -> FixedPointFormat:
+        return FixedPointFormat(self.bits, self.out_frac, rounding=self.rounding)
+
+    @property
     def lo(self) -> int:
-        return -(1 << (self.bits - 1))
+        return self.in_format.qmin
 
     @property
     def bin_shift(self) -> int:
@@ -68,7 +76,7 @@ def build_activation_unit(function: str, cfg: ActivationUnitConfig, bits: int,
     fn = FUNCTIONS[function]
     in_frac = bits - 1 - cfg.input_int_bits
     out_frac = bits - 1
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo = FixedPointFormat(bits, out_frac).qmin
     if cfg.kind == "lut":
         size = cfg.entries
         width = (1 << bits) // size
@@ -77,5 +85,7 @@ def build_activation_unit(function: str, cfg: ActivationUnitConfig, bits: int,
         size = cfg.segments
         width = (1 << bits) // size
         x = (lo + torch.arange(size + 1, dtype=torch.float64) * width) * 2.0 ** -in_frac
-    table = torch.floor(fn(x) * 2.0 ** out_frac + 0.5).clamp(lo, hi).to(torch.int64)
+    # ROM contents are computed once, offline: always rounded to nearest, whatever the
+    # datapath's rounding mode.
+    table = FixedPointFormat(bits, out_frac).to_int(fn(x))
     return ActivationUnit(function, cfg.kind, bits, in_frac, out_frac, table, rounding)

@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 from asr.audio import AudioError, load_audio
-from asr.cli.decode import expand_inputs
-from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
 from asr.compress.artifact import ArtifactError, read_artifact
+from asr.compress.fixed_point import FixedPointFormat
 from asr.config_errors import ConfigError
+from asr.decode.inputs import expand_inputs
+from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
 from asr.decode.recognizer import DECODERS, make_decoder
 from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
@@ -152,18 +153,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return report_failures("asr-hw eval", failures)
 
 
-def parse_formats(text: str) -> list[tuple[int, int]]:
-    """``"1-7,0-8"`` -> ``[(1, 7), (0, 8)]`` (integer bits incl. sign, fraction bits)."""
+def parse_formats(text: str) -> list[FixedPointFormat]:
+    """``"1-7,0-8"`` (integer bits incl. sign, fraction bits; ``Q1.7`` is read too) -> the
+    formats, in order."""
     out = []
     for item in text.split(","):
         try:
-            i, f = (int(v) for v in item.strip().split("-"))
-        except ValueError:
-            raise ConfigError(f"--formats: expected INT-FRAC pairs like 1-7, got {item!r}") \
-                from None
-        if i < 0 or f < 0 or i + f < 2:
-            raise ConfigError(f"--formats: {item!r} needs at least 2 bits and no negative part")
-        out.append((i, f))
+            out.append(FixedPointFormat.parse(item))
+        except ConfigError as err:
+            raise ConfigError(f"--formats: {err}; the formats are comma-separated INT-FRAC "
+                              f"pairs like 1-7,0-8 with at least 2 bits") from None
     return out
 
 
@@ -191,10 +190,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.formats:
         sweep = []
         for fmt in parse_formats(args.formats):
-            last = trace_layers(artifact, cfg, feats, 0, (fmt[0] + fmt[1], fmt[1]))[-1]
-            sweep.append({"format": f"{fmt[0]}-{fmt[1]}", "sqnr_db": last["sqnr_db"],
+            last = trace_layers(artifact, cfg, feats, 0, fmt)[-1]
+            sweep.append({"format": fmt.dashed(), "sqnr_db": last["sqnr_db"],
                           "max_error": last["max_error"]})
-            print(f"{fmt[0]}-{fmt[1]}\toutput SQNR {last['sqnr_db']:.2f} dB\tmax error "
+            print(f"{fmt.dashed()}\toutput SQNR {last['sqnr_db']:.2f} dB\tmax error "
                   f"{last['max_error']:.4g}", flush=True)
         if args.plot:
             plot_format_sweep(sweep, args.plot)

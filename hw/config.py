@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.compress.quantize import ROUNDING
+from asr.compress.fixed_point import ROUNDING, FixedPointFormat
 from asr.config_errors import ConfigError, check
 
 FORMATS = ("csc", "csb", "dense")
@@ -169,6 +169,19 @@ class EngineConfig:
                   kind)
         self.activation_unit.validate(self.activation_bits)
         self.energy.validate()
+
+    def weight_format(self, frac: int) -> FixedPointFormat:
+        """Weights the engine quantizes itself (float matrices, decoded tables): the
+        configured rounding, always saturated (a quantizer never wraps)."""
+        return FixedPointFormat(self.weight_bits, frac, rounding=self.rounding)
+
+    def bias_format(self, frac: int) -> FixedPointFormat:
+        return FixedPointFormat(self.bias_bits, frac, rounding=self.rounding)
+
+    def activation_format(self, frac: int) -> FixedPointFormat:
+        """A signal's format: the configured rounding and overflow."""
+        return FixedPointFormat(self.activation_bits, frac, rounding=self.rounding,
+                                overflow="saturate" if self.saturate else "wrap")
 
     @property
     def clock_hz(self) -> float:

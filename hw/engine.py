@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from asr.compress.artifact import UtteranceModel, read_artifact
+from asr.compress.artifact import read_artifact
+from asr.compress.fixed_point import FixedPointFormat
 from asr.decode.recognizer import Decoded, Decoder, Posteriors, Recognizer
 from asr.features.config import FeatureConfig
+from asr.models.acoustic import AcousticModel, UtteranceModel
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import AcousticModel
 from hw.config import EngineConfig
 from hw.energy import EnergyBreakdown, energy_summary, frame_energy
 from hw.functional import EngineRun, im2col, run_engine
@@ -141,8 +142,8 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
 
 
 def engine_acoustic_model(artifact: dict[str, Any] | str | Path, cfg: EngineConfig,
-                          activation_format: tuple[int, int] | None = None) -> AcousticModel:
-    """An :class:`~asr.train.checkpoint.AcousticModel` whose forward is the engine."""
+                          activation_format: FixedPointFormat | None = None) -> AcousticModel:
+    """An :class:`~asr.models.acoustic.AcousticModel` whose forward is the engine."""
     data = read_artifact(artifact) if isinstance(artifact, str | Path) else artifact
     model = compile_model(data, cfg, activation_format)
     source = str(artifact) if isinstance(artifact, str | Path) else "<memory>"

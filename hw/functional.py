@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asr.compress.quantize import round_to_int
+from asr.compress.fixed_point import narrow, round_float, shift_round
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
-from hw.arith import EventCounter, narrow, shift_round
+from hw.arith import EventCounter
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
@@ -144,7 +144,7 @@ class Datapath:
 
     def input(self, features: torch.Tensor) -> tuple[torch.Tensor, int]:
         frac = self.m.signal("input")
-        q = round_to_int(features.double() * 2.0 ** frac, self.cfg.rounding).to(torch.int64)
+        q = round_float(features.double() * 2.0 ** frac, self.cfg.rounding).to(torch.int64)
         return self.events.narrow("input", q, self.cfg.activation_bits, self.cfg.saturate), frac
 
     def dense(self, name: str, x: torch.Tensor, fx: int, activation: str,

@@ -29,6 +29,7 @@ import torch
 
 from asr.compress.artifact import ArtifactError, load_graph, quantized_tensor, storage_object
 from asr.compress.config import layer_type
+from asr.compress.fixed_point import FixedPointFormat
 from asr.compress.quantize import frac_for_range, partition_max_abs
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
 from asr.config_errors import ConfigError
@@ -139,7 +140,7 @@ class EngineModel:
         return self.formats[name]
 
 
-def _decode_table(q, weight_bits: int) -> tuple[torch.Tensor, int, int]:
+def _decode_table(q, cfg: EngineConfig) -> tuple[torch.Tensor, int, int]:
     """Codebook/pow2 codes -> ``weight_bits`` fixed point: (table, offset, frac)."""
     bits = q.bits
     if q.kind == "codebook":
@@ -151,10 +152,8 @@ def _decode_table(q, weight_bits: int) -> tuple[torch.Tensor, int, int]:
         offset = levels
     probe = replace(q, codes=codes)
     values = probe.dequantize()
-    frac = int(frac_for_range(values.abs().max().reshape(1), weight_bits)[0])
-    table = torch.floor(values * 2.0 ** frac + 0.5).clamp(
-        -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1).to(torch.int64)
-    return table, offset, frac
+    frac = int(frac_for_range(values.abs().max().reshape(1), cfg.weight_bits)[0])
+    return cfg.weight_format(frac).to_int(values), offset, frac
 
 
 def _storage_for(name: str, entry: dict, codes: torch.Tensor, mask: torch.Tensor | None,
@@ -191,9 +190,8 @@ def _int_matrix(name: str, entry: dict, weight: torch.Tensor, model_type: str,
     if qd is None:
         # Float matrix (the preset left it unquantized): DFP per row at the engine's width.
         fr = frac_for_range(partition_max_abs(w2, "row"), cfg.weight_bits).reshape(rows)
-        codes = torch.floor(w2.double() * torch.pow(2.0, fr.double())[:, None] + 0.5)
-        lim = 1 << (cfg.weight_bits - 1)
-        codes = codes.clamp(-lim, lim - 1).to(torch.int64)
+        codes = cfg.weight_format(0).from_scaled(
+            w2.double() * torch.pow(2.0, fr.double())[:, None])[0]
         weights, frac, value_bits, fill = codes, fr, cfg.weight_bits, 0
         notes.append(f"{name}: float weights quantized by the engine to {cfg.weight_bits}-bit "
                      "DFP per row")
@@ -213,7 +211,7 @@ def _int_matrix(name: str, entry: dict, weight: torch.Tensor, model_type: str,
             weights = torch.bitwise_left_shift(codes, shift)
             value_bits, fill = q.bits, 0
         else:
-            decode, offset, f = _decode_table(q, cfg.weight_bits)
+            decode, offset, f = _decode_table(q, cfg)
             weights = decode[codes + offset]
             frac = torch.full((rows,), f, dtype=torch.int64)
             value_bits, fill = q.bits, (-1 if q.kind == "codebook" else 0)
@@ -243,18 +241,16 @@ def _int_bias(key: str, artifact: dict, tensor: torch.Tensor, cfg: EngineConfig
                               f"has {q.bits}-bit codes")
         return q.codes.reshape(n), q.frac.expand(q.codes.shape).reshape(n).to(torch.int64)
     f = int(frac_for_range(tensor.abs().max().reshape(1), cfg.bias_bits)[0])
-    lim = 1 << (cfg.bias_bits - 1)
-    codes = torch.floor(tensor.double().reshape(n) * 2.0 ** f + 0.5).clamp(-lim, lim - 1)
-    return codes.to(torch.int64), torch.full((n,), f, dtype=torch.int64)
+    return cfg.bias_format(f).to_int(tensor.reshape(n)), torch.full((n,), f, dtype=torch.int64)
 
 
 def compile_model(artifact: dict[str, Any], cfg: EngineConfig,
-                  activation_format: tuple[int, int] | None = None) -> EngineModel:
-    """The :class:`EngineModel` of an artifact for ``cfg``. ``activation_format`` =
-    ``(bits, frac)`` gives every signal that one format (``activation_bits`` becomes
-    ``bits``) instead of the calibrated DFP ones."""
+                  activation_format: FixedPointFormat | None = None) -> EngineModel:
+    """The :class:`EngineModel` of an artifact for ``cfg``. ``activation_format`` gives every
+    signal that one format (``activation_bits`` becomes its width) instead of the calibrated
+    DFP ones."""
     if activation_format is not None:
-        bits = activation_format[0]
+        bits = activation_format.bits
         unit = replace(cfg.activation_unit, entries=min(cfg.activation_unit.entries, 1 << bits),
                        segments=min(cfg.activation_unit.segments, 1 << bits))
         cfg = replace(cfg, activation_bits=bits, activation_unit=unit)
@@ -278,4 +274,4 @@ def compile_model(artifact: dict[str, Any], cfg: EngineConfig,
                                        cfg.rounding) for fn in ("sigmoid", "tanh")}
     return EngineModel(cfg, graph, matrices, biases, formats, units,
                        list(artifact.get("vocab_tokens", [])), dict(artifact.get("features", {})),
-                       notes, None if activation_format is None else activation_format[1])
+                       notes, None if activation_format is None else activation_format.frac)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from asr.compress.fixed_point import FixedPointFormat
 from asr.models.graph import run_graph
 from hw.config import EngineConfig
 from hw.functional import run_engine
@@ -19,7 +20,7 @@ def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def trace_layers(artifact: dict, cfg: EngineConfig, features: torch.Tensor, values: int = 4,
-                 activation_format: tuple[int, int] | None = None) -> list[dict]:
+                 activation_format: FixedPointFormat | None = None) -> list[dict]:
     """Per op: SQNR (dB) and max error of the engine against the float graph, saturation and
     overflow counts, and the first values of both."""
     model = compile_model(artifact, cfg, activation_format)
@@ -32,9 +33,8 @@ def trace_layers(artifact: dict, cfg: EngineConfig, features: torch.Tensor, valu
         flt = ref[name]
         sat = _layer_events(run.events, name, ("saturation", "wrap"))
         over = _layer_events(run.events, name, ("accumulator_overflow",))
-        rows.append({"layer": name, "format": f"Q{cfg.activation_bits - frac}.{frac}"
-                     if activation_format is None else
-                     f"{activation_format[0] - activation_format[1]}-{activation_format[1]}",
+        rows.append({"layer": name, "format": str(model.cfg.activation_format(frac))
+                     if activation_format is None else activation_format.dashed(),
                      "sqnr_db": sqnr_db(flt, fixed),
                      "max_error": float((flt - fixed).abs().max()),
                      "saturations": sat, "overflows": over,

@@ -15,7 +15,6 @@ from asr.compress.accounting import matrix_storage, totals
 from asr.compress.app import compress
 from asr.compress.artifact import (
     ArtifactError,
-    GraphModel,
     load_compressed,
     read_artifact,
     storage_object,
@@ -34,6 +33,7 @@ from asr.compress.schedule import agp_progress, prune_progress
 from asr.config_errors import ConfigError
 from asr.features.config import AugmentConfig
 from asr.models import LSTMCTC, WaveNetCTC
+from asr.models.acoustic import GraphModel
 from asr.models.graph import run_graph
 from asr.train.checkpoint import CheckpointError, load_checkpoint
 

@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from asr.compress.app import compress
 from asr.compress.artifact import build_artifact, compressed_acoustic_model, read_artifact
 from asr.compress.config import compress_preset, validate_against_model
+from asr.compress.fixed_point import narrow, shift_round
 from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError
 from asr.data.manifest import read_manifest
@@ -24,7 +25,6 @@ from asr.models import LSTMCTC, WaveNetCTC
 from asr.models.graph import run_graph
 from asr.train.config import CONF_DIR
 from hw.activation_unit import build_activation_unit
-from hw.arith import narrow, shift_round
 from hw.cli import main as hw_main
 from hw.config import ActivationUnitConfig, load_engine
 from hw.engine import engine_acoustic_model

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from asr.compress.fixed_point import FixedPointFormat, Overflow, Rounding
 from asr.compress.quantize import (
-    FixedPointFormat,
     frac_for_range,
     kmeans_codebook,
     quantize_fixed,
@@ -40,12 +40,75 @@ def test_saturation_and_wrap_are_counted():
     sat = FixedPointFormat(4, 0)                       # [-8, 7]
     q, n = sat.fit(torch.tensor([-9.0, -8.0, 7.0, 8.0, 20.0]))
     assert q.tolist() == [-8, -8, 7, 7, 7] and n == 3
-    wrap = FixedPointFormat(4, 0, saturate=False)
+    wrap = FixedPointFormat(4, 0, overflow="wrap")
     q, n = wrap.fit(torch.tensor([8.0, -9.0, 7.0]))
     assert q.tolist() == [-8, 7, 7] and n == 2
     assert str(FixedPointFormat(8, 7)) == "Q1.7"
     with pytest.raises(ConfigError, match="bits"):
         FixedPointFormat(1, 0)
+
+
+def test_format_derived_range_and_modes():
+    fmt = FixedPointFormat(8, 7)
+    assert (fmt.qmin, fmt.qmax, fmt.lsb) == (-128, 127, 2 ** -7)
+    assert (fmt.min, fmt.max) == (-1.0, 127 / 128)
+    assert fmt.rounding is Rounding.NEAREST and fmt.overflow is Overflow.SATURATE
+    u = FixedPointFormat(8, 8, signed=False)
+    assert (u.qmin, u.qmax, u.max) == (0, 255, 255 / 256)
+    assert FixedPointFormat(16, 12, rounding="floor").rounding is Rounding.FLOOR
+    with pytest.raises(ConfigError, match="rounding: expected one of .*got 'up'"):
+        FixedPointFormat(8, 7, rounding="up")
+    with pytest.raises(ConfigError, match="overflow: expected one of .*got 'clip'"):
+        FixedPointFormat(8, 7, overflow="clip")
+
+
+def test_format_equality_is_strict():
+    assert FixedPointFormat(8, 7) == FixedPointFormat(8, 7, rounding="nearest")
+    assert FixedPointFormat(8, 7) != FixedPointFormat(8, 7, rounding="floor")
+    assert FixedPointFormat(8, 7) != FixedPointFormat(8, 7, overflow="wrap")
+    assert FixedPointFormat(8, 7) != FixedPointFormat(8, 7, signed=False)
+    assert FixedPointFormat(8, 7) != FixedPointFormat(9, 7)
+    assert FixedPointFormat(8, 7) != (8, 7)
+    assert len({FixedPointFormat(8, 7), FixedPointFormat(8, 7), FixedPointFormat(8, 6)}) == 2
+
+
+@pytest.mark.parametrize("text,bits,frac,signed", [
+    ("Q1.7", 8, 7, True), ("Q3.12", 15, 12, True), ("Q8.8", 16, 8, True),
+    ("Q0.8u", 8, 8, False), ("1-7", 8, 7, True), ("0-8", 8, 8, True), ("2-6", 8, 6, True),
+])
+def test_format_parse_and_print_both_notations(text, bits, frac, signed):
+    fmt = FixedPointFormat.parse(text)
+    assert (fmt.bits, fmt.frac, fmt.signed) == (bits, frac, signed)
+    assert FixedPointFormat.parse(str(fmt)) == fmt
+    if signed:
+        assert FixedPointFormat.parse(fmt.dashed()) == fmt
+    assert fmt.dashed() == f"{bits - frac}-{frac}"
+
+
+def test_format_parse_errors_name_the_text():
+    for bad in ("Q1", "1.7", "8", "a-b", ""):
+        with pytest.raises(ConfigError, match="expected Q<int>.<frac>"):
+            FixedPointFormat.parse(bad)
+
+
+def test_format_dict_round_trip_keeps_every_field():
+    fmt = FixedPointFormat(12, 9, signed=True, rounding="nearest_even", overflow="wrap")
+    d = fmt.to_dict()
+    assert d == {"bits": 12, "frac": 9, "signed": True, "rounding": "nearest_even",
+                 "overflow": "wrap"}
+    assert all(type(v) in (int, bool, str) for v in d.values())   # weights_only loadable
+    assert FixedPointFormat.from_dict(d) == fmt
+    with pytest.raises(ConfigError, match="format"):
+        FixedPointFormat.from_dict({**d, "scale": 2})
+
+
+def test_requantize_shifts_with_the_format_rounding():
+    q = torch.tensor([5, -5, 6, 7, 1000])           # at frac 2: 1.25, -1.25, 1.5, 1.75, 250
+    assert FixedPointFormat(8, 1).requantize(q, 2)[0].tolist() == [3, -2, 3, 4, 127]
+    assert FixedPointFormat(8, 1, rounding="floor").requantize(q, 2)[0].tolist() == \
+        [2, -3, 3, 3, 127]
+    up, out = FixedPointFormat(8, 3).requantize(q, 2)          # exact left shift, saturated
+    assert up.tolist() == [10, -10, 12, 14, 127] and out == 1
 
 
 def test_dfp_fraction_length_holds_the_range():

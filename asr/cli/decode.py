@@ -10,45 +10,18 @@ listed at the end and make the exit status 1; the others are still decoded.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
-from pathlib import Path
 
-import soundfile as sf
 from tqdm import tqdm
 
-from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
+from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
-from asr.data.manifest import ManifestError, read_manifest
+from asr.data.manifest import ManifestError
+from asr.decode.inputs import expand_inputs
+from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
 from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
 from asr.train.checkpoint import CheckpointError
-
-# Extensions of the formats libsndfile reads (plus upper-case variants).
-AUDIO_EXTENSIONS = {"." + f.lower() for f in sf.available_formats()} | {
-    ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au", ".sph", ".nist"}
-
-
-def expand_inputs(items: list[str], failures: list[tuple[str, str]]) -> list[str]:
-    """Files of folders, globs and manifests, in the order given; missing paths -> failures."""
-    paths: list[str] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(str(f) for f in p.rglob("*")
-                            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
-        elif p.is_file() and p.suffix == ".jsonl":
-            paths += [u.audio_filepath for u in read_manifest(p)]
-        elif p.is_file():
-            paths.append(str(p))
-        elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                failures.append((item, "the pattern matches no file"))
-            paths += [m for m in matches if Path(m).is_file()]
-        else:
-            failures.append((item, "no such file or folder"))
-    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         beam, lm = beam_settings(args)
         decoder_kind = "beam" if (lm or args.words) and args.decoder == "greedy" else args.decoder
-        recognizer = Recognizer(args.model, args.batch_size, args.device)
+        recognizer = Recognizer(load_model(args.model), args.batch_size, args.device)
         decoder = make_decoder(decoder_kind, recognizer.model, beam, lm, read_words(args.words))
     except (ConfigError, CheckpointError, ValueError, OSError) as err:
         print(f"asr-decode: error: {err}", file=sys.stderr)

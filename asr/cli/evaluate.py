@@ -21,10 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words, report_failures
+from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
 from asr.data.importers import CorpusFormatError, import_corpus
 from asr.data.manifest import ManifestError, Utterance, read_manifest
+from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
 from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
 from asr.metrics import error_rates
 from asr.train.checkpoint import CheckpointError
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--decoder: expected a list of {DECODERS}, got {args.decoder!r}")
         beam, lm = beam_settings(args)
         words = read_words(args.words)
-        recognizer = Recognizer(args.model, args.batch_size, args.device)
+        recognizer = Recognizer(load_model(args.model), args.batch_size, args.device)
         # greedy ignores --lm/--words; every other decoder gets them
         decoders = {k: make_decoder(k, recognizer.model, beam, *((lm, words) if k != "greedy"
                                                                   else (None, None)))

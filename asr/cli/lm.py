@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.cli.decoding_args import add_decoder_args, beam_settings, read_words
 from asr.cli.evaluate import load_data
+from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
 from asr.data.importers import CorpusFormatError
 from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.beam import BeamSearchDecoder
+from asr.decode.options import add_decoder_args, beam_settings, read_words
 from asr.decode.recognizer import Recognizer
 from asr.lm.arpa import ArpaError
 from asr.lm.kneser_ney import build_arpa
@@ -77,7 +78,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     beam, lm = beam_settings(args)
     if lm is None:
         raise ConfigError("--lm: tune needs a language model")
-    recognizer = Recognizer(args.model, args.batch_size, args.device)
+    recognizer = Recognizer(load_model(args.model), args.batch_size, args.device)
     decoder = BeamSearchDecoder(recognizer.model.vocab, beam, lm, read_words(args.words),
                                 recognizer.model.features.frame_shift)
     utterances = load_data(args.data)

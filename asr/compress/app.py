@@ -48,8 +48,8 @@ from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.recognizer import greedy_error_rates
 from asr.features.config import AugmentConfig
 from asr.features.extract import FeatureExtractor
+from asr.models.acoustic import AcousticModel
 from asr.train.checkpoint import (
-    AcousticModel,
     CheckpointError,
     average_best_checkpoints,
     load_checkpoint,

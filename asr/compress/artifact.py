@@ -35,6 +35,7 @@ from asr.compress.quantize import (
 )
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
 from asr.features.config import FeatureConfig
+from asr.models.acoustic import AcousticModel, GraphModel
 from asr.models.graph import (
     InferenceGraph,
     graph_from_dict,
@@ -43,7 +44,6 @@ from asr.models.graph import (
     run_graph,
 )
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import AcousticModel
 
 ARTIFACT_FORMAT = "asr-fpga/sparse-low-bit-model"
 ARTIFACT_VERSION = 1
@@ -171,51 +171,18 @@ def activation_format(artifact: dict[str, Any], signal: str) -> FixedPointFormat
     return FixedPointFormat(a["bits"], a["frac"])
 
 
-class UtteranceModel(nn.Module):
-    """An acoustic model that runs one utterance at a time (``(batch, time, input_dim)``
-    features in, ``(batch, time, vocab)`` logits out, one frame out per frame in): subclasses
-    say how one utterance's ``(time, input_dim)`` features become logits."""
-
-    def __init__(self, graph: InferenceGraph):
-        super().__init__()
-        self.graph = graph
-        self.model_type = graph.model_type
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return lengths
-
-    def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        lengths = lengths if lengths is not None else torch.full(
-            (features.shape[0],), features.shape[1])
-        out = features.new_zeros(features.shape[0], features.shape[1], self.graph.vocab_size)
-        for b, n in enumerate(lengths.tolist()):
-            out[b, :n] = self.utterance_logits(features[b, :n]).to(out.dtype)
-        return out
-
-
-class GraphModel(UtteranceModel):
-    """Runs an artifact's quantized inference graph (float32 activations)."""
-
-    def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
-        return run_graph(self.graph, features, dtype=torch.float32)
-
-
 def load_graph(artifact: dict[str, Any]) -> InferenceGraph:
     return graph_from_dict(artifact["graph"])
 
 
 def load_compressed(path: str | Path) -> AcousticModel:
-    """An :class:`~asr.train.checkpoint.AcousticModel` running the artifact's quantized graph,
+    """An :class:`~asr.models.acoustic.AcousticModel` running the artifact's quantized graph,
     for ``asr-decode`` and ``asr-eval``."""
     return compressed_acoustic_model(read_artifact(path), str(path))
 
 
 def compressed_acoustic_model(data: dict[str, Any], path: str = "<memory>") -> AcousticModel:
-    """The :class:`~asr.train.checkpoint.AcousticModel` of an artifact's dict."""
+    """The :class:`~asr.models.acoustic.AcousticModel` of an artifact's dict."""
     model = GraphModel(load_graph(data)).eval()
     return AcousticModel(model, CharVocab(data["vocab_tokens"]),
                          FeatureConfig(**data["features"]), dict(data["model_config"]),

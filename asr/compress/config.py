@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from asr.compress.fixed_point import ROUNDING
 from asr.compress.pruning import PRUNERS
-from asr.compress.quantize import GRANULARITY, ROUNDING
+from asr.compress.quantize import GRANULARITY
 from asr.config_errors import ConfigError, check
 
 LAYER_TYPES = ("input", "recurrent", "projection", "conv", "output")

@@ -1,7 +1,7 @@
 """Number formats of the sparse low-bit model and the quantizers that map float tensors to them.
 
-* :class:`FixedPointFormat`: two's-complement Q(m.n) integers with a rounding mode and
-  saturation (or wrap-around); the value of integer ``q`` is ``q * 2**-frac``.
+* :class:`~asr.compress.fixed_point.FixedPointFormat` (its own module): two's-complement
+  Q(m.n) integers with a rounding mode and saturation (or wrap-around).
 * Dynamic fixed point (DFP): a fixed width whose fractional length comes from the data's range
   (:func:`frac_for_range`), shared by a whole tensor or by each partition of it (per row, per PE
   of an interleaved engine, per bank); :func:`quantize_fixed` returns the integers and the
@@ -22,84 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from asr.compress.fixed_point import FixedPointFormat
 from asr.config_errors import check
-
-ROUNDING = ("nearest", "nearest_even", "floor", "zero")
-
-
-def round_to_int(x: torch.Tensor, rounding: str) -> torch.Tensor:
-    """Round a float tensor to integers (as float64) by ``rounding``.
-
-    ``nearest`` rounds halves up (towards +inf, as a hardware adder of 0.5 then truncation
-    does); ``nearest_even`` is IEEE's ties-to-even; ``floor`` truncates a two's-complement value
-    (drops the low bits); ``zero`` truncates towards zero (sign-magnitude).
-    """
-    if rounding == "nearest":
-        return torch.floor(x + 0.5)
-    if rounding == "nearest_even":
-        return torch.round(x)
-    if rounding == "floor":
-        return torch.floor(x)
-    if rounding == "zero":
-        return torch.trunc(x)
-    raise ValueError(f"rounding: expected one of {ROUNDING}, got {rounding!r}")
-
-
-@dataclass(frozen=True)
-class FixedPointFormat:
-    """``bits``-wide integers scaled by ``2**-frac`` (``frac`` may exceed ``bits`` or be negative).
-
-    Written ``Q(int.frac)`` with ``int = bits - frac`` (sign bit included when ``signed``): the
-    seed's "1-7" is ``FixedPointFormat(8, 7)`` read as one integer bit and seven fraction bits.
-    """
-
-    bits: int
-    frac: int
-    signed: bool = True
-    rounding: str = "nearest"
-    saturate: bool = True
-
-    def __post_init__(self) -> None:
-        check(self.bits >= 1 + int(self.signed), "bits",
-              ">= 2 for a signed format, >= 1 unsigned", self.bits)
-        check(self.bits <= 62, "bits", "<= 62 (held exactly in int64)", self.bits)
-        check(self.rounding in ROUNDING, "rounding", f"one of {ROUNDING}", self.rounding)
-
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-    @property
-    def step(self) -> float:
-        return 2.0 ** -self.frac
-
-    def fit(self, q: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Bring integers into range: saturate, or wrap around as a ``bits``-wide register
-        would. Returns the integers and how many were out of range."""
-        out = (q < self.qmin) | (q > self.qmax)
-        if self.saturate:
-            return q.clamp(self.qmin, self.qmax), int(out.sum())
-        span = 1 << self.bits
-        return (q - self.qmin) % span + self.qmin, int(out.sum())
-
-    def to_int(self, x: torch.Tensor) -> torch.Tensor:
-        """Float values -> int64 codes (rounded, then saturated or wrapped)."""
-        q = round_to_int(x.double() * 2.0 ** self.frac, self.rounding)
-        return self.fit(q)[0].to(torch.int64)
-
-    def to_float(self, q: torch.Tensor) -> torch.Tensor:
-        return q.double() * self.step
-
-    def quantize(self, x: torch.Tensor) -> torch.Tensor:
-        """Fake quantization: the nearest representable values, in ``x``'s dtype."""
-        return self.to_float(self.to_int(x)).to(x.dtype)
-
-    def __str__(self) -> str:
-        return f"Q{self.bits - self.frac}.{self.frac}" + ("" if self.signed else "u")
 
 
 def frac_for_range(max_abs: torch.Tensor, bits: int, signed: bool = True) -> torch.Tensor:
@@ -183,10 +107,10 @@ def quantize_fixed(weight: torch.Tensor, bits: int, granularity: str = "tensor",
         fracs = frac_for_range(partition_max_abs(flat, granularity, num_pes, bank_size), bits)
     else:
         fracs = torch.tensor([[frac]], dtype=torch.int64)
-    fmt = FixedPointFormat(bits, 0, rounding=rounding, saturate=saturate)
-    scaled = flat.double() * torch.pow(2.0, fracs.double())
-    codes, saturated = fmt.fit(round_to_int(scaled, rounding))
-    codes = codes.to(torch.int64).reshape(w.shape)
+    fmt = FixedPointFormat(bits, 0, rounding=rounding,
+                           overflow="saturate" if saturate else "wrap")
+    codes, saturated = fmt.from_scaled(flat.double() * torch.pow(2.0, fracs.double()))
+    codes = codes.reshape(w.shape)
     if fracs.shape[1] == 1:  # per tensor or per row: broadcast over the remaining dimensions
         fracs = fracs.reshape(fracs.shape[0], *([1] * (w.dim() - 1)))
     else:

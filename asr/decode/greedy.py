@@ -1,42 +1,14 @@
-"""Greedy (best-path) CTC decoding, vectorized over the batch."""
+"""Greedy (best-path) CTC decoding with word times and confidence, vectorized over the batch.
+
+The best path itself is :mod:`asr.text.ctc`'s, shared with training's validation WER."""
 
 from __future__ import annotations
 
 import torch
 
 from asr.decode.hypothesis import Hypothesis, words_from_frames
+from asr.text.ctc import emissions, greedy_decode, greedy_paths
 from asr.text.vocab import CharVocab
-
-
-def _emissions(best: torch.Tensor, lengths: torch.Tensor, blank: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks over ``(batch, time)`` best tokens: the valid (unpadded) frames, and the frames
-    that emit a character (first of a run of repeats, not blank, not padding)."""
-    valid = torch.arange(best.shape[1], device=best.device)[None] < lengths[:, None]
-    changed = torch.ones_like(best, dtype=torch.bool)
-    changed[:, 1:] = best[:, 1:] != best[:, :-1]
-    return valid, valid & changed & (best != blank)
-
-
-def greedy_paths(logits: torch.Tensor, lengths: torch.Tensor, blank: int = 0
-                 ) -> list[list[int]]:
-    """Collapsed best paths of ``(batch, time, vocab)`` scores: argmax per frame, merge
-    repeats, drop blanks and padded frames. All masking is done on the whole batch at once."""
-    best = logits.argmax(dim=-1)                                    # (B, T)
-    _, keep = _emissions(best, lengths, blank)
-    flat = best[keep].tolist()
-    counts = keep.sum(dim=1).tolist()
-    out, start = [], 0
-    for n in counts:
-        out.append(flat[start:start + n])
-        start += n
-    return out
-
-
-def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVocab) -> list[str]:
-    """Texts of a batch by greedy CTC decoding; spaces normalized to single separators."""
-    return [" ".join(vocab.decode(p).split()) for p in greedy_paths(logits, lengths,
-                                                                     vocab.blank_id)]
 
 
 def greedy_hypotheses(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVocab,
@@ -45,7 +17,7 @@ def greedy_hypotheses(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVo
     of the best path's frame posteriors)."""
     log_probs = logits.float().log_softmax(-1)
     best_logp, best = log_probs.max(dim=-1)                          # (B, T)
-    valid, keep = _emissions(best, lengths, vocab.blank_id)
+    valid, keep = emissions(best, lengths, vocab.blank_id)
     confidence = ((best_logp * valid).sum(1) / lengths.clamp(min=1)).exp().tolist()
     hyps = []
     for b in range(best.shape[0]):
@@ -54,3 +26,6 @@ def greedy_hypotheses(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVo
         words = words_from_frames(chars, frame_shift)
         hyps.append(Hypothesis(" ".join(w.word for w in words), words, confidence[b]))
     return hyps
+
+
+__all__ = ["greedy_decode", "greedy_hypotheses", "greedy_paths"]

@@ -6,18 +6,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import torch
 
 from asr.audio import AudioError, load_audio
-from asr.compress.artifact import load_compressed
 from asr.decode.beam import BeamConfig, BeamSearchDecoder
 from asr.decode.greedy import greedy_hypotheses
 from asr.decode.hypothesis import Hypothesis
 from asr.features.extract import FeatureExtractor
 from asr.metrics import ErrorRates, error_rates
-from asr.train.checkpoint import AcousticModel, load_checkpoint
+from asr.models.acoustic import AcousticModel
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
 DECODERS = ("greedy", "beam")
@@ -42,12 +40,6 @@ class Decoded:
     seconds: float  # this file's share of the forward time plus its decoding time
 
 
-def load_model(path: str | Path) -> AcousticModel:
-    """A compressed model (``*.model``, the suffix asr-compress writes) or a training
-    checkpoint (anything else); the file is read once."""
-    return load_compressed(path) if Path(path).suffix == ".model" else load_checkpoint(path)
-
-
 def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None,
                  lm: str | None = None, words: Sequence[str] | None = None) -> Decoder:
     """A decoder over ``model``'s outputs: ``greedy`` or ``beam`` (with ``lm``/``words``)."""
@@ -65,14 +57,13 @@ class Recognizer:
     """Runs an acoustic model on audio files in batches (any format and rate soundfile reads).
 
     Args:
-        model: a loaded model, or the path of a checkpoint.
+        model: a loaded model (:func:`asr.cli.loading.load_model` reads any model file).
         batch_size: files per forward pass.
         device: torch device for the forward pass.
     """
 
-    def __init__(self, model: AcousticModel | str | Path, batch_size: int = 16,
-                 device: str = "cpu"):
-        self.model = load_model(model) if isinstance(model, str | Path) else model
+    def __init__(self, model: AcousticModel, batch_size: int = 16, device: str = "cpu"):
+        self.model = model
         self.model.model.to(device).eval()
         self.extractor = FeatureExtractor(self.model.features)
         self.batch_size = batch_size

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import OmegaConf
-from torch import nn
 
 from asr.features.config import FeatureConfig
+from asr.models.acoustic import AcousticModel
 from asr.text.vocab import CharVocab
 from asr.train.module import build_model
 
@@ -24,20 +23,6 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(ValueError):
     """A file that is not a usable training checkpoint; the message names it."""
-
-
-@dataclass
-class AcousticModel:
-    """A trained model with everything needed to run it on audio."""
-
-    model: nn.Module
-    vocab: CharVocab
-    features: FeatureConfig
-    model_config: dict[str, Any]
-    path: str
-    # The training augmentation (AugmentConfig's fields) as asr-train recorded it; None when
-    # the file does not say (asr-compress then fine-tunes with data.augment).
-    train_augment: dict[str, Any] | None = None
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticModel:

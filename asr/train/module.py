@@ -12,9 +12,9 @@ from hydra.utils import instantiate
 from torch import nn
 
 from asr.config_errors import ConfigError
-from asr.decode.greedy import greedy_decode
 from asr.features.config import FeatureConfig
 from asr.metrics import error_rates
+from asr.text.ctc import greedy_decode
 from asr.text.vocab import CharVocab
 
 

@@ -31,7 +31,8 @@ from asr.decode.recognizer import Decoder, Recognizer, make_decoder
 from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
 from asr.metrics import error_rates
-from asr.train.checkpoint import AcousticModel, load_checkpoint
+from asr.models.acoustic import AcousticModel
+from asr.train.checkpoint import load_checkpoint
 from hw.config import EngineConfig
 from hw.engine import engine_acoustic_model, posteriors_with_cost, summarize_costs
 from hw.report.config import ReportJob, apply_quant_bits, validate_report_config

@@ -1,4 +1,5 @@
-"""Decoder options shared by ``asr-decode``, ``asr-eval`` and ``asr-lm tune``."""
+"""Decoder options on the command line, shared by ``asr-decode``, ``asr-eval``, ``asr-lm tune``
+and ``asr-hw``."""
 
 from __future__ import annotations
 
