@@ -33,7 +33,9 @@ setup-lm: setup
 demo: setup
 	bash recipes/demo/run.sh
 
+# lint-imports checks the layers declared in pyproject.toml before the tests run.
 test: setup test-deps
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 test-slow: setup
