@@ -53,6 +53,7 @@ from asr.train.checkpoint import (
     CheckpointError,
     average_best_checkpoints,
     load_checkpoint,
+    read_checkpoint,
 )
 from asr.train.config import CONF_DIR, DataConfig, check_trainer_args, structured_config
 from asr.train.module import CTCModule
@@ -213,15 +214,18 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=features,
                                augment=job.augment, batch=d.batch, cache_dir=d.cache_dir,
                                seed=int(cfg.seed))
+    if cfg.resume and last.exists():  # refuse a checkpoint that would run code
+        read_checkpoint(last, mmap=True)
     trainer.fit(module, datamodule,
-                ckpt_path=str(last) if cfg.resume and last.exists() else None)
+                ckpt_path=str(last) if cfg.resume and last.exists() else None,
+                weights_only=True)
     kept = {"keep": ft.keep, "epochs": trainer.current_epoch, "augment": asdict(job.augment)}
     if best is not None and best.best_model_path:
         # Same masks as the last epoch (the schedule had settled); only the weights differ, so
         # an average of settled epochs keeps the masks' zeros.
         chosen, averaged = average_best_checkpoints(trainer, module, datamodule, best,
                                                     ft.average_best)
-        state = torch.load(chosen, map_location="cpu", weights_only=False)["state_dict"]
+        state = read_checkpoint(chosen)["state_dict"]
         module.load_state_dict(state)
         kept.update(checkpoint=Path(chosen).name, val_wer=float(best.best_model_score),
                     **averaged)

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -37,7 +36,7 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import average_best_checkpoints
+from asr.train.checkpoint import average_best_checkpoints, read_checkpoint
 from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
@@ -62,8 +61,7 @@ def _csv_logger(run_dir: Path, resumed_from: Path | None) -> CSVLogger:
     if resumed_from is None or not path.is_file():
         return logger
     # mmap: only the step is read, not the weights and optimizer state Lightning loads later
-    step = torch.load(resumed_from, map_location="cpu", weights_only=False,
-                      mmap=True)["global_step"]
+    step = read_checkpoint(resumed_from, mmap=True)["global_step"]
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("step", "") == "" or int(r["step"]) <= step]
     writer = logger.experiment  # creating the writer removes the old file
@@ -110,6 +108,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = CTCModule(spec.model, OmegaConf.to_container(cfg.features, resolve=True),
                        CharVocab().tokens, spec.optim)
     resuming = bool(cfg.resume) and last.exists()
+    if resuming:  # refuse a checkpoint that would run code before Lightning opens it
+        read_checkpoint(last, mmap=True)
     if spec.init_state is not None and not resuming:  # a resumed run has its own weights
         module.model.load_state_dict(spec.init_state)
         log.info("weights initialized from %s", spec.init_from)
@@ -133,7 +133,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                TensorBoardLogger(run_dir, name="tensorboard", version="")]
     trainer = pl.Trainer(**spec.trainer, default_root_dir=str(run_dir), callbacks=callbacks,
                          logger=loggers)
-    trainer.fit(module, datamodule, ckpt_path=str(last) if resuming else None)
+    trainer.fit(module, datamodule, ckpt_path=str(last) if resuming else None, weights_only=True)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = best_ckpt.best_model_path
@@ -145,7 +145,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.is_global_zero:
             shutil.copyfile(chosen, run_dir / "model.ckpt")
         if spec.data.test_manifest is not None and cfg.test_after_fit:
-            for result in trainer.test(module, datamodule, ckpt_path=chosen, verbose=False):
+            for result in trainer.test(module, datamodule, ckpt_path=chosen, verbose=False,
+                                       weights_only=True):
                 metrics.update({k: float(v) for k, v in result.items()})
     metrics["global_step"] = trainer.global_step
     metrics["epochs"] = trainer.current_epoch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,21 +27,42 @@ class CheckpointError(ValueError):
     """A file that is not a usable training checkpoint; the message names it."""
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticModel:
-    """Rebuild the model of a checkpoint written by ``asr-train`` (eval mode).
-
-    The file carries the model config, feature config and vocabulary in its
-    hyper-parameters, so nothing else is needed. Checkpoints are pickles: load only files you
-    trust.
-    """
+def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False
+                    ) -> dict[str, Any]:
+    """A checkpoint file's dict, read without running code: ``weights_only=True`` unpickles
+    tensors, containers and plain values only, so a file with a pickle payload (a ``.ckpt``
+    shared by someone else) fails here instead of executing. :class:`CheckpointError` names
+    the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:   # not a pickle of allowed types at all: a damaged file
+            detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+            raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
+        raise CheckpointError(f"{path}: refused: the file holds {found.group(1)}, not "
+                              "only tensors and plain values, and loading it could run code; "
+                              "nothing was executed") from None
     except Exception as err:  # torch raises many kinds for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (a {type(ckpt).__name__}, not a dict)")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticModel:
+    """Rebuild the model of a checkpoint written by ``asr-train`` (eval mode).
+
+    The file carries the model config, feature config and vocabulary in its
+    hyper-parameters, so nothing else is needed. The file is read by :func:`read_checkpoint`,
+    which runs no code from it.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint(path, map_location)
+    hp = ckpt.get("hyper_parameters")
     if not hp or not {"model", "features", "vocab_tokens"} <= set(hp):
         raise CheckpointError(f"{path}: no model/features/vocab hyper-parameters; not written "
                               "by asr-train")
@@ -86,10 +109,10 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """
     if not paths:
         raise CheckpointError("average_checkpoints: no checkpoints given")
-    first = torch.load(paths[0], map_location="cpu", weights_only=False)
+    first = read_checkpoint(paths[0])
     sums = {k: v.double() for k, v in first["state_dict"].items() if v.is_floating_point()}
     for path in paths[1:]:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = read_checkpoint(path)["state_dict"]
         if set(state) != set(first["state_dict"]):
             raise CheckpointError(f"{path}: parameters differ from {paths[0]}; cannot average")
         for key in sums:
@@ -124,7 +147,8 @@ def average_best_checkpoints(trainer: pl.Trainer, module: pl.LightningModule,
     if trainer.is_global_zero:  # DDP: one writer; the other ranks wait for the file
         average_checkpoints([p for p, _ in ranked], averaged)
     trainer.strategy.barrier("average_best")
-    result = trainer.validate(module, datamodule, ckpt_path=str(averaged), verbose=False)[0]
+    result = trainer.validate(module, datamodule, ckpt_path=str(averaged), verbose=False,
+                              weights_only=True)[0]
     info = {"averaged_checkpoints": len(ranked), "averaged_val_wer": float(result["val_wer"])}
     best_wer = float(best_ckpt.best_model_score)
     use_average = info["averaged_val_wer"] <= best_wer
