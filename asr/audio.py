@@ -58,6 +58,10 @@ def audio_info(path: str | Path, min_duration: float = DEFAULT_MIN_DURATION) -> 
     result = AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels),
                        info.format, info.subtype)
     _check_length(path, result.frames, result.sample_rate, min_duration)
+    if "FLOAT" in result.subtype or "DOUBLE" in result.subtype:
+        # Only floating-point samples can be NaN or inf: read those files through once, so
+        # a bad file stops at import rather than as a NaN loss mid-training.
+        read_audio(path, min_duration)
     return result
 
 
@@ -67,7 +71,33 @@ def _existing_file(path: str | Path) -> Path:
         raise AudioError(path, "no such file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    _check_wav_complete(path)
     return path
+
+
+def _check_wav_complete(path: Path) -> None:
+    """A WAV whose data chunk is shorter than its header says was cut off (an interrupted
+    copy or download). libsndfile reads what is there without a word, so the header is
+    checked here. Streamed WAVs that declare an unknown length (0 or 0xFFFFFFFF) pass."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                if declared in (0, 0xFFFFFFFF):
+                    return
+                present = size - pos - 8
+                if present < declared:
+                    raise AudioError(path, f"truncated WAV: the header declares {declared} "
+                                           f"bytes of samples, the file holds {present}")
+                return
+            pos += 8 + declared + (declared & 1)
 
 
 def _check_length(path: Path, frames: int, sample_rate: int, min_duration: float) -> None:

@@ -30,6 +30,7 @@ from asr.audio import AudioError, load_audio
 from asr.compress.artifact import ArtifactError, read_artifact
 from asr.compress.fixed_point import FixedPointFormat
 from asr.config_errors import ConfigError
+from asr.console import add_version, quiet_broken_pipe
 from asr.decode.inputs import expand_inputs
 from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
 from asr.decode.recognizer import DECODERS, make_decoder
@@ -49,6 +50,7 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-hw", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="decode audio through the engine")
     run.add_argument("artifact")
@@ -247,6 +249,7 @@ COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_
             "export": cmd_export}
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:  # a Hydra app of its own (conf/asr_hw_report)

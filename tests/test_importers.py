@@ -120,3 +120,15 @@ def test_unknown_layout_and_bad_format(tmp_path):
         detect_format(tmp_path / "nope")
     with pytest.raises(CorpusFormatError, match="format: expected one of"):
         import_corpus(tmp_path / "junk", format="timit")
+
+
+def test_kaldi_tables_split_on_any_whitespace(kaldi_dir):
+    # Kaldi separates a key from its value by any whitespace: tabs and runs of spaces
+    (kaldi_dir / "wav.scp").write_text("u1\tflac/u1.flac\nu2   flac/u2.flac\n")
+    (kaldi_dir / "text").write_text("u1\tWE CALL IT BEAR\nu2 \t ZERO THREE 5\n")
+    (kaldi_dir / "utt2spk").write_text("u1\ts1\nu2  s1\n")
+    result = import_corpus(kaldi_dir)
+    by_id = {u.utt_id: u for u in result.utterances}
+    assert sorted(by_id) == ["u1", "u2"] and not result.skipped
+    assert by_id["u1"].text == "we call it bear" and by_id["u2"].text == "zero three five"
+    assert by_id["u1"].speaker == "s1" == by_id["u2"].speaker

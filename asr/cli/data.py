@@ -20,6 +20,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from asr.config_errors import ConfigError
+from asr.console import add_version, quiet_broken_pipe
 from asr.data.importers import LAYOUTS, CorpusFormatError, import_corpus
 from asr.data.manifest import ManifestError, read_manifest, write_manifest
 from asr.data.split import parse_where, split_by_field, split_by_speaker
@@ -61,6 +62,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.src, args.format, args.min_duration,
         progress=lambda it: tqdm(it, desc=f"importing {args.src}", unit="file"),
     )
+    if not result.utterances:
+        first = (f"; first skipped: {result.skipped[0][0]}: {result.skipped[0][1]}"
+                 if result.skipped else "")
+        print(f"asr-data import: error: {args.src}: no usable utterances "
+              f"({len(result.skipped)} skipped{first}); {args.out} was not written",
+              file=sys.stderr)
+        return 1
     n = write_manifest(args.out, result.utterances)
     console.print(f"{args.src}: {result.format} corpus, {n} utterances, "
                   f"{result.hours:.3f} h -> {args.out}")
@@ -116,6 +124,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="synthesize a speech corpus with TTS voices")
@@ -168,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
+from asr.console import add_version, quiet_broken_pipe
 from asr.data.manifest import ManifestError
 from asr.decode.inputs import expand_inputs
 from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
@@ -27,6 +28,7 @@ from asr.train.checkpoint import CheckpointError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-decode", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     parser.add_argument("model", help="model.ckpt from asr-train (or a compressed model)")
     parser.add_argument("audio", nargs="+", help="audio files, folders, globs or manifests")
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as err:
         print(f"asr-decode: error: {err}", file=sys.stderr)
         return 2
+    if not paths:
+        failures = failures or [(" ".join(args.audio), "no audio files found")]
+        return report_failures("asr-decode", failures)
     bar = tqdm(total=len(paths), unit="file", disable=len(paths) < 20, file=sys.stderr)
     for post in recognizer.posteriors(paths, failures):
         for d in recognizer.decode(post, decoder):

@@ -23,11 +23,13 @@ from tqdm import tqdm
 
 from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
+from asr.console import add_version, quiet_broken_pipe
 from asr.data.importers import CorpusFormatError, import_corpus
 from asr.data.manifest import ManifestError, Utterance, read_manifest
 from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
 from asr.decode.recognizer import DECODERS, Recognizer, make_decoder
 from asr.metrics import error_rates
+from asr.text.normalize import normalize_text
 from asr.train.checkpoint import CheckpointError
 
 
@@ -67,6 +69,7 @@ def read_error_hypotheses(path: Path | str) -> dict[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     parser.add_argument("model", help="model.ckpt from asr-train (or a compressed model)")
     parser.add_argument("data", help="manifest (.jsonl) or corpus folder")
     parser.add_argument("--decoder", default="greedy,beam",
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     kinds = [k.strip() for k in args.decoder.split(",") if k.strip()]
@@ -114,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(len(post.paths))
 
     decoded = [p for p in paths if p in hyps[kinds[0]]]
-    refs = [texts[p].text for p in decoded]
+    # References are scored as the model spells: normalized like training transcripts, so a
+    # manifest or Kaldi text with capitals, digits or punctuation is not counted as errors.
+    refs = [normalize_text(texts[p].text) for p in decoded]
+    changed = sum(r != texts[p].text for r, p in zip(refs, decoded))
+    if changed:
+        print(f"asr-eval: {changed} of {len(refs)} references normalized (case, digits, "
+              "punctuation) before scoring", file=sys.stderr)
     ids = [texts[p].utt_id or p for p in decoded]
     model_dir = Path(args.model).resolve().parent
     out = Path(args.out) if args.out else model_dir / f"eval_{Path(args.data).stem}"

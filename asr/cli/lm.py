@@ -22,6 +22,7 @@ import numpy as np
 from asr.cli.evaluate import load_data
 from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
+from asr.console import add_version, quiet_broken_pipe
 from asr.data.importers import CorpusFormatError
 from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.beam import BeamSearchDecoder
@@ -117,6 +118,7 @@ def _range(text: str) -> tuple[float, float]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asr-lm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="estimate a modified Kneser-Ney ARPA model")
     b.add_argument("text", nargs="+", help="text files (a sentence a line) or manifests")
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:

@@ -56,12 +56,14 @@ class ImportResult:
 
 
 def _read_table(path: Path) -> dict[str, str]:
-    """Kaldi two-column table: first token is the key, the rest of the line the value."""
+    """Kaldi two-column table: first token is the key, the rest of the line the value. As in
+    Kaldi, any run of whitespace (spaces or tabs) separates the key from the value."""
     table = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        key, _, value = line.strip().partition(" ")
+        parts = line.strip().split(maxsplit=1)
+        key, value = parts[0], parts[1] if len(parts) > 1 else ""
         if not value.strip():
             raise CorpusFormatError(f"{path}:{lineno}: expected '<key> <value>', got {line!r}")
         table[key] = value.strip()

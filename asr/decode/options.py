@@ -14,9 +14,21 @@ from asr.decode.beam import BeamConfig
 from asr.text.normalize import normalize_text
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse names the flag and the value found)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def add_decoder_args(parser: argparse.ArgumentParser) -> None:
     """Model-running flags (``--batch-size``, ``--device``) and the beam search flags."""
-    parser.add_argument("--batch-size", type=int, default=16, help="files per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
+                        help="files per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device of the forward pass")
     g = parser.add_argument_group("beam search")
     g.add_argument("--lm", help="word n-gram language model (ARPA, e.g. from asr-lm build)")

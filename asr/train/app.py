@@ -92,6 +92,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             raise ConfigError(f"resume: {run_dir} already holds a run ({last}); pass "
                               "resume=true to continue it or overwrite=true to start over")
         shutil.rmtree(ckpt_dir)
+    if cfg.resume and not last.exists():
+        raise ConfigError(f"resume: true, but {last} does not exist, so there is nothing to "
+                          "continue; pass resume=false to start a new run")
     for manifest in (spec.data.train_manifest, spec.data.val_manifest, spec.data.test_manifest):
         if manifest is not None and not Path(manifest).is_file():
             raise ManifestError(f"{manifest}: no such manifest (prepare the data first, e.g. "

@@ -139,6 +139,9 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_trainer_args(trainer)
     check(int(cfg.seed) >= 0, "seed", ">= 0", cfg.seed)
+    for key in ("resume", "overwrite"):
+        if key in cfg:
+            check(isinstance(cfg[key], bool), key, "true or false", cfg[key])
     check(int(cfg.average_best) >= 1, "average_best", ">= 1 (1 = the best checkpoint alone)",
           cfg.average_best)
     # Build the model on the meta device: its own checks run (impossible sizes fail here, not
