@@ -12,13 +12,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asr import CONF_DIR
 from asr.compress.fixed_point import ROUNDING, FixedPointFormat
 from asr.config_errors import ConfigError, check
 
 FORMATS = ("csc", "csb", "dense")
 ACTIVATION_KINDS = ("lut", "pwl")
 LAYER_TYPES = ("recurrent", "projection", "input", "conv", "output")
-HW_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "hw"
+HW_CONF_DIR = CONF_DIR / "hw"      # the presets, shipped in the asr package (asr.CONF_DIR)
 
 
 def _is_pow2(n: int) -> bool:

@@ -13,6 +13,7 @@ import soundfile as sf
 from hydra import compose, initialize_config_dir
 
 from asr.data.manifest import Utterance, write_manifest
+from asr.train.config import TRAIN_CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 DDP_ON_TWO_CPUS = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
@@ -71,8 +72,23 @@ requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
 LETTERS = {"a": 300.0, "b": 700.0, "c": 1200.0, "d": 2000.0}
 
 
+# The config groups of each Hydra app: each has its own config root (conf/asr_train,
+# conf/asr_compress, conf/asr_hw_report) and its --help lists these alone.
+APP_GROUPS = {
+    "asr-train": {"data", "experiment", "features", "model", "optim", "trainer"},
+    "asr-compress": {"compress", "data", "finetune", "trainer"},
+    "asr-hw report": {"compress", "data", "finetune", "hw", "trainer"},
+}
+
+
+def help_groups(text: str) -> set[str]:
+    """The config groups a Hydra app's --help lists (its ``group: option, ...`` lines)."""
+    section = text.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    return {line.split(":", 1)[0] for line in section.splitlines()[2:] if ":" in line}
+
+
 def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(TRAIN_CONF_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
 

@@ -3,6 +3,7 @@ asr-compress end to end on the tiny tone model."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,13 @@ def compose_compress(*overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "conf" / "asr_compress"),
                                version_base="1.3"):
         return compose(config_name="asr_compress", overrides=list(overrides))
+
+
+def checkpoint_epoch(name: str) -> int:
+    """The epoch of a best checkpoint's name (best-epoch03-val_wer0.2500.ckpt: no '=')."""
+    found = re.fullmatch(r"best-epoch(\d{2,})-val_wer\d+\.\d{4}(-v\d+)?\.ckpt", name)
+    assert found, name
+    return int(found[1])
 
 
 def tone_data(root) -> list[str]:
@@ -209,7 +217,7 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
     kept = summary["finetune"]
     assert kept["keep"] == "best" and kept["epochs"] == 4 and len(val) == 4
     assert kept["val_wer"] == pytest.approx(min(val[2], val[3]))
-    epoch = int(kept["checkpoint"].split("-")[1].removeprefix("epoch="))
+    epoch = checkpoint_epoch(kept["checkpoint"])
     assert epoch in (2, 3) and val[epoch] == min(val[2], val[3])
     # fine-tuning checkpoints carry asr-train's hyper-parameters: load_checkpoint reads them
     weights = load_checkpoint(tmp_path / "dc.finetune" / "checkpoints" / kept["checkpoint"]
@@ -397,7 +405,7 @@ def test_finetuning_averages_the_best_settled_epochs(tone_model, tone_manifests,
     kept, ckpts = summary["finetune"], tmp_path / "ese.finetune" / "checkpoints"
     # Only epochs 2 and 3 hold the final masks (see above): an average of those two.
     best = sorted(ckpts.glob("best-*.ckpt"))
-    assert [int(p.name.split("-")[1].removeprefix("epoch=")) for p in best] == [2, 3]
+    assert [checkpoint_epoch(p.name) for p in best] == [2, 3]
     assert kept["averaged_checkpoints"] == 2
     use_average = kept["averaged_val_wer"] <= kept["val_wer"]
     assert (kept["checkpoint"] == "average-2best.ckpt") == use_average

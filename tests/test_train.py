@@ -2,12 +2,21 @@
 
 import json
 import re
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, compose_train, run_ddp_on_two_cpus, tiny_overrides
+from conftest import (
+    APP_GROUPS,
+    REPO,
+    compose_train,
+    help_groups,
+    run_ddp_on_two_cpus,
+    tiny_overrides,
+)
+from hydra.core.singleton import Singleton
 
 from asr.audio import load_audio
 from asr.cli.evaluate import main as eval_main
@@ -57,6 +66,30 @@ def test_config_errors_name_the_key_before_data_is_read(tmp_path, override, mess
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("command", APP_GROUPS)
+def test_each_app_lists_only_its_own_config_groups(command, monkeypatch, capsys):
+    # Each app has its own config root: asr-train's --help shows neither the other apps'
+    # roots (asr_compress, asr_hw_report) nor their groups (compress, finetune, hw).
+    from asr.compress.app import main as compress_main
+    from asr.train.app import main as train_main
+    from hw.report.app import main as report_main
+
+    main = {"asr-train": train_main, "asr-compress": compress_main,
+            "asr-hw report": lambda: report_main(["--help"])}[command]
+    monkeypatch.setattr(sys, "argv", [command, "--help"])
+    state = Singleton.get_state()   # the app leaves HydraConfig set: later tests run no app
+    try:
+        with pytest.raises(SystemExit) as done:
+            main()
+    finally:
+        Singleton.set_state(state)
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"{command} is powered by Hydra.")   # hydra.job.name / app_name
+    assert help_groups(text) == APP_GROUPS[command]
+    assert "asr_compress" not in text and "asr_hw_report" not in text
+
+
 def test_greedy_decode_matches_per_utterance_collapse():
     vocab = CharVocab()
     torch.manual_seed(0)
@@ -102,6 +135,12 @@ def test_tiny_lstm_learns(tone_manifests, tmp_path):
         "best_val_wer"]
     # model.ckpt is the average of the 3 best when the dev set finds it no worse
     assert metrics["averaged_checkpoints"] == 3
+    # the best checkpoints' names hold no '=': a path to one is a plain Hydra override value
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 3, best
+    for path in best:
+        assert re.fullmatch(r"best-epoch\d{2}-val_wer\d\.\d{4}(-v\d+)?\.ckpt", path.name)
+    assert compose_train(f"init_from={best[0]}").init_from == str(best[0])
     averaged = "averaged_from" in torch.load(run / "model.ckpt", weights_only=False)
     assert averaged == (metrics["averaged_val_wer"] <= metrics["best_val_wer"])
 
@@ -174,6 +213,7 @@ def test_ddp_scores_the_whole_corpus_once(tone_manifests, tone_model, tmp_path):
     overrides += ["trainer.max_epochs=1", "average_best=1", f"init_from={tone_model}",
                   "optim.optimizer.lr=1e-5", f"data.test_manifest={dev}"]
     run_ddp_on_two_cpus("asr-train", overrides, tmp_path)
+    assert (run / "asr-train.log").is_file()   # Hydra's job log is named after the command
     metrics = json.loads((run / "metrics.json").read_text())
     assert eval_main([str(run / "model.ckpt"), str(dev), "--decoder", "greedy",
                       "--out", str(tmp_path / "eval")]) == 0

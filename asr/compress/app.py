@@ -50,6 +50,7 @@ from asr.features.config import AugmentConfig
 from asr.features.extract import FeatureExtractor
 from asr.models.acoustic import AcousticModel
 from asr.train.checkpoint import (
+    BEST_CHECKPOINT_NAME,
     CheckpointError,
     average_best_checkpoints,
     load_checkpoint,
@@ -203,7 +204,8 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     if ft.keep == "best":  # keep=last reads no best-epoch checkpoint: write none
         best = SettledBestCheckpoint(callback, save_top_k=ft.average_best,
                                      dirpath=run_dir / "checkpoints",
-                                     filename="best-{epoch}-{val_wer:.4f}")
+                                     filename=BEST_CHECKPOINT_NAME,
+                                     auto_insert_metric_name=False)
         callbacks.append(best)
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
                     "max_epochs": ft.max_epochs}

@@ -36,8 +36,8 @@ from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import average_best_checkpoints, read_checkpoint
-from asr.train.config import CONF_DIR, TrainSpec, validate_train_config
+from asr.train.checkpoint import BEST_CHECKPOINT_NAME, average_best_checkpoints, read_checkpoint
+from asr.train.config import TRAIN_CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
 log = logging.getLogger("asr-train")
@@ -121,8 +121,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         features=spec.features, augment=spec.data.augment, batch=spec.data.batch,
         cache_dir=spec.data.cache_dir, seed=int(cfg.seed),
     )
-    best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch}-{val_wer:.4f}",
-                                monitor="val_wer", mode="min",
+    best_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename=BEST_CHECKPOINT_NAME,
+                                auto_insert_metric_name=False, monitor="val_wer", mode="min",
                                 save_top_k=int(cfg.average_best))
     # A separate step-based callback keeps last.ckpt fresh, so a kill loses little work.
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
@@ -158,7 +158,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+# Its own config root (conf/asr_train): the other apps' groups stay out of its --help.
+@hydra.main(config_path=str(TRAIN_CONF_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The best-by-validation-WER checkpoints of asr-train and asr-compress's fine-tuning, for
+# ModelCheckpoint(filename=..., auto_insert_metric_name=False): best-epoch07-val_wer0.0594.ckpt.
+# No '=' in the name, so a path to one passes as a Hydra override value unquoted.
+BEST_CHECKPOINT_NAME = "best-epoch{epoch:02d}-val_wer{val_wer:.4f}"
+
 
 class CheckpointError(ValueError):
     """A file that is not a usable training checkpoint; the message names it."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,6 +19,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from asr import CONF_DIR
 from asr.config_errors import ConfigError, check
 from asr.data.datamodule import BatchConfig
 from asr.features.config import AugmentConfig, FeatureConfig
@@ -27,8 +27,9 @@ from asr.text.vocab import CharVocab
 from asr.train.checkpoint import CheckpointError, load_checkpoint
 from asr.train.module import build_model
 
-# conf/ sits at the repository root, beside the asr/ package (installed editable).
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# asr-train's config root: train.yaml and the groups data, features, model, optim, trainer and
+# experiment (see asr.CONF_DIR).
+TRAIN_CONF_DIR = CONF_DIR / "asr_train"
 
 
 @dataclass
