@@ -21,13 +21,56 @@ from asr.compress.fixed_point import FixedPointFormat
 from asr.decode.recognizer import Decoded, Decoder, Posteriors, Recognizer
 from asr.features.config import FeatureConfig
 from asr.models.acoustic import AcousticModel, UtteranceModel
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
+from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.ops import dispatch, register
 from asr.text.vocab import CharVocab
 from hw.config import EngineConfig
 from hw.energy import EnergyBreakdown, energy_summary, frame_energy
 from hw.functional import EngineRun, im2col, run_engine
 from hw.integer_model import EngineModel, compile_model
 from hw.timing import FrameTiming, UtteranceTiming, frame_timing
+
+ACTIVITY = "activity"
+
+# The activity backend: ``impl(op, x, run, out)`` puts into ``out`` the non-zero-input mask
+# of each matrix of ``op`` whose input is traced; ``x`` is the op's input codes (the previous
+# op's traced output), ``run`` the traced run.
+
+
+@register(ACTIVITY, "conv1d")
+def _conv_activity(op: Conv1dOp, x: torch.Tensor, run: EngineRun,
+                   out: dict[str, np.ndarray]) -> None:
+    out[op.name] = (im2col(x, op.weight.shape[-1], op.dilation) != 0).numpy()
+
+
+@register(ACTIVITY, "gated_residual")
+def _gated_residual_activity(op: GatedResidualOp, x: torch.Tensor, run: EngineRun,
+                             out: dict[str, np.ndarray]) -> None:
+    # filter and gate read the block's input; ``out`` reads z, which is not traced
+    for conv in (op.filter, op.gate):
+        dispatch(ACTIVITY, conv, x, run, out)
+
+
+@register(ACTIVITY, "skip_sum")
+def _skip_sum_activity(op: SkipSumOp, x: torch.Tensor, run: EngineRun,
+                       out: dict[str, np.ndarray]) -> None:
+    """No matrix: nothing to record."""
+
+
+@register(ACTIVITY, "lstm")
+def _lstm_activity(op: LSTMOp, x: torch.Tensor, run: EngineRun,
+                   out: dict[str, np.ndarray]) -> None:
+    y = run.trace[op.name][0]
+    y_prev = torch.cat([torch.zeros_like(y[:1]), y[:-1]])
+    for g in "ifco":
+        out[f"{op.name}.W_{g}x"] = (x != 0).numpy()
+        out[f"{op.name}.W_{g}r"] = (y_prev != 0).numpy()
+
+
+@register(ACTIVITY, "linear")
+def _linear_activity(op: LinearOp, x: torch.Tensor, run: EngineRun,
+                     out: dict[str, np.ndarray]) -> None:
+    out[op.name] = (x != 0).numpy()
 
 
 def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
@@ -37,20 +80,7 @@ def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     prev = "input"
     for op in model.graph.ops:
-        x = run.trace[prev][0]
-        if isinstance(op, LSTMOp):
-            y = run.trace[op.name][0]
-            y_prev = torch.cat([torch.zeros_like(y[:1]), y[:-1]])
-            for g in "ifco":
-                out[f"{op.name}.W_{g}x"] = (x != 0).numpy()
-                out[f"{op.name}.W_{g}r"] = (y_prev != 0).numpy()
-        elif isinstance(op, GatedResidualOp):
-            cols = (im2col(x, op.filter.weight.shape[-1], op.filter.dilation) != 0).numpy()
-            out[op.filter.name] = out[op.gate.name] = cols
-        elif isinstance(op, Conv1dOp):
-            out[op.name] = (im2col(x, op.weight.shape[-1], op.dilation) != 0).numpy()
-        elif isinstance(op, LinearOp):
-            out[op.name] = (x != 0).numpy()
+        dispatch(ACTIVITY, op, run.trace[prev][0], run, out)
         prev = op.name
     return out
 

@@ -15,7 +15,8 @@ pair; the datapath of each op, in the engine's order:
 
 Formats: features and every op output use the DFP fractional lengths calibrated by
 ``asr-compress`` (``input``, op names, ``{lstm}.c``, ``{lstm}.m``); gate pre-activations use
-the activation unit's input format and gate outputs its output format.
+the activation unit's input format and gate outputs its output format. Each op kind's datapath
+is registered under backend ``datapath`` of :mod:`asr.models.ops`.
 :mod:`hw.reference` computes the same thing one MAC at a time; tests hold the two equal.
 """
 
@@ -27,10 +28,14 @@ import torch
 
 from asr.compress.fixed_point import narrow, round_float, shift_round
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.ops import dispatch, register
 from hw.arith import EventCounter
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
+DATAPATH = "datapath"
+
+Signal = tuple[torch.Tensor, int]   # (int64 codes, fractional length)
 
 
 @dataclass
@@ -59,13 +64,15 @@ def im2col(x: torch.Tensor, kernel: int, dilation: int) -> torch.Tensor:
 
 
 class Datapath:
-    """The engine's arithmetic on tensors; ``events`` collects saturations and overflows."""
+    """The engine's arithmetic on tensors; ``events`` collects saturations and overflows,
+    ``skip`` is the running skip sum of the gated residual blocks run so far."""
 
     def __init__(self, model: EngineModel, trace: bool = False):
         self.m = model
         self.cfg = model.cfg
         self.events = EventCounter()
         self.trace: dict[str, tuple[torch.Tensor, int]] | None = {} if trace else None
+        self.skip: tuple[torch.Tensor, int] | None = None
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -170,11 +177,11 @@ class Datapath:
     def gated_residual(self, op: GatedResidualOp, x: torch.Tensor, fx: int,
                        skip: tuple[torch.Tensor, int] | None
                        ) -> tuple[torch.Tensor, int, tuple[torch.Tensor, int]]:
-        f, ff = self.conv(op.filter, x, fx)
-        g, fg = self.conv(op.gate, x, fx)
+        f, ff = dispatch(DATAPATH, op.filter, self, x, fx)
+        g, fg = dispatch(DATAPATH, op.gate, self, x, fx)
         fz = max(ff, fg)
         z = self.narrow(f"{op.name}.z", f * g, ff + fg, fz)
-        o, fo = self.conv(op.out, z, fz)
+        o, fo = dispatch(DATAPATH, op.out, self, z, fz)
         fout = self.m.signal(op.name)
         x_new = self.add(op.name, x, fx, o, fo, fout)
         fs = self.m.signal("skip_sum")
@@ -248,26 +255,42 @@ def stacked(model: EngineModel, name: str, side: str) -> IntMatrix:
     return model.cache[key]
 
 
+# The datapath backend: ``impl(op, dp: Datapath, x, fx) -> (codes, frac)`` of the op's output.
+
+@register(DATAPATH, "conv1d")
+def _conv(op: Conv1dOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
+    return dp.conv(op, x, fx)
+
+
+@register(DATAPATH, "gated_residual")
+def _gated_residual(op: GatedResidualOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
+    x, fx, dp.skip = dp.gated_residual(op, x, fx, dp.skip)
+    return x, fx
+
+
+@register(DATAPATH, "skip_sum")
+def _skip_sum(op: SkipSumOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
+    if dp.skip is None:
+        raise ValueError(f"{op.name}: no residual block before the skip sum")
+    return dp.skip
+
+
+@register(DATAPATH, "lstm")
+def _lstm(op: LSTMOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
+    return dp.lstm(op, x, fx)
+
+
+@register(DATAPATH, "linear")
+def _linear(op: LinearOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
+    return dp.dense(op.name, x, fx, op.activation, f"{op.name}.bias")
+
+
 def run_engine(model: EngineModel, features: torch.Tensor, trace: bool = False) -> EngineRun:
     """Run one utterance's ``(time, input_dim)`` features through the engine."""
     dp = Datapath(model, trace)
     x, fx = dp.input(features)
     dp.record("input", x, fx)
-    skip: tuple[torch.Tensor, int] | None = None
     for op in model.graph.ops:
-        if isinstance(op, Conv1dOp):
-            x, fx = dp.conv(op, x, fx)
-        elif isinstance(op, GatedResidualOp):
-            x, fx, skip = dp.gated_residual(op, x, fx, skip)
-        elif isinstance(op, SkipSumOp):
-            if skip is None:
-                raise ValueError(f"{op.name}: no residual block before the skip sum")
-            x, fx = skip
-        elif isinstance(op, LSTMOp):
-            x, fx = dp.lstm(op, x, fx)
-        elif isinstance(op, LinearOp):
-            x, fx = dp.dense(op.name, x, fx, op.activation, f"{op.name}.bias")
-        else:  # pragma: no cover - the Op union is closed
-            raise TypeError(f"unknown op {type(op).__name__}")
+        x, fx = dispatch(DATAPATH, op, dp, x, fx)
         dp.record(op.name, x, fx)
     return EngineRun(x, fx, dp.events.as_dict(), dp.trace or {})

@@ -6,7 +6,9 @@ relative row indices through the padding; CSB: row by row, bank by bank; dense: 
 decodes each code (codebook table, alignment shift), multiplies, and adds the product into the
 row's accumulator with a wrap-around after every addition. Rounding, saturation and the
 activation-unit look-ups are written out for one value at a time. Nothing here is shared with
-the vectorized path except the ROM contents of the activation units and the formats.
+the vectorized path except the ROM contents of the activation units and the formats (and the op
+registry of :mod:`asr.models.ops`, where each op kind's reference registers under backend
+``reference``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import torch
 
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.ops import dispatch, register
 from hw.activation_unit import ActivationUnit
 from hw.arith import EventCounter
 from hw.integer_model import EngineModel, IntMatrix
 
 Vector = list[int]
+REFERENCE = "reference"
 
 
 def shift_round_int(q: int, s: int, rounding: str) -> int:
@@ -101,10 +105,14 @@ def decoded_weights(mat: IntMatrix) -> list[tuple[int, int, int]]:
 
 
 class ReferenceEngine:
+    """The engine one value at a time; ``skip`` is the running skip sum of the gated residual
+    blocks run so far."""
+
     def __init__(self, model: EngineModel):
         self.m = model
         self.cfg = model.cfg
         self.events = EventCounter()
+        self.skip: tuple[list[Vector], int] | None = None
         self._weights: dict[str, list[tuple[int, int, int]]] = {}
         self._tables = {fn: unit.table.tolist() for fn, unit in model.units.items()}
 
@@ -236,6 +244,55 @@ class ReferenceEngine:
         return outputs, fy
 
 
+# The reference backend: ``impl(op, ref: ReferenceEngine, xs, fx) -> (outputs, frac)``, one
+# vector per frame.
+
+@register(REFERENCE, "conv1d")
+def _conv(op: Conv1dOp, ref: ReferenceEngine, xs: list[Vector], fx: int
+          ) -> tuple[list[Vector], int]:
+    return ref.conv(op, xs, fx)
+
+
+@register(REFERENCE, "gated_residual")
+def _gated_residual(op: GatedResidualOp, ref: ReferenceEngine, xs: list[Vector], fx: int
+                    ) -> tuple[list[Vector], int]:
+    f, ff = dispatch(REFERENCE, op.filter, ref, xs, fx)
+    g, fg = dispatch(REFERENCE, op.gate, ref, xs, fx)
+    fz = max(ff, fg)
+    z = [[ref._narrow(f"{op.name}.z", a * b, ff + fg, fz) for a, b in zip(u, v)]
+         for u, v in zip(f, g)]
+    o, fo = dispatch(REFERENCE, op.out, ref, z, fz)
+    fout, fs = ref.m.signal(op.name), ref.m.signal("skip_sum")
+    new_x = [ref.add(op.name, u, fx, v, fo, fout) for u, v in zip(xs, o)]
+    skip = ref.skip
+    if skip is None:
+        ref.skip = ([[ref._narrow("skip_sum", v, fo, fs) for v in row] for row in o], fs)
+    else:
+        ref.skip = ([ref.add("skip_sum", u, skip[1], v, fo, fs)
+                     for u, v in zip(skip[0], o)], fs)
+    return new_x, fout
+
+
+@register(REFERENCE, "skip_sum")
+def _skip_sum(op: SkipSumOp, ref: ReferenceEngine, xs: list[Vector], fx: int
+              ) -> tuple[list[Vector], int]:
+    if ref.skip is None:
+        raise ValueError(f"{op.name}: no residual block before the skip sum")
+    return ref.skip
+
+
+@register(REFERENCE, "lstm")
+def _lstm(op: LSTMOp, ref: ReferenceEngine, xs: list[Vector], fx: int
+          ) -> tuple[list[Vector], int]:
+    return ref.lstm(op, xs, fx)
+
+
+@register(REFERENCE, "linear")
+def _linear(op: LinearOp, ref: ReferenceEngine, xs: list[Vector], fx: int
+            ) -> tuple[list[Vector], int]:
+    return ref.dense(op.name, xs, fx, op.activation, f"{op.name}.bias")
+
+
 def run_reference(model: EngineModel, features: torch.Tensor
                   ) -> tuple[torch.Tensor, int, dict[str, dict[str, int]]]:
     """Integer logits, their fractional length and the events, computed MAC by MAC."""
@@ -251,29 +308,6 @@ def run_reference(model: EngineModel, features: torch.Tensor
                  "floor": math.floor(scaled), "zero": math.trunc(scaled)}[cfg.rounding]
             vals.append(ref._narrow("input", q, 0, 0))
         xs.append(vals)
-    skip: tuple[list[Vector], int] | None = None
     for op in model.graph.ops:
-        if isinstance(op, Conv1dOp):
-            xs, fx = ref.conv(op, xs, fx)
-        elif isinstance(op, GatedResidualOp):
-            f, ff = ref.conv(op.filter, xs, fx)
-            g, fg = ref.conv(op.gate, xs, fx)
-            fz = max(ff, fg)
-            z = [[ref._narrow(f"{op.name}.z", a * b, ff + fg, fz) for a, b in zip(u, v)]
-                 for u, v in zip(f, g)]
-            o, fo = ref.conv(op.out, z, fz)
-            fout, fs = model.signal(op.name), model.signal("skip_sum")
-            new_x = [ref.add(op.name, u, fx, v, fo, fout) for u, v in zip(xs, o)]
-            if skip is None:
-                skip = ([[ref._narrow("skip_sum", v, fo, fs) for v in row] for row in o], fs)
-            else:
-                skip = ([ref.add("skip_sum", u, skip[1], v, fo, fs)
-                         for u, v in zip(skip[0], o)], fs)
-            xs, fx = new_x, fout
-        elif isinstance(op, SkipSumOp):
-            xs, fx = skip
-        elif isinstance(op, LSTMOp):
-            xs, fx = ref.lstm(op, xs, fx)
-        elif isinstance(op, LinearOp):
-            xs, fx = ref.dense(op.name, xs, fx, op.activation, f"{op.name}.bias")
+        xs, fx = dispatch(REFERENCE, op, ref, xs, fx)
     return torch.tensor(xs, dtype=torch.int64), fx, ref.events.as_dict()

@@ -18,7 +18,8 @@ the product takes ``max(compute, load)``; the element-wise stage (gates, cell st
 residuals) takes ``ceil(cells / elementwise_lanes) + elementwise_depth`` cycles. An LSTM layer's
 time steps are sequential (the recurrent matrices need ``y_{t-1}``), so an utterance costs its
 frames times the per-frame cycles. WaveNet frames are timed the same way, one output frame at a
-time through every conv.
+time through every conv. Each op kind says which products and element-wise stages it costs
+through its implementation registered under backend ``timing`` of :mod:`asr.models.ops`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp
+from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.ops import dispatch, register
 from asr.tables import markdown_table
 from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
+
+TIMING = "timing"
 
 
 @dataclass
@@ -213,41 +217,77 @@ def _elementwise(cfg: EngineConfig, name: str, kind: str, cells: int) -> Element
                        math.ceil(cells / cfg.elementwise_lanes) + cfg.elementwise_depth)
 
 
+class FrameTimer:
+    """One frame's timing being built in engine order: what each op's ``timing``
+    implementation adds its products and element-wise stages to."""
+
+    def __init__(self, model: EngineModel, activity: dict[str, np.ndarray] | None,
+                 include: set[str] | None):
+        self.model = model
+        self.cfg = model.cfg
+        self.onchip = placement(model)
+        self.skip = self.cfg.skip_zero_activations and activity is not None
+        self.activity = activity
+        self.include = include
+        self.timings: list[MatrixTiming] = []
+        self.elementwise: list[Elementwise] = []
+
+    def product(self, name: str) -> None:
+        """The product of matrix ``name`` (unless ``include`` leaves it out)."""
+        if self.include is None or name in self.include:
+            mat = self.model.matrices[name]
+            self.timings.append(matrix_timing(mat, self.cfg, self.onchip[name],
+                                              self.activity.get(name) if self.skip else None))
+
+    def stage(self, name: str, kind: str, cells: int) -> None:
+        """An element-wise stage (``include`` filters these once the frame is complete)."""
+        self.elementwise.append(_elementwise(self.cfg, name, kind, cells))
+
+    def frame(self) -> FrameTiming:
+        elementwise = self.elementwise
+        if self.include is not None:
+            elementwise = [e for e in elementwise if e.name in self.include]
+        return FrameTiming(self.timings, elementwise, self.cfg.clock_hz, self.cfg.channels)
+
+
+# The timing backend: ``impl(op, timer: FrameTimer)`` adds the op's products and stages.
+
+@register(TIMING, "conv1d")
+@register(TIMING, "linear")
+def _dense_timing(op: Conv1dOp | LinearOp, timer: FrameTimer) -> None:
+    timer.product(op.name)
+
+
+@register(TIMING, "gated_residual")
+def _gated_residual_timing(op: GatedResidualOp, timer: FrameTimer) -> None:
+    for conv in (op.filter, op.gate, op.out):
+        dispatch(TIMING, conv, timer)
+    timer.stage(f"{op.name}.elementwise", "gated", op.out.weight.shape[0])
+
+
+@register(TIMING, "skip_sum")
+def _skip_sum_timing(op: SkipSumOp, timer: FrameTimer) -> None:
+    """The skip sum is accumulated by the residual blocks: selecting it costs nothing."""
+
+
+@register(TIMING, "lstm")
+def _lstm_timing(op: LSTMOp, timer: FrameTimer) -> None:
+    for n in op.GATE_MATRICES:
+        timer.product(f"{op.name}.{n}")
+    timer.stage(f"{op.name}.elementwise", "lstm", op.W_ix.shape[0])
+    if op.W_ym is not None:
+        timer.product(f"{op.name}.W_ym")
+
+
 def frame_timing(model: EngineModel, activity: dict[str, np.ndarray] | None = None,
                  include: set[str] | None = None) -> FrameTiming:
     """Per-frame timing of the whole model (or of the matrices named in ``include``).
     ``activity`` maps a matrix name to its ``(frames, cols)`` non-zero-input mask (used only
     by engines that skip zero activations)."""
-    cfg = model.cfg
-    onchip = placement(model)
-    skip = cfg.skip_zero_activations and activity is not None
-    timings: list[MatrixTiming] = []
-    elementwise: list[Elementwise] = []
-
-    def product(name: str) -> None:
-        if include is None or name in include:
-            mat = model.matrices[name]
-            timings.append(matrix_timing(mat, cfg, onchip[name],
-                                         activity.get(name) if skip else None))
-
+    timer = FrameTimer(model, activity, include)
     for op in model.graph.ops:
-        if isinstance(op, LSTMOp):
-            for n in op.GATE_MATRICES:
-                product(f"{op.name}.{n}")
-            elementwise.append(_elementwise(cfg, f"{op.name}.elementwise", "lstm",
-                                            op.W_ix.shape[0]))
-            if op.W_ym is not None:
-                product(f"{op.name}.W_ym")
-        elif isinstance(op, GatedResidualOp):
-            for conv in (op.filter, op.gate, op.out):
-                product(conv.name)
-            elementwise.append(_elementwise(cfg, f"{op.name}.elementwise", "gated",
-                                            op.out.weight.shape[0]))
-        elif isinstance(op, Conv1dOp | LinearOp):
-            product(op.name)
-    if include is not None:
-        elementwise = [e for e in elementwise if e.name in include]
-    return FrameTiming(timings, elementwise, cfg.clock_hz, cfg.channels)
+        dispatch(TIMING, op, timer)
+    return timer.frame()
 
 
 @dataclass

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -23,11 +24,12 @@ from asr.data.manifest import read_manifest
 from asr.decode.recognizer import greedy_error_rates
 from asr.models import LSTMCTC, WaveNetCTC
 from asr.models.graph import run_graph
+from asr.models.ops import OPS, UnregisteredOpError
 from asr.train.config import CONF_DIR
 from hw.activation_unit import build_activation_unit
 from hw.cli import main as hw_main
 from hw.config import ActivationUnitConfig, load_engine
-from hw.engine import engine_acoustic_model
+from hw.engine import activity, engine_acoustic_model
 from hw.functional import run_engine
 from hw.integer_model import compile_model
 from hw.reference import fit_int, run_reference, shift_round_int
@@ -115,6 +117,40 @@ def test_vectorized_engine_is_bit_exact_against_the_per_mac_reference(case, mode
     if narrow_case:
         kinds = {k for counts in events.values() for k in counts}
         assert kinds & {"saturation", "wrap", "accumulator_overflow"}
+
+
+# Every backend that walks an inference graph, by its registry name (hw.export reads the
+# compiled matrices and the datapath's trace; it does not walk ops).
+BACKENDS = ("float", "parameters", "datapath", "reference", "timing", "activity")
+
+
+def test_every_op_kind_has_an_implementation_in_every_backend():
+    backends = sorted(set(BACKENDS) | set(OPS.backends()))
+    gaps = OPS.missing(backends)
+    assert not gaps, "\n".join(f"{backend}: no implementation for op kind(s) {', '.join(kinds)}"
+                                for backend, kinds in gaps.items())
+    assert set(OPS.kinds()) >= {"conv1d", "gated_residual", "skip_sum", "lstm", "linear"}
+
+
+def test_engine_backends_refuse_an_op_they_do_not_know():
+    @dataclass
+    class DummyOp:
+        name: str = "dummy"
+
+    em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
+                       load_engine("ese", ["num_pes=4"]))
+    feats = torch.randn(3, 16)
+    run = run_engine(em, feats, trace=True)
+    em.graph.ops.insert(0, DummyOp())
+    for backend, call in (("datapath", lambda: run_engine(em, feats)),
+                          ("reference", lambda: run_reference(em, feats)),
+                          ("timing", lambda: frame_timing(em)),
+                          ("activity", lambda: activity(em, run))):
+        known = ", ".join(OPS.implemented(backend))
+        with pytest.raises(UnregisteredOpError, match=re.escape(
+                f"{backend}: no implementation for op kind 'DummyOp' (registered: {known}; "
+                "DummyOp is not a declared op kind)")):
+            call()
 
 
 def test_stored_formats_are_what_the_engine_streams():

@@ -1,9 +1,20 @@
+import re
+from dataclasses import dataclass
+
 import pytest
 import torch
 
 from asr.config_errors import ConfigError
 from asr.models import LSTMCTC, WaveNetCTC, run_graph
-from asr.models.graph import GatedResidualOp, LSTMOp
+from asr.models.graph import (
+    GatedResidualOp,
+    InferenceGraph,
+    LSTMOp,
+    graph_from_dict,
+    graph_parameters,
+    graph_to_dict,
+)
+from asr.models.ops import OPS, OpRegistry, UnregisteredOpError
 
 
 def randomize_batch_norm(model: torch.nn.Module, seed: int = 0) -> None:
@@ -116,3 +127,85 @@ def test_bidirectional_runs_but_does_not_export():
 def test_impossible_sizes_name_the_key(make, key):
     with pytest.raises(ConfigError, match=key):
         make()
+
+
+@dataclass
+class DummyOp:
+    """An op no backend knows (never declared)."""
+
+    name: str = "dummy"
+
+
+def test_op_kinds_are_declared_once_on_the_graph_dataclasses():
+    assert OPS.kinds()[:5] == ["conv1d", "gated_residual", "skip_sum", "lstm", "linear"]
+    assert OPS.op_class("lstm") is LSTMOp and OPS.kind_of(DummyOp()) is None
+    graph = WaveNetCTC(20, 29, channels=8, blocks=1, dilations=[1, 2], kernel=3).export()
+    assert [OPS.kind_of(op) for op in graph.ops] == [
+        "conv1d", "gated_residual", "gated_residual", "skip_sum", "conv1d", "conv1d"]
+    # nested ops serialize through the registry and come back the same
+    again = graph_to_dict(graph_from_dict(graph_to_dict(graph)))
+    assert again["ops"][1]["filter"]["op"] == "Conv1dOp"
+    assert [k for k, *_ in graph_parameters(graph_from_dict(again))] == [
+        k for k, *_ in graph_parameters(graph)]
+
+
+def test_graph_parameters_walks_nested_ops_through_the_registry():
+    graph = WaveNetCTC(20, 29, channels=8, blocks=1, dilations=[1], kernel=3).export()
+    params = list(graph_parameters(graph))
+    assert [(k, kind) for k, kind, _, _ in params[:4]] == [
+        ("conv_in", "weight"), ("conv_in.bias", "bias"),
+        ("block_0_1.conv_filter", "weight"), ("block_0_1.conv_filter.bias", "bias")]
+    # the op given is the one that holds the tensor (the block's conv, not the block)
+    assert params[2][2] is graph.ops[1].filter and params[2][3] == "weight"
+    assert {k for k, kind, _, _ in params if kind == "weight"} == set(graph.matrices())
+
+
+def test_an_unknown_op_names_the_backend_and_what_it_knows():
+    graph = InferenceGraph("dummy", 4, 4, [DummyOp()])
+    message = (f"float: no implementation for op kind 'DummyOp' (registered: "
+               f"{', '.join(OPS.implemented('float'))}; DummyOp is not a declared op kind)")
+    with pytest.raises(UnregisteredOpError, match=re.escape(message)):
+        run_graph(graph, torch.zeros(3, 4))
+    with pytest.raises(UnregisteredOpError, match="^parameters: no implementation for op kind"):
+        list(graph_parameters(graph))
+    with pytest.raises(UnregisteredOpError, match=re.escape("(registered: none;")):
+        OPS.lookup("no-such-backend", DummyOp())
+
+
+def test_a_backend_missing_a_kind_is_reported_and_refuses_the_op():
+    reg = OpRegistry()
+
+    @reg.declare_op("alpha")
+    @dataclass
+    class Alpha:
+        pass
+
+    @reg.declare_op("beta")
+    @dataclass
+    class Beta:
+        pass
+
+    class AlphaVariant(Alpha):   # an undeclared subclass runs as its declared parent
+        pass
+
+    @reg.register("full", "alpha")
+    @reg.register("partial", "alpha")
+    def run_alpha(op, x):
+        return ("alpha", x)
+
+    reg.register("full", "beta")(lambda op, x: ("beta", x))
+    assert reg.kinds() == ["alpha", "beta"] and reg.backends() == ["full", "partial"]
+    assert reg.missing() == {"partial": ["beta"]}
+    assert reg.missing(["full", "rtl"]) == {"rtl": ["alpha", "beta"]}
+    assert reg.dispatch("partial", Alpha(), 3) == ("alpha", 3)
+    assert reg.dispatch("full", AlphaVariant(), 4) == ("alpha", 4)
+    assert reg.dispatch("full", Beta(), 5) == ("beta", 5)
+    with pytest.raises(UnregisteredOpError, match=re.escape(
+            "partial: no implementation for op kind 'beta' (registered: alpha)")):
+        reg.dispatch("partial", Beta(), 1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("full", "alpha")(run_alpha)
+    with pytest.raises(ValueError, match="'gamma': not declared"):
+        reg.register("full", "gamma")(run_alpha)
+    with pytest.raises(ValueError, match="already declared"):
+        reg.declare_op("beta")(type("Other", (), {}))

@@ -7,15 +7,17 @@ into ESE's named matrices, and every activation function named. :func:`run_graph
 graph in float64 PyTorch; tests hold it equal to the model's own ``forward`` in eval mode, so
 whatever runs the graph (the fixed-point engine in ``hw/``) runs the model.
 
-Op kinds and their semantics (``x`` is ``(time, features)``; one utterance):
+Op kinds (each declared once with its registry kind name, see :mod:`asr.models.ops`) and their
+semantics (``x`` is ``(time, features)``; one utterance):
 
-- :class:`Conv1dOp`: ``y[t] = act(b + sum_k W[:, :, k] @ x[t + (k - (K-1)//2) * dilation])``,
-  zeros outside the utterance ("same" padding, non-causal).
-- :class:`GatedResidualOp`: ``z = filter(x) * gate(x); o = out(z)`` (each a Conv1dOp with its
-  own activation: tanh, sigmoid, tanh in the seed WaveNet), returns ``x + o`` and adds ``o``
-  into the running skip sum.
-- :class:`SkipSumOp`: replaces ``x`` by the skip sum accumulated so far.
-- :class:`LSTMOp`: a unidirectional LSTM layer in ESE's notation (no peepholes)::
+- :class:`Conv1dOp` (``conv1d``):
+  ``y[t] = act(b + sum_k W[:, :, k] @ x[t + (k - (K-1)//2) * dilation])``, zeros outside the
+  utterance ("same" padding, non-causal).
+- :class:`GatedResidualOp` (``gated_residual``): ``z = filter(x) * gate(x); o = out(z)`` (each
+  a Conv1dOp with its own activation: tanh, sigmoid, tanh in the seed WaveNet), returns
+  ``x + o`` and adds ``o`` into the running skip sum.
+- :class:`SkipSumOp` (``skip_sum``): replaces ``x`` by the skip sum accumulated so far.
+- :class:`LSTMOp` (``lstm``): a unidirectional LSTM layer in ESE's notation (no peepholes)::
 
       i = sigmoid(W_ix x_t + W_ir y_{t-1} + b_i)    f = sigmoid(W_fx x_t + W_fr y_{t-1} + b_f)
       g = tanh(W_cx x_t + W_cr y_{t-1} + b_c)       o = sigmoid(W_ox x_t + W_or y_{t-1} + b_o)
@@ -23,7 +25,7 @@ Op kinds and their semantics (``x`` is ``(time, features)``; one utterance):
       y_t = W_ym m_t  (projection; y_t = m_t when W_ym is None)
 
   with ``c_0 = y_0 = 0``.
-- :class:`LinearOp`: ``y[t] = act(W x[t] + b)``.
+- :class:`LinearOp` (``linear``): ``y[t] = act(W x[t] + b)``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
+from asr.models.ops import OPS, declare_op, dispatch, is_op, register
+
 ACTIVATIONS = {
     "identity": lambda x: x,
     "tanh": torch.tanh,
@@ -41,6 +45,7 @@ ACTIVATIONS = {
 }
 
 
+@declare_op("conv1d")
 @dataclass
 class Conv1dOp:
     name: str
@@ -53,6 +58,7 @@ class Conv1dOp:
         return {self.name: self.weight}
 
 
+@declare_op("gated_residual")
 @dataclass
 class GatedResidualOp:
     name: str
@@ -64,6 +70,7 @@ class GatedResidualOp:
         return {**self.filter.matrices(), **self.gate.matrices(), **self.out.matrices()}
 
 
+@declare_op("skip_sum")
 @dataclass
 class SkipSumOp:
     name: str = "skip_sum"
@@ -72,6 +79,7 @@ class SkipSumOp:
         return {}
 
 
+@declare_op("lstm")
 @dataclass
 class LSTMOp:
     name: str
@@ -98,6 +106,7 @@ class LSTMOp:
         return {f"{self.name}.{n}": getattr(self, n) for n in names}
 
 
+@declare_op("linear")
 @dataclass
 class LinearOp:
     name: str
@@ -174,6 +183,52 @@ def lstm_layer(x: torch.Tensor, op: LSTMOp, ranges: dict[str, float] | None = No
     return torch.stack(outputs)
 
 
+FLOAT = "float"
+PARAMETERS = "parameters"
+
+
+@dataclass
+class FloatRun:
+    """What :func:`run_graph`'s ops share besides the signal: the working dtype, the range
+    calibration dict and the running skip sum (WaveNet's residual blocks add into it)."""
+
+    dtype: torch.dtype
+    ranges: dict[str, float] | None = None
+    skip: torch.Tensor | None = None
+
+
+# The float backend: ``impl(op, run: FloatRun, x) -> y`` on ``(time, features)`` tensors.
+
+@register(FLOAT, "conv1d")
+def _float_conv(op: Conv1dOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
+    return conv1d_same(x, op)
+
+
+@register(FLOAT, "gated_residual")
+def _float_gated_residual(op: GatedResidualOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
+    z = dispatch(FLOAT, op.filter, run, x) * dispatch(FLOAT, op.gate, run, x)
+    o = dispatch(FLOAT, op.out, run, z)
+    run.skip = o if run.skip is None else run.skip + o
+    return x + o
+
+
+@register(FLOAT, "skip_sum")
+def _float_skip_sum(op: SkipSumOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
+    if run.skip is None:
+        raise ValueError(f"{op.name}: no residual block before the skip sum")
+    return run.skip
+
+
+@register(FLOAT, "lstm")
+def _float_lstm(op: LSTMOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
+    return lstm_layer(x, op, run.ranges)
+
+
+@register(FLOAT, "linear")
+def _float_linear(op: LinearOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
+    return ACTIVATIONS[op.activation](x @ op.weight.to(run.dtype).t() + op.bias.to(run.dtype))
+
+
 @torch.no_grad()
 def run_graph(graph: InferenceGraph, features: torch.Tensor,
               dtype: torch.dtype = torch.float64, ranges: dict[str, float] | None = None,
@@ -187,70 +242,66 @@ def run_graph(graph: InferenceGraph, features: torch.Tensor,
     track_range(ranges, "input", x)
     if outputs is not None:
         outputs["input"] = x
-    skip = None
+    run = FloatRun(dtype, ranges)
     for op in graph.ops:
-        if isinstance(op, Conv1dOp):
-            x = conv1d_same(x, op)
-        elif isinstance(op, GatedResidualOp):
-            z = conv1d_same(x, op.filter) * conv1d_same(x, op.gate)
-            o = conv1d_same(z, op.out)
-            skip = o if skip is None else skip + o
-            x = x + o
-        elif isinstance(op, SkipSumOp):
-            if skip is None:
-                raise ValueError(f"{op.name}: no residual block before the skip sum")
-            x = skip
-        elif isinstance(op, LSTMOp):
-            x = lstm_layer(x, op, ranges)
-        elif isinstance(op, LinearOp):
-            x = ACTIVATIONS[op.activation](x @ op.weight.to(dtype).t() + op.bias.to(dtype))
-        else:  # pragma: no cover - the Op union is closed
-            raise TypeError(f"unknown op {type(op).__name__}")
+        x = dispatch(FLOAT, op, run, x)
         track_range(ranges, op.name, x)
         if outputs is not None:
             outputs[op.name] = x
     return x
 
 
-def _leaf_ops(graph: InferenceGraph) -> Iterator[Op]:
-    for op in graph.ops:
-        if isinstance(op, GatedResidualOp):
-            yield from (op.filter, op.gate, op.out)
-        else:
-            yield op
+# The parameter backend: ``impl(op)`` yields the op's ``(key, kind, op, attribute)``.
+
+@register(PARAMETERS, "conv1d")
+@register(PARAMETERS, "linear")
+def _dense_parameters(op: Conv1dOp | LinearOp) -> Iterator[tuple[str, str, object, str]]:
+    yield op.name, "weight", op, "weight"
+    yield f"{op.name}.bias", "bias", op, "bias"
+
+
+@register(PARAMETERS, "gated_residual")
+def _gated_residual_parameters(op: GatedResidualOp) -> Iterator[tuple[str, str, object, str]]:
+    for part in (op.filter, op.gate, op.out):
+        yield from dispatch(PARAMETERS, part)
+
+
+@register(PARAMETERS, "skip_sum")
+def _no_parameters(op: SkipSumOp) -> Iterator[tuple[str, str, object, str]]:
+    yield from ()
+
+
+@register(PARAMETERS, "lstm")
+def _lstm_parameters(op: LSTMOp) -> Iterator[tuple[str, str, object, str]]:
+    for key in op.matrices():
+        yield key, "weight", op, key.rsplit(".", 1)[1]
+    for b in ("b_i", "b_f", "b_c", "b_o"):
+        yield f"{op.name}.{b}", "bias", op, b
 
 
 def graph_parameters(graph: InferenceGraph) -> Iterator[tuple[str, str, object, str]]:
     """Every weight matrix and bias of the graph as ``(key, kind, op, attribute)``: ``kind`` is
     ``weight`` (keys as :meth:`InferenceGraph.matrices`) or ``bias`` (``{op}.bias``,
-    ``{lstm}.b_i`` ...), so that quantizers can replace them in place."""
-    for op in _leaf_ops(graph):
-        if isinstance(op, Conv1dOp | LinearOp):
-            yield op.name, "weight", op, "weight"
-            yield f"{op.name}.bias", "bias", op, "bias"
-        elif isinstance(op, LSTMOp):
-            for key in op.matrices():
-                yield key, "weight", op, key.rsplit(".", 1)[1]
-            for b in ("b_i", "b_f", "b_c", "b_o"):
-                yield f"{op.name}.{b}", "bias", op, b
-
-
-_OP_TYPES = {cls.__name__: cls for cls in (Conv1dOp, GatedResidualOp, SkipSumOp, LSTMOp,
-                                           LinearOp)}
+    ``{lstm}.b_i`` ...), so that quantizers can replace them in place. ``op`` is the op that
+    holds the tensor (a gated residual's convolutions, not the block)."""
+    for op in graph.ops:
+        yield from dispatch(PARAMETERS, op)
 
 
 def _op_to_dict(op: Op) -> dict:
     out: dict = {"op": type(op).__name__}
     for f in fields(op):
         value = getattr(op, f.name)
-        out[f.name] = _op_to_dict(value) if isinstance(value, Conv1dOp) else value
+        out[f.name] = _op_to_dict(value) if is_op(value) else value
     return out
 
 
 def _op_from_dict(d: dict) -> Op:
     kwargs = {k: _op_from_dict(v) if isinstance(v, dict) and "op" in v else v
               for k, v in d.items() if k != "op"}
-    return _OP_TYPES[d["op"]](**kwargs)
+    # serialized ops name their class (the artifact format), not their registry kind
+    op_types = {cls.__name__: cls for cls in OPS.op_classes()}
+    return op_types[d["op"]](**kwargs)
 
 
 def graph_to_dict(graph: InferenceGraph) -> dict:
