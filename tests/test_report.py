@@ -4,6 +4,7 @@ failing point, bad input, and the HTML in a headless browser."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from asr.data.manifest import read_manifest
 from hw.report.document import report_rows
 from hw.report.plots import pareto_front
 
@@ -92,6 +94,77 @@ def test_a_finished_point_is_reused(density_sweep, tone_model, tone_manifests):
     assert "finished earlier, reused" in proc.stdout + proc.stderr
     assert [p.stat().st_mtime_ns for p in results] == stamps
     assert len(json.loads((out / "report.json").read_text())["points"]) == 2
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: (size, mtime) by relative path (folders as (-1, 0))."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            if p.is_file() else (-1, 0) for p in folder.rglob("*")}
+
+
+def _rewrite_unchanged(path: Path) -> None:
+    """What a recipe's rerun does to an input: the same bytes written again, a newer mtime."""
+    data = path.read_bytes()
+    path.write_bytes(data)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+
+def test_a_rerun_over_rewritten_inputs_reuses_the_point_and_adds_no_files(
+        tone_model, tone_manifests, tmp_path):
+    # the demo's rerun: asr-data synth rewrites the manifests, and a model may be saved again
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    model = inputs / "model.ckpt"
+    shutil.copy(tone_model, model)
+    for name in ("train.jsonl", "dev.jsonl"):
+        shutil.copy(tone_manifests / name, inputs / name)
+    out = tmp_path / "report"
+    args = ["-m", "hw=ese", *tiny_report_args(model, inputs, out)]
+    proc = run_report(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = _tree(out)
+    reports = {n: (out / n).read_bytes() for n in ("report.md", "report.html", "report.json")}
+    for path in (model, inputs / "train.jsonl", inputs / "dev.jsonl"):
+        _rewrite_unchanged(path)
+    proc = run_report(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished earlier, reused" in proc.stdout + proc.stderr
+    assert "compressing" not in proc.stdout + proc.stderr
+    second = _tree(out)
+    assert sorted(second) == sorted(first)            # no new point, no new file anywhere
+    assert len(list((out / "points").iterdir())) == 1
+    # nothing rewritten but Hydra's own record of the sweep
+    changed = {k for k in first if first[k] != second[k]}
+    assert changed <= {"multirun/multirun.yaml"}, changed
+    assert {n: (out / n).read_bytes() for n in reports} == reports
+
+
+def test_point_id_hashes_contents_not_times(tone_model, tone_manifests, tmp_path):
+    from omegaconf import OmegaConf
+
+    from hw.report.point import point_id
+
+    model = tmp_path / "model.ckpt"
+    shutil.copy(tone_model, model)
+    audio = tmp_path / "a.wav"
+    shutil.copy(read_manifest(tone_manifests / "dev.jsonl")[0].audio_filepath, audio)
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "a"})
+                        + "\n")
+    cfg = OmegaConf.create({"hw": {"name": "ese"}, "compress": {"name": "ese"},
+                            "models": {"m": str(model)},
+                            "data": {"test_manifest": str(manifest)}})
+    pid = point_id(cfg)
+    for path in (model, manifest, audio):
+        _rewrite_unchanged(path)
+    assert point_id(cfg) == pid
+    for path in (model, audio):                       # one byte more: another point
+        data = path.read_bytes()
+        path.write_bytes(data + b"\0")
+        assert point_id(cfg) != pid
+        path.write_bytes(data)
+        assert point_id(cfg) == pid
 
 
 def test_a_failing_point_is_reported_and_the_other_finishes(tone_model, tone_manifests,

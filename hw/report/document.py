@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from asr.tables import markdown_table
+from hw.report.files import GENERATED, write_if_changed
 from hw.report.plots import all_plots, first_per_model_engine
 from hw.timing import TIMING_COLUMNS
 
@@ -174,14 +175,17 @@ def to_html(blocks: list[tuple], folder: Path) -> str:
 
 def write_report(points: list[dict[str, Any]], out: Path, title: str,
                  decoder: str = "greedy") -> tuple[list[dict[str, Any]], list[Path]]:
-    """Write report.md/.html/.json and the PNGs under ``out``; returns the rows and files."""
+    """Write report.md/.html/.json and the PNGs under ``out`` (each only when its content
+    changed); returns the rows and files."""
     out.mkdir(parents=True, exist_ok=True)
     rows = report_rows(points)
     plots = all_plots(rows, points, out, decoder)
     blocks = build_blocks(points, rows, plots, title)
     files = [out / "report.md", out / "report.html", out / "report.json"]
-    files[0].write_text(to_markdown(blocks))
-    files[1].write_text(to_html(blocks, out))
-    files[2].write_text(json.dumps({"title": title, "rows": rows, "plots": [p for p, _ in plots],
-                                    "points": points}, indent=1))
+    # a report whose content is unchanged but for its "Generated" time is left as it is
+    write_if_changed(files[0], to_markdown(blocks), GENERATED)
+    write_if_changed(files[1], to_html(blocks, out), GENERATED)
+    write_if_changed(files[2], json.dumps({"title": title, "rows": rows,
+                                           "plots": [p for p, _ in plots], "points": points},
+                                          indent=1))
     return rows, files + [out / name for name, _ in plots]

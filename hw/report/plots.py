@@ -4,6 +4,7 @@ file it wrote, or None when the rows hold nothing to plot."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 
+from hw.report.files import write_if_changed  # noqa: E402
+
 MARKERS = "osD^vP*X"
 SQNR_CAP_DB = 120.0  # exact layers (infinite SQNR) are drawn at the cap
 
 
 def _save(fig, path: Path) -> Path:
+    """Render the PNG; the file is rewritten only when its bytes change."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    write_if_changed(path, png.getvalue())
     return path
 
 

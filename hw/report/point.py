@@ -4,9 +4,10 @@ own bit-accurate outputs with the modeled latency, throughput and energy.
 
 A point is one ``hw`` x ``compress`` x ``quant`` choice; it lives in ``<out>/points/<id>/``
 (its compressed models and ``result.json``). The id hashes everything that changes its numbers
-(configs, the models' files, the test manifest), so a finished point is reused as it stands and
-a changed one is evaluated afresh. A model that fails is recorded with its error; the point's
-other models still run.
+(configs, the *contents* of the models' files, the manifests, the test audio and the LM, never
+their modification times), so a finished point is reused as it stands, also when a rerun of a
+recipe rewrote its inputs unchanged, and a changed one is evaluated afresh. A model that fails is
+recorded with its error; the point's other models still run.
 """
 
 from __future__ import annotations
@@ -52,9 +53,41 @@ _KEY_FIELDS = ("hw", "compress", "data", "trainer", "models", "decoders", "lm", 
                "max_utterances", "seed", "quant", "finetune", "calibration")
 
 
-def _file_stamp(path: str) -> list:
-    p = Path(path)
-    return [str(p), p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else [str(p)]
+# sha256 of a file's bytes by (resolved path, size, mtime): each file is read once per process
+# (a sweep's points share the models and the test set), and a rewritten one is read again.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _digest(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def _file_stamp(path: str | None) -> list:
+    """The path, size and content hash of a file (not its mtime: a recipe that rewrites a file
+    unchanged keeps the point); the path alone when there is no such file."""
+    p = Path(str(path))
+    return [str(p), p.stat().st_size, _digest(p)] if p.is_file() else [str(p)]
+
+
+def _audio_stamp(manifest: str | None) -> str | None:
+    """One hash over the size and content of every audio file the manifest lists, in order
+    (a re-made corpus with the same manifest text may hold other audio)."""
+    try:
+        utts = read_manifest(str(manifest))
+    except Exception:  # no manifest, or a bad one: the point records that error itself
+        return None
+    h = hashlib.sha256()
+    for u in utts:
+        h.update(json.dumps(_file_stamp(u.audio_filepath)).encode())
+    return h.hexdigest()
 
 
 def _labels(raw: dict[str, Any]) -> dict[str, Any]:
@@ -69,11 +102,18 @@ def _labels(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def point_id(cfg: DictConfig) -> str:
-    """``<hw>_<compress>_d<density>_w<bits>_<hash>``: readable, and unique per config."""
+    """``<hw>_<compress>_d<density>_w<bits>_<hash>``: readable, and unique per config and
+    inputs' contents."""
     raw = OmegaConf.to_container(cfg, resolve=True)
     key = {k: raw.get(k) for k in _KEY_FIELDS}
     key["models"] = {name: _file_stamp(str(p)) for name, p in (raw.get("models") or {}).items()}
-    key["test"] = _file_stamp(str((raw.get("data") or {}).get("test_manifest")))
+    data = raw.get("data") or {}
+    key["test"] = _file_stamp(data.get("test_manifest"))
+    key["test_audio"] = _audio_stamp(data.get("test_manifest"))
+    key["inputs"] = {k: _file_stamp(v) for k, v in (
+        ("train", data.get("train_manifest")), ("val", data.get("val_manifest")),
+        ("calibration", (raw.get("calibration") or {}).get("manifest")),
+        ("lm", raw.get("lm"))) if v}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     lab = _labels(raw)
     return (f"{lab['hw']}_{lab['compress']}_d{lab['density']}_w{lab['weight_bits']}"
