@@ -113,8 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print(f"{d.path}\t{d.hypothesis.text}\t[{cfg.name}: "
                   f"{cost['latency_s'] * 1e3:.3f} ms, RTF {cost['rtf']:.5f}, "
-                  f"{cost['utterance_uj']:.1f} uJ, {cost['average_power_w']:.2f} W, "
-                  f"{cost['saturations']} saturations]", flush=True)
+                  f"{cost['utterance_uj']:.1f} uJ ({cost['dynamic_uj']:.1f} dynamic, "
+                  f"{cost['static_uj']:.1f} static), "
+                  f"{cost['saturations']} saturations, "
+                  f"{cost['accumulator_overflows']} accumulator overflows]", flush=True)
     return report_failures("asr-hw run", failures)
 
 
@@ -150,7 +152,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"utterance ({summary['latency_per_frame_us']:.2f} us per frame), RTF "
               f"{summary['rtf']:.5f}; {summary['uj_per_utterance']:.1f} uJ per utterance, "
               f"{summary['uj_per_audio_second']:.1f} uJ per audio second, "
-              f"{summary['power_w']:.2f} W; {summary['saturations']} saturations, "
+              f"{summary['dynamic_power_w']:.3f} W dynamic + {summary['static_power_w']:.3f} W "
+              f"static (the chip's static power over its {summary['channels']} channel(s)); "
+              f"{summary['saturations']} saturations, "
               f"{summary['accumulator_overflows']} accumulator overflows")
     return report_failures("asr-hw eval", failures)
 

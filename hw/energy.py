@@ -6,7 +6,11 @@ accumulator add (``accumulator_bits``) and one accumulator register update per p
 index bits), weights that stream from DDR read from DRAM as well, one activation read per
 broadcast column and one write per output row. The element-wise stage of an LSTM cell does
 five activation-unit look-ups, three multiplies and two adds; a gated residual channel two
-look-ups, one multiply and two adds. Static power is drawn for the whole latency.
+look-ups, one multiply and two adds.
+
+Static power (``energy.static_w``) is the whole chip's; a chip with ``channels`` replicated
+engines serves that many utterances at once, so one channel is charged ``static_w / channels``
+for the frame's latency. Dynamic and static energy are kept apart everywhere they are shown.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ ELEMENTWISE_OPS = {"lstm": (5, 3, 2), "gated": (2, 1, 2)}
 
 @dataclass
 class EnergyBreakdown:
-    """pJ per frame by kind; ``static_pj`` for the frame's latency."""
+    """pJ per frame by kind; ``static_pj`` is one channel's share of the chip's static power
+    over the frame's latency."""
 
     mult_pj: float = 0.0
     add_pj: float = 0.0
@@ -64,7 +69,7 @@ def frame_energy(frame: FrameTiming, cfg: EngineConfig) -> EnergyBreakdown:
         out.lut_pj += n * lookups * ab * e.per_bit("lut_read")
         out.mult_pj += n * mults * e.mult(ab, ab)
         out.add_pj += n * adds * e.add(acc)
-    out.static_pj = e.static_w * frame.latency_us * 1e6   # W * us = 1e6 pJ
+    out.static_pj = e.static_w / cfg.channels * frame.latency_us * 1e6   # W * us = 1e6 pJ
     return out
 
 
@@ -77,6 +82,8 @@ def energy_summary(frame: FrameTiming, energy: EnergyBreakdown, frames: int,
     return {
         "frame_pj": energy.as_dict(),
         "utterance_uj": total_j * 1e6,
+        "dynamic_uj": frames * energy.dynamic_pj * 1e-6,
+        "static_uj": frames * energy.static_pj * 1e-6,
         "uj_per_audio_second": total_j * 1e6 / audio_seconds if audio_seconds else None,
         "average_power_w": power_w,
         "gops_per_w": frame.gops() / frame.channels / power_w if power_w else None,

@@ -158,6 +158,8 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
     latency = sum(c["latency_s"] for c in costs)
     frames = sum(c["frames"] for c in costs)
     energy_uj = sum(c["utterance_uj"] for c in costs)
+    dynamic_uj = sum(c["dynamic_uj"] for c in costs)
+    static_uj = sum(c["static_uj"] for c in costs)
     return {"latency_per_frame_us": 1e6 * latency / frames,
             "latency_ms": 1e3 * latency / len(costs),
             "rtf": latency / audio_seconds,
@@ -167,6 +169,10 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
             "uj_per_utterance": energy_uj / len(costs),
             "uj_per_audio_second": energy_uj / audio_seconds,
             "power_w": energy_uj * 1e-6 / latency,
+            # one channel's power, split: what the work costs, and its share of static power
+            "dynamic_power_w": dynamic_uj * 1e-6 / latency,
+            "static_power_w": static_uj * 1e-6 / latency,
+            "channels": cfg.channels,
             "saturations": sum(c["saturations"] for c in costs),
             "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
 

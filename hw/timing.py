@@ -319,18 +319,44 @@ TIMING_COLUMNS = ("matrix", "shape", "density %", "bytes", "on chip", "compute u
                   "utilization", "imbalance")
 
 
+def timing_records(frame: FrameTiming) -> list[dict]:
+    """ESE's per-matrix table for one frame as numbers (for JSON): one record per matrix, per
+    element-wise stage and a total; keys as :data:`TIMING_KEYS`, None where a column does not
+    apply."""
+    recs = [{"matrix": m.name, "rows": m.shape[0], "cols": m.shape[1], "density": m.density,
+             "bytes": m.bytes, "on_chip": m.on_chip, "compute_us": m.compute_us,
+             "total_us": m.total_us, "utilization": m.utilization, "imbalance": m.imbalance}
+            for m in frame.matrices]
+    recs += [{"matrix": e.name, "cells": e.cells, "total_us": e.cycles / frame.clock_hz * 1e6}
+             for e in frame.elementwise]
+    recs.append({"matrix": "total", "bytes": sum(m.bytes for m in frame.matrices),
+                 "compute_us": sum(m.compute_us for m in frame.matrices),
+                 "total_us": frame.latency_us})
+    return [{k: r.get(k) for k in TIMING_KEYS} for r in recs]
+
+
+TIMING_KEYS = ("matrix", "rows", "cols", "cells", "density", "bytes", "on_chip", "compute_us",
+               "total_us", "utilization", "imbalance")
+
+
+def timing_record_cells(r: dict) -> list[str]:
+    """One record of :func:`timing_records` as the table's strings (:data:`TIMING_COLUMNS`)."""
+    def num(key: str, fmt: str) -> str:
+        return "" if r.get(key) is None else fmt.format(r[key])
+
+    shape = (f"{r['rows']}x{r['cols']}" if r.get("rows") is not None
+             else f"{r['cells']} cells" if r.get("cells") is not None else "")
+    density = "" if r.get("density") is None else f"{100 * r['density']:.1f}"
+    on_chip = "" if r.get("on_chip") is None else ("yes" if r["on_chip"] else "no")
+    return [r["matrix"], shape, density, num("bytes", "{}"), on_chip,
+            num("compute_us", "{:.2f}"), num("total_us", "{:.2f}"),
+            num("utilization", "{:.2f}"), num("imbalance", "{:.3f}")]
+
+
 def timing_table_rows(frame: FrameTiming) -> list[list[str]]:
     """ESE's per-matrix table for one frame (columns :data:`TIMING_COLUMNS`), with the
     element-wise stages and a total row."""
-    rows = [[m.name, f"{m.shape[0]}x{m.shape[1]}", f"{100 * m.density:.1f}", str(m.bytes),
-             "yes" if m.on_chip else "no", f"{m.compute_us:.2f}", f"{m.total_us:.2f}",
-             f"{m.utilization:.2f}", f"{m.imbalance:.3f}"] for m in frame.matrices]
-    rows += [[e.name, f"{e.cells} cells", "", "", "", "",
-              f"{e.cycles / frame.clock_hz * 1e6:.2f}", "", ""] for e in frame.elementwise]
-    rows.append(["total", "", "", str(sum(m.bytes for m in frame.matrices)), "",
-                 f"{sum(m.compute_us for m in frame.matrices):.2f}", f"{frame.latency_us:.2f}",
-                 "", ""])
-    return rows
+    return [timing_record_cells(r) for r in timing_records(frame)]
 
 
 def timing_table_markdown(frame: FrameTiming) -> str:

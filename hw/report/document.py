@@ -14,7 +14,7 @@ from typing import Any
 from asr.tables import markdown_table
 from hw.report.files import GENERATED, write_if_changed
 from hw.report.plots import all_plots, first_per_model_engine
-from hw.timing import TIMING_COLUMNS
+from hw.timing import TIMING_COLUMNS, timing_record_cells
 
 KIND_ORDER = {"float": 0, "quantized": 1, "engine": 2}
 # (header, row key, format) of the summary table.
@@ -27,8 +27,12 @@ SUMMARY_COLUMNS = (
     ("ms/utt", "latency_ms", "{:.3f}"), ("RTF", "rtf", "{:.2e}"),
     ("x real time", "throughput_x_realtime", "{:,.0f}"), ("GOP/s", "gops", "{:.1f}"),
     ("uJ/utt", "uj_per_utterance", "{:.1f}"), ("uJ/audio s", "uj_per_audio_second", "{:.1f}"),
-    ("W", "power_w", "{:.2f}"), ("storage KB", "storage_bytes", "kb"),
+    ("dynamic W", "dynamic_power_w", "{:.3f}"), ("static W", "static_power_w", "{:.3f}"),
+    ("saturations", "saturations", "{:,}"), ("storage KB", "storage_bytes", "kb"),
     ("vs float32", "compression_ratio", "{:.1f}x"))
+# report.json's layout: rows and points with numbers as numbers (2: energy split into dynamic
+# and per-channel static power, saturation counts, the timing table as records).
+REPORT_SCHEMA_VERSION = 2
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -64,6 +68,13 @@ def report_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                        r["decoder"]))
 
 
+def _channels_note(rows: list[dict[str, Any]]) -> str:
+    """Each engine's channel count, e.g. ``ese 32 channels, bbs 1 channel``."""
+    chans = {r["engine"]: r.get("channels") for r in rows if r["kind"] == "engine"}
+    return ", ".join(f"{e} {n} channel{'s' if n != 1 else ''}" for e, n in sorted(chans.items())
+                     if n is not None) or "no engine rows"
+
+
 def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return ([h for h, _, _ in SUMMARY_COLUMNS],
             [[_cell(r[k], f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
@@ -81,8 +92,11 @@ def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
               f"{len(points)} point(s) on {', '.join(sorted(map(str, test)))} "
               f"({max((r['utterances'] or 0) for r in rows) if rows else 0} utterances). "
               "WER/CER of engine rows come from the engine's bit-accurate integer outputs; "
-              "latency, throughput and energy from its cycle-level timing and energy model "
-              "(one channel; 'x real time' counts every channel)."),
+              "latency, throughput and energy from its cycle-level timing and energy model, "
+              "for one channel ('x real time' counts every channel). Power is split into the "
+              "dynamic power of the work and the channel's share of the chip's static power "
+              f"(static_w / channels: {_channels_note(rows)}). Saturations count the values "
+              "the engine clipped into their format over the test set."),
         ("h2", "Results"),
         ("table", *summary_table(rows)),
     ]
@@ -99,7 +113,8 @@ def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
         blocks.append(("h2", "Per-matrix latency of one frame (ESE's table)"))
         for p, model, details in first_per_model_engine(points):
             blocks += [("h3", f"{model} on {p['hw']} ({p['compress']}, point {p['id']})"),
-                       ("table", list(TIMING_COLUMNS), details["timing_rows"]),
+                       ("table", list(TIMING_COLUMNS),
+                        [timing_record_cells(r) for r in details["timing"]]),
                        ("p", f"{details['gops']:.1f} GOP/s ({details['gops_dense']:.1f} GOP/s "
                              "dense-equivalent) with every channel busy.")]
     blocks += [("h2", "Points"),
@@ -185,7 +200,8 @@ def write_report(points: list[dict[str, Any]], out: Path, title: str,
     # a report whose content is unchanged but for its "Generated" time is left as it is
     write_if_changed(files[0], to_markdown(blocks), GENERATED)
     write_if_changed(files[1], to_html(blocks, out), GENERATED)
-    write_if_changed(files[2], json.dumps({"title": title, "rows": rows,
+    write_if_changed(files[2], json.dumps({"schema_version": REPORT_SCHEMA_VERSION,
+                                           "title": title, "rows": rows,
                                            "plots": [p for p, _ in plots], "points": points},
                                           indent=1))
     return rows, files + [out / name for name, _ in plots]

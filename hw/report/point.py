@@ -37,7 +37,7 @@ from asr.train.checkpoint import load_checkpoint
 from hw.config import EngineConfig
 from hw.engine import engine_acoustic_model, posteriors_with_cost, summarize_costs
 from hw.report.config import ReportJob, apply_quant_bits, validate_report_config
-from hw.timing import timing_table_rows
+from hw.timing import timing_records
 from hw.trace import trace_layers
 
 log = logging.getLogger("asr-hw report")
@@ -47,7 +47,8 @@ RESULT = "result.json"
 ROW_FIELDS = ("model", "kind", "engine", "compress", "decoder", "density", "weight_bits", "wer",
               "cer", "utterances", "latency_per_frame_us", "latency_ms", "rtf",
               "throughput_x_realtime", "gops", "uj_per_utterance", "uj_per_audio_second",
-              "power_w", "storage_bytes", "compression_ratio", "saturations", "point")
+              "power_w", "dynamic_power_w", "static_power_w", "channels", "storage_bytes",
+              "compression_ratio", "saturations", "accumulator_overflows", "point")
 # The keys that change a point's numbers (``out``, ``title`` and ``resume`` do not).
 _KEY_FIELDS = ("hw", "compress", "data", "trainer", "models", "decoders", "lm", "beam_width",
                "max_utterances", "seed", "quant", "finetune", "calibration")
@@ -235,7 +236,7 @@ def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point
     pe_busy = [sum(m.pe_work[p] for m in frame.matrices) for p in range(job.hw.num_pes)]
     details = {"storage": store, "skipped_files": e["skipped"],
                "pe_utilization": [b / frame.cycles for b in pe_busy],
-               "timing_rows": timing_table_rows(frame), "gops": frame.gops(),
+               "timing": timing_records(frame), "gops": frame.gops(),
                "gops_dense": frame.gops(True), "layers": _layer_sqnr(artifact, job.hw, utts)}
     return rows, details
 
