@@ -23,6 +23,9 @@ from asr.compress.fixed_point import FixedPointFormat, shift_round
 from hw.config import ActivationUnitConfig
 
 FUNCTIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
+# Units up to this input width answer from a table of their output for every input code
+# (2**20 int64 entries: 8 MiB); wider ones compute each look-up.
+MAX_TABULATED_BITS = 20
 
 
 @dataclass
@@ -35,6 +38,7 @@ class ActivationUnit:
     table: torch.Tensor  # int64: entries (lut) or segments + 1 points (pwl)
     rounding: str
     _slopes: torch.Tensor | None = field(default=None, repr=False)
+    _outputs: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def in_format(self) -> FixedPointFormat:
@@ -46,7 +50,9 @@ class ActivationUnit:
 
     @property
     def lo(self) -> int:
-        return self.in_format.qmin
+        """The smallest input code (the format's qmin, without building the format: this is
+        read on every look-up)."""
+        return -(1 << (self.bits - 1))
 
     @property
     def bin_shift(self) -> int:
@@ -54,7 +60,21 @@ class ActivationUnit:
         return self.bits - int(math.log2(size))
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
-        """Look up every code of ``q`` (already in the unit's input format)."""
+        """Look up every code of ``q`` (already in the unit's input format).
+
+        The unit is a pure function of its ``bits``-wide input code, so its output for every
+        code is computed once by :meth:`rom_datapath` and each call is one gather: the same
+        integers, without re-running the ROM look-up, interpolation and rounding per value."""
+        if self.bits > MAX_TABULATED_BITS:
+            return self.rom_datapath(q)
+        if self._outputs is None:
+            codes = torch.arange(self.lo, self.lo + (1 << self.bits), dtype=torch.int64)
+            self._outputs = self.rom_datapath(codes)
+        return self._outputs[q - self.lo]
+
+    def rom_datapath(self, q: torch.Tensor) -> torch.Tensor:
+        """The unit as the hardware computes it: the ROM entry of ``q``'s bin (lut), plus the
+        rounded interpolation inside the bin (pwl)."""
         offset = q - self.lo
         k = torch.bitwise_right_shift(offset, self.bin_shift)
         if self.kind == "lut":

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asr.compress.fixed_point import narrow, round_float, shift_round
+from asr.compress.fixed_point import narrow, round_float, rounding_mode, shift_round
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
 from hw.arith import EventCounter
@@ -70,6 +70,7 @@ class Datapath:
     def __init__(self, model: EngineModel, trace: bool = False):
         self.m = model
         self.cfg = model.cfg
+        self.rounding = rounding_mode(model.cfg.rounding)
         self.events = EventCounter()
         self.trace: dict[str, tuple[torch.Tensor, int]] | None = {} if trace else None
         self.skip: tuple[torch.Tensor, int] | None = None
@@ -110,12 +111,12 @@ class Datapath:
         fractional length (ints)."""
         if all(isinstance(f, int) for _, f in terms):   # one format per term: scalar shifts
             frac = min(max(f for _, f in terms), out_frac + self.cfg.guard_bits)
-            total = sum(shift_round(v, f - frac, self.cfg.rounding) for v, f in terms)
+            total = sum(shift_round(v, f - frac, self.rounding) for v, f in terms)
             return self.wrap_accumulator(layer, total), frac
         width = terms[0][0].shape[-1]
         fracs = [torch.as_tensor(f, dtype=torch.int64).expand(width) for _, f in terms]
         frac = torch.stack(fracs).amax(dim=0).clamp(max=out_frac + self.cfg.guard_bits)
-        total = sum(shift_round(v, f - frac, self.cfg.rounding) for (v, _), f in zip(terms, fracs))
+        total = sum(shift_round(v, f - frac, self.rounding) for (v, _), f in zip(terms, fracs))
         return self.wrap_accumulator(layer, total), frac
 
     def wrap_accumulator(self, layer: str, total: torch.Tensor) -> torch.Tensor:
@@ -126,7 +127,7 @@ class Datapath:
     def narrow(self, layer: str, q: torch.Tensor, from_frac, to_frac: int) -> torch.Tensor:
         """Round ``q`` (fractional length ``from_frac``) to ``to_frac`` and fit it into
         ``activation_bits``."""
-        shifted = shift_round(q, from_frac - to_frac, self.cfg.rounding)
+        shifted = shift_round(q, from_frac - to_frac, self.rounding)
         return self.events.narrow(layer, shifted, self.cfg.activation_bits, self.cfg.saturate)
 
     def activation(self, layer: str, acc: torch.Tensor, frac, function: str, out_frac: int
@@ -151,7 +152,7 @@ class Datapath:
 
     def input(self, features: torch.Tensor) -> tuple[torch.Tensor, int]:
         frac = self.m.signal("input")
-        q = round_float(features.double() * 2.0 ** frac, self.cfg.rounding).to(torch.int64)
+        q = round_float(features.double() * 2.0 ** frac, self.rounding).to(torch.int64)
         return self.events.narrow("input", q, self.cfg.activation_bits, self.cfg.saturate), frac
 
     def dense(self, name: str, x: torch.Tensor, fx: int, activation: str,
@@ -210,7 +211,7 @@ class Datapath:
         fxr, frr = wx.frac + fx, wr.frac + fy
         frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + self.cfg.guard_bits)
         shift_r = (frr - frac).contiguous()
-        rounding = self.cfg.rounding
+        rounding = self.rounding
         pre = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
                + shift_round(b, fb - frac, rounding))
         # When no step's sum can overflow, the per-step check is skipped (same result).

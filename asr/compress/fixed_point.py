@@ -56,6 +56,8 @@ OVERFLOW = tuple(o.value for o in Overflow)
 
 def rounding_mode(value: str | Rounding, key: str = "rounding") -> Rounding:
     """``value`` as a :class:`Rounding`; a :class:`ConfigError` naming ``key`` otherwise."""
+    if isinstance(value, Rounding):   # the datapath's hot path: already a mode
+        return value
     try:
         return Rounding(value)
     except ValueError:
