@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -135,15 +136,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     refs, hyps, costs = [], [], []
     audio = 0.0
     failures: list[tuple[str, str]] = []
+    start = time.perf_counter()   # the simulator's own speed: audio read to decoded text
     for d, cost in decode_with_cost(model, list(texts), make_decoder("greedy", model),
                                     failures):
         refs.append(texts[d.path])
         hyps.append(d.hypothesis.text)
         costs.append(cost)
         audio += d.duration
+    wall = time.perf_counter() - start
     rates = error_rates(refs, hyps)
     summary = {"artifact": args.artifact, "engine": cfg.name, "utterances": len(refs),
-               "wer": rates.wer, "cer": rates.cer, **summarize_costs(costs, audio, cfg)}
+               "wer": rates.wer, "cer": rates.cer, **summarize_costs(costs, audio, cfg),
+               "simulation_seconds": wall,
+               "simulation_utterances_per_second": len(refs) / wall,
+               "simulation_x_realtime": audio / wall}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -156,6 +162,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"static (the chip's static power over its {summary['channels']} channel(s)); "
               f"{summary['saturations']} saturations, "
               f"{summary['accumulator_overflows']} accumulator overflows")
+        print(f"simulated at {summary['simulation_utterances_per_second']:.2f} utterances/s, "
+              f"{summary['simulation_x_realtime']:.2f}x real time on this machine "
+              f"({wall:.1f} s wall clock)")
     return report_failures("asr-hw eval", failures)
 
 

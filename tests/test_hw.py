@@ -311,3 +311,13 @@ def test_asr_hw_commands(tone_model, tone_manifests, tmp_path, capsys):
     assert len(golden) == 3
     assert hw_main(["run", str(out), str(wav), "--engine", "nope"]) == 2
     assert "unknown engine preset" in capsys.readouterr().err
+    assert hw_main(["eval", str(out), str(tone_manifests / "dev.jsonl"), "--set", "num_pes=8",
+                    "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ev["utterances"] == 12 and ev["simulation_x_realtime"] > 0
+    assert math.isclose(ev["simulation_utterances_per_second"],
+                        ev["utterances"] / ev["simulation_seconds"])
+    assert math.isclose(ev["dynamic_power_w"] + ev["static_power_w"], ev["power_w"])
+    assert hw_main(["eval", str(out), str(tone_manifests / "dev.jsonl"), "--set",
+                    "num_pes=8"]) == 0
+    assert "utterances/s" in capsys.readouterr().out
