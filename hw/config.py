@@ -205,10 +205,30 @@ def engine_from_dict(d: dict, origin: str = "hw") -> EngineConfig:
             extra = sorted(set(d[sub]) - set(cls.__dataclass_fields__))
             if extra:
                 raise ConfigError(f"{origin}.{sub}: unknown key(s) {extra}")
+    _check_types(EngineConfig(), d, origin)
+    for sub, cls in (("activation_unit", ActivationUnitConfig), ("energy", EnergyTable)):
+        if isinstance(d.get(sub), dict):
+            _check_types(cls(), d[sub], f"{origin}.{sub}")
     try:
         return EngineConfig(**d)
     except TypeError as err:
         raise ConfigError(f"{origin}: {err}") from None
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_types(defaults: object, d: dict, origin: str) -> None:
+    """Each plain value has the type of the field's default (an int is a number too), so a
+    value like ``num_pes=abc`` is named instead of failing inside a comparison."""
+    for key, value in d.items():
+        want = type(getattr(defaults, key, None))
+        if want not in _TYPE_NAMES:
+            continue
+        ok = (isinstance(value, want) and not (want is int and isinstance(value, bool))
+              or (want is float and isinstance(value, int) and not isinstance(value, bool)))
+        if not ok:
+            raise ConfigError(f"{origin}.{key}: expected {_TYPE_NAMES[want]}, got {value!r}")
 
 
 def preset_names() -> list[str]:
@@ -231,6 +251,36 @@ def load_engine(preset: str, overrides: list[str] | None = None) -> EngineConfig
             raise ConfigError(f"hw: unknown engine preset {preset!r}; presets: "
                               f"{preset_names()} (or a path to a .yaml file)")
         conf_dir, name = HW_CONF_DIR, preset
+    for item in overrides or []:
+        check_override_key(item)
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose(name, overrides or [])
+        try:
+            cfg = compose(name, overrides or [])
+        except Exception as err:  # Hydra's parse and type errors: say which override
+            raise ConfigError(f"--set {' '.join(overrides or [])}: {err}") from None
     return engine_from_dict(OmegaConf.to_container(cfg, resolve=True), "hw")
+
+
+def engine_keys() -> list[str]:
+    """Every key an engine override may set: the fields, and ``activation_unit.*`` and
+    ``energy.*`` inside their groups."""
+    keys = []
+    for name in EngineConfig.__dataclass_fields__:
+        sub = {"activation_unit": ActivationUnitConfig, "energy": EnergyTable}.get(name)
+        keys += ([f"{name}.{f}" for f in sub.__dataclass_fields__] if sub else [name])
+    return keys
+
+
+def check_override_key(item: str) -> None:
+    """``KEY=VALUE`` with a known key; a typo is named with the nearest valid keys."""
+    import difflib
+
+    key, eq, _ = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"--set: expected KEY=VALUE (e.g. clock_mhz=250), got {item!r}")
+    key = key.strip().lstrip("+~")
+    keys = engine_keys()
+    if key not in keys and not any(k.startswith(key + ".") for k in keys):
+        near = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(near)}?" if near else f"; known keys: {keys}"
+        raise ConfigError(f"--set: unknown engine key {key!r}{hint}")
