@@ -185,6 +185,16 @@ def test_a_failing_point_is_reported_and_the_other_finishes(tone_model, tone_man
     assert "failed" in proc.stderr
 
 
+def test_a_sweep_whose_every_point_failed_exits_non_zero(tone_model, tone_manifests,
+                                                        tmp_path):
+    proc = run_report("-m", "compress.prune.num_pes=5,7",
+                      *tiny_report_args(tone_model, tone_manifests, tmp_path,
+                                        "compress.prune.num_pes"))
+    assert proc.returncode == 1 and "every point failed" in proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {p["status"] for p in report["points"]} == {"failed"}
+
+
 def test_bad_input_stops_before_any_work_naming_the_key(tone_model, tone_manifests, tmp_path):
     args = tiny_report_args(tone_model, tone_manifests, tmp_path, "hydra.")
     proc = run_report(*tiny_report_args(tone_model, tone_manifests, tmp_path, "+models", "hydra."),

@@ -67,7 +67,11 @@ class WriteReportAfterSweep(Callback):
     """Hydra callback: after every point of a ``-m`` sweep has run, write the one report."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_and_print(config)
+        points = write_and_print(config)
+        if points and all(p.get("status") == "failed" for p in points):
+            # nothing was evaluated: the command failed, whatever the launcher says
+            print("asr-hw report: error: every point failed", file=sys.stderr)
+            sys.exit(1)
 
 
 def _limit_threads() -> None:
