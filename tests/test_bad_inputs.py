@@ -113,15 +113,26 @@ def test_import_of_nothing_writes_no_manifest(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override,message", [
+    ("optim.optimizer.lr=abc", "optim.optimizer.lr: expected a number, got 'abc'"),
+    ("optim.optimizer.lr=-1", "optim.optimizer: Invalid learning rate: -1"),
+    ("trainer.max_epochs=abc", "trainer.max_epochs: expected int, got 'abc'"),
+    ("trainer.max_epochs=-5", "trainer.max_epochs: expected >= -1"),
+    ("trainer.precision=99", "trainer: Precision 99 is invalid"),
+    ("trainer.devices=0", "trainer: `Trainer(devices=0)` value is not a valid input"),
+    ("trainer.gradient_clip_val=abc", "trainer.gradient_clip_val: expected int or float or None"),
     ("resume=maybe", "resume: expected true or false, got 'maybe'"),
     ("overwrite=1", "overwrite: expected true or false, got 1"),
     ("resume=true", "resume: true, but"),   # nothing to resume: no silent fresh start
 ])
-def test_train_resume_values_are_checked(override, message, tone_manifests, tmp_path):
+def test_train_config_values_are_checked_before_any_data(override, message, tone_manifests,
+                                                         tmp_path):
+    import re
+
     from asr.train.app import train
 
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        train(compose_train(*tiny_overrides(tone_manifests, tmp_path / "run",
+    # no corpus at all: the config error must come first, before any data is looked for
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(compose_train(*tiny_overrides(tmp_path / "no_corpus", tmp_path / "run",
                                             "trainer.max_epochs=1", override)))
     assert not (tmp_path / "run" / "checkpoints").exists()
 

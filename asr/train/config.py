@@ -10,6 +10,8 @@ arguments; each error names the key.
 from __future__ import annotations
 
 import inspect
+import logging
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,6 +108,9 @@ def _check_target(node: dict[str, Any], prefix: str, provided: tuple[str, ...] =
 
 
 def check_trainer_args(trainer: dict[str, Any]) -> None:
+    """Every ``trainer.*`` key is a Trainer argument of the right type, and Lightning accepts
+    the set: a Trainer is built from them (no logger, no checkpoints, nothing written), so a
+    bad accelerator, precision or device count fails here, before any data is read."""
     params = inspect.signature(pl.Trainer.__init__).parameters
     for key in trainer:
         if key not in params:
@@ -114,6 +119,55 @@ def check_trainer_args(trainer: dict[str, Any]) -> None:
         if key in trainer:
             raise ConfigError(f"trainer.{key}: set by asr-train itself (run_dir, loggers and "
                               "checkpoints are configured from the top-level keys)")
+    for key, value in trainer.items():
+        _check_plain_type(f"trainer.{key}", params[key].annotation, value)
+    for key in ("max_epochs", "max_steps"):
+        if isinstance(trainer.get(key), int):
+            check(trainer[key] >= -1, f"trainer.{key}", ">= -1 (-1: no limit)", trainer[key])
+    quiet = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)   # the dry build's "GPU available" lines are not news
+    try:
+        pl.Trainer(**{**trainer, "logger": False, "enable_checkpointing": False,
+                      "enable_progress_bar": False, "enable_model_summary": False})
+    except Exception as err:  # Lightning raises several kinds for a bad combination
+        raise ConfigError(f"trainer: {err}") from None
+    finally:
+        quiet.setLevel(level)
+
+
+_PLAIN = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _check_plain_type(key: str, annotation: Any, value: Any) -> None:
+    """``value`` fits an annotation made of plain types (``int | str | None``, ...); other
+    annotations are left to the callee. Lightning's annotations are strings here."""
+    words = re.findall(r"[A-Za-z_]+", str(annotation).replace("typing.", ""))
+    names = [{"NoneType": "None"}.get(w, w) for w in words if w not in ("Optional", "Union")]
+    if not names or any(n not in (*_PLAIN, "None") for n in names):
+        return
+    types = tuple(_PLAIN[n] for n in names if n in _PLAIN)
+    ok = ((value is None and "None" in names)
+          or (isinstance(value, types) and not (isinstance(value, bool) and bool not in types))
+          or (float in types and isinstance(value, int) and not isinstance(value, bool)))
+    if not ok:
+        raise ConfigError(f"{key}: expected {' or '.join(names)}, got {value!r}")
+
+
+def check_optimizer(optimizer: dict[str, Any], prefix: str = "optim.optimizer") -> None:
+    """Build the optimizer over one dummy parameter: torch's own checks (a negative or
+    non-numeric learning rate, bad betas) fail here, before any data is read."""
+    from hydra.utils import instantiate
+
+    target = get_method(optimizer["_target_"])
+    for key, param in inspect.signature(target).parameters.items():
+        if key in optimizer and isinstance(param.default, float) and (
+                isinstance(optimizer[key], bool) or not isinstance(optimizer[key], int | float)):
+            raise ConfigError(f"{prefix}.{key}: expected a number, got {optimizer[key]!r}")
+    try:
+        instantiate(optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    except Exception as err:  # torch raises ValueError or TypeError, Hydra wraps them
+        raise ConfigError(f"{prefix}: {str(err).splitlines()[-1].strip() or err}") from None
 
 
 def validate_train_config(cfg: DictConfig) -> TrainSpec:
@@ -137,6 +191,7 @@ def validate_train_config(cfg: DictConfig) -> TrainSpec:
     if not optim_cfg.optimizer.get("_partial_", False):
         raise ConfigError("optim.optimizer._partial_: must be true (the parameters are "
                           "supplied by the training module)")
+    check_optimizer(optim_cfg.optimizer)
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_trainer_args(trainer)
     check(int(cfg.seed) >= 0, "seed", ">= 0", cfg.seed)
