@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
@@ -41,3 +43,17 @@ def quiet_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:
             return BROKEN_PIPE_STATUS
 
     return wrapped
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_library_noise() -> None:
+    """Keep the commands' output to what they say themselves: Lightning's advertisement for
+    its cloud logger and a deprecation inside Lightning's own pytree helper are not actionable
+    for a user of these commands. Warnings about the user's own data and config still show."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropTips())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

@@ -43,6 +43,7 @@ from asr.compress.config import CompressConfig, validate_against_model
 from asr.compress.distill import DistillingCTCModule
 from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError, check
+from asr.console import quiet_library_noise
 from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.decode.recognizer import greedy_error_rates
@@ -328,6 +329,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    quiet_library_noise()
     _hydra_main()
 
 

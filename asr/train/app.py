@@ -32,11 +32,17 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from asr.audio import AudioError
 from asr.config_errors import ConfigError
+from asr.console import quiet_library_noise
 from asr.data.datamodule import CTCDataModule
 from asr.data.manifest import ManifestError, read_manifest
 from asr.features.global_cmvn import estimate_global_cmvn
 from asr.text.vocab import CharVocab
-from asr.train.checkpoint import BEST_CHECKPOINT_NAME, average_best_checkpoints, read_checkpoint
+from asr.train.checkpoint import (
+    BEST_CHECKPOINT_NAME,
+    CheckpointError,
+    average_best_checkpoints,
+    read_checkpoint,
+)
 from asr.train.config import TRAIN_CONF_DIR, TrainSpec, validate_train_config
 from asr.train.module import CTCModule
 
@@ -163,7 +169,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
-    except (ConfigError, ManifestError, AudioError) as err:
+    except (ConfigError, ManifestError, AudioError, CheckpointError) as err:
         print(f"asr-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     # A sweeper optimizing the run reads this value.
@@ -171,6 +177,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    quiet_library_noise()
     _hydra_main()
 
 

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from asr.audio import AudioError
 from asr.compress.artifact import ArtifactError
 from asr.config_errors import ConfigError
+from asr.console import quiet_library_noise
 from asr.data.manifest import ManifestError
 from asr.tables import markdown_table
 from asr.train.checkpoint import CheckpointError
@@ -87,6 +88,7 @@ def _limit_threads() -> None:
 @hydra.main(config_path=str(CONF_DIR / "asr_hw_report"), config_name="report",
             version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
+    quiet_library_noise()   # again: a launcher's worker process starts without the filters
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     if hc.mode == RunMode.MULTIRUN:
@@ -110,4 +112,5 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``asr-hw report ARGS`` (Hydra reads ``sys.argv``)."""
     if argv is not None:
         sys.argv = ["asr-hw report", *argv]
+    quiet_library_noise()
     _hydra_main()
