@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from asr.audio import AudioError, load_audio
-from asr.compress.artifact import ArtifactError, read_artifact
+from asr.compress.artifact import Artifact, ArtifactError, read_artifact
 from asr.compress.fixed_point import FixedPointFormat
 from asr.config_errors import ConfigError
 from asr.decode.inputs import expand_inputs
@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _features(artifact: dict, path: str) -> torch.Tensor:
-    cfg = FeatureConfig(**artifact["features"])
+def _features(artifact: Artifact, path: str) -> torch.Tensor:
+    cfg = FeatureConfig(**artifact.features)
     return FeatureExtractor(cfg)(load_audio(path, cfg.sample_rate))
 
 
