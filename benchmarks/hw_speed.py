@@ -56,7 +56,6 @@ def main() -> None:
     masks = prune_model(views, densities, ccfg.prune)
     feats = torch.randn(args.frames, args.inputs)
     art = build_artifact(model, masks, densities, ccfg, [feats])
-    art["compress"] = {"prune": {"bank_size": ccfg.prune.bank_size}}
     engine = compile_model(art, load_engine("ese"))
     with torch.inference_mode():
         float_s = best_of(lambda: model(feats[None], torch.tensor([args.frames])),

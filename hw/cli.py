@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from asr.audio import AudioError, load_audio
-from asr.compress.artifact import ArtifactError, read_artifact
+from asr.compress.artifact import Artifact, ArtifactError, read_artifact
 from asr.compress.fixed_point import FixedPointFormat
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _features(artifact: dict, path: str) -> torch.Tensor:
-    cfg = FeatureConfig(**artifact["features"])
+def _features(artifact: Artifact, path: str) -> torch.Tensor:
+    cfg = FeatureConfig(**artifact.features)
     return FeatureExtractor(cfg)(load_audio(path, cfg.sample_rate))
 
 

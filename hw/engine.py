@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from asr.compress.artifact import read_artifact
+from asr.compress.artifact import Artifact, read_artifact
 from asr.compress.fixed_point import FixedPointFormat
 from asr.decode.recognizer import Decoded, Decoder, Posteriors, Recognizer
 from asr.features.config import FeatureConfig
@@ -177,11 +177,11 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
             "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
 
 
-def engine_acoustic_model(artifact: dict[str, Any] | str | Path, cfg: EngineConfig,
+def engine_acoustic_model(artifact: Artifact | str | Path, cfg: EngineConfig,
                           activation_format: FixedPointFormat | None = None) -> AcousticModel:
     """An :class:`~asr.models.acoustic.AcousticModel` whose forward is the engine."""
     data = read_artifact(artifact) if isinstance(artifact, str | Path) else artifact
     model = compile_model(data, cfg, activation_format)
     source = str(artifact) if isinstance(artifact, str | Path) else "<memory>"
-    return AcousticModel(EngineModule(model).eval(), CharVocab(data["vocab_tokens"]),
-                         FeatureConfig(**data["features"]), dict(data["model_config"]), source)
+    return AcousticModel(EngineModule(model).eval(), CharVocab(data.vocab_tokens),
+                         FeatureConfig(**data.features), dict(data.model_config), source)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from asr.compress.artifact import Artifact
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
 from hw.config import EngineConfig
 from hw.functional import run_engine
@@ -66,7 +67,7 @@ def pe_memories(mat: IntMatrix, cfg: EngineConfig) -> dict[int, tuple[list[int],
     return out
 
 
-def export_engine(artifact: dict, cfg: EngineConfig, out_dir: Path,
+def export_engine(artifact: Artifact, cfg: EngineConfig, out_dir: Path,
                   features: torch.Tensor | None = None, frames: int = 3) -> list[Path]:
     model = compile_model(artifact, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The artifact compiled for one engine: integer weights, biases and a format for every signal.
 
-:func:`compile_model` reads a compressed model (the dict of a ``*.model`` file) and an
+:func:`compile_model` reads a compressed model (the :class:`~asr.compress.artifact.Artifact`
+of a ``*.model`` file) and an
 :class:`~hw.config.EngineConfig` and returns an :class:`EngineModel`:
 
 - every weight matrix as integers with one fractional length per row (:class:`IntMatrix`).
@@ -27,8 +28,7 @@ from typing import Any
 
 import torch
 
-from asr.compress.artifact import ArtifactError, load_graph, quantized_tensor, storage_object
-from asr.compress.config import layer_type
+from asr.compress.artifact import Artifact, ArtifactError, BiasEntry, MatrixEntry
 from asr.compress.fixed_point import FixedPointFormat
 from asr.compress.quantize import frac_for_range, partition_max_abs
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
@@ -156,12 +156,12 @@ def _decode_table(q, cfg: EngineConfig) -> tuple[torch.Tensor, int, int]:
     return cfg.weight_format(frac).to_int(values), offset, frac
 
 
-def _storage_for(name: str, entry: dict, codes: torch.Tensor, mask: torch.Tensor | None,
+def _storage_for(name: str, entry: MatrixEntry, codes: torch.Tensor, mask: torch.Tensor | None,
                  cfg: EngineConfig, fill: int, bank_size: int) -> CSCMatrix | CSBMatrix | None:
     """The artifact's storage when it is this engine's layout, else re-encoded for it."""
     if mask is None or cfg.sparse_format == "dense":
         return None
-    stored = storage_object(entry) if entry.get("quant") is not None else None
+    stored = entry.storage_object() if entry.quant is not None else None
     if cfg.sparse_format == "csc":
         if (isinstance(stored, CSCMatrix) and stored.num_pes == cfg.num_pes
                 and stored.index_bits == cfg.index_bits):
@@ -178,16 +178,16 @@ def _storage_for(name: str, entry: dict, codes: torch.Tensor, mask: torch.Tensor
                           "compress with compress=bbs or use a csc/dense engine") from None
 
 
-def _int_matrix(name: str, entry: dict, weight: torch.Tensor, model_type: str,
-                cfg: EngineConfig, bank_size: int, notes: list[str]) -> IntMatrix:
-    ltype = entry.get("layer_type") or layer_type(name, model_type)
-    mask = entry.get("mask")
+def _int_matrix(name: str, entry: MatrixEntry, weight: torch.Tensor, cfg: EngineConfig,
+                bank_size: int, notes: list[str]) -> IntMatrix:
+    ltype = entry.layer_type
+    mask = entry.mask
     rows = weight.shape[0]
     w2 = weight.reshape(rows, -1)
     mask2 = None if mask is None else mask.reshape(w2.shape).bool()
-    qd = entry.get("quant")
+    q = entry.quantized()
     decode, offset, align_shift = None, 0, None
-    if qd is None:
+    if q is None:
         # Float matrix (the preset left it unquantized): DFP per row at the engine's width.
         fr = frac_for_range(partition_max_abs(w2, "row"), cfg.weight_bits).reshape(rows)
         codes = cfg.weight_format(0).from_scaled(
@@ -196,7 +196,6 @@ def _int_matrix(name: str, entry: dict, weight: torch.Tensor, model_type: str,
         notes.append(f"{name}: float weights quantized by the engine to {cfg.weight_bits}-bit "
                      "DFP per row")
     else:
-        q = quantized_tensor(qd)
         codes = q.codes.reshape(rows, -1)
         if q.kind == "fixed":
             if q.bits > cfg.weight_bits:
@@ -230,12 +229,11 @@ def _int_matrix(name: str, entry: dict, weight: torch.Tensor, model_type: str,
                      decode, offset, align_shift, mask2)
 
 
-def _int_bias(key: str, artifact: dict, tensor: torch.Tensor, cfg: EngineConfig
+def _int_bias(key: str, entry: BiasEntry, tensor: torch.Tensor, cfg: EngineConfig
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    qd = artifact.get("biases", {}).get(key)
+    q = entry.quantized()
     n = tensor.numel()
-    if qd is not None:
-        q = quantized_tensor(qd)
+    if q is not None:
         if q.bits > cfg.bias_bits:
             raise ConfigError(f"hw.bias_bits: {cfg.bias_bits} bits, but the artifact's {key} "
                               f"has {q.bits}-bit codes")
@@ -244,7 +242,7 @@ def _int_bias(key: str, artifact: dict, tensor: torch.Tensor, cfg: EngineConfig
     return cfg.bias_format(f).to_int(tensor.reshape(n)), torch.full((n,), f, dtype=torch.int64)
 
 
-def compile_model(artifact: dict[str, Any], cfg: EngineConfig,
+def compile_model(artifact: Artifact, cfg: EngineConfig,
                   activation_format: FixedPointFormat | None = None) -> EngineModel:
     """The :class:`EngineModel` of an artifact for ``cfg``. ``activation_format`` gives every
     signal that one format (``activation_bits`` becomes its width) instead of the calibrated
@@ -254,24 +252,22 @@ def compile_model(artifact: dict[str, Any], cfg: EngineConfig,
         unit = replace(cfg.activation_unit, entries=min(cfg.activation_unit.entries, 1 << bits),
                        segments=min(cfg.activation_unit.segments, 1 << bits))
         cfg = replace(cfg, activation_bits=bits, activation_unit=unit)
-    graph = load_graph(artifact)
-    compress = artifact.get("compress") or {}
-    bank_size = int((compress.get("prune") or {}).get("bank_size", 16))
+    graph = artifact.graph
+    bank_size = artifact.compress.prune.bank_size
     notes: list[str] = []
     matrices: dict[str, IntMatrix] = {}
     biases: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for key, kind, op, attr in graph_parameters(graph):
         tensor = getattr(op, attr)
         if kind == "weight":
-            entry = artifact["matrices"].get(key, {})
-            matrices[key] = _int_matrix(key, entry, tensor, graph.model_type, cfg, bank_size,
+            matrices[key] = _int_matrix(key, artifact.matrices[key], tensor, cfg, bank_size,
                                         notes)
         else:
-            biases[key] = _int_bias(key, artifact, tensor, cfg)
-    formats = {name: int(frac_for_range(torch.tensor([a["max_abs"]]), cfg.activation_bits)[0])
-               for name, a in artifact.get("activations", {}).items()}
+            biases[key] = _int_bias(key, artifact.biases[key], tensor, cfg)
+    formats = {name: int(frac_for_range(torch.tensor([a.max_abs]), cfg.activation_bits)[0])
+               for name, a in artifact.activations.items()}
     units = {fn: build_activation_unit(fn, cfg.activation_unit, cfg.activation_bits,
                                        cfg.rounding) for fn in ("sigmoid", "tanh")}
     return EngineModel(cfg, graph, matrices, biases, formats, units,
-                       list(artifact.get("vocab_tokens", [])), dict(artifact.get("features", {})),
+                       list(artifact.vocab_tokens), dict(artifact.features),
                        notes, None if activation_format is None else activation_format.frac)

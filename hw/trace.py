@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from asr.compress.artifact import Artifact
 from asr.compress.fixed_point import FixedPointFormat
 from asr.models.graph import run_graph
 from hw.config import EngineConfig
@@ -19,7 +20,7 @@ def sqnr_db(ref: torch.Tensor, test: torch.Tensor) -> float:
     return 10 * torch.log10(torch.tensor(signal / noise)).item() if signal > 0 else float("-inf")
 
 
-def trace_layers(artifact: dict, cfg: EngineConfig, features: torch.Tensor, values: int = 4,
+def trace_layers(artifact: Artifact, cfg: EngineConfig, features: torch.Tensor, values: int = 4,
                  activation_format: FixedPointFormat | None = None) -> list[dict]:
     """Per op: SQNR (dB) and max error of the engine against the float graph, saturation and
     overflow counts, and the first values of both."""

@@ -18,7 +18,7 @@ import copy
 
 import torch
 
-from asr.compress.artifact import build_artifact
+from asr.compress.artifact import Artifact, build_artifact
 from asr.compress.config import CompressConfig, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.models import LSTMCTC
@@ -35,7 +35,7 @@ LSTM_LAYER = {f"layers.0.{k}" for k in ESE_TABLE} | {"layers.0.elementwise"}
 
 
 def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool = True
-                        ) -> dict:
+                        ) -> Artifact:
     """The layer compressed by ``cfg``. BBS's banks of 16 need a row length they divide, so
     bank-balanced presets get the 153 inputs zero-padded to 160. ``padding_free=False`` keeps
     the plain load-balanced pattern, padding entries and all. ``cfg`` itself is left as given."""
@@ -50,6 +50,4 @@ def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool =
             cfg.prune.max_zero_run = 2 ** cfg.storage.index_bits - 1
     views = model.matrices()
     densities = validate_against_model(cfg, views, "lstm")
-    art = build_artifact(model, prune_model(views, densities, cfg.prune), densities, cfg)
-    art["compress"] = {"prune": {"bank_size": cfg.prune.bank_size}}
-    return art
+    return build_artifact(model, prune_model(views, densities, cfg.prune), densities, cfg)

@@ -15,7 +15,13 @@ from asr.cli.decode import main as decode_main
 from asr.compress.accounting import matrix_storage, totals
 from asr.compress.app import compress
 from asr.compress.artifact import (
+    Artifact,
     ArtifactError,
+    CodeFormat,
+    CSCStorage,
+    FracPartition,
+    MatrixEntry,
+    PackedInts,
     load_compressed,
     read_artifact,
     storage_object,
@@ -30,6 +36,7 @@ from asr.compress.config import (
     layer_type,
     validate_against_model,
 )
+from asr.compress.fixed_point import FixedPointFormat
 from asr.compress.schedule import agp_progress, prune_progress
 from asr.config_errors import ConfigError
 from asr.features.config import AugmentConfig
@@ -130,13 +137,13 @@ def test_wavenet_matrices_are_views_of_the_model():
     assert set(views) == set(model.export().matrices())
 
 
-def _check_artifact(path: Path, density: float, method: str) -> dict:
+def _check_artifact(path: Path, density: float, method: str) -> Artifact:
     art = read_artifact(path)
-    for name, entry in art["matrices"].items():
-        q = entry["quant"]
+    for name, entry in art.matrices.items():
+        q = entry.quantized()
         store = storage_object(entry)
-        if entry["target_density"] < 1.0:
-            mask = entry["mask"].reshape(entry["shape"][0], -1)
+        if entry.target_density < 1.0:
+            mask = entry.mask.reshape(entry.shape[0], -1)
             if method == "load_balanced":   # every PE keeps the same count
                 per_pe = mask.view(-1, 8, mask.shape[1]).sum(dim=(0, 2))
                 assert len(set(per_pe.tolist())) == 1, name
@@ -144,7 +151,7 @@ def _check_artifact(path: Path, density: float, method: str) -> dict:
                 banks = mask.view(mask.shape[0], -1, 8).sum(dim=2)
                 assert len(set(banks.flatten().tolist())) == 1, name
             assert abs(mask.float().mean().item() - density) < 0.05, name
-            assert torch.equal(store.to_dense(), q["codes"].reshape(mask.shape)), name
+            assert torch.equal(store.to_dense(), q.codes.reshape(mask.shape)), name
     return art
 
 
@@ -155,8 +162,8 @@ def test_asr_compress_post_training_writes_a_decodable_artifact(tone_model, tone
         f"model={tone_model}", "compress=ese", "compress.prune.num_pes=8", f"out={out}",
         *tone_data(tone_manifests)))
     art = _check_artifact(out, 0.11, "load_balanced")
-    assert art["compress"]["compress"]["name"] == "ese"
-    assert art["activations"]["input"]["bits"] == 16
+    assert art.compress.name == "ese" and art.config["compress"]["name"] == "ese"
+    assert art.activations["input"].format.bits == 16
     assert summary["storage"]["ratio"] > 4
     assert (tmp_path / "ese.storage.md").read_text().startswith("| matrix |")
     assert (tmp_path / "ese.config.yaml").is_file()
@@ -189,11 +196,11 @@ def test_quantized_graph_holds_the_dequantized_integers(tone_model, tmp_path):
     art = _check_artifact(out, 0.25, "bank_balanced")
     graph = load_compressed(out).model.graph
     mats = graph.matrices()
-    for name, entry in art["matrices"].items():
-        q = entry["quant"]
-        value = q["codes"].double() * torch.pow(2.0, -q["frac"].double())
+    for name, entry in art.matrices.items():
+        q = entry.quantized()
+        value = q.codes.double() * torch.pow(2.0, -q.frac.double())
         assert torch.equal(mats[name].double(), value), name
-        assert storage_object(entry) is None or entry["storage"]["format"] == "csb"
+        assert storage_object(entry) is None or entry.storage_format == "csb"
     # the 16-bit weights of the logits' matrix differ from float by at most half a step
     x = torch.randn(12, graph.input_dim)
     assert run_graph(graph, x).shape == (12, graph.vocab_size)
@@ -222,18 +229,18 @@ def test_finetuning_keeps_exact_structure_and_resumable_masks(tone_model, tone_m
     # fine-tuning checkpoints carry asr-train's hyper-parameters: load_checkpoint reads them
     weights = load_checkpoint(tmp_path / "dc.finetune" / "checkpoints" / kept["checkpoint"]
                               ).model.matrices()
-    for name, entry in art["matrices"].items():
-        q = entry["quant"]
-        assert q["kind"] == "codebook" and q["codebook"].numel() == 32
-        if entry["target_density"] < 1.0:
-            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
-            assert bool((q["codes"][~entry["mask"]] == -1).all())
+    for name, entry in art.matrices.items():
+        q = entry.quantized()
+        assert q.kind == "codebook" and q.codebook.numel() == 32
+        if entry.target_density < 1.0:
+            assert abs(entry.mask.float().mean().item() - 0.3) < 0.02, name
+            assert bool((q.codes[~entry.mask] == -1).all())
             # the kept epoch's weights were trained under the artifact's masks
-            assert torch.equal(weights[name] != 0, entry["mask"]), name
+            assert torch.equal(weights[name] != 0, entry.mask), name
     ckpt = torch.load(tmp_path / "dc.finetune" / "checkpoints" / "last.ckpt",
                       weights_only=False)
     state = next(v for k, v in ckpt["callbacks"].items() if "CompressionCallback" in k)
-    assert state["progress"] == 1.0 and len(state["masks"]) == len(art["matrices"]) - 1
+    assert state["progress"] == 1.0 and len(state["masks"]) == len(art.matrices) - 1
     trained_with = load_checkpoint(tone_model).train_augment
     assert trained_with["freq_masks"] == 0 and trained_with["speed_factors"] == [1.0]
     assert ckpt["datamodule_hyper_parameters"]["augment"] == trained_with == kept["augment"]
@@ -254,9 +261,9 @@ def test_finetuning_on_a_gpu(tone_model, tone_manifests, tmp_path, preset):
         "compress.prune.num_pes=8", "compress.schedule.frequency=2", "finetune.max_epochs=2",
         "trainer.accelerator=gpu", "trainer.precision=32-true", f"out={out}",
         *tone_data(tone_manifests)))
-    for name, entry in read_artifact(out)["matrices"].items():
-        if entry["target_density"] < 1.0:
-            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+    for name, entry in read_artifact(out).matrices.items():
+        if entry.target_density < 1.0:
+            assert abs(entry.mask.float().mean().item() - 0.3) < 0.02, name
 
 
 def test_finetuning_augmentation_follows_the_checkpoint_unless_told(tone_model, tone_manifests,
@@ -301,9 +308,9 @@ def test_finetuning_under_ddp_on_two_cpu_processes(tone_model, tone_manifests, t
     assert done.stdout.count("asr-compress: wrote") == 1
     summary = json.loads((tmp_path / "ese.metrics.json").read_text())
     assert summary["finetune"]["epochs"] == 2 and "dev" in summary
-    for name, entry in read_artifact(out)["matrices"].items():
-        if entry["target_density"] < 1.0:
-            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+    for name, entry in read_artifact(out).matrices.items():
+        if entry.target_density < 1.0:
+            assert abs(entry.mask.float().mean().item() - 0.3) < 0.02, name
 
 
 def test_frame_kl_is_the_kl_divergence_over_valid_frames():
@@ -348,19 +355,22 @@ def test_distilled_finetuning_adds_the_teachers_kl_and_keeps_it_out_of_checkpoin
     ckpt = torch.load(tmp_path / "ese.finetune" / "checkpoints" / "last.ckpt",
                       weights_only=False)
     assert all(k.startswith("model.") for k in ckpt["state_dict"])
-    for name, entry in read_artifact(out)["matrices"].items():
-        if entry["target_density"] < 1.0:
-            assert abs(entry["mask"].float().mean().item() - 0.3) < 0.02, name
+    for name, entry in read_artifact(out).matrices.items():
+        if entry.target_density < 1.0:
+            assert abs(entry.mask.float().mean().item() - 0.3) < 0.02, name
 
 
 def test_storage_accounting_counts_entries_pointers_and_codebooks():
-    entry = {"shape": [8, 4], "nnz": 3, "quant": {"kind": "fixed", "bits": 12,
-                                                   "codes": torch.zeros(8, 4, dtype=torch.int64)},
-             "storage": {"format": "csc", "shape": (8, 4), "num_pes": 2, "index_bits": 4,
-                         "values": torch.tensor([5, 0, 7, 1]),
-                         "rel_index": torch.tensor([0, 15, 0, 2]),
-                         "col_counts": torch.tensor([[1, 0, 2, 0], [0, 1, 0, 0]]),
-                         "padding": 1, "fill": 0}}
+    def packed(*values):
+        return PackedInts.encode(torch.tensor(values))
+
+    fmt = CodeFormat("fixed", 12, FixedPointFormat(12, 0), FracPartition("tensor", 1, packed(0)))
+    # entries (5, 0), (0, 15: padding), (7, 0), (1, 2); values are the real entries' codes
+    storage = CSCStorage((8, 4), 2, 4, packed(5, 7, 1), packed(0, 15, 0, 2),
+                         PackedInts.encode(torch.tensor([[1, 0, 2, 0], [0, 1, 0, 0]])),
+                         packed(1), 0)
+    entry = MatrixEntry((8, 4), "input", 0.5, 3, True, fmt, storage)
+    assert torch.equal(storage.matrix().values, torch.tensor([5, 0, 7, 1]))
     row = matrix_storage("w", entry)
     # 4 entries of 12 + 4 bits; pointers: 2 PEs x 5 pointers x 2 bits (largest PE holds 3)
     assert row.entries == 4 and row.pointer_bits == 20
@@ -414,17 +424,17 @@ def test_finetuning_averages_the_best_settled_epochs(tone_model, tone_manifests,
     mean = load_checkpoint(ckpts / "average-2best.ckpt").model.matrices()
     chosen = load_checkpoint(ckpts / kept["checkpoint"]).model.matrices()
     art = read_artifact(out)
-    for name, entry in art["matrices"].items():
+    for name, entry in art.matrices.items():
         torch.testing.assert_close(mean[name], (a[name] + b[name]) / 2)
         # the artifact's 12-bit weights are the kept checkpoint's, rounded to nearest
-        q = entry["quant"]
-        step = torch.pow(2.0, -q["frac"].double())
-        error = q["codes"].double() * step - chosen[name].double()
+        q = entry.quantized()
+        step = torch.pow(2.0, -q.frac.double())
+        error = q.codes.double() * step - chosen[name].double()
         assert bool((error.abs() <= step / 2 + 1e-12).all()), name
-        if entry["target_density"] < 1.0:
+        if entry.target_density < 1.0:
             # epochs under the same masks average into the same structure
-            assert torch.equal(mean[name] != 0, entry["mask"]), name
-            assert torch.equal(a[name] != 0, entry["mask"]), name
+            assert torch.equal(mean[name] != 0, entry.mask), name
+            assert torch.equal(a[name] != 0, entry.mask), name
     assert summary["dev"]["compressed"]["cer"] < 0.5
 
 

@@ -15,7 +15,12 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from asr.compress.app import compress
-from asr.compress.artifact import build_artifact, compressed_acoustic_model, read_artifact
+from asr.compress.artifact import (
+    Artifact,
+    build_artifact,
+    compressed_acoustic_model,
+    read_artifact,
+)
 from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.fixed_point import narrow, shift_round
 from asr.compress.pruning import prune_model
@@ -44,7 +49,7 @@ from hw.validation import (
 )
 
 
-def make_artifact(model, preset: str, *overrides: str, seed: int = 0) -> dict:
+def make_artifact(model, preset: str, *overrides: str, seed: int = 0) -> Artifact:
     torch.manual_seed(seed)
     cfg = compress_preset(preset, *overrides)
     views = model.matrices()
@@ -52,8 +57,7 @@ def make_artifact(model, preset: str, *overrides: str, seed: int = 0) -> dict:
     masks = prune_model(views, densities, cfg.prune)
     calibration = [torch.randn(30, model.input_dim) * 2 for _ in range(2)]
     art = build_artifact(model, masks, densities, cfg, calibration)
-    art.update(vocab_tokens=[str(i) for i in range(model.vocab_size)], features={},
-               compress={"prune": {"bank_size": cfg.prune.bank_size}}, model_config={})
+    art.vocab_tokens = [str(i) for i in range(model.vocab_size)]
     return art
 
 

@@ -23,7 +23,7 @@ import copy
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -276,27 +276,30 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
             return summary  # DDP: the ranks end with the same weights; rank 0 writes them
     else:
         masks = prune_model(job.model.model.matrices(), job.densities, job.compress.prune)
-    body = build_artifact(job.model.model, masks, job.densities, job.compress,
-                          _calibration_features(job))
+    art = build_artifact(job.model.model, masks, job.densities, job.compress,
+                         _calibration_features(job))
+    art = replace(art, model_config=job.model.model_config, features=vars(job.model.features),
+                  vocab_tokens=job.model.vocab.tokens)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    rows = storage_table(body)
+    rows = storage_table(art)
     summary["storage"] = totals(rows)
-    meta = {"model_config": job.model.model_config, "features": vars(job.model.features),
-            "vocab_tokens": job.model.vocab.tokens}
     if evaluate:
         utts = read_manifest(job.data.val_manifest)
         if cfg.max_eval_utterances:
             utts = utts[:int(cfg.max_eval_utterances)]
         float_rates = greedy_error_rates(float_model, utts)
-        comp_rates = greedy_error_rates(compressed_acoustic_model({**body, **meta}), utts)
+        comp_rates = greedy_error_rates(compressed_acoustic_model(art), utts)
         summary["dev"] = {"manifest": job.data.val_manifest, "utterances": len(utts),
                           "float": float_rates.to_dict(), "compressed": comp_rates.to_dict()}
-    save_artifact(job.out, body, **meta, compress=resolved, source=str(cfg.model),
-                  metrics=summary)
+    save_artifact(job.out, replace(art, config=resolved, source=str(cfg.model),
+                                   metrics=copy.deepcopy(summary)))
+    # The file's own size (not inside the file: it is known once the file is written).
+    file_bytes = job.out.stat().st_size
+    summary["storage"]["file_bytes"] = file_bytes
     stem = job.out.with_suffix("")
     Path(f"{stem}.config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    Path(f"{stem}.storage.md").write_text(table_markdown(rows))
-    Path(f"{stem}.storage.json").write_text(table_json(rows))
+    Path(f"{stem}.storage.md").write_text(table_markdown(rows, file_bytes))
+    Path(f"{stem}.storage.json").write_text(table_json(rows, file_bytes))
     Path(f"{stem}.metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -307,6 +310,8 @@ def _print_summary(out: str, summary: dict[str, Any]) -> None:
           f"({100 * s['density']:.1f}%); against float32: {s['entry_ratio']:.1f}x for values "
           f"and indices (ESE's count), {s['ratio']:.1f}x with pointers and codebooks, "
           f"{s['huffman_ratio']:.1f}x Huffman-coded")
+    print(f"asr-compress: {s['bytes']} bytes accounted (values, indices, pointers, codebooks), "
+          f"{s['file_bytes']} bytes on disk ({s['file_bytes'] / max(1, s['bytes']):.2f}x)")
     if "dev" in summary:
         f, c = summary["dev"]["float"], summary["dev"]["compressed"]
         print(f"asr-compress: dev WER float {100 * f['wer']:.2f}% -> compressed "

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from asr.audio import AudioError, load_audio
 from asr.compress.accounting import storage_table, totals
-from asr.compress.artifact import compressed_acoustic_model, read_artifact
+from asr.compress.artifact import Artifact, compressed_acoustic_model, read_artifact
 from asr.data.manifest import Utterance, read_manifest
 from asr.decode.beam import BeamConfig
 from asr.decode.recognizer import Decoder, Recognizer, make_decoder
@@ -122,14 +122,14 @@ def point_id(cfg: DictConfig) -> str:
 
 
 def _artifact_for(name: str, path: Path, cfg: DictConfig, job: ReportJob, point_dir: Path,
-                  in_launcher: bool) -> tuple[dict[str, Any], str | None]:
+                  in_launcher: bool) -> tuple[Artifact, str | None]:
     """The compressed model (made here from a checkpoint, once per point) and the float
     checkpoint it came from, if that file is at hand."""
     if path.suffix == ".model":
         log.info("%s: %s is compressed already; the compress and quant keys do not apply",
                  name, path)
         artifact = read_artifact(path)
-        source = artifact.get("source")
+        source = artifact.source
         return artifact, source if source and Path(source).is_file() else None
     out = point_dir / f"{name}.model"
     if not out.is_file():
@@ -209,9 +209,9 @@ def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point
     the per-matrix timing table, storage) of one model at one point."""
     artifact, source = _artifact_for(name, path, cfg, job, point_dir, in_launcher)
     store = totals(storage_table(artifact))
-    wq = artifact["compress"]["compress"]["quant"]["weights"]
+    wq = artifact.compress.quant.weights
     common = {"model": name, "point": pid}
-    compressed = artifact["compress"]["compress"]["name"]
+    compressed = artifact.compress.name
     quantized = compressed_acoustic_model(artifact)
     decoders = _decoders(quantized, job)
     rows = []
@@ -222,7 +222,7 @@ def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point
                       storage_bytes=store["float32_bytes"], compression_ratio=1.0)
                  for k, r in flt["rates"].items()]
     quant = {**common, "compress": compressed, "density": store["density"],
-             "weight_bits": wq["bits"],
+             "weight_bits": wq.bits,
              "storage_bytes": store["bytes"], "compression_ratio": store["ratio"]}
     q = score(quantized, utts, decoders, f"{name} quantized")
     rows += [_row(**quant, kind="quantized", decoder=k, wer=r.wer, cer=r.cer,
@@ -241,10 +241,9 @@ def evaluate_model(name: str, path: Path, cfg: DictConfig, job: ReportJob, point
     return rows, details
 
 
-def _layer_sqnr(artifact: dict[str, Any], hw: EngineConfig, utts: list[Utterance]
-                ) -> list[dict]:
+def _layer_sqnr(artifact: Artifact, hw: EngineConfig, utts: list[Utterance]) -> list[dict]:
     """Per-layer SQNR of the engine against the float graph on the first readable test file."""
-    cfg = FeatureConfig(**artifact["features"])
+    cfg = FeatureConfig(**artifact.features)
     for utt in utts:
         try:
             feats = FeatureExtractor(cfg)(load_audio(utt.audio_filepath, cfg.sample_rate))
