@@ -166,8 +166,14 @@ def _storage_for(name: str, entry: MatrixEntry, codes: torch.Tensor, mask: torch
         if (isinstance(stored, CSCMatrix) and stored.num_pes == cfg.num_pes
                 and stored.index_bits == cfg.index_bits):
             return stored
-        if codes.shape[0] % cfg.num_pes:
-            return None   # rows do not interleave over the PEs: processed as dense
+        rows = codes.shape[0]
+        if rows % cfg.num_pes:
+            # A CSC engine interleaves rows over its PEs; a silent dense schedule would report
+            # a latency many times the sparse one.
+            divisors = [d for d in range(2, min(rows, 256) + 1) if rows % d == 0]
+            raise ConfigError(f"hw.num_pes: {cfg.num_pes} does not divide the {rows} rows of "
+                              f"{name}; the engine interleaves rows over its PEs (divisors: "
+                              f"{divisors[-8:]})")
         return encode_csc(codes, cfg.num_pes, cfg.index_bits, mask, fill)
     if isinstance(stored, CSBMatrix):
         return stored

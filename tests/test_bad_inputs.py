@@ -175,3 +175,15 @@ def test_decode_into_a_closed_pipe_stops_quietly(tone_model, tone_manifests):
                           "| head -1", shell=True, capture_output=True, text=True, timeout=300)
     assert proc.stdout.count("\n") == 1 and wav in proc.stdout
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_pe_count_that_does_not_divide_the_rows_is_an_error_not_a_dense_schedule():
+    from test_hw import make_artifact, small_lstm
+
+    from hw.config import load_engine
+    from hw.integer_model import compile_model
+
+    art = make_artifact(small_lstm(), "ese", "compress.prune.num_pes=8")
+    compile_model(art, load_engine("ese", ["num_pes=8"]))          # 8 divides 32 rows: fine
+    with pytest.raises(ConfigError, match=r"hw.num_pes: 7 does not divide the \d+ rows of "):
+        compile_model(art, load_engine("ese", ["num_pes=7"]))

@@ -109,8 +109,8 @@ def _check_target(node: dict[str, Any], prefix: str, provided: tuple[str, ...] =
 
 def check_trainer_args(trainer: dict[str, Any]) -> None:
     """Every ``trainer.*`` key is a Trainer argument of the right type, and Lightning accepts
-    the set: a Trainer is built from them (no logger, no checkpoints, nothing written), so a
-    bad accelerator, precision or device count fails here, before any data is read."""
+    the set: for CPU runs a Trainer is built from them (no logger, no checkpoints, nothing
+    written), so a bad precision or device count fails here, before any data is read."""
     params = inspect.signature(pl.Trainer.__init__).parameters
     for key in trainer:
         if key not in params:
@@ -124,6 +124,8 @@ def check_trainer_args(trainer: dict[str, Any]) -> None:
     for key in ("max_epochs", "max_steps"):
         if isinstance(trainer.get(key), int):
             check(trainer[key] >= -1, f"trainer.{key}", ">= -1 (-1: no limit)", trainer[key])
+    if str(trainer.get("accelerator", "auto")) not in ("cpu", "auto"):
+        return   # a GPU (or other) preset is checked where it runs: this machine may have none
     quiet = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     level = quiet.level
     quiet.setLevel(logging.WARNING)   # the dry build's "GPU available" lines are not news
