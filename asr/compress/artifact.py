@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from asr.atomic import replacing
 from asr.compress.config import CompressConfig, layer_type
 from asr.compress.quantize import (
     FixedPointFormat,
@@ -138,10 +139,11 @@ def save_artifact(path: str | Path, body: dict[str, Any], *, model_config: dict,
                   metrics: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, **body,
-                "model_config": model_config, "features": features,
-                "vocab_tokens": vocab_tokens, "compress": compress, "source": source,
-                "metrics": metrics or {}}, path)
+    with replacing(path) as tmp:  # atomic: a kill while writing leaves the previous file
+        torch.save({"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, **body,
+                    "model_config": model_config, "features": features,
+                    "vocab_tokens": vocab_tokens, "compress": compress, "source": source,
+                    "metrics": metrics or {}}, tmp)
     return path
 
 

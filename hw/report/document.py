@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from asr import atomic
 from asr.tables import markdown_table
 from hw.report.plots import all_plots, first_per_model_engine
 from hw.timing import TIMING_COLUMNS
@@ -180,8 +181,10 @@ def write_report(points: list[dict[str, Any]], out: Path, title: str,
     plots = all_plots(rows, points, out, decoder)
     blocks = build_blocks(points, rows, plots, title)
     files = [out / "report.md", out / "report.html", out / "report.json"]
-    files[0].write_text(to_markdown(blocks))
-    files[1].write_text(to_html(blocks, out))
-    files[2].write_text(json.dumps({"title": title, "rows": rows, "plots": [p for p, _ in plots],
-                                    "points": points}, indent=1))
+    # Atomic: a report killed while writing leaves the previous report whole.
+    atomic.write_text(files[0], to_markdown(blocks))
+    atomic.write_text(files[1], to_html(blocks, out))
+    atomic.write_text(files[2], json.dumps({"title": title, "rows": rows,
+                                            "plots": [p for p, _ in plots], "points": points},
+                                           indent=1))
     return rows, files + [out / name for name, _ in plots]
