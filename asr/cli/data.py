@@ -48,6 +48,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         args.out, cfg, args.text,
         progress=lambda it, total: tqdm(it, total=total, desc="synthesizing", unit="utt"),
     )
+    if result.remade:
+        console.print(f"[yellow]{args.out}: made from other inputs before[/yellow] "
+                      f"({'; '.join(result.changed) or 'files not in its plan'}): "
+                      f"{result.remade} audio file(s) made from them were re-made or removed")
     counts = {k: len(v) for k, v in result.splits.items()}
     console.print(f"wrote {sum(counts.values())} utterances to {args.out} in "
                   f"{time.time() - start:.1f} s: {counts}; test voices: "
