@@ -124,7 +124,7 @@ def test_train_and_compress_refuse_a_folder_in_use(tone_manifests, tone_model, t
     holder.wait()
     compress(compose_compress(f"model={tone_model}", "compress=ese", "compress.prune.num_pes=8",
                               f"out={out}"))
-    assert read_artifact(out)["compress"]["compress"]["name"] == "ese"
+    assert read_artifact(out).compress.name == "ese"
     assert not Path(f"{out}.lock").exists()
 
 
@@ -196,9 +196,8 @@ def test_a_finished_finetuning_rebuilds_a_missing_model_and_refuses_another_pres
 
     def same_model(path: Path) -> None:
         rebuilt = read_artifact(path)
-        for name, entry in original["matrices"].items():
-            assert torch.equal(rebuilt["matrices"][name]["quant"]["codes"],
-                               entry["quant"]["codes"]), name
+        for name, entry in original.matrices.items():
+            assert torch.equal(rebuilt.matrices[name].codes, entry.codes), name
 
     # the fine-tuning finished: a resume rebuilds the .model from it, no training
     resumed = compress(compose_compress(*args, "resume=true"))
@@ -298,11 +297,11 @@ def test_a_sigkill_while_writing_keeps_the_previous_model(tone_model, tmp_path):
     assert child.returncode == -signal.SIGKILL
     # The previous artifact is whole and loads; the killed run's lock does not block.
     assert out.read_bytes() == before
-    assert read_artifact(out)["compress"]["compress"]["name"] == "ese"
+    assert read_artifact(out).compress.name == "ese"
     assert Path(f"{out}.lock").exists()
     done = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert read_artifact(out)["compress"]["compress"]["name"] == "bbs"
+    assert read_artifact(out).compress.name == "bbs"
     # the killed writer's temporary file went with the next write of the file
     assert not list(out.parent.glob(".*.tmp"))

@@ -1181,8 +1181,8 @@ def save_artifact(path: str | Path, artifact: Artifact, **metadata: Any) -> Path
     data = {"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, "byteorder": sys.byteorder,
             "sha256": payload_digest({"payload": stored, "blob": blob}), "payload": stored,
             "blob": blob}
-    with replacing(path) as tmp:  # atomic: a kill while writing leaves the previous file
-        torch.save(data, tmp)
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # a kill leaves the previous file
+        torch.save(data, f)
     return path
 
 
