@@ -14,6 +14,13 @@ of the ``average_best`` best when that validates no worse) and ``metrics.json``.
 
 from __future__ import annotations
 
+from asr import CONF_DIR as _CONF_DIR
+from asr.console import exit_on_version, hydra_early_exit, invoked_as
+
+# `asr-train --help`/`--version` answer here, before torch and Lightning load (seconds).
+if invoked_as("asr-train"):
+    hydra_early_exit("asr-train", _CONF_DIR / "asr_train", "train")
+
 import csv
 import json
 import logging
@@ -171,6 +178,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    exit_on_version("asr-train")   # also when imported under another name (python -m)
     _hydra_main()
 
 
