@@ -21,6 +21,13 @@ a resumed fine-tuning refuses a config other than the one in ``<stem>.finetune/c
 
 from __future__ import annotations
 
+from asr import CONF_DIR as _CONF_DIR
+from asr.console import exit_on_version, hydra_early_exit, invoked_as
+
+# `asr-compress --help`/`--version` answer here, before torch and Lightning load (seconds).
+if invoked_as("asr-compress"):
+    hydra_early_exit("asr-compress", _CONF_DIR / "asr_compress", "asr_compress")
+
 import copy
 import json
 import logging
@@ -362,6 +369,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    exit_on_version("asr-compress")   # also when imported under another name (python -m)
     quiet_library_noise()
     _hydra_main()
 

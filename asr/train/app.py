@@ -17,6 +17,13 @@ that differs from the saved one in anything but where the run lives and how long
 
 from __future__ import annotations
 
+from asr import CONF_DIR as _CONF_DIR
+from asr.console import exit_on_version, hydra_early_exit, invoked_as
+
+# `asr-train --help`/`--version` answer here, before torch and Lightning load (seconds).
+if invoked_as("asr-train"):
+    hydra_early_exit("asr-train", _CONF_DIR / "asr_train", "train")
+
 import json
 import logging
 import shutil
@@ -183,6 +190,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    exit_on_version("asr-train")   # also when imported under another name (python -m)
     quiet_library_noise()
     _hydra_main()
 
