@@ -6,6 +6,7 @@ with no further system dependency, so every reader in the project goes through h
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,69 @@ def read_audio(path: str | Path, min_duration: float = DEFAULT_MIN_DURATION
     if not np.isfinite(mono).all():
         raise AudioError(path, "non-finite samples (NaN or inf)")
     return torch.from_numpy(np.ascontiguousarray(mono)), int(sr)
+
+
+class AudioStream:
+    """A long audio file read piece by piece: :meth:`read` returns samples ``start:stop`` of
+    what :func:`load_audio` returns for the whole file (mono float32 at ``sample_rate``), while
+    only that piece, plus a resampling margin, is held in memory.
+
+    The header is checked as :func:`audio_info` checks it, but floating-point files are not
+    read through up front: each piece is checked for NaN/inf as it is read.
+
+    Resampling stays exact piece by piece: torchaudio's polyphase filter maps each block of
+    ``orig/gcd`` input samples to ``new/gcd`` output samples, so a piece that starts on a block
+    boundary, with a margin wider than the filter on both sides, gives the same samples as
+    resampling the whole file.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int | None = 16000,
+                 min_duration: float = DEFAULT_MIN_DURATION):
+        self.path = _existing_file(path)
+        try:
+            info = sf.info(str(self.path))
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise AudioError(self.path, f"unreadable audio ({err})") from err
+        self.file_rate, self.file_frames = int(info.samplerate), int(info.frames)
+        _check_length(self.path, self.file_frames, self.file_rate, min_duration)
+        self.sample_rate = sample_rate or self.file_rate
+        gcd = math.gcd(self.file_rate, self.sample_rate)
+        self._orig, self._new = self.file_rate // gcd, self.sample_rate // gcd
+        # torchaudio's filter half-width (lowpass_filter_width=6, rolloff=0.99) in input
+        # samples, rounded up to whole blocks plus one.
+        width = math.ceil(6 * self._orig / (min(self._orig, self._new) * 0.99))
+        self._margin = (math.ceil(width / self._orig) + 1) * self._orig
+        self.num_samples = math.ceil(self._new * self.file_frames / self._orig)
+
+    @property
+    def duration(self) -> float:
+        return self.file_frames / self.file_rate
+
+    def _read_file(self, start: int, stop: int) -> torch.Tensor:
+        try:
+            with sf.SoundFile(str(self.path)) as f:
+                f.seek(start)
+                data = f.read(stop - start, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+            raise AudioError(self.path, f"unreadable audio ({err})") from err
+        mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+        if not np.isfinite(mono).all():
+            raise AudioError(self.path, "non-finite samples (NaN or inf)")
+        return torch.from_numpy(np.ascontiguousarray(mono))
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Samples ``start:stop`` (at ``sample_rate``, clipped to the file) as ``(time,)``."""
+        start, stop = max(0, start), min(stop, self.num_samples)
+        if stop <= start:
+            return torch.zeros(0)
+        if self._orig == self._new:
+            return self._read_file(start, stop)
+        first, last = start // self._new, -(-stop // self._new)   # output blocks
+        in_start = max(0, first * self._orig - self._margin)
+        in_stop = min(self.file_frames, last * self._orig + self._margin)
+        wav = AF.resample(self._read_file(in_start, in_stop), self.file_rate, self.sample_rate)
+        offset = in_start // self._orig * self._new
+        return wav[start - offset:stop - offset]
 
 
 def write_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int) -> None:

@@ -1,4 +1,8 @@
-"""What every console command shares: ``--version``, and a quiet exit into a closed pipe."""
+"""What every console command shares: ``--version``, and a quiet exit into a closed pipe.
+
+Light on purpose (the standard library alone at import): the commands import it before
+anything else, and ``--help``/``--version`` should not wait for torch.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 DIST = "asr-fpga"
 # 128 + SIGPIPE: what a shell reports for a command whose reader went away (`| head`).
@@ -23,9 +28,48 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
+def version_line(prog: str) -> str:
+    """What ``--version`` prints: ``asr-decode (asr-fpga 0.1.0)``."""
+    return f"{prog} ({DIST} {package_version()})"
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s ({DIST} {package_version()})")
+    parser.add_argument("--version", action="version", version=version_line("%(prog)s"))
+
+
+def invoked_as(prog: str) -> bool:
+    """Whether this process is the console command ``prog`` (``sys.argv[0]``'s name, less a
+    Windows ``.exe``): module-level early exits act only then, not on an import elsewhere."""
+    return bool(sys.argv) and Path(sys.argv[0]).stem == prog
+
+
+def exit_on_version(prog: str, argv: Sequence[str] | None = None) -> None:
+    """``--version`` of a Hydra app (Hydra has none): print :func:`version_line` and exit 0."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--version" in argv:
+        print(version_line(prog))
+        raise SystemExit(0)
+
+
+def hydra_early_exit(prog: str, config_dir: str | Path, config_name: str,
+                     argv: Sequence[str] | None = None) -> None:
+    """Answer a Hydra app's ``--version`` and ``--help`` (``-h``, ``--hydra-help``) before its
+    module loads torch and Lightning: the help is Hydra's own, composed from the app's config
+    alone, so a stand-in task function gives the same text. Exits when it answers; returns
+    otherwise. ``argv`` (default ``sys.argv[1:]``) replaces ``sys.argv[1:]``, which Hydra
+    reads."""
+    if argv is not None:
+        sys.argv = [prog, *argv]
+    exit_on_version(prog)
+    if not {"--help", "-h", "--hydra-help"} & set(sys.argv[1:]):
+        return
+    import hydra
+
+    @hydra.main(config_path=str(config_dir), config_name=config_name, version_base="1.3")
+    def _help_only(cfg: object) -> None:   # never runs: Hydra prints the help and exits
+        raise AssertionError("hydra_early_exit ran a task")
+
+    _help_only()
 
 
 def quiet_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:

@@ -24,26 +24,38 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from asr.audio import AudioError, load_audio
-from asr.compress.artifact import Artifact, ArtifactError, read_artifact
-from asr.compress.fixed_point import FixedPointFormat
+from asr import CONF_DIR
 from asr.config_errors import ConfigError
-from asr.console import add_version, quiet_broken_pipe
-from asr.decode.inputs import expand_inputs
-from asr.decode.options import add_decoder_args, beam_settings, read_words, report_failures
-from asr.decode.recognizer import DECODERS, make_decoder
-from asr.features.config import FeatureConfig
-from asr.features.extract import FeatureExtractor
-from hw.config import load_engine, preset_names
-from hw.trace import trace_layers
+from asr.console import add_version, hydra_early_exit, quiet_broken_pipe
+from asr.decode.options import (
+    DECODERS,
+    add_decoder_args,
+    beam_settings,
+    read_words,
+    report_failures,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from asr.compress.artifact import Artifact
+    from asr.compress.fixed_point import FixedPointFormat
+
+# The engine, the artifacts and the model code load torch: they are imported by the commands
+# that use them, so that --help answers at once.
+
+
+def _preset_names() -> list[str]:
+    # hw.config.preset_names() without importing hw.config (it loads torch): the presets are
+    # the YAML files of the config tree's hw group
+    return sorted(p.stem for p in (CONF_DIR / "hw").glob("*.yaml"))
 
 
 def _engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="ese",
-                        help=f"preset ({', '.join(preset_names())}) or a .yaml file")
+                        help=f"preset ({', '.join(_preset_names())}) or a .yaml file")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="engine overrides, e.g. clock_mhz=250 activation_bits=12")
 
@@ -92,11 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _features(artifact: Artifact, path: str) -> torch.Tensor:
+    from asr.audio import load_audio
+    from asr.features.config import FeatureConfig
+    from asr.features.extract import FeatureExtractor
+
     cfg = FeatureConfig(**artifact.features)
     return FeatureExtractor(cfg)(load_audio(path, cfg.sample_rate))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from asr.decode.inputs import expand_inputs
+    from asr.decode.recognizer import make_decoder
+    from hw.config import load_engine
     from hw.engine import decode_with_cost, engine_acoustic_model
 
     cfg = load_engine(args.engine, args.set)
@@ -124,7 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Greedy WER/CER of the engine's own outputs on a manifest, with the mean modeled cost."""
     from asr.data.manifest import read_manifest
+    from asr.decode.recognizer import make_decoder
     from asr.metrics import error_rates
+    from hw.config import load_engine
     from hw.engine import decode_with_cost, engine_acoustic_model, summarize_costs
 
     cfg = load_engine(args.engine, args.set)
@@ -171,6 +192,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def parse_formats(text: str) -> list[FixedPointFormat]:
     """``"1-7,0-8"`` (integer bits incl. sign, fraction bits; ``Q1.7`` is read too) -> the
     formats, in order."""
+    from asr.compress.fixed_point import FixedPointFormat
+
     out = []
     for item in text.split(","):
         try:
@@ -184,6 +207,10 @@ def parse_formats(text: str) -> list[FixedPointFormat]:
 def cmd_trace(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+
+    from asr.compress.artifact import read_artifact
+    from hw.config import load_engine
+    from hw.trace import trace_layers
 
     cfg = load_engine(args.engine, args.set)
     artifact = read_artifact(args.artifact)
@@ -235,6 +262,8 @@ def plot_format_sweep(sweep: list[dict], path: str) -> None:
 
 
 def cmd_timing(args: argparse.Namespace) -> int:
+    from asr.compress.artifact import read_artifact
+    from hw.config import load_engine
     from hw.integer_model import compile_model
     from hw.timing import frame_timing, timing_table_markdown
 
@@ -248,6 +277,8 @@ def cmd_timing(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from asr.compress.artifact import read_artifact
+    from hw.config import load_engine
     from hw.export import export_engine
 
     cfg = load_engine(args.engine, args.set)
@@ -266,11 +297,16 @@ COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:  # a Hydra app of its own (conf/asr_hw_report)
+        # --version and --help before the report's modules load torch
+        hydra_early_exit("asr-hw report", CONF_DIR / "asr_hw_report", "report", argv[1:])
         from hw.report.app import main as report_main
 
         report_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
+    from asr.audio import AudioError
+    from asr.compress.artifact import ArtifactError
+
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, ArtifactError, AudioError, ValueError, OSError) as err:

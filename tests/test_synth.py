@@ -115,3 +115,53 @@ def test_user_text_and_errors(tmp_path):
         synthesize_corpus(tmp_path / "x", SynthConfig(engines=["sam"]))
     with pytest.raises(SynthError, match="synth.num_voices: 5000 requested"):
         synthesize_corpus(tmp_path / "x", SynthConfig(num_voices=5000))
+
+
+def test_a_rerun_with_other_inputs_remakes_the_audio_it_changes(tmp_path, capsys):
+    """synth.json records what every file was made from: a rerun with another text or seed
+    re-makes the files whose plan changed (naming what changed), so no old audio stays under a
+    new transcript; a rerun with the same inputs re-makes nothing."""
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("a b c\nd e f\ng h i\n")
+    two.write_text("one two three\nfour five six\nseven eight nine\n")
+    cfg = SynthConfig(num_utts=6, num_voices=3, test_voices=1, dev_voices=0, text_holdout=0,
+                      seed=0, workers=1)
+    out = tmp_path / "corpus"
+
+    def audio_by_text(result):
+        return {u.utt_id: (u.text, load_audio(u.audio_filepath))
+                for utts in result.splits.values() for u in utts}
+
+    first = synthesize_corpus(out, cfg, one)
+    assert first.remade == 0 and first.changed == []
+    state = json.loads((out / "synth.json").read_text())
+    assert len(state["files"]) == 6 and len(state["inputs_sha256"]) == 64
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("audio/*/*.flac")}
+    again = synthesize_corpus(out, cfg, one)
+    assert again.remade == 0 and {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+    other_text = synthesize_corpus(out, cfg, two)
+    assert other_text.remade == 6
+    assert any(c.startswith("the text") for c in other_text.changed), other_text.changed
+    fresh = audio_by_text(synthesize_corpus(tmp_path / "fresh", cfg, two))
+    for utt_id, (text, wav) in audio_by_text(other_text).items():
+        assert fresh[utt_id][0] == text and fresh[utt_id][1].equal(wav), utt_id
+
+    other_seed = synthesize_corpus(out, SynthConfig(**{**cfg.__dict__, "seed": 1}), two)
+    assert "seed 0 -> 1" in other_seed.changed and other_seed.remade > 0
+    assert "workers" not in " ".join(other_seed.changed)
+    # audio of unknown origin (no record: an older asr-data, a copied folder) is re-made
+    (out / "synth.json").unlink()
+    unknown = synthesize_corpus(out, SynthConfig(**{**cfg.__dict__, "seed": 1}), two)
+    assert unknown.remade == 6 and "no readable synth.json" in unknown.changed[0]
+    # files no longer planned go: no audio lies around that no manifest lists
+    fewer = synthesize_corpus(out, SynthConfig(**{**cfg.__dict__, "seed": 1, "num_utts": 4}), two)
+    assert fewer.remade == 2 and fewer.changed == ["num_utts 6 -> 4"]
+    assert len(list(out.glob("audio/*/*.flac"))) == 4
+    # the command says so
+    from asr.cli.data import main
+    assert main(["synth", "--text", str(two), "--out", str(out), "--num-utts", "6",
+                 "--num-voices", "3", "--test-voices", "1", "--dev-voices", "0",
+                 "--text-holdout", "0", "--seed", "0", "--workers", "1"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "made from other inputs before (num_utts 4 -> 6; seed 1 -> 0)" in said, said

@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
-from tqdm import tqdm
 
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
-from asr.data.importers import LAYOUTS, CorpusFormatError, import_corpus
 from asr.data.manifest import ManifestError, read_manifest, write_manifest
 from asr.data.split import parse_where, split_by_field, split_by_speaker
 from asr.data.stats import corpus_stats
-from asr.data.synth import ENGINES, SynthConfig, SynthError, synthesize_corpus
+
+# asr.data.synth and asr.data.importers load torch (and tqdm is slow to import): they are
+# imported by the subcommands that use them, so that --help answers at once.
 
 # Tables stay readable when piped to a file or a log (rich assumes 80 columns there).
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -37,6 +36,10 @@ def _pair(text: str) -> tuple[int, int]:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from asr.data.synth import SynthConfig, synthesize_corpus
+
     cfg = SynthConfig(
         num_utts=args.num_utts, num_voices=args.num_voices, test_voices=args.test_voices,
         dev_voices=args.dev_voices, text_holdout=args.text_holdout, rate=args.rate,
@@ -48,6 +51,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
         args.out, cfg, args.text,
         progress=lambda it, total: tqdm(it, total=total, desc="synthesizing", unit="utt"),
     )
+    if result.remade:
+        console.print(f"[yellow]{args.out}: made from other inputs before[/yellow] "
+                      f"({'; '.join(result.changed) or 'files not in its plan'}): "
+                      f"{result.remade} audio file(s) made from them were re-made or removed")
     counts = {k: len(v) for k, v in result.splits.items()}
     console.print(f"wrote {sum(counts.values())} utterances to {args.out} in "
                   f"{time.time() - start:.1f} s: {counts}; test voices: "
@@ -58,6 +65,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from asr.data.importers import import_corpus
+
     result = import_corpus(
         args.src, args.format, args.min_duration,
         progress=lambda it: tqdm(it, desc=f"importing {args.src}", unit="file"),
@@ -104,6 +115,8 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     rows = {str(m): corpus_stats(read_manifest(m)) for m in args.manifests}
     if args.json:
         print(json.dumps({k: v.to_dict() for k, v in rows.items()}, indent=2))
@@ -121,13 +134,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr-data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version(parser)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _synth_options(p: argparse.ArgumentParser) -> None:
+    from asr.data.synth import ENGINES, SynthConfig
 
-    p = sub.add_parser("synth", help="synthesize a speech corpus with TTS voices")
     p.add_argument("--text", type=Path, default=None,
                    help="sentences, one a line (default: the built-in text)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -147,15 +156,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-rate", type=int, default=d.sample_rate)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=0, help="0 = every core")
-    p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("import", help="import a corpus folder into a manifest")
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    from asr.data.importers import LAYOUTS
+
     p.add_argument("src", type=Path)
     p.add_argument("--out", type=Path, required=True, help="manifest to write (.jsonl)")
     p.add_argument("--format", choices=sorted(LAYOUTS), default=None,
                    help="corpus layout (default: detected)")
     p.add_argument("--min-duration", type=float, default=0.05)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command``: the subcommand about to run, when known. The options of
+    ``synth`` and ``import`` (their defaults and choices come from modules that load torch)
+    are added only when that subcommand runs, or when ``command`` is None (every option)."""
+    parser = argparse.ArgumentParser(prog="asr-data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="synthesize a speech corpus with TTS voices")
+    p.set_defaults(func=cmd_synth)
+    if command in (None, "synth"):
+        _synth_options(p)
+
+    p = sub.add_parser("import", help="import a corpus folder into a manifest")
     p.set_defaults(func=cmd_import)
+    if command in (None, "import"):
+        _import_options(p)
 
     p = sub.add_parser("split", help="speaker-disjoint train/dev/test split of a manifest")
     p.add_argument("manifest", type=Path)
@@ -179,7 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 @quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # "" (no subcommand yet: --help, --version) builds neither synth's nor import's options
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(command).parse_args(argv)
+    from asr.data.importers import CorpusFormatError
+    from asr.data.synth import SynthError
+
     try:
         return args.func(args)
     except (ConfigError, CorpusFormatError, ManifestError, SynthError) as err:

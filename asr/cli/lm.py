@@ -17,26 +17,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from asr.cli.evaluate import load_data
-from asr.cli.loading import load_model
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
-from asr.data.importers import CorpusFormatError
 from asr.data.manifest import ManifestError, read_manifest
-from asr.decode.beam import BeamSearchDecoder
 from asr.decode.options import add_decoder_args, beam_settings, read_words
-from asr.decode.recognizer import Recognizer
 from asr.lm.arpa import ArpaError
 from asr.lm.kneser_ney import build_arpa
-from asr.metrics import error_rates
-from asr.text.normalize import normalize_text
-from asr.train.checkpoint import CheckpointError
+
+# The model, decoder and scoring code (torch, pyctcdecode, jiwer) is imported where it is
+# used: --help and `asr-lm build` do not wait for it.
 
 
 def read_sentences(sources: list[str]) -> list[list[str]]:
     """Normalized word lists of text files (a sentence a line) and manifests (.jsonl)."""
+    from asr.text.normalize import normalize_text
+
     sentences = []
     for source in sources:
         path = Path(source)
@@ -67,6 +62,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> list[tuple[float, float]]:
+    import numpy as np
+
     (a0, a1), (b0, b1) = args.alpha_range, args.beta_range
     if args.random:
         rng = random.Random(args.seed)
@@ -76,6 +73,12 @@ def _grid(args: argparse.Namespace) -> list[tuple[float, float]]:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from asr.cli.evaluate import load_data
+    from asr.cli.loading import load_model
+    from asr.decode.beam import BeamSearchDecoder
+    from asr.decode.recognizer import Recognizer
+    from asr.metrics import error_rates
+
     beam, lm = beam_settings(args)
     if lm is None:
         raise ConfigError("--lm: tune needs a language model")
@@ -143,10 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
 @quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # CheckpointError and CorpusFormatError are ValueErrors too; their modules load torch
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, ManifestError, CorpusFormatError, ArpaError,
-            ValueError, OSError) as err:
+    except (ConfigError, ManifestError, ArpaError, ValueError, OSError) as err:
         print(f"asr-lm: error: {err}", file=sys.stderr)
         return 2
 

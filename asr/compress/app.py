@@ -14,10 +14,19 @@ the average of the ``finetune.average_best`` best such epochs when dev finds it 
 Beside ``out`` it writes ``<stem>.config.yaml`` (the resolved config), ``<stem>.storage.md``/
 ``.json`` (the per-matrix storage table) and, when data is given, ``<stem>.metrics.json``
 (greedy WER/CER of the float and the compressed model on the dev set, which fine-tuning epoch
-was kept, and the augmentation it trained with).
+was kept, and the augmentation it trained with). Each file is replaced atomically (a killed run
+leaves the previous ``.model`` whole); ``<out>.lock`` keeps a second run off the same ``out``;
+a resumed fine-tuning refuses a config other than the one in ``<stem>.finetune/config.yaml``.
 """
 
 from __future__ import annotations
+
+from asr import CONF_DIR as _CONF_DIR
+from asr.console import exit_on_version, hydra_early_exit, invoked_as
+
+# `asr-compress --help`/`--version` answer here, before torch and Lightning load (seconds).
+if invoked_as("asr-compress"):
+    hydra_early_exit("asr-compress", _CONF_DIR / "asr_compress", "asr_compress")
 
 import copy
 import json
@@ -31,10 +40,9 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from asr import atomic
 from asr.audio import AudioError, load_audio
 from asr.compress.accounting import storage_table, table_json, table_markdown, totals
 from asr.compress.artifact import build_artifact, compressed_acoustic_model, save_artifact
@@ -50,20 +58,32 @@ from asr.decode.recognizer import greedy_error_rates
 from asr.features.config import AugmentConfig
 from asr.features.extract import FeatureExtractor
 from asr.models.acoustic import AcousticModel
+from asr.run_lock import run_lock
 from asr.train.checkpoint import (
     BEST_CHECKPOINT_NAME,
     CheckpointError,
+    LastCheckpoint,
     average_best_checkpoints,
     load_checkpoint,
     read_checkpoint,
+    with_atomic_checkpoints,
 )
 from asr.train.config import CONF_DIR, DataConfig, check_trainer_args, structured_config
 from asr.train.module import CTCModule
+from asr.train.resume import check_resume_config, resumed_csv_logger
 
 log = logging.getLogger("asr-compress")
 
 TOP_LEVEL_KEYS = {"compress", "data", "trainer", "model", "out", "seed", "resume", "finetune",
                   "calibration", "evaluate", "max_eval_utterances"}
+# Keys a resumed fine-tuning may change: where the artifact goes, what is done after the fit
+# (calibration, evaluation), logging and data loading. The preset, the model, the data, the
+# schedule (finetune.max_epochs sets its length) and the trainer must match. trainer.max_epochs
+# is unused: finetune.max_epochs replaces it.
+COMPRESS_RESUME_FREE = ("resume", "out", "evaluate", "max_eval_utterances", "calibration",
+                        "trainer.max_epochs", "trainer.enable_progress_bar",
+                        "trainer.enable_model_summary", "trainer.log_every_n_steps",
+                        "data.batch.num_workers", "data.cache_dir", "data.test_manifest")
 
 
 @dataclass
@@ -198,9 +218,15 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
     run_dir = job.out.with_suffix(".finetune")
     callback = CompressionCallback(job.compress, job.densities, qat=ft.qat)
     last = run_dir / "checkpoints" / "last.ckpt"
-    saver = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                            every_n_train_steps=50)
-    callbacks = [callback, saver]
+    resuming = bool(cfg.resume) and last.exists()
+    if resuming:  # masks and weights of one preset must not be finished under another
+        check_resume_config(run_dir / "config.yaml", cfg, str(run_dir),
+                            "resume it with that config, or pass resume=false to fine-tune "
+                            "afresh", COMPRESS_RESUME_FREE)
+        read_checkpoint(last, mmap=True)  # refuse a checkpoint that would run code
+    if rank_zero_only.rank == 0:
+        atomic.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    callbacks: list[pl.Callback] = [callback]
     best = None
     if ft.keep == "best":  # keep=last reads no best-epoch checkpoint: write none
         best = SettledBestCheckpoint(callback, save_top_k=ft.average_best,
@@ -208,19 +234,18 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
                                      filename=BEST_CHECKPOINT_NAME,
                                      auto_insert_metric_name=False)
         callbacks.append(best)
+    # after the best one: last.ckpt saved at an epoch's end holds its best-epoch record
+    callbacks.append(LastCheckpoint(run_dir / "checkpoints", every_n_train_steps=50))
     trainer_args = {**OmegaConf.to_container(cfg.trainer, resolve=True),
                     "max_epochs": ft.max_epochs}
-    trainer = pl.Trainer(**trainer_args, default_root_dir=str(run_dir),
-                         callbacks=callbacks,
-                         logger=CSVLogger(run_dir, name="logs", version=""))
+    trainer = pl.Trainer(**with_atomic_checkpoints(trainer_args),
+                         default_root_dir=str(run_dir), callbacks=callbacks,
+                         logger=resumed_csv_logger(run_dir, last if resuming else None))
     d = job.data
     datamodule = CTCDataModule(d.train_manifest, d.val_manifest, None, features=features,
                                augment=job.augment, batch=d.batch, cache_dir=d.cache_dir,
                                seed=int(cfg.seed))
-    if cfg.resume and last.exists():  # refuse a checkpoint that would run code
-        read_checkpoint(last, mmap=True)
-    trainer.fit(module, datamodule,
-                ckpt_path=str(last) if cfg.resume and last.exists() else None,
+    trainer.fit(module, datamodule, ckpt_path=str(last) if resuming else None,
                 weights_only=True)
     kept = {"keep": ft.keep, "epochs": trainer.current_epoch, "augment": asdict(job.augment)}
     if best is not None and best.best_model_path:
@@ -264,8 +289,18 @@ def _calibration_features(job: CompressJob) -> list[torch.Tensor]:
 
 
 def compress(cfg: DictConfig) -> dict[str, Any]:
-    """Validate, prune/fine-tune, quantize, write the artifact; returns its summary."""
+    """Validate, prune/fine-tune, quantize, write the artifact; returns its summary.
+
+    The run holds ``<out>.lock`` throughout (it guards ``out``, its side files and the
+    ``.finetune`` folder): a second run for the same ``out`` stops at once, naming the PID."""
     job = validate_compress_config(cfg)
+    # Under DDP the other ranks are processes rank 0 launched, inside its lock.
+    with run_lock(f"{job.out}.lock", f"out {job.out}", "pass another out",
+                  enabled=rank_zero_only.rank == 0):
+        return _compress(cfg, job)
+
+
+def _compress(cfg: DictConfig, job: CompressJob) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True)
     evaluate = bool(cfg.evaluate) and job.data is not None
     float_model = copy.deepcopy(job.model) if evaluate else None
@@ -297,10 +332,10 @@ def compress(cfg: DictConfig) -> dict[str, Any]:
     file_bytes = job.out.stat().st_size
     summary["storage"]["file_bytes"] = file_bytes
     stem = job.out.with_suffix("")
-    Path(f"{stem}.config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    Path(f"{stem}.storage.md").write_text(table_markdown(rows, file_bytes))
-    Path(f"{stem}.storage.json").write_text(table_json(rows, file_bytes))
-    Path(f"{stem}.metrics.json").write_text(json.dumps(summary, indent=2))
+    atomic.write_text(f"{stem}.config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic.write_text(f"{stem}.storage.md", table_markdown(rows, file_bytes))
+    atomic.write_text(f"{stem}.storage.json", table_json(rows, file_bytes))
+    atomic.write_text(f"{stem}.metrics.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -334,6 +369,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    exit_on_version("asr-compress")   # also when imported under another name (python -m)
     quiet_library_noise()
     _hydra_main()
 

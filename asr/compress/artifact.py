@@ -52,8 +52,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import os
-import secrets
 import struct
 import sys
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -64,6 +62,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from asr.atomic import replacing
 from asr.compress.config import CompressConfig, layer_type
 from asr.compress.fixed_point import FixedPointFormat
 from asr.compress.quantize import QuantizedTensor, frac_for_range, quantize_matrix
@@ -1169,19 +1168,6 @@ def _from_blob(stored: Any, blob: torch.Tensor, where: str = "") -> Any:
     return stored
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_artifact(path: str | Path, artifact: Artifact, **metadata: Any) -> Path:
     """Write ``artifact`` (with ``metadata`` fields replaced: ``vocab_tokens=...``,
     ``source=...``) to ``path`` atomically: into a temporary file in the same folder, flushed
@@ -1195,18 +1181,8 @@ def save_artifact(path: str | Path, artifact: Artifact, **metadata: Any) -> Path
     data = {"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, "byteorder": sys.byteorder,
             "sha256": payload_digest({"payload": stored, "blob": blob}), "payload": stored,
             "blob": blob}
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # a kill leaves the previous file
+        torch.save(data, f)
     return path
 
 

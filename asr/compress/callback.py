@@ -29,12 +29,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from asr.compress.config import CompressConfig
 from asr.compress.pruning import prune_mask
 from asr.compress.quantize import quantize_matrix
 from asr.compress.schedule import density_at, prune_progress
+from asr.train.checkpoint import RunCheckpoint
 
 
 class CompressionCallback(pl.Callback):
@@ -180,7 +180,7 @@ class CompressionCallback(pl.Callback):
         self.progress = state_dict["progress"]
 
 
-class SettledBestCheckpoint(ModelCheckpoint):
+class SettledBestCheckpoint(RunCheckpoint):
     """Saves the ``save_top_k`` best checkpoints by validation WER, among validations run after
     ``compression``'s schedule has settled (the last training step taken used the final masks
     and, with QAT, quantized weights).

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asr.atomic import atomic_open
+
 
 @dataclass
 class Utterance:
@@ -43,15 +45,13 @@ class ManifestError(ValueError):
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> int:
     """Write utterances as JSON lines (atomically); returns how many were written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
+    # A unique temporary file beside it, fsynced, then renamed over it: a killed writer (or
+    # two at once) never leaves a torn manifest.
+    with atomic_open(path, "w") as f:
         for utt in utterances:
             f.write(json.dumps(utt.to_dict(), ensure_ascii=False) + "\n")
             n += 1
-    tmp.replace(path)
     return n
 
 

@@ -8,14 +8,19 @@ that the test measures recognition rather than recall of training sentences.
 
 The plan (who says what, how) is drawn from one seeded RNG before any audio is made, so the same
 seed and text give the same corpus whatever the number of workers; finished files are kept, so a
-killed run continues where it stopped.
+killed run continues where it stopped. ``synth.json`` records a hash of the inputs and, per
+file, of what it says and how; a rerun with other inputs (text, voices, seed, rates, noise,
+sample rate, ...) re-makes exactly the files whose plan changed and names what changed, so old
+audio never stands under new transcripts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr import atomic
 from asr.audio import AudioError, load_audio, read_audio, write_audio
 from asr.config_errors import check
 from asr.data.manifest import Utterance, write_manifest
@@ -296,6 +302,84 @@ def _render(job: _Job) -> tuple[int, float | None, str | None]:
         return job.index, None, str(err)
 
 
+# ---------------------------------------------------------------------------------------------
+# What the audio of a folder was made from (synth.json).
+
+STATE_FILE = "synth.json"
+_AUDIO_FILE = re.compile(r"synth\d{6}(\.part)?\.flac")
+
+
+def _sha256(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def synth_inputs(cfg: SynthConfig, sentences: Sequence[str], voices: Sequence[str]
+                 ) -> dict[str, object]:
+    """Everything the audio depends on: the settings (but ``workers``), the text and the
+    voices available (the plan draws from them)."""
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()
+              if k != "workers"}
+    return {"config": config, "sentences": len(sentences), "text_sha256": _sha256(sentences),
+            "voices": len(voices), "voices_sha256": _sha256(list(voices))}
+
+
+def _job_hash(job: _Job) -> str:
+    """What one file says and how; the same hash means the same audio."""
+    return _sha256([job.voice, job.text, job.rate, job.pitch, job.snr_db, job.sample_rate,
+                    job.noise_seed])
+
+
+def changed_inputs(old: dict, new: dict) -> list[str]:
+    """Human-readable differences between two :func:`synth_inputs`."""
+    changes = []
+    old_cfg, new_cfg = old.get("config", {}), new["config"]
+    for key, value in new_cfg.items():
+        if old_cfg.get(key) != value:
+            changes.append(f"{key} {old_cfg.get(key)!r} -> {value!r}")
+    if old.get("text_sha256") != new["text_sha256"]:
+        changes.append(f"the text ({old.get('sentences')} -> {new['sentences']} sentences)")
+    if old.get("voices_sha256") != new["voices_sha256"]:
+        changes.append(f"the voices available ({old.get('voices')} -> {new['voices']})")
+    return changes
+
+
+def _reconcile(out_dir: Path, jobs: list[_Job], inputs: dict) -> tuple[list[str], int]:
+    """Delete the audio under ``out_dir`` not made from this plan, then record the plan in
+    ``synth.json``; returns (what changed, files deleted).
+
+    The order survives a kill at any point: stale files go before the new record is written,
+    and a file is renamed into place only when complete, so every file on disk is the one its
+    record describes."""
+    state_path = out_dir / STATE_FILE
+    unreadable = False
+    try:
+        old = json.loads(state_path.read_text("utf-8"))
+    except FileNotFoundError:
+        old = None
+    except ValueError:  # torn by hand or by a disk fault: trust none of the audio
+        old, unreadable = {}, True
+    wanted = {str(Path(j.out).relative_to(out_dir)): _job_hash(j) for j in jobs}
+    recorded = (old or {}).get("files", {})
+    removed = 0
+    for split in ("train", "dev", "test"):
+        for path in sorted((out_dir / "audio" / split).glob("synth*.flac")):
+            if not _AUDIO_FILE.fullmatch(path.name):
+                continue  # not one of ours
+            rel = str(path.relative_to(out_dir))
+            if rel not in wanted or recorded.get(rel) != wanted[rel]:  # .part.flac too
+                path.unlink()
+                removed += 1
+    if not removed:
+        changes = []
+    elif old is None or unreadable:
+        changes = [f"no readable {STATE_FILE} records what the audio there was made from"]
+    else:
+        changes = changed_inputs(old.get("inputs", {}), inputs)
+    atomic.write_text(state_path, json.dumps({"inputs": inputs, "inputs_sha256": _sha256(inputs),
+                                              "files": wanted}, indent=1))
+    return changes, removed
+
+
 def _init_worker() -> None:
     torch.set_num_threads(1)
 
@@ -305,6 +389,8 @@ class SynthResult:
     splits: dict[str, list[Utterance]]
     voices: dict[str, list[str]]
     failures: list[tuple[str, str]]
+    changed: list[str] = field(default_factory=list)  # inputs that differ from the last run's
+    remade: int = 0                                   # audio files deleted as stale
 
 
 def synthesize_corpus(
@@ -314,10 +400,12 @@ def synthesize_corpus(
     progress: Callable | None = None,
 ) -> SynthResult:
     """Make the corpus under ``out_dir``: ``audio/<split>/*.flac``, ``train.jsonl``,
-    ``dev.jsonl``, ``test.jsonl`` and ``voices.json`` (the voices of each split and the config).
+    ``dev.jsonl``, ``test.jsonl``, ``voices.json`` (the voices of each split and the config)
+    and ``synth.json`` (the hash of the inputs and of every file's plan).
 
     Args:
-        out_dir: output folder; finished audio already there is reused.
+        out_dir: output folder; finished audio already there is reused when it was made from
+            the same plan (``synth.json``), and re-made otherwise.
         cfg: the corpus settings.
         text: a text file (one sentence a line) or ``None`` for the built-in text.
         progress: optional ``progress(iterable, total)`` wrapper such as ``tqdm``.
@@ -328,6 +416,7 @@ def synthesize_corpus(
     jobs, split_voices = plan_corpus(sentences, voices, cfg, out_dir)
     for split in ("train", "dev", "test"):
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
+    changed, remade = _reconcile(out_dir, jobs, synth_inputs(cfg, sentences, voices))
     workers = cfg.workers or os.cpu_count() or 1
     durations: dict[int, float] = {}
     failures = []
@@ -355,8 +444,8 @@ def synthesize_corpus(
         write_manifest(out_dir / f"{split}.jsonl", utts)
     meta = {"voices": split_voices, "config": asdict(cfg), "sentences": len(sentences),
             "failures": failures}
-    (out_dir / "voices.json").write_text(json.dumps(meta, indent=2))
-    return SynthResult(splits, split_voices, failures)
+    atomic.write_text(out_dir / "voices.json", json.dumps(meta, indent=2))
+    return SynthResult(splits, split_voices, failures, changed, remade)
 
 
 class _Serial:

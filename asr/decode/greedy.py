@@ -23,7 +23,7 @@ def greedy_hypotheses(logits: torch.Tensor, lengths: torch.Tensor, vocab: CharVo
     for b in range(best.shape[0]):
         frames = keep[b].nonzero().flatten().tolist()
         chars = [(vocab.tokens[t], f) for t, f in zip(best[b, frames].tolist(), frames)]
-        words = words_from_frames(chars, frame_shift)
+        words = words_from_frames(chars, frame_shift, best_logp[b].tolist())
         hyps.append(Hypothesis(" ".join(w.word for w in words), words, confidence[b]))
     return hyps
 

@@ -1,17 +1,25 @@
 """Decoder options on the command line, shared by ``asr-decode``, ``asr-eval``, ``asr-lm tune``
-and ``asr-hw``."""
+and ``asr-hw``.
+
+Light on purpose: the commands build their parsers from it, and ``--help`` should not wait
+for torch or pyctcdecode (imported where a decoder is made)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asr.config_errors import ConfigError
-from asr.decode.beam import BeamConfig
-from asr.text.normalize import normalize_text
+
+if TYPE_CHECKING:
+    from asr.decode.beam import BeamConfig
+
+DECODERS = ("greedy", "beam")
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +30,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0 (argparse names the flag and the value found)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
 
 
@@ -49,6 +68,8 @@ def read_words(path: str | None) -> list[str] | None:
     """The closed vocabulary of ``--words``, normalized like training transcripts."""
     if path is None:
         return None
+    from asr.text.normalize import normalize_text
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--words: {p}: no such file")
@@ -61,6 +82,8 @@ def read_words(path: str | None) -> list[str] | None:
 
 def beam_settings(args: argparse.Namespace) -> tuple[BeamConfig, str | None]:
     """The :class:`BeamConfig` of the flags (over a ``--lm-params`` file) and the LM path."""
+    from asr.decode.beam import BeamConfig
+
     values: dict = {}
     lm = args.lm
     if args.lm_params:

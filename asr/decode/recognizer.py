@@ -1,4 +1,7 @@
-"""Audio files -> hypotheses: a trained model, its front end and a CTC decoder, in batches."""
+"""Audio files -> hypotheses: a trained model, its front end and a CTC decoder, in batches.
+
+Files longer than ``long_file_seconds`` are decoded alone and in chunks, with bounded memory
+(:mod:`asr.decode.chunked`)."""
 
 from __future__ import annotations
 
@@ -7,18 +10,29 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import soundfile as sf
 import torch
 
-from asr.audio import AudioError, load_audio
+from asr.audio import AudioError, AudioStream, load_audio
+from asr.config_errors import check
 from asr.decode.beam import BeamConfig, BeamSearchDecoder
+from asr.decode.chunked import ChunkedFeatures, chunked_logits
 from asr.decode.greedy import greedy_hypotheses
 from asr.decode.hypothesis import Hypothesis
+from asr.decode.options import DECODERS
 from asr.features.extract import FeatureExtractor
 from asr.metrics import ErrorRates, error_rates
 from asr.models.acoustic import AcousticModel
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
-DECODERS = ("greedy", "beam")
+__all__ = ["DECODERS", "Decoded", "Decoder", "Posteriors", "Recognizer", "greedy_error_rates",
+           "make_decoder"]
+
+# Files above this many seconds are decoded in chunks (an hour whole takes about 3 GB).
+LONG_FILE_SECONDS = 60.0
+CHUNK_SECONDS = 60.0
+# Context of each window for models that cannot carry state exactly (asr.decode.chunked).
+CONTEXT_SECONDS = 4.0
 
 
 @dataclass
@@ -60,42 +74,103 @@ class Recognizer:
         model: a loaded model (:func:`asr.cli.loading.load_model` reads any model file).
         batch_size: files per forward pass.
         device: torch device for the forward pass.
+        long_file_seconds: files longer than this are decoded alone, in chunks of
+            ``chunk_seconds`` (None: every file whole).
+        chunk_seconds: audio per chunk of a long file.
+        context_seconds: context of each chunk for models that run in overlapping windows
+            with no finite receptive field (a bidirectional LSTM, a compressed LSTM graph).
     """
 
-    def __init__(self, model: AcousticModel, batch_size: int = 16, device: str = "cpu"):
+    def __init__(self, model: AcousticModel, batch_size: int = 16, device: str = "cpu",
+                 long_file_seconds: float | None = LONG_FILE_SECONDS,
+                 chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = CONTEXT_SECONDS):
+        check(long_file_seconds is None or long_file_seconds > 0, "long_file_seconds",
+              "> 0 or None", long_file_seconds)
+        check(chunk_seconds > 0, "chunk_seconds", "> 0", chunk_seconds)
+        check(context_seconds >= 0, "context_seconds", ">= 0", context_seconds)
         self.model = model
         self.model.model.to(device).eval()
         self.extractor = FeatureExtractor(self.model.features)
         self.batch_size = batch_size
         self.device = device
+        self.long_file_seconds = long_file_seconds
+        shift = self.model.features.frame_shift
+        self.chunk_frames = max(1, round(chunk_seconds / shift))
+        self.context_frames = round(context_seconds / shift)
+
+    def is_long(self, path: str) -> bool:
+        """Whether ``path`` is decoded in chunks (by its header; unreadable files are not:
+        reading them whole reports why)."""
+        if self.long_file_seconds is None:
+            return False
+        try:
+            return sf.info(str(path)).duration > self.long_file_seconds
+        except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+            return False
 
     def posteriors(self, paths: Sequence[str],
                    failures: list[tuple[str, str]] | None = None) -> Iterator[Posteriors]:
-        """Model outputs batch by batch; unreadable files go to ``failures`` (path, reason)
-        and are skipped, or raise :class:`AudioError` when ``failures`` is None."""
-        rate = self.model.features.sample_rate
-        for start in range(0, len(paths), self.batch_size):
-            t0 = time.perf_counter()
-            feats, kept, durations = [], [], []
-            for path in paths[start:start + self.batch_size]:
-                try:
-                    wav = load_audio(path, rate)
-                except AudioError as err:
-                    if failures is None:
-                        raise
-                    failures.append((str(path), str(err)))
-                    continue
-                feats.append(self.extractor(wav))
-                kept.append(str(path))
-                durations.append(len(wav) / rate)
-            if not kept:
+        """Model outputs batch by batch, in the order of ``paths`` (a long file is a batch of
+        its own); unreadable files go to ``failures`` (path, reason) and are skipped, or
+        raise :class:`AudioError` when ``failures`` is None."""
+        pending: list[str] = []
+        for path in paths:
+            if self.is_long(path):
+                if pending:
+                    yield from self._batch(pending, failures)
+                    pending = []
+                yield from self._long_file(path, failures)
                 continue
-            lengths = torch.tensor([f.shape[0] for f in feats])
-            batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(self.device)
-            with torch.inference_mode():
-                logits = self.model.model(batch, lengths.to(self.device)).float().cpu()
-            out_lengths = self.model.model.output_lengths(lengths)
-            yield Posteriors(kept, logits, out_lengths, durations, time.perf_counter() - t0)
+            pending.append(path)
+            if len(pending) == self.batch_size:
+                yield from self._batch(pending, failures)
+                pending = []
+        if pending:
+            yield from self._batch(pending, failures)
+
+    def _batch(self, paths: list[str], failures: list[tuple[str, str]] | None
+               ) -> Iterator[Posteriors]:
+        rate = self.model.features.sample_rate
+        t0 = time.perf_counter()
+        feats, kept, durations = [], [], []
+        for path in paths:
+            try:
+                wav = load_audio(path, rate)
+            except AudioError as err:
+                if failures is None:
+                    raise
+                failures.append((str(path), str(err)))
+                continue
+            feats.append(self.extractor(wav))
+            kept.append(str(path))
+            durations.append(len(wav) / rate)
+        if not kept:
+            return
+        lengths = torch.tensor([f.shape[0] for f in feats])
+        batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(self.device)
+        with torch.inference_mode():
+            logits = self.model.model(batch, lengths.to(self.device)).float().cpu()
+        out_lengths = self.model.model.output_lengths(lengths)
+        yield Posteriors(kept, logits, out_lengths, durations, time.perf_counter() - t0)
+
+    def _long_file(self, path: str, failures: list[tuple[str, str]] | None
+                   ) -> Iterator[Posteriors]:
+        t0 = time.perf_counter()
+        rate = self.model.features.sample_rate
+        try:
+            stream = AudioStream(path, rate)
+            front = ChunkedFeatures(self.extractor, stream,
+                                    self.chunk_frames * self.model.features.subsample)
+            logits = chunked_logits(self.model.model, front, self.chunk_frames,
+                                    self.context_frames, self.device)
+        except AudioError as err:
+            if failures is None:
+                raise
+            failures.append((str(path), str(err)))
+            return
+        lengths = self.model.model.output_lengths(torch.tensor([front.model_frames]))
+        yield Posteriors([str(path)], logits, lengths, [stream.num_samples / rate],
+                         time.perf_counter() - t0)
 
     @staticmethod
     def decode(post: Posteriors, decoder: Decoder) -> list[Decoded]:

@@ -1,4 +1,5 @@
-"""Loading a training checkpoint on its own: the model, its vocabulary and its features."""
+"""Training checkpoints: reading one on its own (the model, its vocabulary and its features),
+averaging the best, and writing them atomically (a killed run never leaves a torn one)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
+from pytorch_lightning.trainer.states import TrainerFn
 
+from asr.atomic import replacing
 from asr.features.config import FeatureConfig
 from asr.models.acoustic import AcousticModel
 from asr.text.vocab import CharVocab
@@ -18,7 +23,6 @@ from asr.train.module import build_model
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,95 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = Fa
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(ckpt).__name__}, not a dict)")
     return ckpt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on every filesystem.
+
+    Lightning serializes into memory, then moves a file made in the system's temporary folder
+    onto the target; where that folder is another filesystem than the run folder (a tmpfs
+    ``/tmp``, a network ``exp/``) the move is a copy straight into ``last.ckpt``, so a kill
+    during it leaves a truncated file, and nothing is fsynced. This writes beside the target,
+    fsyncs, and renames (:func:`asr.atomic.replacing`).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:  # Lightning's own TypeError for this case
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with replacing(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def with_atomic_checkpoints(trainer_args: dict[str, Any]) -> dict[str, Any]:
+    """``pl.Trainer`` arguments with :class:`AtomicCheckpointIO` added to ``plugins``, unless
+    the config names a checkpoint writer of its own."""
+    plugins = trainer_args.get("plugins")
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list | tuple) \
+        else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return {**trainer_args, "plugins": plugins}
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A :class:`ModelCheckpoint` whose bookkeeping survives a moved run folder.
+
+    Lightning restores the best scores only when the checkpoint folder's path is the one
+    recorded; from a moved or copied run folder it restores ``best_model_path`` (pointing into
+    the old folder) without ``best_model_score``, and keeping the best epoch then fails. The
+    files keep their names in the new folder, so the recorded paths are re-rooted there.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # The key Lightning's own ModelCheckpoint has: checkpoints of runs started with it
+        # restore into these (subclasses with their own meaning keep their own name).
+        key = super().state_key
+        name = type(self).__qualname__
+        if name in ("RunCheckpoint", "LastCheckpoint"):
+            return "ModelCheckpoint" + key[len(name):]
+        return key
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old is not None and self.dirpath is not None and old != self.dirpath:
+            log.info("checkpoints moved from %s to %s: their records follow", old, self.dirpath)
+
+            def moved(path: Any) -> Any:
+                if isinstance(path, str) and path and Path(path).parent == Path(old):
+                    return str(Path(self.dirpath) / Path(path).name)
+                return path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_k_models": {moved(p): v for p, v in
+                                            state_dict.get("best_k_models", {}).items()},
+                          **{k: moved(state_dict[k]) for k in
+                             ("best_model_path", "kth_best_model_path", "last_model_path")
+                             if k in state_dict}}
+        super().load_state_dict(state_dict)
+
+
+class LastCheckpoint(RunCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` steps and again at the end of every epoch.
+
+    The step-based save alone leaves ``last.ckpt`` without the epoch's validation when a save
+    falls on a run's final step: a run resumed from it (the fit finished, but the process was
+    killed before ``model.ckpt`` or the ``.model`` was written) skips that validation and its
+    best-epoch record, and keeps no best checkpoint. Saved at the epoch's end (after its
+    validation) by a callback placed after the best-checkpoint one (Lightning keeps the order
+    among checkpoint callbacks), the record it holds is current.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int):
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0,
+                         every_n_train_steps=every_n_train_steps)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run or \
+                trainer.state.fn != TrainerFn.FITTING:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> AcousticModel:
@@ -128,7 +221,8 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     for key in ("optimizer_states", "lr_schedulers", "loops", "callbacks"):
         first.pop(key, None)
     first["averaged_from"] = [str(p) for p in paths]
-    torch.save(first, out)
+    with replacing(out) as tmp:  # model.ckpt may be this file: never a torn one
+        torch.save(first, tmp)
     return Path(out)
 
 

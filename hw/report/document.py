@@ -197,7 +197,8 @@ def write_report(points: list[dict[str, Any]], out: Path, title: str,
     plots = all_plots(rows, points, out, decoder)
     blocks = build_blocks(points, rows, plots, title)
     files = [out / "report.md", out / "report.html", out / "report.json"]
-    # a report whose content is unchanged but for its "Generated" time is left as it is
+    # a report whose content is unchanged but for its "Generated" time is left as it is;
+    # one that changed is written atomically (a kill leaves the previous report whole)
     write_if_changed(files[0], to_markdown(blocks), GENERATED)
     write_if_changed(files[1], to_html(blocks, out), GENERATED)
     write_if_changed(files[2], json.dumps({"schema_version": REPORT_SCHEMA_VERSION,

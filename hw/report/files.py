@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from asr import atomic
+
 # The one line of report.md/.html that changes on every run; two reports that differ only there
 # are the same report.
 GENERATED = re.compile(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d ")
@@ -24,5 +26,5 @@ def write_if_changed(path: Path, data: bytes | str, ignore: re.Pattern | None = 
                 return ignore.sub("", b.decode(errors="replace"))
             if blank(old) == blank(raw):
                 return False
-    path.write_bytes(raw)
+    atomic.write_bytes(path, raw)
     return True

@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from asr import atomic
 from asr.audio import AudioError, load_audio
 from asr.compress.accounting import storage_table, totals
 from asr.compress.artifact import Artifact, compressed_acoustic_model, read_artifact
@@ -293,7 +294,7 @@ def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path, in_launcher
     result["status"] = ("ok" if not result["failures"] else
                         "partial" if result["rows"] else "failed")
     result["seconds"] = round(time.time() - t0, 1)
-    result_path.write_text(json.dumps(result, indent=1))
+    atomic.write_text(result_path, json.dumps(result, indent=1))  # never a torn result.json
     return result
 
 

@@ -1,0 +1,127 @@
+"""Atomic file writes: a file is either its old contents or its new ones, never a torn mix.
+
+Each write goes to a temporary file in the target's own folder (so the final rename never
+crosses a filesystem), is flushed and fsynced, then renamed over the target with
+:func:`os.replace`, and the folder is fsynced so the rename itself survives a power cut. A
+process killed mid-write leaves the previous file as it was (and a hidden
+``.<name>.<pid>.*.tmp`` beside it, which no reader looks at and the next write removes).
+
+    write_text(run_dir / "metrics.json", json.dumps(metrics))
+    with replacing(path) as tmp:          # for writers that want a path (torch.save)
+        torch.save(state, tmp)
+    with atomic_open(path) as f:          # for writers that stream into a file object
+        for line in lines:
+            f.write(line)
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be
+    opened (not POSIX)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without an error the file
+    written there is fsynced and renamed over ``path``. On an error ``path`` is untouched and
+    the temporary file removed. Creates ``path``'s folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL on a random name (not mkstemp, whose files are 0600): the file gets the mode a
+    # plain open() would give it.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    _remove_stale_temps(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove the temporary files of ``path`` left by writers that were killed (their PID is
+    in the name and no longer runs): a killed checkpoint write would otherwise leave its
+    size on disk for good."""
+    if os.name != "posix":  # os.kill(pid, 0) is no liveness probe elsewhere
+        return
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"
+                ) -> Iterator[IO[Any]]:
+    """``open(path, mode)`` whose contents replace ``path`` only once the block completes.
+    ``mode`` is ``"w"`` or ``"wb"``."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
+    with replacing(path) as tmp:
+        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+
+
+def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Atomically replace ``path`` with ``text``."""
+    with atomic_open(path, "w", encoding) as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Atomically replace ``path`` with ``data``."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def copy_file(src: str | Path, dst: str | Path) -> Path:
+    """Atomically replace ``dst`` with a copy of ``src``'s contents."""
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
