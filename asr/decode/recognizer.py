@@ -18,7 +18,7 @@ from asr.metrics import ErrorRates, error_rates
 from asr.models.acoustic import AcousticModel
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]
-DECODERS = ("greedy", "beam")
+DECODERS = ("greedy", "beam", "flashlight")
 
 
 @dataclass
@@ -42,7 +42,8 @@ class Decoded:
 
 def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None,
                  lm: str | None = None, words: Sequence[str] | None = None) -> Decoder:
-    """A decoder over ``model``'s outputs: ``greedy`` or ``beam`` (with ``lm``/``words``)."""
+    """A decoder over ``model``'s outputs: ``greedy``, or ``beam`` (pyctcdecode) or
+    ``flashlight`` (flashlight-text, the optional ``[lm]`` extra) with ``lm``/``words``."""
     frame_shift = model.features.frame_shift
     if kind == "greedy":
         if lm is not None or words is not None:
@@ -50,6 +51,9 @@ def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None
         return partial(greedy_hypotheses, vocab=model.vocab, frame_shift=frame_shift)
     if kind == "beam":
         return BeamSearchDecoder(model.vocab, beam, lm, words, frame_shift).decode
+    if kind == "flashlight":
+        from asr.decode.flashlight import FlashlightDecoder
+        return FlashlightDecoder(model.vocab, beam, lm, words, frame_shift).decode
     raise ValueError(f"decoder: expected one of {DECODERS}, got {kind!r}")
 
 
