@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: setup setup-lm system-deps test-deps demo test test-slow lint clean
+.PHONY: setup setup-lm setup-kenlm system-deps test-deps demo test test-slow lint clean
 
 setup: $(STAMP) system-deps
 
@@ -26,9 +26,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
 	touch $(STAMP)
 
-# The optional KenLM extra (beam search with a word n-gram LM): a ~70 s source build.
+# The LM extra: flashlight-text (--decoder flashlight, KenLM built in), a binary wheel.
 setup-lm: setup
-	@$(PY) -c "import kenlm" 2>/dev/null || $(PY) -m pip install -q -e '.[lm]' $(TORCH_PINS)
+	@$(PY) -c "import flashlight.lib.text" 2>/dev/null || $(PY) -m pip install -q -e '.[lm]' $(TORCH_PINS)
+
+# Optional KenLM scoring for pyctcdecode's --decoder beam: a ~70 s source build.
+setup-kenlm: setup
+	@$(PY) -c "import kenlm" 2>/dev/null || $(PY) -m pip install -q -e '.[kenlm]' $(TORCH_PINS)
 
 demo: setup
 	bash recipes/demo/run.sh

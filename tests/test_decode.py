@@ -79,7 +79,7 @@ def test_closed_vocabulary_turns_a_misspelling_into_a_listed_word():
 @pytest.mark.parametrize("backend", ["python", "kenlm"])
 def test_language_model_and_hotwords_change_an_ambiguous_word(tmp_path, monkeypatch, backend):
     if backend == "kenlm":
-        pytest.importorskip("kenlm", reason="kenlm is the optional '.[lm]' extra")
+        pytest.importorskip("kenlm", reason="kenlm is the optional '.[kenlm]' extra")
     else:
         monkeypatch.setattr("asr.decode.beam._kenlm", lambda: None)
     build_arpa([["the", "red", "cat"]] * 30 + [["a", "rad", "idea"]], 3, tmp_path / "lm.arpa")

@@ -53,7 +53,7 @@ def test_arpa_header_counts_and_unknown_words(tmp_path):
 
 
 def test_kenlm_loads_the_file_and_agrees(tmp_path):
-    kenlm = pytest.importorskip("kenlm", reason="kenlm is the optional '.[lm]' extra")
+    kenlm = pytest.importorskip("kenlm", reason="kenlm is the optional '.[kenlm]' extra")
     build_arpa(corpus(), 3, tmp_path / "lm.arpa")
     ken = kenlm.Model(str(tmp_path / "lm.arpa"))
     ours = NgramLM.from_arpa(tmp_path / "lm.arpa")

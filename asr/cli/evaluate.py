@@ -296,7 +296,7 @@ def evaluate(args: argparse.Namespace, kinds: list[str], utterances: list[Uttera
                     "references": str(args.ref) if args.ref else None,
                     "utterances": len(decoded), "audio_seconds": round(audio_seconds, 3),
                     "failures": [{"path": p, "reason": r} for p, r in failures],
-                    "beam": vars(beam) if "beam" in kinds else None, "lm": lm,
+                    "beam": vars(beam) if set(kinds) - {"greedy"} else None, "lm": lm,
                     "words": args.words, "decoders": {}}
     table = Table(title=f"{Path(args.model).name} on {args.data} ({len(decoded)} utterances)")
     for col in ("decoder", "WER %", "CER %", "sub", "del", "ins", "RTF"):

@@ -1,7 +1,7 @@
 """CTC beam search through pyctcdecode, with an optional word n-gram LM and closed vocabulary.
 
 The language model is an ARPA file. With the optional ``kenlm`` package (``pip install
-'.[lm]'``) KenLM scores it; without it :class:`asr.lm.NgramLM` does, in pure Python, with the
+'.[kenlm]'``) KenLM scores it; without it :class:`asr.lm.NgramLM` does, in pure Python, with the
 same numbers. A closed vocabulary (``words``) limits hypotheses to a word list: partial words
 outside it are pruned as they are spelled, which suits tasks like digit recognition.
 """

@@ -19,7 +19,7 @@ from asr.config_errors import ConfigError
 if TYPE_CHECKING:
     from asr.decode.beam import BeamConfig
 
-DECODERS = ("greedy", "beam")
+DECODERS = ("greedy", "beam", "flashlight")
 
 
 def positive_int(text: str) -> int:

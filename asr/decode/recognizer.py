@@ -56,7 +56,8 @@ class Decoded:
 
 def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None,
                  lm: str | None = None, words: Sequence[str] | None = None) -> Decoder:
-    """A decoder over ``model``'s outputs: ``greedy`` or ``beam`` (with ``lm``/``words``)."""
+    """A decoder over ``model``'s outputs: ``greedy``, or ``beam`` (pyctcdecode) or
+    ``flashlight`` (flashlight-text, the optional ``[lm]`` extra) with ``lm``/``words``."""
     frame_shift = model.features.frame_shift
     if kind == "greedy":
         if lm is not None or words is not None:
@@ -64,6 +65,9 @@ def make_decoder(kind: str, model: AcousticModel, beam: BeamConfig | None = None
         return partial(greedy_hypotheses, vocab=model.vocab, frame_shift=frame_shift)
     if kind == "beam":
         return BeamSearchDecoder(model.vocab, beam, lm, words, frame_shift).decode
+    if kind == "flashlight":
+        from asr.decode.flashlight import FlashlightDecoder
+        return FlashlightDecoder(model.vocab, beam, lm, words, frame_shift).decode
     raise ValueError(f"decoder: expected one of {DECODERS}, got {kind!r}")
 
 
