@@ -13,7 +13,6 @@ registry of :mod:`asr.models.ops`, where each op kind's reference registers unde
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -303,9 +302,10 @@ def run_reference(model: EngineModel, features: torch.Tensor
     for row in features.double().tolist():
         vals = []
         for v in row:
-            scaled = v * 2.0 ** fx
-            q = {"nearest": math.floor(scaled + 0.5), "nearest_even": round(scaled),
-                 "floor": math.floor(scaled), "zero": math.trunc(scaled)}[cfg.rounding]
+            # v * 2**fx is an exact binary fraction num / 2**k: rounding it is the same right
+            # shift with rounding that every narrowing below uses
+            num, den = (v * 2.0 ** fx).as_integer_ratio()
+            q = shift_round_int(num, den.bit_length() - 1, cfg.rounding)
             vals.append(ref._narrow("input", q, 0, 0))
         xs.append(vals)
     for op in model.graph.ops:
