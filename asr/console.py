@@ -69,7 +69,7 @@ def hydra_early_exit(prog: str, config_dir: str | Path, config_name: str,
     def _help_only(cfg: object) -> None:   # never runs: Hydra prints the help and exits
         raise AssertionError("hydra_early_exit ran a task")
 
-    _help_only()
+    quiet_broken_pipe(_help_only)()   # `asr-train --help | head` stops quietly
 
 
 def quiet_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:
