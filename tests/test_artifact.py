@@ -10,6 +10,7 @@ import stat
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from test_hw import small_lstm, small_wavenet
 
 from asr.compress.accounting import storage_table, totals
 from asr.compress.app import compress
@@ -31,7 +32,7 @@ from asr.compress.artifact import (
 )
 from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import prune_model
-from asr.models import LSTMCTC, WaveNetCTC
+from asr.models import LSTMCTC
 from asr.models.graph import graph_parameters
 from asr.train.config import CONF_DIR
 from hw.config import load_engine
@@ -65,21 +66,6 @@ def test_bit_packing_round_trips_at_every_width():
     assert const.bits == 0 and const.data.numel() == 0 and torch.equal(const.decode(),
                                                                        torch.full((4, 4), -3))
     assert PackedInts.encode(torch.zeros(0, 3, dtype=torch.int64)).decode().shape == (0, 3)
-
-
-def small_lstm(seed: int = 0) -> LSTMCTC:
-    torch.manual_seed(seed)
-    return LSTMCTC(16, 12, hidden_size=32, proj_size=16, num_layers=2).eval()
-
-
-def small_wavenet(seed: int = 0) -> WaveNetCTC:
-    torch.manual_seed(seed)
-    m = WaveNetCTC(16, 12, channels=16, blocks=1, dilations=(1, 2), kernel=3).eval()
-    for mod in m.modules():   # non-trivial batch-norm statistics to fold
-        if isinstance(mod, torch.nn.BatchNorm1d):
-            mod.running_mean.uniform_(-0.2, 0.2)
-            mod.running_var.uniform_(0.5, 2.0)
-    return m
 
 
 def make(model, preset: str, *overrides: str) -> tuple[Artifact, dict[str, torch.Tensor]]:
