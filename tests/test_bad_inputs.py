@@ -187,3 +187,45 @@ def test_pe_count_that_does_not_divide_the_rows_is_an_error_not_a_dense_schedule
     compile_model(art, load_engine("ese", ["num_pes=8"]))          # 8 divides 32 rows: fine
     with pytest.raises(ConfigError, match=r"hw.num_pes: 7 does not divide the \d+ rows of "):
         compile_model(art, load_engine("ese", ["num_pes=7"]))
+
+
+@pytest.fixture(scope="module")
+def flipped_artifact(tone_model, tone_manifests, tmp_path_factory) -> Path:
+    """A compressed tone model with one byte flipped in the middle of the file."""
+    from test_hw import compose_compress_app
+
+    from asr.compress.app import compress
+
+    out = tmp_path_factory.mktemp("flipped") / "ese.model"
+    compress(compose_compress_app(f"model={tone_model}", "compress=ese",
+                                  "compress.prune.num_pes=8", f"out={out}",
+                                  f"calibration.manifest={tone_manifests}/train.jsonl",
+                                  "evaluate=false"))
+    import zipfile
+
+    # flip a byte inside the stored tensor data (the largest record of torch's zip file), so
+    # that the file still unpickles and only the checksum can tell
+    with zipfile.ZipFile(out) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    data = bytearray(out.read_bytes())
+    name_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
+    extra_len = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("command", ["asr-decode", "asr-hw timing", "asr-hw run"])
+def test_an_artifact_with_a_flipped_byte_is_refused(command, flipped_artifact, tone_manifests,
+                                                   capsys):
+    wav = str(tone_manifests / "audio" / "u1_0.wav")
+    if command == "asr-decode":
+        code = decode_main([str(flipped_artifact), wav])
+    elif command == "asr-hw timing":
+        code = hw_main(["timing", str(flipped_artifact), "--set", "num_pes=8"])
+    else:
+        code = hw_main(["run", str(flipped_artifact), wav, "--set", "num_pes=8"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{flipped_artifact}: checksum mismatch" in err
