@@ -73,3 +73,25 @@ def test_report_table_shows_dynamic_static_and_saturations():
     assert values["saturations"] == "1,234" and "W" not in header
     assert _channels_note([row, {**row, "engine": "bbs", "channels": 1}]) == \
         "bbs 1 channel, ese 32 channels"
+
+
+def test_the_report_opens_with_a_table_a_newcomer_reads_at_a_glance():
+    from hw.report.document import build_blocks, glance_table
+
+    def row(**kw):
+        return {**{k: None for k in ROW_FIELDS}, "decoder": "greedy", **kw}
+
+    rows = [row(model="lstm", kind="float", wer=0.1942, density=1.0, compression_ratio=1.0),
+            row(model="lstm", kind="quantized", compress="bbs", wer=0.1897, density=0.13),
+            row(model="lstm", kind="engine", engine="bbs", compress="bbs", wer=0.192,
+                density=0.13, latency_per_frame_us=1.6, uj_per_audio_second=286.5,
+                compression_ratio=12.4, channels=1),
+            row(model="lstm", kind="engine", engine="bbs", compress="bbs", decoder="beam",
+                wer=0.15, density=0.13, latency_per_frame_us=1.6, uj_per_audio_second=286.5,
+                compression_ratio=12.4, channels=1)]
+    header, cells = glance_table(rows)
+    assert header[:4] == ["model", "engine", "float WER %", "engine WER %"]
+    assert cells == [["lstm", "bbs (bbs)", "19.42", "19.20", "13.0", "1.60", "286.5", "12.4x"]]
+    blocks = build_blocks([], rows, [], "t")
+    headings = [b[1] for b in blocks if b[0] == "h2"]
+    assert headings[:2] == ["At a glance", "Results"]

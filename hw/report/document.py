@@ -68,6 +68,28 @@ def report_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                        r["decoder"]))
 
 
+GLANCE_COLUMNS = ("model", "engine", "float WER %", "engine WER %", "density %",
+                  "us/frame", "uJ/audio s", "vs float32")
+
+
+def glance_table(rows: list[dict[str, Any]], decoder: str = "greedy"
+                 ) -> tuple[list[str], list[list[str]]]:
+    """The one table a newcomer needs: per model and engine, the float WER beside the engine's
+    own, and what the engine costs (latency, energy, storage), for one decoder."""
+    floats = {r["model"]: r for r in rows if r["kind"] == "float" and r["decoder"] == decoder}
+    out = []
+    for r in rows:
+        if r["kind"] != "engine" or r["decoder"] != decoder:
+            continue
+        f = floats.get(r["model"])
+        out.append([r["model"], f"{r['engine']} ({r['compress']})",
+                    _cell(f["wer"], "pct2") if f else "", _cell(r["wer"], "pct2"),
+                    _cell(r["density"], "pct1"), _cell(r["latency_per_frame_us"], "{:.2f}"),
+                    _cell(r["uj_per_audio_second"], "{:.1f}"),
+                    _cell(r["compression_ratio"], "{:.1f}x")])
+    return list(GLANCE_COLUMNS), out
+
+
 def _channels_note(rows: list[dict[str, Any]]) -> str:
     """Each engine's channel count, e.g. ``ese 32 channels, bbs 1 channel``."""
     chans = {r["engine"]: r.get("channels") for r in rows if r["kind"] == "engine"}
@@ -81,7 +103,8 @@ def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
 
 
 def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
-                 plots: list[tuple[str, str]], title: str) -> list[tuple]:
+                 plots: list[tuple[str, str]], title: str, decoder: str = "greedy"
+                 ) -> list[tuple]:
     """The report as blocks: ``("h1"|"h2"|"p"|"pre", text)``, ``("table", header, rows)``,
     ``("img", file, caption)``."""
     test = {p["config"]["data"].get("test_manifest") for p in points if "config" in p}
@@ -97,6 +120,14 @@ def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
               "dynamic power of the work and the channel's share of the chip's static power "
               f"(static_w / channels: {_channels_note(rows)}). Saturations count the values "
               "the engine clipped into their format over the test set."),
+    ]
+    glance = glance_table(rows, decoder)
+    if glance[1]:
+        blocks += [("h2", "At a glance"),
+                   ("p", f"Each model's float WER beside the engine's own ({decoder} decoding), "
+                         "and what the engine costs; every figure is in the table below."),
+                   ("table", *glance)]
+    blocks += [
         ("h2", "Results"),
         ("table", *summary_table(rows)),
     ]
@@ -195,7 +226,7 @@ def write_report(points: list[dict[str, Any]], out: Path, title: str,
     out.mkdir(parents=True, exist_ok=True)
     rows = report_rows(points)
     plots = all_plots(rows, points, out, decoder)
-    blocks = build_blocks(points, rows, plots, title)
+    blocks = build_blocks(points, rows, plots, title, decoder)
     files = [out / "report.md", out / "report.html", out / "report.json"]
     # a report whose content is unchanged but for its "Generated" time is left as it is;
     # one that changed is written atomically (a kill leaves the previous report whole)
