@@ -41,14 +41,6 @@ class ActivationUnit:
     _outputs: torch.Tensor | None = field(default=None, repr=False)
 
     @property
-    def in_format(self) -> FixedPointFormat:
-        return FixedPointFormat(self.bits, self.in_frac, rounding=self.rounding)
-
-    @property
-    def out_format(self) -> FixedPointFormat:
-        return FixedPointFormat(self.bits, self.out_frac, rounding=self.rounding)
-
-    @property
     def lo(self) -> int:
         """The smallest input code (the format's qmin, without building the format: this is
         read on every look-up)."""

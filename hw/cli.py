@@ -36,6 +36,7 @@ from asr.decode.options import (
     read_words,
     report_failures,
 )
+from hw.presets import preset_names
 
 if TYPE_CHECKING:
     import torch
@@ -47,15 +48,9 @@ if TYPE_CHECKING:
 # that use them, so that --help answers at once.
 
 
-def _preset_names() -> list[str]:
-    # hw.config.preset_names() without importing hw.config (it loads torch): the presets are
-    # the YAML files of the config tree's hw group
-    return sorted(p.stem for p in (CONF_DIR / "hw").glob("*.yaml"))
-
-
 def _engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="ese",
-                        help=f"preset ({', '.join(_preset_names())}) or a .yaml file")
+                        help=f"preset ({', '.join(preset_names())}) or a .yaml file")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="engine overrides, e.g. clock_mhz=250 activation_bits=12")
 

@@ -12,14 +12,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr import CONF_DIR
 from asr.compress.fixed_point import ROUNDING, FixedPointFormat
 from asr.config_errors import ConfigError, check
+from hw.presets import HW_CONF_DIR, preset_names
 
 FORMATS = ("csc", "csb", "dense")
 ACTIVATION_KINDS = ("lut", "pwl")
 LAYER_TYPES = ("recurrent", "projection", "input", "conv", "output")
-HW_CONF_DIR = CONF_DIR / "hw"      # the presets, shipped in the asr package (asr.CONF_DIR)
 
 
 def _is_pow2(n: int) -> bool:
@@ -229,10 +228,6 @@ def _check_types(defaults: object, d: dict, origin: str) -> None:
               or (want is float and isinstance(value, int) and not isinstance(value, bool)))
         if not ok:
             raise ConfigError(f"{origin}.{key}: expected {_TYPE_NAMES[want]}, got {value!r}")
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in HW_CONF_DIR.glob("*.yaml"))
 
 
 def load_engine(preset: str, overrides: list[str] | None = None) -> EngineConfig:

@@ -124,6 +124,15 @@ def _get(d: Any, key: str, where: str, *kinds: type) -> Any:
     return _check_type(d[key], kinds, _join(where, key)) if kinds else d[key]
 
 
+def _get_choice(d: Any, key: str, where: str, allowed) -> str:
+    """``d[key]``, a string among ``allowed``."""
+    value = _get(d, key, where, str)
+    _expect(value in allowed, _join(where, key),
+            f"expected one of {sorted(allowed) if isinstance(allowed, dict) else allowed}, "
+            f"got {value!r}")
+    return value
+
+
 def _tensor(d: Any, key: str, where: str, dtype: torch.dtype | None = None,
             floating: bool = False) -> torch.Tensor:
     t = _get(d, key, where, torch.Tensor)
@@ -317,9 +326,7 @@ class FracPartition:
 
     @classmethod
     def from_dict(cls, d: Any, where: str, shape: tuple[int, ...]) -> FracPartition:
-        g = _get(d, "granularity", where, str)
-        _expect(g in GRANULARITIES, _join(where, "granularity"),
-                f"expected one of {GRANULARITIES}, got {g!r}")
+        g = _get_choice(d, "granularity", where, GRANULARITIES)
         size = _get(d, "size", where, int)
         _expect(size >= 1, _join(where, "size"), f"expected >= 1, got {size}")
         part = cls(g, size, PackedInts.from_dict(_get(d, "values", where), _join(where, "values")))
@@ -396,9 +403,7 @@ class CodeFormat:
 
     @classmethod
     def from_dict(cls, d: Any, where: str, shape: tuple[int, ...]) -> CodeFormat:
-        kind = _get(d, "kind", where, str)
-        _expect(kind in QUANT_KINDS, _join(where, "kind"),
-                f"expected one of {QUANT_KINDS}, got {kind!r}")
+        kind = _get_choice(d, "kind", where, QUANT_KINDS)
         bits = _get(d, "bits", where, int)
         _expect(1 <= bits <= 32, _join(where, "bits"), f"expected 1..32, got {bits}")
         saturated = _get(d, "saturated", where, int)
@@ -723,9 +728,7 @@ class MatrixEntry:
         qd = _get(d, "quant", where, dict, type(None))
         quant = None if qd is None else CodeFormat.from_dict(qd, _join(where, "quant"), shape)
         sd = _get(d, "storage", where, dict)
-        tag = _get(sd, "format", _join(where, "storage"), str)
-        _expect(tag in _STORAGE_TYPES, _join(where, "storage.format"),
-                f"expected one of {sorted(_STORAGE_TYPES)}, got {tag!r}")
+        tag = _get_choice(sd, "format", _join(where, "storage"), _STORAGE_TYPES)
         _expect((tag == "float") == (quant is None), _join(where, "storage.format"),
                 f"{tag} storage with quant {'null' if quant is None else quant.kind}")
         storage = _STORAGE_TYPES[tag].from_dict(sd, _join(where, "storage"), shape)

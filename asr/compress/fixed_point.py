@@ -205,9 +205,6 @@ class FixedPointFormat:
     def max(self) -> float:
         return self.qmax * self.lsb
 
-    def with_frac(self, frac: int) -> FixedPointFormat:
-        return FixedPointFormat(self.bits, frac, self.signed, self.rounding, self.overflow)
-
     # -- conversions ----------------------------------------------------------------------
     def fit(self, q: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Bring integer codes into range by the overflow mode; returns the codes and how
