@@ -137,7 +137,8 @@ class DummyOp:
 
 
 def test_op_kinds_are_declared_once_on_the_graph_dataclasses():
-    assert OPS.kinds()[:5] == ["conv1d", "gated_residual", "skip_sum", "lstm", "linear"]
+    assert OPS.kinds()[:6] == [
+        "conv1d", "gated_residual", "skip_sum", "lstm", "delta_lstm", "linear"]
     assert OPS.op_class("lstm") is LSTMOp and OPS.kind_of(DummyOp()) is None
     graph = WaveNetCTC(20, 29, channels=8, blocks=1, dilations=[1, 2], kernel=3).export()
     assert [OPS.kind_of(op) for op in graph.ops] == [
@@ -209,3 +210,39 @@ def test_a_backend_missing_a_kind_is_reported_and_refuses_the_op():
         reg.register("full", "gamma")(run_alpha)
     with pytest.raises(ValueError, match="already declared"):
         reg.declare_op("beta")(type("Other", (), {}))
+
+
+def _lstm_weights(hidden: int = 8, inputs: int = 5, proj: int = 4) -> dict:
+    g = torch.Generator().manual_seed(0)
+    kw = {f"W_{k}x": torch.randn(hidden, inputs, generator=g) * 0.5 for k in "ifco"}
+    kw |= {f"W_{k}r": torch.randn(hidden, proj, generator=g) * 0.5 for k in "ifco"}
+    kw |= {f"b_{k}": torch.randn(hidden, generator=g) * 0.1 for k in "ifco"}
+    kw["W_ym"] = torch.randn(proj, hidden, generator=g) * 0.5
+    return kw
+
+
+def test_delta_lstm_with_zero_thresholds_is_the_lstm():
+    from asr.models.graph import DeltaLSTMOp, delta_lstm_layer, lstm_layer
+    x = torch.randn(20, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    kw = _lstm_weights()
+    sparsity: dict = {}
+    delta = delta_lstm_layer(x, DeltaLSTMOp("l", **kw), sparsity=sparsity)
+    torch.testing.assert_close(delta, lstm_layer(x, LSTMOp("l", **kw)), rtol=0, atol=1e-12)
+    # only the first step's recurrent input (y_0 = 0 against y_hat = 0) sends nothing
+    assert sparsity == {"l.dx": [0, 100], "l.dh": [4, 80]}
+
+
+def test_delta_lstm_sends_only_changes_that_reach_the_threshold():
+    from asr.models.graph import DeltaLSTMOp, delta_lstm_layer, threshold_delta
+    delta, memory = threshold_delta(torch.tensor([0.05, 0.2, -0.3]), torch.zeros(3), 0.1)
+    assert delta.tolist() == pytest.approx([0.0, 0.2, -0.3])
+    assert memory.tolist() == pytest.approx([0.0, 0.2, -0.3])
+    # the 0.05 change is remembered as not sent: a later 0.06 step crosses 0.1 from x_hat = 0
+    delta, memory = threshold_delta(torch.tensor([0.11, 0.25, -0.3]), memory, 0.1)
+    assert delta.tolist() == pytest.approx([0.11, 0.0, 0.0])
+    # a constant input after the first step sends nothing, so the gates see frozen M
+    x = torch.ones(6, 5, dtype=torch.float64)
+    sparsity: dict = {}
+    delta_lstm_layer(x, DeltaLSTMOp("l", **_lstm_weights(), theta_x=0.1, theta_h=0.1),
+                     sparsity=sparsity)
+    assert sparsity["l.dx"] == [25, 30]

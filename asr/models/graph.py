@@ -25,6 +25,17 @@ semantics (``x`` is ``(time, features)``; one utterance):
       y_t = W_ym m_t  (projection; y_t = m_t when W_ym is None)
 
   with ``c_0 = y_0 = 0``.
+- :class:`DeltaLSTMOp` (``delta_lstm``): the same LSTM run as a delta network (DeltaLSTM, Neil et
+  al. 2017; EdgeDRNN, Spartus). Only input and recurrent changes that reach a threshold are
+  sent; ``x_hat``/``y_hat`` remember the last value sent::
+
+      dx_t = x_t - x_hat where |x_t - x_hat| >= theta_x else 0;  x_hat += dx_t
+      dy_t = y_{t-1} - y_hat where |y_{t-1} - y_hat| >= theta_h else 0;  y_hat += dy_t
+      M_t = W_*x dx_t + W_*r dy_t + M_{t-1}  (per gate, M_0 = the biases)
+      i, f, o = sigmoid(M_i), sigmoid(M_f), sigmoid(M_o);  g = tanh(M_c);  then as LSTMOp
+
+  The delta of the recurrent input is taken on ``y`` (the projected output when ``W_ym`` is
+  set; Spartus's LSTM has no projection). With both thresholds 0 it is exactly the LSTM.
 - :class:`LinearOp` (``linear``): ``y[t] = act(W x[t] + b)``.
 """
 
@@ -106,6 +117,16 @@ class LSTMOp:
         return {f"{self.name}.{n}": getattr(self, n) for n in names}
 
 
+@declare_op("delta_lstm")
+@dataclass
+class DeltaLSTMOp(LSTMOp):
+    """:class:`LSTMOp` with delta thresholds on its input (``theta_x``) and on its recurrent
+    input (``theta_h``); zero changes leave whole weight columns unread."""
+
+    theta_x: float = 0.0
+    theta_h: float = 0.0
+
+
 @declare_op("linear")
 @dataclass
 class LinearOp:
@@ -118,7 +139,7 @@ class LinearOp:
         return {self.name: self.weight}
 
 
-Op = Conv1dOp | GatedResidualOp | SkipSumOp | LSTMOp | LinearOp
+Op = Conv1dOp | GatedResidualOp | SkipSumOp | LSTMOp | DeltaLSTMOp | LinearOp
 
 
 @dataclass
@@ -183,6 +204,51 @@ def lstm_layer(x: torch.Tensor, op: LSTMOp, ranges: dict[str, float] | None = No
     return torch.stack(outputs)
 
 
+def threshold_delta(x: torch.Tensor, memory: torch.Tensor, theta: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The delta sent for ``x`` against the last value sent (``memory``) and the new memory:
+    changes whose magnitude reaches ``theta`` are sent whole, the others are zero."""
+    change = x - memory
+    delta = torch.where(change.abs() >= theta, change, torch.zeros_like(change))
+    return delta, memory + delta
+
+
+def delta_lstm_layer(x: torch.Tensor, op: DeltaLSTMOp, ranges: dict[str, float] | None = None,
+                     sparsity: dict[str, list[int]] | None = None) -> torch.Tensor:
+    """:class:`DeltaLSTMOp` on ``(time, in)`` step by step, returning ``(time, out)``.
+
+    ``sparsity`` (updated in place) counts ``[zero deltas, all deltas]`` under ``{name}.dx`` and
+    ``{name}.dh``: the temporal sparsity, the fraction of weight columns a delta engine skips.
+    ``ranges`` collects ``{name}.c``, ``{name}.m`` and ``{name}.M`` (the accumulated memory)."""
+    sig, act = ACTIVATIONS[op.gate_activation], ACTIVATIONS[op.cell_activation]
+    dtype = x.dtype
+    wx = torch.cat([getattr(op, f"W_{g}x").to(dtype) for g in "ifco"])
+    wr = torch.cat([getattr(op, f"W_{g}r").to(dtype) for g in "ifco"])
+    hidden = op.W_ix.shape[0]
+    out_dim = op.W_ym.shape[0] if op.W_ym is not None else hidden
+    acc = torch.cat([op.b_i, op.b_f, op.b_c, op.b_o]).to(dtype)
+    x_hat, y_hat = x.new_zeros(x.shape[1]), x.new_zeros(out_dim)
+    c, y = x.new_zeros(hidden), x.new_zeros(out_dim)
+    outputs = []
+    for t in range(x.shape[0]):
+        dx, x_hat = threshold_delta(x[t], x_hat, op.theta_x)
+        dy, y_hat = threshold_delta(y, y_hat, op.theta_h)
+        if sparsity is not None:
+            for key, d in ((f"{op.name}.dx", dx), (f"{op.name}.dh", dy)):
+                zero, total = sparsity.setdefault(key, [0, 0])
+                sparsity[key] = [zero + int((d == 0).sum()), total + d.numel()]
+        acc = acc + wx @ dx + wr @ dy
+        track_range(ranges, f"{op.name}.M", acc)
+        i, f, g, o = acc.split(hidden)
+        c = sig(f) * c + sig(i) * act(g)
+        m = sig(o) * act(c)
+        track_range(ranges, f"{op.name}.c", c)
+        track_range(ranges, f"{op.name}.m", m)
+        y = op.W_ym.to(dtype) @ m if op.W_ym is not None else m
+        outputs.append(y)
+    return torch.stack(outputs)
+
+
 FLOAT = "float"
 PARAMETERS = "parameters"
 
@@ -222,6 +288,11 @@ def _float_skip_sum(op: SkipSumOp, run: FloatRun, x: torch.Tensor) -> torch.Tens
 @register(FLOAT, "lstm")
 def _float_lstm(op: LSTMOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
     return lstm_layer(x, op, run.ranges)
+
+
+@register(FLOAT, "delta_lstm")
+def _float_delta_lstm(op: DeltaLSTMOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
+    return delta_lstm_layer(x, op, run.ranges)
 
 
 @register(FLOAT, "linear")
@@ -272,6 +343,7 @@ def _no_parameters(op: SkipSumOp) -> Iterator[tuple[str, str, object, str]]:
 
 
 @register(PARAMETERS, "lstm")
+@register(PARAMETERS, "delta_lstm")
 def _lstm_parameters(op: LSTMOp) -> Iterator[tuple[str, str, object, str]]:
     for key in op.matrices():
         yield key, "weight", op, key.rsplit(".", 1)[1]
