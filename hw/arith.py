@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import torch
 
-from asr.compress.fixed_point import narrow
+from asr.compress.fixed_point import int_range, narrow
 
 
 class EventCounter:
@@ -27,11 +27,54 @@ class EventCounter:
         if n:
             self.counts[layer][kind] += int(n)
 
-    def narrow(self, layer: str, q: torch.Tensor, bits: int, saturate: bool) -> torch.Tensor:
+    def narrow(self, layer: str, q: torch.Tensor, bits: int, saturate: bool,
+               kind: str | None = None, values: bool = True) -> torch.Tensor:
+        """``q`` saturated (or wrapped) into ``bits``; what left the range is counted as
+        ``kind`` (default ``saturation``/``wrap``), and ``q``'s size as ``values``."""
         out, n = narrow(q, bits, saturate)
-        self.add(layer, "saturation" if saturate else "wrap", n)
-        self.add(layer, "values", q.numel())
+        self.add(layer, kind or ("saturation" if saturate else "wrap"), n)
+        if values:
+            self.add(layer, "values", q.numel())
         return out
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {layer: dict(kinds) for layer, kinds in self.counts.items()}
+
+
+class RowEventCounter:
+    """:class:`EventCounter`'s counts for utterances run side by side: the first dimension of
+    every tensor it narrows is the utterance, and the rows present are the first ones of the
+    batch (utterances sorted longest first, the ended ones dropped). Each utterance gets the
+    counts of its own rows, as if it had been run alone."""
+
+    def __init__(self, rows: int) -> None:
+        self.counters = [EventCounter() for _ in range(rows)]
+        # values produced per layer and row: every row present gets the same count, so one
+        # vector add per call instead of a dict update per row
+        self.values: dict[str, torch.Tensor] = {}
+
+    def narrow(self, layer: str, q: torch.Tensor, bits: int, saturate: bool,
+               kind: str | None = None, values: bool = True) -> torch.Tensor:
+        out, n = narrow(q, bits, saturate)
+        rows = q.shape[0]
+        if n:   # rare: find the rows that left the range
+            lo, hi = int_range(bits)
+            per_row = ((q < lo) | (q > hi)).reshape(rows, -1).sum(1).tolist()
+            for counter, k in zip(self.counters, per_row):
+                counter.add(layer, kind or ("saturation" if saturate else "wrap"), k)
+        if values:
+            if layer not in self.values:
+                self.values[layer] = torch.zeros(len(self.counters), dtype=torch.int64)
+            self.values[layer][:rows] += q[0].numel() if rows else 0
+        return out
+
+    def row(self, i: int) -> EventCounter:
+        """The counter of row ``i`` (what its utterance's ops run alone report into)."""
+        return self.counters[i]
+
+    def as_dicts(self) -> list[dict[str, dict[str, int]]]:
+        for layer, counts in self.values.items():
+            for counter, n in zip(self.counters, counts.tolist()):
+                counter.add(layer, "values", n)
+        self.values = {}
+        return [counter.as_dict() for counter in self.counters]

@@ -26,7 +26,7 @@ from asr.models.ops import dispatch, register
 from asr.text.vocab import CharVocab
 from hw.config import EngineConfig
 from hw.energy import EnergyBreakdown, energy_summary, frame_energy
-from hw.functional import EngineRun, im2col, run_engine
+from hw.functional import EngineRun, im2col, run_engine, run_engine_batch
 from hw.integer_model import EngineModel, compile_model
 from hw.timing import FrameTiming, UtteranceTiming, frame_timing
 
@@ -86,8 +86,10 @@ def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
 
 
 class EngineModule(UtteranceModel):
-    """``(batch, time, input_dim)`` features -> the engine's logits, one utterance at a time;
-    every utterance's run is kept in ``runs`` for :meth:`utterance_cost`."""
+    """``(batch, time, input_dim)`` features -> the engine's logits, the batch's utterances
+    side by side (:func:`~hw.functional.run_engine_batch`; one at a time when zero activations
+    are skipped, which needs every op's traced output); every utterance's run is kept in
+    ``runs`` for :meth:`utterance_cost`."""
 
     def __init__(self, model: EngineModel):
         super().__init__(model.graph)
@@ -100,6 +102,20 @@ class EngineModule(UtteranceModel):
                          trace=self.engine.cfg.skip_zero_activations)
         self.runs.append(run)
         return run.logits_float()
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if self.engine.cfg.skip_zero_activations:
+            return super().forward(features, lengths)
+        lengths = lengths if lengths is not None else torch.full(
+            (features.shape[0],), features.shape[1])
+        runs = run_engine_batch(self.engine, [features[b, :n].cpu()
+                                              for b, n in enumerate(lengths.tolist())])
+        self.runs.extend(runs)
+        out = features.new_zeros(features.shape[0], features.shape[1], self.graph.vocab_size)
+        for b, run in enumerate(runs):
+            out[b, :run.logits.shape[0]] = run.logits_float().to(out.dtype)
+        return out
 
     def frame_cost(self, run: EngineRun | None = None) -> tuple[FrameTiming, EnergyBreakdown]:
         """Per-frame timing and energy: data-independent (computed once) unless zero

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asr.compress.fixed_point import narrow, round_float, rounding_mode, shift_round
+from asr.compress.fixed_point import round_float, rounding_mode, shift_round
 from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
-from hw.arith import EventCounter
+from hw.arith import EventCounter, RowEventCounter
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
@@ -67,11 +67,12 @@ class Datapath:
     """The engine's arithmetic on tensors; ``events`` collects saturations and overflows,
     ``skip`` is the running skip sum of the gated residual blocks run so far."""
 
-    def __init__(self, model: EngineModel, trace: bool = False):
+    def __init__(self, model: EngineModel, trace: bool = False,
+                 events: EventCounter | RowEventCounter | None = None):
         self.m = model
         self.cfg = model.cfg
         self.rounding = rounding_mode(model.cfg.rounding)
-        self.events = EventCounter()
+        self.events = events if events is not None else EventCounter()
         self.trace: dict[str, tuple[torch.Tensor, int]] | None = {} if trace else None
         self.skip: tuple[torch.Tensor, int] | None = None
 
@@ -120,9 +121,8 @@ class Datapath:
         return self.wrap_accumulator(layer, total), frac
 
     def wrap_accumulator(self, layer: str, total: torch.Tensor) -> torch.Tensor:
-        wrapped, over = narrow(total, self.cfg.accumulator_bits, saturate=False)
-        self.events.add(layer, "accumulator_overflow", over)
-        return wrapped
+        return self.events.narrow(layer, total, self.cfg.accumulator_bits, saturate=False,
+                                  kind="accumulator_overflow", values=False)
 
     def narrow(self, layer: str, q: torch.Tensor, from_frac, to_frac: int) -> torch.Tensor:
         """Round ``q`` (fractional length ``from_frac``) to ``to_frac`` and fit it into
@@ -192,7 +192,13 @@ class Datapath:
                     else self.add("skip_sum", s, s_frac, o, fo, fs))
         return x_new, fout, (skip_new, fs)
 
-    def lstm(self, op: LSTMOp, x: torch.Tensor, fx: int) -> tuple[torch.Tensor, int]:
+    def lstm(self, op: LSTMOp, xs: list[torch.Tensor], fx: int
+             ) -> tuple[list[torch.Tensor], int]:
+        """One LSTM layer over utterances run side by side: ``xs`` (codes ``(time, in)``) are
+        sorted longest first, and the rows of each step are the utterances still running (a
+        prefix of the batch), so no step is computed for an utterance that has ended and each
+        utterance's integers and events are those of a run alone. The batch turns each step's
+        recurrent and projection products into one sparse-dense product."""
         m = self.m
         name = op.name
         hidden = op.W_ix.shape[0]
@@ -205,6 +211,10 @@ class Datapath:
         fc = m.signal(f"{name}.c")
         unit_in, fg = m.unit_in_frac, m.gate_frac
         sig, tanh = m.units["sigmoid"], m.units["tanh"]
+        lengths = [int(x.shape[0]) for x in xs]
+        if lengths != sorted(lengths, reverse=True):
+            raise ValueError(f"{name}: utterances must be sorted longest first ({lengths})")
+        steps, rows = (lengths[0] if lengths else 0), len(xs)
         # The gate accumulator's fractional length per row and each term's shift to it are
         # the same every step (see accumulate); input products and biases do not depend on
         # the recurrence, so they are brought to it for all steps at once.
@@ -212,34 +222,40 @@ class Datapath:
         frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + self.cfg.guard_bits)
         shift_r = (frr - frac).contiguous()
         rounding = self.rounding
-        pre = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
-               + shift_round(b, fb - frac, rounding))
+        pre = torch.zeros(steps, rows, 4 * hidden, dtype=torch.int64)
+        for k, x in enumerate(xs):
+            pre[:lengths[k], k] = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
+                                   + shift_round(b, fb - frac, rounding))
         # When no step's sum can overflow, the per-step check is skipped (same result).
         left = max(0, -int(shift_r.min()))
-        bound = int(pre.abs().max()) + (self.product_bound(wr) << left) + 1
+        bound = int(pre.abs().max()) + (self.product_bound(wr) << left) + 1 if steps else 0
         check = bound >= 1 << (self.cfg.accumulator_bits - 1)
-        c = torch.zeros(hidden, dtype=torch.int64)
-        y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
-        outputs = []
-        for t in range(x.shape[0]):
-            pr = self.matvec(wr, y[None])[0]
-            acc = pre[t] + shift_round(pr, shift_r, rounding)
+        out_dim = proj.shape[0] if proj is not None else hidden
+        c = torch.zeros(rows, hidden, dtype=torch.int64)
+        y = torch.zeros(rows, out_dim, dtype=torch.int64)
+        out = torch.zeros(steps, rows, out_dim, dtype=torch.int64)
+        active = rows
+        for t in range(steps):
+            while active and lengths[active - 1] <= t:
+                active -= 1
+            acc = pre[t, :active] + shift_round(self.matvec(wr, y[:active]), shift_r, rounding)
             if check:
                 acc = self.wrap_accumulator(f"{name}.gates", acc)
             gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
             s = sig(gin)   # one look-up pass; the c rows' sigmoid is not used
-            i, f, o = s[:hidden], s[hidden:2 * hidden], s[3 * hidden:]
-            g = tanh(gin[2 * hidden:3 * hidden])
-            cell, fcell = self.accumulate(f"{name}.c", [(f * c, fg + fc), (i * g, 2 * fg)], fc)
-            c = self.narrow(f"{name}.c", cell, fcell, fc)
-            h = tanh(self.narrow(f"{name}.tanh_in", c, fc, unit_in))
+            i, f, o = s[:, :hidden], s[:, hidden:2 * hidden], s[:, 3 * hidden:]
+            g = tanh(gin[:, 2 * hidden:3 * hidden])
+            cell, fcell = self.accumulate(f"{name}.c", [(f * c[:active], fg + fc),
+                                                        (i * g, 2 * fg)], fc)
+            c[:active] = self.narrow(f"{name}.c", cell, fcell, fc)
+            h = tanh(self.narrow(f"{name}.tanh_in", c[:active], fc, unit_in))
             mo = self.narrow(f"{name}.m", o * h, 2 * fg, fm)
             if proj is not None:
-                y = self.narrow(name, self.matvec(proj, mo[None])[0], proj.frac + fm, fy)
+                y[:active] = self.narrow(name, self.matvec(proj, mo), proj.frac + fm, fy)
             else:
-                y = mo
-            outputs.append(y)
-        return torch.stack(outputs), fy
+                y[:active] = mo
+            out[t, :active] = y[:active]
+        return [out[:n, k] for k, n in enumerate(lengths)], fy
 
 
 def stacked(model: EngineModel, name: str, side: str) -> IntMatrix:
@@ -278,7 +294,8 @@ def _skip_sum(op: SkipSumOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
 
 @register(DATAPATH, "lstm")
 def _lstm(op: LSTMOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
-    return dp.lstm(op, x, fx)
+    ys, fy = dp.lstm(op, [x], fx)
+    return ys[0], fy
 
 
 @register(DATAPATH, "linear")
@@ -295,3 +312,29 @@ def run_engine(model: EngineModel, features: torch.Tensor, trace: bool = False) 
         x, fx = dispatch(DATAPATH, op, dp, x, fx)
         dp.record(op.name, x, fx)
     return EngineRun(x, fx, dp.events.as_dict(), dp.trace or {})
+
+
+def run_engine_batch(model: EngineModel, features: list[torch.Tensor]) -> list[EngineRun]:
+    """Run several utterances side by side: LSTM layers step all of them at once (one sparse
+    product per step for the batch), every other op runs per utterance. Each returned run
+    (in the order of ``features``) has the integers and events of :func:`run_engine` on that
+    utterance alone; tests hold the two equal."""
+    order = sorted(range(len(features)), key=lambda i: -int(features[i].shape[0]))
+    events = RowEventCounter(len(order))
+    rows = [Datapath(model, events=events.row(k)) for k in range(len(order))]
+    xs, fx = [], 0
+    for k, i in enumerate(order):
+        x, fx = rows[k].input(features[i])
+        xs.append(x)
+    batch = Datapath(model, events=events)
+    for op in model.graph.ops:
+        if type(op) is LSTMOp:
+            xs, fx = batch.lstm(op, xs, fx)
+        else:
+            outs = [dispatch(DATAPATH, op, dp, x, fx) for dp, x in zip(rows, xs)]
+            xs, fx = [o[0] for o in outs], (outs[0][1] if outs else fx)
+    counts = events.as_dicts()
+    runs: list[EngineRun | None] = [None] * len(order)
+    for k, i in enumerate(order):
+        runs[i] = EngineRun(xs[k], fx, counts[k])
+    return runs  # type: ignore[return-value]

@@ -35,7 +35,7 @@ from hw.activation_unit import build_activation_unit
 from hw.cli import main as hw_main
 from hw.config import ActivationUnitConfig, load_engine
 from hw.engine import activity, engine_acoustic_model
-from hw.functional import run_engine
+from hw.functional import run_engine, run_engine_batch
 from hw.integer_model import compile_model
 from hw.reference import fit_int, run_reference, shift_round_int
 from hw.timing import column_broadcast_cycles, frame_timing
@@ -121,6 +121,13 @@ def test_vectorized_engine_is_bit_exact_against_the_per_mac_reference(case, mode
     if narrow_case:
         kinds = {k for counts in events.values() for k in counts}
         assert kinds & {"saturation", "wrap", "accumulator_overflow"}
+    # side by side with shorter and longer utterances, each run equals its run alone
+    others = [torch.randn(n, 16) * (12 if narrow_case else 3) for n in (3, 11, 7, 1)]
+    batch = run_engine_batch(em, [feats, *others])
+    for run, f in zip(batch, [feats, *others]):
+        alone = run_engine(em, f)
+        assert torch.equal(run.logits, alone.logits) and run.frac == alone.frac
+        assert run.events == alone.events
 
 
 # Every backend that walks an inference graph, by its registry name (hw.export reads the
