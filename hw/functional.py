@@ -222,23 +222,30 @@ class Datapath:
         frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + self.cfg.guard_bits)
         shift_r = (frr - frac).contiguous()
         rounding = self.rounding
-        pre = torch.zeros(steps, rows, 4 * hidden, dtype=torch.int64)
+        # Packed by time step (as PackedSequence): step t's rows are the utterances still
+        # running, stored from start[t], so nothing is computed or held for ended ones.
+        running = (torch.tensor(lengths)[None] > torch.arange(steps)[:, None]).sum(1)
+        start = torch.cumsum(running, 0) - running
+        starts, counts = start.tolist(), running.tolist()
+        pre = torch.empty(int(running.sum()), 4 * hidden, dtype=torch.int64)
+        largest = 0
         for k, x in enumerate(xs):
-            pre[:lengths[k], k] = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
-                                   + shift_round(b, fb - frac, rounding))
+            pre_k = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
+                     + shift_round(b, fb - frac, rounding))
+            pre.index_copy_(0, start[:lengths[k]] + k, pre_k)
+            largest = max(largest, int(pre_k.abs().max()) if pre_k.numel() else 0)
         # When no step's sum can overflow, the per-step check is skipped (same result).
         left = max(0, -int(shift_r.min()))
-        bound = int(pre.abs().max()) + (self.product_bound(wr) << left) + 1 if steps else 0
+        bound = largest + (self.product_bound(wr) << left) + 1
         check = bound >= 1 << (self.cfg.accumulator_bits - 1)
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
         y = torch.zeros(rows, out_dim, dtype=torch.int64)
-        out = torch.zeros(steps, rows, out_dim, dtype=torch.int64)
-        active = rows
+        out = torch.empty(pre.shape[0], out_dim, dtype=torch.int64)
         for t in range(steps):
-            while active and lengths[active - 1] <= t:
-                active -= 1
-            acc = pre[t, :active] + shift_round(self.matvec(wr, y[:active]), shift_r, rounding)
+            first, active = starts[t], counts[t]
+            acc = pre[first:first + active] + shift_round(self.matvec(wr, y[:active]), shift_r,
+                                                          rounding)
             if check:
                 acc = self.wrap_accumulator(f"{name}.gates", acc)
             gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
@@ -254,8 +261,8 @@ class Datapath:
                 y[:active] = self.narrow(name, self.matvec(proj, mo), proj.frac + fm, fy)
             else:
                 y[:active] = mo
-            out[t, :active] = y[:active]
-        return [out[:n, k] for k, n in enumerate(lengths)], fy
+            out[first:first + active] = y[:active]
+        return [out[start[:n] + k] for k, n in enumerate(lengths)], fy
 
 
 def stacked(model: EngineModel, name: str, side: str) -> IntMatrix:

@@ -99,8 +99,14 @@ class IntMatrix:
             density = float((self.weights != 0).float().mean()) if w.numel() else 1.0
             with warnings.catch_warnings():   # torch calls sparse CSR "beta"; it is exact here
                 warnings.simplefilter("ignore")
-                self._cache["operand"] = (w.to_sparse_csr() if density < 0.3 and w.shape[0] >= 64
-                                          else w)
+                if density < 0.3 and w.shape[0] >= 64:
+                    csr = w.to_sparse_csr()
+                    # int32 indices: torch hands these to its fast (MKL) sparse kernels, about
+                    # twice the speed of its int64 path; the sums are the same exact integers
+                    w = torch.sparse_csr_tensor(csr.crow_indices().int(),
+                                                csr.col_indices().int(), csr.values(),
+                                                csr.shape)
+                self._cache["operand"] = w
         return self._cache["operand"]
 
 
