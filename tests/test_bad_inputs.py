@@ -235,10 +235,12 @@ def flipped_artifact(ese_model, tmp_path_factory) -> Path:
     """The ESE tone model with one byte flipped in the middle of the file."""
     out = tmp_path_factory.mktemp("flipped") / "ese.model"
     shutil.copy(ese_model, out)
-    # flip a byte inside the stored tensor data (the largest record of torch's zip file), so
-    # that the file still unpickles and only the checksum can tell
+    # flip a byte inside the stored tensor data (the largest of torch's data/<n> records; for
+    # a small model the pickle itself can be larger, and a flip there may only hit a memo
+    # index), so that the file still unpickles and only the checksum can tell
     with zipfile.ZipFile(out) as z:
-        info = max(z.infolist(), key=lambda i: i.file_size)
+        info = max((i for i in z.infolist() if "/data/" in i.filename),
+                   key=lambda i: i.file_size)
     data = bytearray(out.read_bytes())
     name_len = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little")
     extra_len = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
