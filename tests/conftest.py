@@ -20,6 +20,17 @@ DDP_ON_TWO_CPUS = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"
                    "trainer.precision=32-true"]
 
 
+# Every test collected in this session, before -m/-k deselect any: node id -> marked slow.
+# The bad-input table checks its references against it (tests/test_bad_inputs.py).
+COLLECTED = pytest.StashKey[dict[str, bool]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[COLLECTED] = {i.nodeid: i.get_closest_marker("slow") is not None
+                               for i in items}
+
+
 def run_ddp_on_two_cpus(command: str, overrides: list[str], cwd: Path
                         ) -> subprocess.CompletedProcess:
     """Run console command ``command`` (asr-train, asr-compress) with DDP over two CPU

@@ -66,11 +66,12 @@ def test_report_table_shows_dynamic_static_and_saturations():
     row |= {"model": "m", "kind": "engine", "engine": "ese", "compress": "ese", "decoder": "g",
            "density": 0.11, "weight_bits": 12, "wer": 0.1, "cer": 0.05, "power_w": 0.33,
            "dynamic_power_w": 0.0123, "static_power_w": 0.3125, "saturations": 1234,
-           "channels": 32}
+           "accumulator_overflows": 5678, "channels": 32}
     header, cells = summary_table([row])
     values = dict(zip(header, cells[0]))
     assert values["dynamic W"] == "0.012" and values["static W"] == "0.312"
-    assert values["saturations"] == "1,234" and "W" not in header
+    assert values["saturations"] == "1,234" and values["overflows"] == "5,678"
+    assert "W" not in header
     assert _channels_note([row, {**row, "engine": "bbs", "channels": 1}]) == \
         "bbs 1 channel, ese 32 channels"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from asr.data.manifest import read_manifest
-from hw.report.document import report_rows
+from hw.report.document import REPORT_SCHEMA_VERSION, report_rows
 from hw.report.plots import pareto_front
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +52,7 @@ def test_two_point_sweep_writes_every_format(density_sweep):
     for name in ("report.md", "report.html", "report.json", *PLOTS):
         assert (out / name).stat().st_size > 500, name
     report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == REPORT_SCHEMA_VERSION
     assert [p["status"] for p in report["points"]] == ["ok", "ok"]
     engine = sorted((r for r in report["rows"] if r["kind"] == "engine"),
                     key=lambda r: r["density"])
@@ -73,6 +74,7 @@ def test_two_point_sweep_writes_every_format(density_sweep):
     assert len([r for r in report["rows"] if r["kind"] == "quantized"]) == 2
     md = (out / "report.md").read_text()
     assert "| tiny | engine | ese |" in md and "Per-matrix latency" in md
+    assert "| saturations | overflows |" in md
     assert all(f"]({name})" in md for name in PLOTS)
     html = (out / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == len(PLOTS)
@@ -82,6 +84,9 @@ def test_two_point_sweep_writes_every_format(density_sweep):
     for p in report["points"]:
         assert (out / "points" / p["id"] / "tiny.model").is_file()
         assert p["config"]["hw"]["num_pes"] == 8
+        # numbers as numbers, the timing table too
+        timing = p["models"]["tiny"]["timing"]
+        assert timing[-1]["matrix"] == "total" and isinstance(timing[-1]["total_us"], float)
 
 
 def test_a_finished_point_is_reused(density_sweep, tone_model, tone_manifests):

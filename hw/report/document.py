@@ -28,10 +28,12 @@ SUMMARY_COLUMNS = (
     ("x real time", "throughput_x_realtime", "{:,.0f}"), ("GOP/s", "gops", "{:.1f}"),
     ("uJ/utt", "uj_per_utterance", "{:.1f}"), ("uJ/audio s", "uj_per_audio_second", "{:.1f}"),
     ("dynamic W", "dynamic_power_w", "{:.3f}"), ("static W", "static_power_w", "{:.3f}"),
-    ("saturations", "saturations", "{:,}"), ("storage KB", "storage_bytes", "kb"),
+    ("saturations", "saturations", "{:,}"), ("overflows", "accumulator_overflows", "{:,}"),
+    ("storage KB", "storage_bytes", "kb"),
     ("vs float32", "compression_ratio", "{:.1f}x"))
 # report.json's layout: rows and points with numbers as numbers (2: energy split into dynamic
-# and per-channel static power, saturation counts, the timing table as records).
+# and per-channel static power, saturation and accumulator overflow counts, the timing table
+# as records).
 REPORT_SCHEMA_VERSION = 2
 
 
@@ -99,7 +101,8 @@ def _channels_note(rows: list[dict[str, Any]]) -> str:
 
 def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return ([h for h, _, _ in SUMMARY_COLUMNS],
-            [[_cell(r[k], f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
+            # .get: a point cached by an older version may lack a newer column
+            [[_cell(r.get(k), f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
 
 
 def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
