@@ -21,14 +21,14 @@ from asr.compress.fixed_point import FixedPointFormat
 from asr.decode.recognizer import Decoded, Decoder, Posteriors, Recognizer
 from asr.features.config import FeatureConfig
 from asr.models.acoustic import AcousticModel, UtteranceModel
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.graph import Conv1dOp, DeltaLSTMOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
 from asr.text.vocab import CharVocab
 from hw.config import EngineConfig
 from hw.energy import EnergyBreakdown, energy_summary, frame_energy
 from hw.functional import EngineRun, im2col, run_engine
 from hw.integer_model import EngineModel, compile_model
-from hw.timing import FrameTiming, UtteranceTiming, frame_timing
+from hw.timing import FrameTiming, UtteranceTiming, cycle_distribution, frame_timing
 
 ACTIVITY = "activity"
 
@@ -67,6 +67,21 @@ def _lstm_activity(op: LSTMOp, x: torch.Tensor, run: EngineRun,
         out[f"{op.name}.W_{g}r"] = (y_prev != 0).numpy()
 
 
+@register(ACTIVITY, "delta_lstm")
+def _delta_lstm_activity(op: DeltaLSTMOp, x: torch.Tensor, run: EngineRun,
+                         out: dict[str, np.ndarray]) -> None:
+    """The non-zero deltas (``{name}.dx``, ``{name}.dh``: what a delta engine fetches) and,
+    for the gate matrices, the non-zero ``x_hat``/``y_hat`` (what an engine without delta
+    support multiplies: the memories are the sums of the deltas sent)."""
+    dx, dh = run.trace[f"{op.name}.dx"][0], run.trace[f"{op.name}.dh"][0]
+    out[f"{op.name}.dx"] = (dx != 0).numpy()
+    out[f"{op.name}.dh"] = (dh != 0).numpy()
+    x_hat, y_hat = dx.cumsum(dim=0), dh.cumsum(dim=0)
+    for g in "ifco":
+        out[f"{op.name}.W_{g}x"] = (x_hat != 0).numpy()
+        out[f"{op.name}.W_{g}r"] = (y_hat != 0).numpy()
+
+
 @register(ACTIVITY, "linear")
 def _linear_activity(op: LinearOp, x: torch.Tensor, run: EngineRun,
                      out: dict[str, np.ndarray]) -> None:
@@ -96,15 +111,14 @@ class EngineModule(UtteranceModel):
         self._static: tuple[FrameTiming, EnergyBreakdown] | None = None
 
     def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
-        run = run_engine(self.engine, features.cpu(),
-                         trace=self.engine.cfg.skip_zero_activations)
+        run = run_engine(self.engine, features.cpu(), trace=self.engine.cfg.data_dependent)
         self.runs.append(run)
         return run.logits_float()
 
     def frame_cost(self, run: EngineRun | None = None) -> tuple[FrameTiming, EnergyBreakdown]:
         """Per-frame timing and energy: data-independent (computed once) unless zero
-        activations are skipped, then from ``run``'s activity."""
-        if self.engine.cfg.skip_zero_activations and run is not None and run.trace:
+        activations or deltas are skipped, then from ``run``'s activity."""
+        if self.engine.cfg.data_dependent and run is not None and run.trace:
             frame = frame_timing(self.engine, activity(self.engine, run))
             return frame, frame_energy(frame, self.engine.cfg)
         if self._static is None:
@@ -122,8 +136,12 @@ class EngineModule(UtteranceModel):
         saturations = sum(k.get("saturation", 0) + k.get("wrap", 0)
                           for k in run.events.values())
         overflows = sum(k.get("accumulator_overflow", 0) for k in run.events.values())
+        cycles = frame.cycles_per_frame()
+        if cycles.size != frames:   # one figure for every frame
+            cycles = np.full(frames, float(cycles.mean()))
         return {**timing.as_dict(), **energy, "saturations": saturations,
-                "accumulator_overflows": overflows}
+                "accumulator_overflows": overflows, "frame_cycles": cycles.tolist(),
+                "temporal_sparsity": temporal_sparsity(run)}
 
 
 def posteriors_with_cost(model: AcousticModel, paths: list[str],
@@ -174,7 +192,32 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
             "static_power_w": static_uj * 1e-6 / latency,
             "channels": cfg.channels,
             "saturations": sum(c["saturations"] for c in costs),
-            "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
+            "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs),
+            "cycles_per_frame": cycle_distribution(
+                np.concatenate([np.asarray(c["frame_cycles"]) for c in costs]), cfg.clock_hz),
+            "temporal_sparsity": merge_sparsity([c["temporal_sparsity"] for c in costs])}
+
+
+def temporal_sparsity(run: EngineRun) -> dict[str, list[int]]:
+    """``[zero deltas, all deltas]`` of every delta layer's input (``{name}.dx``) and hidden
+    (``{name}.dh``) deltas in a traced run: the engine's temporal sparsity."""
+    return {key: [int((codes == 0).sum()), codes.numel()]
+            for key, (codes, _) in run.trace.items() if key.endswith((".dx", ".dh"))}
+
+
+def merge_sparsity(counts: list[dict[str, list[int]]]) -> dict[str, float]:
+    """Per-utterance delta counts -> the fraction of zero deltas per key and ``overall``."""
+    total: dict[str, list[int]] = {}
+    for c in counts:
+        for key, (zero, n) in c.items():
+            z, t = total.get(key, [0, 0])
+            total[key] = [z + zero, t + n]
+    if not total:
+        return {}
+    out = {key: z / t if t else 0.0 for key, (z, t) in total.items()}
+    zeros, n = (sum(v[i] for v in total.values()) for i in (0, 1))
+    out["overall"] = zeros / n if n else 0.0
+    return out
 
 
 def engine_acoustic_model(artifact: Artifact | str | Path, cfg: EngineConfig,
