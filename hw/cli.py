@@ -189,9 +189,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{summary['saturations']} saturations, "
               f"{summary['accumulator_overflows']} accumulator overflows")
         print(format_distribution(summary["cycles_per_frame"]))
-        if summary["temporal_sparsity"]:
+        if summary["temporal_sparsity_by_layer"]:
             print("temporal sparsity (zero deltas): " + ", ".join(
-                f"{k} {100 * v:.1f}%" for k, v in summary["temporal_sparsity"].items()))
+                f"{k} {100 * v:.1f}%" for k, v in summary["temporal_sparsity_by_layer"].items()))
         print(f"simulated at {summary['simulation_utterances_per_second']:.2f} utterances/s, "
               f"{summary['simulation_x_realtime']:.2f}x real time on this machine "
               f"({wall:.1f} s wall clock)")

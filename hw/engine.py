@@ -193,9 +193,27 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
             "channels": cfg.channels,
             "saturations": sum(c["saturations"] for c in costs),
             "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs),
-            "cycles_per_frame": cycle_distribution(
-                np.concatenate([np.asarray(c["frame_cycles"]) for c in costs]), cfg.clock_hz),
-            "temporal_sparsity": merge_sparsity([c["temporal_sparsity"] for c in costs])}
+            **_latency_distribution(costs, cfg),
+            **_sparsity_summary(costs)}
+
+
+def _sparsity_summary(costs: list[dict]) -> dict:
+    """``temporal_sparsity``: the fraction of zero deltas over every delta layer (None for a
+    model without one); ``temporal_sparsity_by_layer``: per ``{layer}.dx``/``.dh``."""
+    by_layer = merge_sparsity([c.get("temporal_sparsity", {}) for c in costs])
+    return {"temporal_sparsity": by_layer.get("overall"),
+            "temporal_sparsity_by_layer": by_layer}
+
+
+def _latency_distribution(costs: list[dict], cfg: EngineConfig) -> dict:
+    """Cycles per frame over every frame of ``costs`` (a cost without per-frame figures has
+    its mean for every frame), and its percentiles in us as flat keys for the report's rows."""
+    cycles = np.concatenate([
+        np.asarray(c["frame_cycles"]) if "frame_cycles" in c
+        else np.full(c["frames"], c["latency_s"] * cfg.clock_hz / c["frames"]) for c in costs])
+    dist = cycle_distribution(cycles, cfg.clock_hz)
+    return {"cycles_per_frame": dist, "latency_p50_us": dist["p50_us"],
+            "latency_p99_us": dist["p99_us"], "latency_max_us": dist["max_us"]}
 
 
 def temporal_sparsity(run: EngineRun) -> dict[str, list[int]]:

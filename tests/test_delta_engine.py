@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from asr.compress.app import compress
 from asr.compress.artifact import save_artifact
 from asr.config_errors import ConfigError
 from asr.models.graph import run_graph
@@ -217,3 +218,39 @@ def test_asr_hw_timing_prints_the_cycle_distribution(tmp_path, capsys):
     assert hw_main(["timing", str(path), "--engine", "delta", "--set", *SMALL, "--json"]) == 0
     dist = json.loads(capsys.readouterr().out)["cycles_per_frame"]
     assert dist["frames"] == 1 and dist["mean"] == dist["max"]
+
+
+def test_report_sweeps_the_thresholds_of_a_delta_model(tone_model, tone_manifests, tmp_path):
+    from asr.compress.artifact import read_artifact
+    from tests.test_hw import compose_compress_app
+    from tests.test_report import run_report, tiny_report_args
+
+    lstm = tmp_path / "lstm.model"
+    compress(compose_compress_app(f"model={tone_model}", "compress=ese",
+                                  "compress.prune.num_pes=8", f"out={lstm}",
+                                  f"calibration.manifest={tone_manifests}/train.jsonl",
+                                  "evaluate=false"))
+    delta = tmp_path / "delta.model"
+    save_artifact(delta, as_delta_artifact(read_artifact(lstm), 0.1, 0.1))
+    out = tmp_path / "report"
+    args = [a for a in tiny_report_args(delta, tone_manifests, out)
+            if not a.startswith(("+models", "hw.num_pes"))]
+    # compress=: the .model is compressed already (the default, compress=${hw}, needs a
+    # preset named after the engine)
+    proc = run_report("-m", "hw=delta", "compress=ese", "hw.theta_x=0.02,0.5",
+                      f"+models.delta={delta}",
+                      "hw.num_pes=8", "hw.weight_bits=12", "hw.product_bits=28",
+                      "hw.accumulator_bits=32", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    rows = sorted((r for r in report["rows"] if r["kind"] == "engine"),
+                  key=lambda r: r["temporal_sparsity"])
+    assert len(rows) == 2 and all(r["engine"] == "delta" for r in rows)
+    # a higher input threshold skips more deltas and so more columns
+    assert rows[0]["temporal_sparsity"] < rows[1]["temporal_sparsity"]
+    assert rows[1]["latency_per_frame_us"] < rows[0]["latency_per_frame_us"]
+    for r in rows:
+        assert r["latency_p99_us"] >= r["latency_per_frame_us"] > 0
+    for name in ("delta_sweep.png", "latency_vs_wer.png"):
+        assert (out / name).stat().st_size > 500
+    assert "temporal sparsity %" in (out / "report.md").read_text()

@@ -24,6 +24,8 @@ SUMMARY_COLUMNS = (
     ("density %", "density", "pct1"), ("weight bits", "weight_bits", "{}"),
     ("WER %", "wer", "pct2"), ("CER %", "cer", "pct2"), ("us/frame", "latency_per_frame_us",
                                                          "{:.2f}"),
+    ("p99 us/frame", "latency_p99_us", "{:.2f}"), ("temporal sparsity %", "temporal_sparsity",
+                                                   "pct1"),
     ("ms/utt", "latency_ms", "{:.3f}"), ("RTF", "rtf", "{:.2e}"),
     ("x real time", "throughput_x_realtime", "{:,.0f}"), ("GOP/s", "gops", "{:.1f}"),
     ("uJ/utt", "uj_per_utterance", "{:.1f}"), ("uJ/audio s", "uj_per_audio_second", "{:.1f}"),
