@@ -91,7 +91,8 @@ def test_zero_thresholds_give_the_lstm_engine_bit_for_bit():
     exactly the LSTM's accumulator, so the outputs are identical."""
     feats = torch.randn(9, 16) * 3
     lstm_art = make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4")
-    engine = load_engine("delta", [*SMALL, "activation_frac=null", "skip_zero_deltas=false"])
+    engine = load_engine("delta", [*SMALL, "activation_frac=null", "skip_zero_deltas=false",
+                                   "guard_bits=12"])
     lstm = run_engine(compile_model(lstm_art, engine), feats)
     delta = run_engine(compile_model(delta_artifact(0.0, 0.0), engine), feats, trace=True)
     assert torch.equal(lstm.logits, delta.logits)
