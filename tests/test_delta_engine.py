@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -221,18 +222,51 @@ def test_asr_hw_timing_prints_the_cycle_distribution(tmp_path, capsys):
     assert dist["frames"] == 1 and dist["mean"] == dist["max"]
 
 
-def test_report_sweeps_the_thresholds_of_a_delta_model(tone_model, tone_manifests, tmp_path):
+@pytest.fixture(scope="module")
+def tone_delta_model(tone_model, tone_manifests, tmp_path_factory):
+    """The tone LSTM compressed with compress=ese, its layers run as delta layers."""
     from asr.compress.artifact import read_artifact
     from tests.test_hw import compose_compress_app
-    from tests.test_report import run_report, tiny_report_args
 
-    lstm = tmp_path / "lstm.model"
+    root = tmp_path_factory.mktemp("delta_model")
+    lstm = root / "lstm.model"
     compress(compose_compress_app(f"model={tone_model}", "compress=ese",
                                   "compress.prune.num_pes=8", f"out={lstm}",
                                   f"calibration.manifest={tone_manifests}/train.jsonl",
                                   "evaluate=false"))
-    delta = tmp_path / "delta.model"
+    delta = root / "delta.model"
     save_artifact(delta, as_delta_artifact(read_artifact(lstm), 0.1, 0.1))
+    return delta
+
+
+TONE = ["num_pes=8", "weight_bits=12", "product_bits=28", "accumulator_bits=32"]
+
+
+def test_asr_hw_eval_and_timing_print_the_distribution_and_sparsity(tone_delta_model,
+                                                                     tone_manifests, capsys):
+    dev = str(tone_manifests / "dev.jsonl")
+    args = ["--engine", "delta", "--set", *TONE]
+    assert hw_main(["eval", str(tone_delta_model), dev, "--max-utterances", "3", *args]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"cycles per frame over \d+ frame\(s\): mean [\d.]+, p50 \d+, p99 \d+", out)
+    assert re.search(r"temporal sparsity \(zero deltas\): layers\.0\.dx [\d.]+%.*overall", out)
+    assert hw_main(["eval", str(tone_delta_model), dev, "--max-utterances", "3", *args,
+                    "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    dist = ev["cycles_per_frame"]
+    assert dist["p50"] <= dist["p99"] <= dist["max"] and dist["frames"] > 3
+    assert 0 < ev["temporal_sparsity"] < 1
+    wav = str(tone_manifests / "audio" / "u1_0.wav")
+    assert hw_main(["timing", str(tone_delta_model), "--audio", wav, *args, "--json"]) == 0
+    timed = json.loads(capsys.readouterr().out)["cycles_per_frame"]
+    assert timed["frames"] > 1 and timed["mean"] <= dist["max"]
+
+
+def test_report_sweeps_the_thresholds_of_a_delta_model(tone_delta_model, tone_manifests,
+                                                       tmp_path):
+    from tests.test_report import run_report, tiny_report_args
+
+    delta = tone_delta_model
     out = tmp_path / "report"
     args = [a for a in tiny_report_args(delta, tone_manifests, out)
             if not a.startswith(("+models", "hw.num_pes"))]
