@@ -13,6 +13,11 @@ pair; the datapath of each op, in the engine's order:
 - sigmoid/tanh through the activation units; element-wise products (gates, cell state,
   gated residuals) exact, then narrowed the same way.
 
+A delta LSTM (:meth:`Datapath.delta_lstm`) thresholds its input and output changes on the
+codes (thresholds quantized to the signal's format), sends the deltas as ``activation_bits``
+codes, and keeps the four gates' accumulated memory ``M`` in ``accumulator_bits`` from step to
+step; its traced run records the deltas as ``{layer}.dx`` and ``{layer}.dh``.
+
 Formats: features and every op output use the DFP fractional lengths calibrated by
 ``asr-compress`` (``input``, op names, ``{lstm}.c``, ``{lstm}.m``); gate pre-activations use
 the activation unit's input format and gate outputs its output format. Each op kind's datapath

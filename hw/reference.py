@@ -2,9 +2,10 @@
 
 Slow and obviously right, it exists to prove :mod:`hw.functional` bit-exact: it walks each
 matrix's stored entries in the engine's order (CSC: PE by PE, column by column, following the
-relative row indices through the padding; CSB: row by row, bank by bank; dense: every weight),
-decodes each code (codebook table, alignment shift), multiplies, and adds the product into the
-row's accumulator with a wrap-around after every addition. Rounding, saturation and the
+relative row indices through the padding; CSB: row by row, bank by bank; dense: every weight;
+a delta LSTM: only the columns of non-zero deltas), decodes each code (codebook table,
+alignment shift), multiplies, and adds the product into the row's accumulator with a
+wrap-around after every addition. Rounding, saturation and the
 activation-unit look-ups are written out for one value at a time. Nothing here is shared with
 the vectorized path except the ROM contents of the activation units and the formats (and the op
 registry of :mod:`asr.models.ops`, where each op kind's reference registers under backend

@@ -11,6 +11,10 @@ Every sparse matrix-vector product is timed from this model's real sparsity patt
 - ``csb`` engines (BBS) give a PE one whole row at a time with one multiplier per bank:
   ``ceil(banks / macs_per_pe) * per_bank`` cycles per row, rows interleaved over the PEs.
 - dense matrices are processed the same way with every weight stored.
+- delta engines (``skip_zero_deltas``: Spartus, EdgeDRNN) fetch only the columns of a delta
+  LSTM's non-zero input/hidden deltas, ``mac_arrays`` at a time (:func:`delta_timing`), so
+  their cycles differ frame by frame: :meth:`FrameTiming.cycles_per_frame` gives them, and
+  :func:`cycle_distribution` their mean, p50, p99 and maximum.
 
 Then ``pipeline_depth`` cycles of fill/drain per product; weights that do not fit on chip (see
 :meth:`EngineConfig <hw.config.EngineConfig>`'s placement) stream from DDR every time step and
