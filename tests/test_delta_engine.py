@@ -18,6 +18,7 @@ from asr.config_errors import ConfigError
 from asr.models.graph import run_graph
 from hw.cli import main as hw_main
 from hw.config import load_engine
+from hw.energy import frame_energy
 from hw.engine import EngineModule, activity, temporal_sparsity
 from hw.functional import run_engine
 from hw.integer_model import compile_model
@@ -172,7 +173,15 @@ def spartus_cycles(hidden: int, num_pes: int, sparsities: tuple[float, ...]):
 
 
 def test_delta_preset_timing_on_a_column_balanced_layer():
-    spartus_cycles(256, 16, (0.0, 0.5, 0.9))
+    cfg, frames = spartus_cycles(256, 16, (0.0, 0.5, 0.9))
+    # energy: the skipped columns' multiplies and weight reads are not spent
+    dense, sparse = (frame_energy(frames[s], cfg) for s in (0.0, 0.9))
+    dense_gates, sparse_gates = (frames[s].matrices[0] for s in (0.0, 0.9))
+    # plus the cell's 3 multiplies per unit, 16 x 16 bits: each twice an 8 x 16-bit MAC
+    assert sparse.mult_pj / dense.mult_pj == pytest.approx(
+        (sparse_gates.macs + 3 * 256 * 2) / (dense_gates.macs + 3 * 256 * 2), rel=1e-6)
+    assert sparse_gates.read_bytes == pytest.approx(0.1 * dense_gates.read_bytes, rel=0.02)
+    assert sparse.dynamic_pj < 0.3 * dense.dynamic_pj
 
 
 @pytest.mark.slow
