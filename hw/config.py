@@ -1,7 +1,7 @@
 """The engine's configuration: an :class:`EngineConfig` per accelerator design.
 
-Presets live in ``conf/hw/`` (``ese``, ``bbs``, ``eie_like``), each with the published figures
-and sources it encodes; :func:`load_engine` composes one with Hydra (so any key can be
+Presets live in ``conf/hw/`` (``ese``, ``bbs``, ``eie_like``, ``delta``), each with the published
+figures and sources it encodes; :func:`load_engine` composes one with Hydra (so any key can be
 overridden: ``hw.clock_mhz=250``) and validates it before any work starts. Every error names
 its key (``hw.accumulator_bits``).
 """
