@@ -33,8 +33,9 @@ SUMMARY_COLUMNS = (
     ("saturations", "saturations", "{:,}"), ("storage KB", "storage_bytes", "kb"),
     ("vs float32", "compression_ratio", "{:.1f}x"))
 # report.json's layout: rows and points with numbers as numbers (2: energy split into dynamic
-# and per-channel static power, saturation counts, the timing table as records).
-REPORT_SCHEMA_VERSION = 2
+# and per-channel static power, saturation counts, the timing table as records; 3: rows carry
+# latency_p99_us and temporal_sparsity).
+REPORT_SCHEMA_VERSION = 3
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -101,7 +102,8 @@ def _channels_note(rows: list[dict[str, Any]]) -> str:
 
 def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return ([h for h, _, _ in SUMMARY_COLUMNS],
-            [[_cell(r[k], f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
+            # .get: points cached by an older version lack the newer columns
+            [[_cell(r.get(k), f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
 
 
 def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
