@@ -4,7 +4,7 @@
                [--set KEY=VALUE ...] [--json]
     asr-hw trace ARTIFACT AUDIO [--engine ...] [--formats 1-7,0-8,2-6] [--plot out.png]
     asr-hw eval ARTIFACT MANIFEST [--engine ...] [--json]
-    asr-hw timing ARTIFACT [--engine ...] [--json]
+    asr-hw timing ARTIFACT [--engine ...] [--audio FILE] [--json]
     asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
     asr-hw report [-m] KEY=VALUE ...     (a Hydra app: see hw/report/app.py, docs/report.md)
 
@@ -12,7 +12,10 @@
 ``trace`` compares the float graph and the engine layer by layer (SQNR, max error, saturations,
 first values) and, with ``--formats``, sweeps integer-fraction splits of the activations;
 ``eval`` scores a manifest (greedy WER/CER from the engine's outputs, mean latency and energy);
-``timing`` prints the per-matrix table (ESE's columns) of one frame; ``export`` writes the
+``timing`` prints the per-matrix table (ESE's columns) of one frame and the distribution of
+cycles per frame (data-dependent on engines that skip zero activations or deltas: ``--audio``
+times that utterance's frames); ``eval`` prints the same distribution over the test set and a
+delta model's temporal sparsity; ``export`` writes the
 per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors;
 ``report`` evaluates models x engines x decoders into report.md/html/json with figures.
 """
@@ -84,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(evaluate)
     timing = sub.add_parser("timing", help="per-matrix timing of one frame")
     timing.add_argument("artifact")
+    timing.add_argument("--audio", default=None,
+                        help="time this utterance's frames (engines whose cycles depend on the "
+                             "data; without it every activation and delta counts as non-zero)")
     timing.add_argument("--json", action="store_true")
     _engine_args(timing)
     export = sub.add_parser("export", help="memory images, tables and golden vectors")
@@ -120,7 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     decoder = make_decoder(kind, model, beam, lm, read_words(args.words))
     failures: list[tuple[str, str]] = []
     paths = expand_inputs(args.audio, failures)
+    from hw.timing import cycle_distribution
+
     for d, cost in decode_with_cost(model, paths, decoder, failures, args.batch_size):
+        cost["cycles_per_frame"] = cycle_distribution(cost.pop("frame_cycles"), cfg.clock_hz)
         if args.json:
             print(json.dumps({"path": d.path, **d.hypothesis.to_dict(),
                               "duration": round(d.duration, 3), "engine": cfg.name,
@@ -142,6 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from asr.metrics import error_rates
     from hw.config import load_engine
     from hw.engine import decode_with_cost, engine_acoustic_model, summarize_costs
+    from hw.timing import format_distribution
 
     cfg = load_engine(args.engine, args.set)
     model = engine_acoustic_model(args.artifact, cfg)
@@ -178,6 +188,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"static (the chip's static power over its {summary['channels']} channel(s)); "
               f"{summary['saturations']} saturations, "
               f"{summary['accumulator_overflows']} accumulator overflows")
+        print(format_distribution(summary["cycles_per_frame"]))
+        if summary["temporal_sparsity_by_layer"]:
+            print("temporal sparsity (zero deltas): " + ", ".join(
+                f"{k} {100 * v:.1f}%" for k, v in summary["temporal_sparsity_by_layer"].items()))
         print(f"simulated at {summary['simulation_utterances_per_second']:.2f} utterances/s, "
               f"{summary['simulation_x_realtime']:.2f}x real time on this machine "
               f"({wall:.1f} s wall clock)")
@@ -260,14 +274,26 @@ def cmd_timing(args: argparse.Namespace) -> int:
     from asr.compress.artifact import read_artifact
     from hw.config import load_engine
     from hw.integer_model import compile_model
-    from hw.timing import frame_timing, timing_table_markdown
+    from hw.timing import format_distribution, frame_timing, timing_table_markdown
 
     cfg = load_engine(args.engine, args.set)
-    frame = frame_timing(compile_model(read_artifact(args.artifact), cfg))
+    artifact = read_artifact(args.artifact)
+    model = compile_model(artifact, cfg)
+    acts = None
+    if args.audio and cfg.data_dependent:
+        from hw.engine import activity
+        from hw.functional import run_engine
+
+        acts = activity(model, run_engine(model, _features(artifact, args.audio), trace=True))
+    frame = frame_timing(model, acts)
     if args.json:
         print(json.dumps(frame.as_dict()))
         return 0
     print(timing_table_markdown(frame))
+    print(format_distribution(frame.as_dict()["cycles_per_frame"]))
+    if cfg.data_dependent and acts is None:
+        print("(every activation and delta taken as non-zero: the worst case; --audio FILE "
+              "times an utterance's frames)")
     return 0
 
 

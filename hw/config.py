@@ -1,7 +1,7 @@
 """The engine's configuration: an :class:`EngineConfig` per accelerator design.
 
-Presets live in ``conf/hw/`` (``ese``, ``bbs``, ``eie_like``), each with the published figures
-and sources it encodes; :func:`load_engine` composes one with Hydra (so any key can be
+Presets live in ``conf/hw/`` (``ese``, ``bbs``, ``eie_like``, ``delta``), each with the published
+figures and sources it encodes; :func:`load_engine` composes one with Hydra (so any key can be
 overridden: ``hw.clock_mhz=250``) and validates it before any work starts. Every error names
 its key (``hw.accumulator_bits``).
 """
@@ -103,6 +103,13 @@ class EngineConfig:
     - ``sparse_format``: ``csc`` (ESE/EIE: columns broadcast to ``num_pes`` PEs, each with
       ``macs_per_pe`` multipliers, ``activation_queue_depth`` columns of slack), ``csb`` (BBS:
       a PE takes a whole row, one multiplier per bank) or ``dense``.
+    - ``skip_zero_deltas``: a delta engine (EdgeDRNN, Spartus) for ``delta_lstm`` layers: only
+      the columns of non-zero input/hidden deltas are fetched and multiplied, ``mac_arrays``
+      columns at a time, each by an array of ``num_pes`` PEs holding interleaved rows (a
+      balanced column slice each). The thresholds are the model's unless ``theta_x``/
+      ``theta_h`` override them; they are quantized to the signal's activation format.
+    - ``activation_frac``: one fractional length for every signal (Q8.8: 8) instead of the
+      calibrated per-signal formats (``None``).
     - ``channels``: utterances processed at once by replicated engines (ESE's 32 channels):
       multiplies throughput, not latency.
     - ``onchip_weight_bytes``: weight buffers; layer-type groups are placed on chip in
@@ -128,6 +135,11 @@ class EngineConfig:
     saturate: bool = True
     sparse_format: str = "csc"
     skip_zero_activations: bool = False
+    skip_zero_deltas: bool = False
+    mac_arrays: int = 1
+    theta_x: float | None = None
+    theta_h: float | None = None
+    activation_frac: int | None = None
     activation_queue_depth: int = 8
     pipeline_depth: int = 8
     elementwise_lanes: int = 32
@@ -147,7 +159,7 @@ class EngineConfig:
 
     def validate(self) -> None:
         for key in ("num_pes", "macs_per_pe", "channels", "activation_queue_depth",
-                    "elementwise_lanes", "index_bits"):
+                    "elementwise_lanes", "index_bits", "mac_arrays"):
             check(getattr(self, key) >= 1, f"hw.{key}", ">= 1", getattr(self, key))
         for key in ("pipeline_depth", "elementwise_depth", "onchip_weight_bytes", "guard_bits"):
             check(getattr(self, key) >= 0, f"hw.{key}", ">= 0", getattr(self, key))
@@ -167,6 +179,19 @@ class EngineConfig:
         for kind in self.weight_placement:
             check(kind in LAYER_TYPES, "hw.weight_placement", f"layer types from {LAYER_TYPES}",
                   kind)
+        for key in ("theta_x", "theta_h"):
+            value = getattr(self, key)
+            check(value is None or (isinstance(value, int | float)
+                                    and not isinstance(value, bool) and value >= 0),
+                  f"hw.{key}", ">= 0 (a delta threshold), or null for the model's", value)
+        check(self.activation_frac is None or (
+            isinstance(self.activation_frac, int) and not isinstance(self.activation_frac, bool)
+            and 0 <= self.activation_frac < self.activation_bits),
+            "hw.activation_frac", f"an integer in [0, activation_bits ({self.activation_bits}))"
+            " or null (calibrated formats)", self.activation_frac)
+        check(not self.skip_zero_deltas or self.sparse_format in ("csc", "dense"),
+              "hw.sparse_format", "csc or dense when skip_zero_deltas is true (delta columns "
+              "are broadcast to the PEs)", self.sparse_format)
         self.activation_unit.validate(self.activation_bits)
         self.energy.validate()
 
@@ -189,7 +214,12 @@ class EngineConfig:
 
     @property
     def multipliers(self) -> int:
-        return self.num_pes * self.macs_per_pe
+        return self.mac_arrays * self.num_pes * self.macs_per_pe
+
+    @property
+    def data_dependent(self) -> bool:
+        """Whether a frame's cycles depend on the data (zero activations or deltas skipped)."""
+        return self.skip_zero_activations or self.skip_zero_deltas
 
 
 def engine_from_dict(d: dict, origin: str = "hw") -> EngineConfig:

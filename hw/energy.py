@@ -6,7 +6,10 @@ accumulator add (``accumulator_bits``) and one accumulator register update per p
 index bits), weights that stream from DDR read from DRAM as well, one activation read per
 broadcast column and one write per output row. The element-wise stage of an LSTM cell does
 five activation-unit look-ups, three multiplies and two adds; a gated residual channel two
-look-ups, one multiply and two adds.
+look-ups, one multiply and two adds; a delta unit, per input or output value, a subtraction
+and a comparison against the threshold (two adds). A delta engine reads only the stored
+entries of the columns it fetches (``read_bytes``) and those columns' deltas
+(``columns_read``), each frame's figures averaged over the frames.
 
 Static power (``energy.static_w``) is the whole chip's; a chip with ``channels`` replicated
 engines serves that many utterances at once, so one channel is charged ``static_w / channels``
@@ -21,7 +24,7 @@ from hw.config import EngineConfig
 from hw.timing import FrameTiming
 
 # (look-ups, multiplies, adds) per cell of each element-wise stage
-ELEMENTWISE_OPS = {"lstm": (5, 3, 2), "gated": (2, 1, 2)}
+ELEMENTWISE_OPS = {"lstm": (5, 3, 2), "gated": (2, 1, 2), "delta": (0, 0, 2)}
 
 
 @dataclass
@@ -59,10 +62,12 @@ def frame_energy(frame: FrameTiming, cfg: EngineConfig) -> EnergyBreakdown:
         out.mult_pj += m.macs * e.mult(wb, ab)
         out.add_pj += m.macs * e.add(acc)
         out.register_pj += m.macs * e.per_bit("register") * acc
-        out.sram_pj += m.bytes * 8 * e.per_bit("sram_read")
-        out.sram_pj += (m.shape[1] + m.shape[0]) * ab * e.per_bit("sram_read")
+        read = m.bytes if m.read_bytes is None else m.read_bytes
+        columns = m.shape[1] if m.columns_read is None else m.columns_read
+        out.sram_pj += read * 8 * e.per_bit("sram_read")
+        out.sram_pj += (columns + m.shape[0]) * ab * e.per_bit("sram_read")
         if not m.on_chip:
-            out.dram_pj += m.bytes * 8 * e.per_bit("dram_read")
+            out.dram_pj += read * 8 * e.per_bit("dram_read")
     for stage in frame.elementwise:
         lookups, mults, adds = ELEMENTWISE_OPS[stage.kind]
         n = stage.cells

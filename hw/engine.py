@@ -21,14 +21,14 @@ from asr.compress.fixed_point import FixedPointFormat
 from asr.decode.recognizer import Decoded, Decoder, Posteriors, Recognizer
 from asr.features.config import FeatureConfig
 from asr.models.acoustic import AcousticModel, UtteranceModel
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.graph import Conv1dOp, DeltaLSTMOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
 from asr.text.vocab import CharVocab
 from hw.config import EngineConfig
 from hw.energy import EnergyBreakdown, energy_summary, frame_energy
 from hw.functional import EngineRun, im2col, run_engine, run_engine_batch
 from hw.integer_model import EngineModel, compile_model
-from hw.timing import FrameTiming, UtteranceTiming, frame_timing
+from hw.timing import FrameTiming, UtteranceTiming, cycle_distribution, frame_timing
 
 ACTIVITY = "activity"
 
@@ -67,6 +67,21 @@ def _lstm_activity(op: LSTMOp, x: torch.Tensor, run: EngineRun,
         out[f"{op.name}.W_{g}r"] = (y_prev != 0).numpy()
 
 
+@register(ACTIVITY, "delta_lstm")
+def _delta_lstm_activity(op: DeltaLSTMOp, x: torch.Tensor, run: EngineRun,
+                         out: dict[str, np.ndarray]) -> None:
+    """The non-zero deltas (``{name}.dx``, ``{name}.dh``: what a delta engine fetches) and,
+    for the gate matrices, the non-zero ``x_hat``/``y_hat`` (what an engine without delta
+    support multiplies: the memories are the sums of the deltas sent)."""
+    dx, dh = run.trace[f"{op.name}.dx"][0], run.trace[f"{op.name}.dh"][0]
+    out[f"{op.name}.dx"] = (dx != 0).numpy()
+    out[f"{op.name}.dh"] = (dh != 0).numpy()
+    x_hat, y_hat = dx.cumsum(dim=0), dh.cumsum(dim=0)
+    for g in "ifco":
+        out[f"{op.name}.W_{g}x"] = (x_hat != 0).numpy()
+        out[f"{op.name}.W_{g}r"] = (y_hat != 0).numpy()
+
+
 @register(ACTIVITY, "linear")
 def _linear_activity(op: LinearOp, x: torch.Tensor, run: EngineRun,
                      out: dict[str, np.ndarray]) -> None:
@@ -87,8 +102,8 @@ def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
 
 class EngineModule(UtteranceModel):
     """``(batch, time, input_dim)`` features -> the engine's logits, the batch's utterances
-    side by side (:func:`~hw.functional.run_engine_batch`; one at a time when zero activations
-    are skipped, which needs every op's traced output); every utterance's run is kept in
+    side by side (:func:`~hw.functional.run_engine_batch`; one at a time when the cost depends
+    on the data (zero activations or deltas skipped), which needs every op's traced output); every utterance's run is kept in
     ``runs`` for :meth:`utterance_cost`."""
 
     def __init__(self, model: EngineModel):
@@ -98,14 +113,13 @@ class EngineModule(UtteranceModel):
         self._static: tuple[FrameTiming, EnergyBreakdown] | None = None
 
     def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
-        run = run_engine(self.engine, features.cpu(),
-                         trace=self.engine.cfg.skip_zero_activations)
+        run = run_engine(self.engine, features.cpu(), trace=self.engine.cfg.data_dependent)
         self.runs.append(run)
         return run.logits_float()
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        if self.engine.cfg.skip_zero_activations:
+        if self.engine.cfg.data_dependent:   # costs read every op's traced output
             return super().forward(features, lengths)
         lengths = lengths if lengths is not None else torch.full(
             (features.shape[0],), features.shape[1])
@@ -119,8 +133,8 @@ class EngineModule(UtteranceModel):
 
     def frame_cost(self, run: EngineRun | None = None) -> tuple[FrameTiming, EnergyBreakdown]:
         """Per-frame timing and energy: data-independent (computed once) unless zero
-        activations are skipped, then from ``run``'s activity."""
-        if self.engine.cfg.skip_zero_activations and run is not None and run.trace:
+        activations or deltas are skipped, then from ``run``'s activity."""
+        if self.engine.cfg.data_dependent and run is not None and run.trace:
             frame = frame_timing(self.engine, activity(self.engine, run))
             return frame, frame_energy(frame, self.engine.cfg)
         if self._static is None:
@@ -138,8 +152,12 @@ class EngineModule(UtteranceModel):
         saturations = sum(k.get("saturation", 0) + k.get("wrap", 0)
                           for k in run.events.values())
         overflows = sum(k.get("accumulator_overflow", 0) for k in run.events.values())
+        cycles = frame.cycles_per_frame()
+        if cycles.size != frames:   # one figure for every frame
+            cycles = np.full(frames, float(cycles.mean()))
         return {**timing.as_dict(), **energy, "saturations": saturations,
-                "accumulator_overflows": overflows}
+                "accumulator_overflows": overflows, "frame_cycles": cycles.tolist(),
+                "temporal_sparsity": temporal_sparsity(run)}
 
 
 def posteriors_with_cost(model: AcousticModel, paths: list[str],
@@ -190,7 +208,50 @@ def summarize_costs(costs: list[dict], audio_seconds: float, cfg: EngineConfig
             "static_power_w": static_uj * 1e-6 / latency,
             "channels": cfg.channels,
             "saturations": sum(c["saturations"] for c in costs),
-            "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs)}
+            "accumulator_overflows": sum(c["accumulator_overflows"] for c in costs),
+            **_latency_distribution(costs, cfg),
+            **_sparsity_summary(costs)}
+
+
+def _sparsity_summary(costs: list[dict]) -> dict:
+    """``temporal_sparsity``: the fraction of zero deltas over every delta layer (None for a
+    model without one); ``temporal_sparsity_by_layer``: per ``{layer}.dx``/``.dh``."""
+    by_layer = merge_sparsity([c.get("temporal_sparsity", {}) for c in costs])
+    return {"temporal_sparsity": by_layer.get("overall"),
+            "temporal_sparsity_by_layer": by_layer}
+
+
+def _latency_distribution(costs: list[dict], cfg: EngineConfig) -> dict:
+    """Cycles per frame over every frame of ``costs`` (a cost without per-frame figures has
+    its mean for every frame), and its percentiles in us as flat keys for the report's rows."""
+    cycles = np.concatenate([
+        np.asarray(c["frame_cycles"]) if "frame_cycles" in c
+        else np.full(c["frames"], c["latency_s"] * cfg.clock_hz / c["frames"]) for c in costs])
+    dist = cycle_distribution(cycles, cfg.clock_hz)
+    return {"cycles_per_frame": dist, "latency_p50_us": dist["p50_us"],
+            "latency_p99_us": dist["p99_us"], "latency_max_us": dist["max_us"]}
+
+
+def temporal_sparsity(run: EngineRun) -> dict[str, list[int]]:
+    """``[zero deltas, all deltas]`` of every delta layer's input (``{name}.dx``) and hidden
+    (``{name}.dh``) deltas in a traced run: the engine's temporal sparsity."""
+    return {key: [int((codes == 0).sum()), codes.numel()]
+            for key, (codes, _) in run.trace.items() if key.endswith((".dx", ".dh"))}
+
+
+def merge_sparsity(counts: list[dict[str, list[int]]]) -> dict[str, float]:
+    """Per-utterance delta counts -> the fraction of zero deltas per key and ``overall``."""
+    total: dict[str, list[int]] = {}
+    for c in counts:
+        for key, (zero, n) in c.items():
+            z, t = total.get(key, [0, 0])
+            total[key] = [z + zero, t + n]
+    if not total:
+        return {}
+    out = {key: z / t if t else 0.0 for key, (z, t) in total.items()}
+    zeros, n = (sum(v[i] for v in total.values()) for i in (0, 1))
+    out["overall"] = zeros / n if n else 0.0
+    return out
 
 
 def engine_acoustic_model(artifact: Artifact | str | Path, cfg: EngineConfig,

@@ -13,6 +13,11 @@ pair; the datapath of each op, in the engine's order:
 - sigmoid/tanh through the activation units; element-wise products (gates, cell state,
   gated residuals) exact, then narrowed the same way.
 
+A delta LSTM (:meth:`Datapath.delta_lstm`) thresholds its input and output changes on the
+codes (thresholds quantized to the signal's format), sends the deltas as ``activation_bits``
+codes, and keeps the four gates' accumulated memory ``M`` in ``accumulator_bits`` from step to
+step; its traced run records the deltas as ``{layer}.dx`` and ``{layer}.dh``.
+
 Formats: features and every op output use the DFP fractional lengths calibrated by
 ``asr-compress`` (``input``, op names, ``{lstm}.c``, ``{lstm}.m``); gate pre-activations use
 the activation unit's input format and gate outputs its output format. Each op kind's datapath
@@ -26,10 +31,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asr.compress.fixed_point import round_float, rounding_mode, shift_round
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.compress.fixed_point import (
+    FixedPointFormat,
+    narrow,
+    round_float,
+    rounding_mode,
+    shift_round,
+)
+from asr.models.graph import Conv1dOp, DeltaLSTMOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
 from hw.arith import EventCounter, RowEventCounter
+from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
@@ -206,11 +218,8 @@ class Datapath:
         b = torch.cat([m.biases[f"{name}.b_{g}"][0] for g in "ifco"])
         fb = torch.cat([m.biases[f"{name}.b_{g}"][1] for g in "ifco"])
         proj = m.matrices.get(f"{name}.W_ym")
-        fm = m.signal(f"{name}.m")
-        fy = m.signal(name) if proj is not None else fm
-        fc = m.signal(f"{name}.c")
-        unit_in, fg = m.unit_in_frac, m.gate_frac
-        sig, tanh = m.units["sigmoid"], m.units["tanh"]
+        fy = m.signal(name) if proj is not None else m.signal(f"{name}.m")
+        unit_in = m.unit_in_frac
         lengths = [int(x.shape[0]) for x in xs]
         if lengths != sorted(lengths, reverse=True):
             raise ValueError(f"{name}: utterances must be sorted longest first ({lengths})")
@@ -248,21 +257,100 @@ class Datapath:
                                                           rounding)
             if check:
                 acc = self.wrap_accumulator(f"{name}.gates", acc)
-            gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
-            s = sig(gin)   # one look-up pass; the c rows' sigmoid is not used
-            i, f, o = s[:, :hidden], s[:, hidden:2 * hidden], s[:, 3 * hidden:]
-            g = tanh(gin[:, 2 * hidden:3 * hidden])
-            cell, fcell = self.accumulate(f"{name}.c", [(f * c[:active], fg + fc),
-                                                        (i * g, 2 * fg)], fc)
-            c[:active] = self.narrow(f"{name}.c", cell, fcell, fc)
-            h = tanh(self.narrow(f"{name}.tanh_in", c[:active], fc, unit_in))
-            mo = self.narrow(f"{name}.m", o * h, 2 * fg, fm)
-            if proj is not None:
-                y[:active] = self.narrow(name, self.matvec(proj, mo), proj.frac + fm, fy)
-            else:
-                y[:active] = mo
+            c[:active], y[:active] = self.cell(op, acc, frac, c[:active])
             out[first:first + active] = y[:active]
         return [out[start[:n] + k] for k, n in enumerate(lengths)], fy
+
+    def cell(self, op: LSTMOp, acc: torch.Tensor, frac: torch.Tensor, c: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of an LSTM cell from its gates' accumulators ``acc`` (i, f, c, o stacked,
+        fractional length ``frac`` per row): the new cell state and output ``y`` (projected
+        when ``W_ym`` is set)."""
+        m, name = self.m, op.name
+        hidden = op.W_ix.shape[0]
+        proj = m.matrices.get(f"{name}.W_ym")
+        fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
+        unit_in, fg = m.unit_in_frac, m.gate_frac
+        sig, tanh = m.units["sigmoid"], m.units["tanh"]
+        gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
+        s = sig(gin)   # one look-up pass; the c rows' sigmoid is not used
+        i, f, o = s[..., :hidden], s[..., hidden:2 * hidden], s[..., 3 * hidden:]
+        g = tanh(gin[..., 2 * hidden:3 * hidden])
+        cell, fcell = self.accumulate(f"{name}.c", [(f * c, fg + fc), (i * g, 2 * fg)], fc)
+        c = self.narrow(f"{name}.c", cell, fcell, fc)
+        h = tanh(self.narrow(f"{name}.tanh_in", c, fc, unit_in))
+        mo = self.narrow(f"{name}.m", o * h, 2 * fg, fm)
+        if proj is None:
+            return c, mo
+        rows = mo if mo.dim() == 2 else mo[None]   # (utterances, hidden) or one step's
+        y = self.narrow(name, self.matvec(proj, rows), proj.frac + fm, m.signal(name))
+        return c, (y if mo.dim() == 2 else y[0])
+
+    def deltas(self, layer: str, x: torch.Tensor, memory: torch.Tensor, theta: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The deltas sent for codes ``x`` (``(..., n)``) against ``memory`` (the last values
+        sent) and the new memory. A change is sent when ``|x - memory| >= theta`` (codes of
+        the same format); the sent delta is an ``activation_bits`` code (saturated or wrapped,
+        counted under ``layer``) and the memory moves by exactly what was sent, so it never
+        drifts from the receiver's sum of deltas."""
+        change = x - memory
+        sent = torch.where(change.abs() >= theta, change, torch.zeros_like(change))
+        sent = self.events.narrow(layer, sent, self.cfg.activation_bits, self.cfg.saturate)
+        return sent, narrow(memory + sent, self.cfg.activation_bits, saturate=False)[0]
+
+    def delta_lstm(self, op: DeltaLSTMOp, x: torch.Tensor, fx: int
+                   ) -> tuple[torch.Tensor, int]:
+        """A delta LSTM layer. ``M`` (the 4 gates' accumulators) starts at the biases and
+        adds each step's products of the sent deltas; its fractional length per row is the
+        LSTM's (the largest term's, at most ``guard_bits`` beyond the gate input), so when no
+        term is rounded into it ``M_t = b + W_x x_hat_t + W_r y_hat_t`` exactly and never
+        drifts; otherwise each step's product sum is rounded once into it."""
+        m, name = self.m, op.name
+        wx, wr = stacked(m, name, "x"), stacked(m, name, "r")
+        b = torch.cat([m.biases[f"{name}.b_{g}"][0] for g in "ifco"])
+        fb = torch.cat([m.biases[f"{name}.b_{g}"][1] for g in "ifco"])
+        proj = m.matrices.get(f"{name}.W_ym")
+        fy = m.signal(name) if proj is not None else m.signal(f"{name}.m")
+        tx = delta_threshold(self.cfg, op, "x", fx)
+        th = delta_threshold(self.cfg, op, "h", fy)
+        fxr, frr = wx.frac + fx, wr.frac + fy
+        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(
+            max=m.unit_in_frac + self.cfg.guard_bits)
+        shift_x, shift_r = (fxr - frac).contiguous(), (frr - frac).contiguous()
+        rounding = self.rounding
+        # The input deltas do not depend on the recurrence: all steps first, one product.
+        x_hat = torch.zeros(x.shape[1], dtype=torch.int64)
+        dxs = []
+        for t in range(x.shape[0]):
+            dx, x_hat = self.deltas(f"{name}.dx", x[t], x_hat, tx)
+            dxs.append(dx)
+        dx = torch.stack(dxs) if dxs else x.new_zeros((0, x.shape[1]))
+        px = shift_round(self.matvec(wx, dx), shift_x, rounding)
+        acc = self.wrap_accumulator(f"{name}.gates", shift_round(b, fb - frac, rounding))
+        c = torch.zeros(op.W_ix.shape[0], dtype=torch.int64)
+        y = torch.zeros(proj.shape[0] if proj is not None else c.shape[0], dtype=torch.int64)
+        y_hat = torch.zeros_like(y)
+        outputs, dys = [], []
+        for t in range(x.shape[0]):
+            dy, y_hat = self.deltas(f"{name}.dh", y, y_hat, th)
+            dys.append(dy)
+            pr = shift_round(self.matvec(wr, dy[None])[0], shift_r, rounding)
+            acc = self.wrap_accumulator(f"{name}.gates", acc + px[t] + pr)
+            c, y = self.cell(op, acc, frac, c)
+            outputs.append(y)
+        self.record(f"{name}.dx", dx, fx)
+        self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)
+        return torch.stack(outputs), fy
+
+
+def delta_threshold(cfg: EngineConfig, op: DeltaLSTMOp, side: str, frac: int) -> int:
+    """The threshold of ``op``'s input (``side="x"``) or recurrent (``"h"``) deltas as a code
+    of the signal's format (fractional length ``frac``): the engine's ``theta_x``/``theta_h``
+    when set, else the model's; rounded by the engine's rounding, saturated."""
+    theta = getattr(cfg, f"theta_{side}")
+    theta = getattr(op, f"theta_{side}") if theta is None else theta
+    fmt = FixedPointFormat(cfg.activation_bits, frac, rounding=cfg.rounding)
+    return int(fmt.to_int(torch.tensor([float(theta)]))[0])
 
 
 def stacked(model: EngineModel, name: str, side: str) -> IntMatrix:
@@ -303,6 +391,11 @@ def _skip_sum(op: SkipSumOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
 def _lstm(op: LSTMOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
     ys, fy = dp.lstm(op, [x], fx)
     return ys[0], fy
+
+
+@register(DATAPATH, "delta_lstm")
+def _delta_lstm(op: DeltaLSTMOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
+    return dp.delta_lstm(op, x, fx)
 
 
 @register(DATAPATH, "linear")

@@ -34,6 +34,7 @@ from asr.compress.quantize import frac_for_range, partition_max_abs
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
 from asr.config_errors import ConfigError
 from asr.models.graph import InferenceGraph, graph_parameters
+from asr.models.ops import kind_of
 from hw.activation_unit import ActivationUnit, build_activation_unit
 from hw.config import EngineConfig
 
@@ -265,6 +266,7 @@ def compile_model(artifact: Artifact, cfg: EngineConfig,
                        segments=min(cfg.activation_unit.segments, 1 << bits))
         cfg = replace(cfg, activation_bits=bits, activation_unit=unit)
     graph = artifact.graph
+    check_delta_model(graph, cfg)
     bank_size = artifact.compress.prune.bank_size
     notes: list[str] = []
     matrices: dict[str, IntMatrix] = {}
@@ -282,4 +284,16 @@ def compile_model(artifact: Artifact, cfg: EngineConfig,
                                        cfg.rounding) for fn in ("sigmoid", "tanh")}
     return EngineModel(cfg, graph, matrices, biases, formats, units,
                        list(artifact.vocab_tokens), dict(artifact.features),
-                       notes, None if activation_format is None else activation_format.frac)
+                       notes, cfg.activation_frac if activation_format is None
+                       else activation_format.frac)
+
+
+def check_delta_model(graph: InferenceGraph, cfg: EngineConfig) -> None:
+    """A delta engine (``skip_zero_deltas``) runs delta LSTM layers: a model without one is an
+    error naming the model it needs. (A delta model on another engine runs: the datapath
+    honours its thresholds, and the engine reads every column every frame.)"""
+    if cfg.skip_zero_deltas and not any(kind_of(op) == "delta_lstm" for op in graph.ops):
+        raise ConfigError(f"hw.skip_zero_deltas: engine {cfg.name!r} is a delta engine and "
+                          f"needs a delta model (model=delta_lstm: delta_lstm layers); this "
+                          f"artifact's model is {graph.model_type!r} with layers "
+                          f"{sorted({kind_of(op) for op in graph.ops})}")

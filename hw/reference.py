@@ -2,9 +2,10 @@
 
 Slow and obviously right, it exists to prove :mod:`hw.functional` bit-exact: it walks each
 matrix's stored entries in the engine's order (CSC: PE by PE, column by column, following the
-relative row indices through the padding; CSB: row by row, bank by bank; dense: every weight),
-decodes each code (codebook table, alignment shift), multiplies, and adds the product into the
-row's accumulator with a wrap-around after every addition. Rounding, saturation and the
+relative row indices through the padding; CSB: row by row, bank by bank; dense: every weight;
+a delta LSTM: only the columns of non-zero deltas), decodes each code (codebook table,
+alignment shift), multiplies, and adds the product into the row's accumulator with a
+wrap-around after every addition. Rounding, saturation and the
 activation-unit look-ups are written out for one value at a time. Nothing here is shared with
 the vectorized path except the ROM contents of the activation units and the formats (and the op
 registry of :mod:`asr.models.ops`, where each op kind's reference registers under backend
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 import torch
 
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.graph import Conv1dOp, DeltaLSTMOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
 from hw.activation_unit import ActivationUnit
 from hw.arith import EventCounter
@@ -113,6 +114,7 @@ class ReferenceEngine:
         self.events = EventCounter()
         self.skip: tuple[list[Vector], int] | None = None
         self._weights: dict[str, list[tuple[int, int, int]]] = {}
+        self._columns: dict[str, dict[int, list[tuple[int, int]]]] = {}
         self._tables = {fn: unit.table.tolist() for fn, unit in model.units.items()}
 
     def lookup(self, function: str, q: int) -> int:
@@ -243,6 +245,110 @@ class ReferenceEngine:
         return outputs, fy
 
 
+    def threshold(self, op: DeltaLSTMOp, side: str, frac: int) -> int:
+        """A delta threshold as a code of the signal's format: ``theta * 2**frac`` (an exact
+        binary fraction) rounded as every narrowing is, then saturated."""
+        theta = getattr(self.cfg, f"theta_{side}")
+        theta = getattr(op, f"theta_{side}") if theta is None else theta
+        num, den = float(theta * 2.0 ** frac).as_integer_ratio()
+        q = shift_round_int(num, den.bit_length() - 1, self.cfg.rounding)
+        return fit_int(q, self.cfg.activation_bits, saturate=True)[0]
+
+    def send(self, layer: str, x: Vector, memory: Vector, theta: int) -> Vector:
+        """The deltas sent for ``x`` one value at a time; ``memory`` is updated in place."""
+        bits = self.cfg.activation_bits
+        out = []
+        for k, (v, last) in enumerate(zip(x, memory)):
+            change = v - last
+            d = self._narrow(layer, change if abs(change) >= theta else 0, 0, 0)
+            memory[k] = fit_int(last + d, bits, saturate=False)[0]
+            out.append(d)
+        return out
+
+    def column_products(self, mat: IntMatrix, d: Vector, layer: str) -> Vector:
+        """A delta product: only the columns of non-zero deltas are read; within a column,
+        its stored entries in storage order, each addition wrapped to the accumulator."""
+        if mat.name not in self._columns:
+            by_col: dict[int, list[tuple[int, int]]] = {}
+            for row, col, w in decoded_weights(mat):
+                by_col.setdefault(col, []).append((row, w))
+            self._columns[mat.name] = by_col
+        rows = mat.shape[0]
+        acc, exact = [0] * rows, [0] * rows
+        for col, dv in enumerate(d):
+            if dv == 0:
+                continue
+            for row, w in self._columns[mat.name].get(col, []):
+                p = w * dv
+                acc[row] = fit_int(acc[row] + p, self.cfg.accumulator_bits, saturate=False)[0]
+                exact[row] += p
+        for row in range(rows):
+            over = fit_int(exact[row], self.cfg.accumulator_bits, saturate=False)[1]
+            self.events.add(layer, "accumulator_overflow", int(over))
+        return acc
+
+    def delta_lstm(self, op: DeltaLSTMOp, xs: list[Vector], fx: int
+                   ) -> tuple[list[Vector], int]:
+        m, name = self.m, op.name
+        hidden = op.W_ix.shape[0]
+        proj = m.matrices.get(f"{name}.W_ym")
+        fm = m.signal(f"{name}.m")
+        fy = m.signal(name) if proj is not None else fm
+        fc, unit_in, fg = m.signal(f"{name}.c"), m.unit_in_frac, m.gate_frac
+        tx, th = self.threshold(op, "x", fx), self.threshold(op, "h", fy)
+        gates = "ifco"
+        wx = [m.matrices[f"{name}.W_{g}x"] for g in gates]
+        wr = [m.matrices[f"{name}.W_{g}r"] for g in gates]
+        bias = [[v.tolist() for v in m.biases[f"{name}.b_{g}"]] for g in gates]
+        # M's fractional length per row: the largest of its terms', capped at guard_bits
+        # beyond the gate input
+        fracs = [[min(max(wx[k].frac.tolist()[r] + fx, wr[k].frac.tolist()[r] + fy,
+                          bias[k][1][r]), unit_in + self.cfg.guard_bits)
+                  for r in range(hidden)] for k in range(4)]
+        acc = [[self._wrap(f"{name}.gates", shift_round_int(bias[k][0][r],
+                                                            bias[k][1][r] - fracs[k][r],
+                                                            self.cfg.rounding))
+                for r in range(hidden)] for k in range(4)]
+        x_hat = [0] * len(xs[0]) if xs else []
+        dxs = [self.send(f"{name}.dx", x, x_hat, tx) for x in xs]
+        c = [0] * hidden
+        y = [0] * (proj.shape[0] if proj is not None else hidden)
+        y_hat = [0] * len(y)
+        outputs = []
+        for dx in dxs:
+            dy = self.send(f"{name}.dh", y, y_hat, th)
+            for k in range(4):
+                ax = self.column_products(wx[k], dx, f"{name}.W_x")
+                ar = self.column_products(wr[k], dy, f"{name}.W_r")
+                fxr, frr = wx[k].frac.tolist(), wr[k].frac.tolist()
+                for r in range(hidden):
+                    f = fracs[k][r]
+                    total = (acc[k][r] + shift_round_int(ax[r], fxr[r] + fx - f, self.cfg.rounding)
+                             + shift_round_int(ar[r], frr[r] + fy - f, self.cfg.rounding))
+                    acc[k][r] = self._wrap(f"{name}.gates", total)
+            g = {}
+            for k, fn in zip(range(4), ("sigmoid", "sigmoid", "tanh", "sigmoid")):
+                g[gates[k]] = [self.lookup(fn, self._narrow(f"{name}.gates", acc[k][r],
+                                                            fracs[k][r], unit_in))
+                               for r in range(hidden)]
+            mo = []
+            for r in range(hidden):
+                s, f = self.combine(f"{name}.c", [(g["f"][r] * c[r], fg + fc),
+                                                  (g["i"][r] * g["c"][r], 2 * fg)], fc)
+                c[r] = self._narrow(f"{name}.c", s, f, fc)
+            for r in range(hidden):
+                h = self.lookup("tanh", self._narrow(f"{name}.tanh_in", c[r], fc, unit_in))
+                mo.append(self._narrow(f"{name}.m", g["o"][r] * h, 2 * fg, fm))
+            if proj is not None:
+                a = self.spmv(proj, mo, proj.name)
+                pf = proj.frac.tolist()
+                y = [self._narrow(name, a[r], pf[r] + fm, fy) for r in range(len(a))]
+            else:
+                y = mo
+            outputs.append(list(y))
+        return outputs, fy
+
+
 # The reference backend: ``impl(op, ref: ReferenceEngine, xs, fx) -> (outputs, frac)``, one
 # vector per frame.
 
@@ -284,6 +390,12 @@ def _skip_sum(op: SkipSumOp, ref: ReferenceEngine, xs: list[Vector], fx: int
 def _lstm(op: LSTMOp, ref: ReferenceEngine, xs: list[Vector], fx: int
           ) -> tuple[list[Vector], int]:
     return ref.lstm(op, xs, fx)
+
+
+@register(REFERENCE, "delta_lstm")
+def _delta_lstm(op: DeltaLSTMOp, ref: ReferenceEngine, xs: list[Vector], fx: int
+                ) -> tuple[list[Vector], int]:
+    return ref.delta_lstm(op, xs, fx)
 
 
 @register(REFERENCE, "linear")

@@ -11,6 +11,10 @@ Every sparse matrix-vector product is timed from this model's real sparsity patt
 - ``csb`` engines (BBS) give a PE one whole row at a time with one multiplier per bank:
   ``ceil(banks / macs_per_pe) * per_bank`` cycles per row, rows interleaved over the PEs.
 - dense matrices are processed the same way with every weight stored.
+- delta engines (``skip_zero_deltas``: Spartus, EdgeDRNN) fetch only the columns of a delta
+  LSTM's non-zero input/hidden deltas, ``mac_arrays`` at a time (:func:`delta_timing`), so
+  their cycles differ frame by frame: :meth:`FrameTiming.cycles_per_frame` gives them, and
+  :func:`cycle_distribution` their mean, p50, p99 and maximum.
 
 Then ``pipeline_depth`` cycles of fill/drain per product; weights that do not fit on chip (see
 :meth:`EngineConfig <hw.config.EngineConfig>`'s placement) stream from DDR every time step and
@@ -30,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
-from asr.models.graph import Conv1dOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
+from asr.models.graph import Conv1dOp, DeltaLSTMOp, GatedResidualOp, LinearOp, LSTMOp, SkipSumOp
 from asr.models.ops import dispatch, register
 from asr.tables import markdown_table
 from hw.config import EngineConfig
@@ -60,6 +64,9 @@ class MatrixTiming:
     imbalance: float     # busiest PE / mean PE
     compute_us: float
     total_us: float
+    frame_cycles: list[float] | None = None   # per frame, when the data decides (else None)
+    read_bytes: float | None = None     # stored bytes read per frame (None: all of them)
+    columns_read: float | None = None   # input columns read per frame (None: all of them)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -152,14 +159,86 @@ def matrix_timing(mat: IntMatrix, cfg: EngineConfig, on_chip: bool,
                 else float((active.astype(np.float64) @ work.sum(axis=0)).mean()))
     compute += cfg.pipeline_depth
     load = 0.0 if on_chip else mat.bytes / (cfg.ddr_gbps * 1e9) * cfg.clock_hz
-    cycles = max(compute, load)
+    per_frame = None
+    if active is not None and cfg.sparse_format != "csb":   # csb rows skip no columns
+        per_frame = np.maximum(cyc + cfg.pipeline_depth, load)
+        cycles = float(per_frame.mean())
+    else:
+        cycles = max(compute, load)
     useful = mat.nnz if active is None else mat.nnz * float(active.mean())
     us = 1e6 / cfg.clock_hz
     return MatrixTiming(
         mat.name, mat.layer_type, (rows, cols), mat.nnz / max(1, rows * cols), mat.entries,
         mat.bytes, on_chip, compute, load, cycles, int(round(macs)), int(round(useful)),
         [float(b) for b in busy_mean], useful / max(1.0, cfg.multipliers * compute),
-        float(busy_mean.max() / max(1e-9, busy_mean.mean())), compute * us, cycles * us)
+        float(busy_mean.max() / max(1e-9, busy_mean.mean())), compute * us, cycles * us,
+        None if per_frame is None else per_frame.tolist())
+
+
+def delta_column_cycles(per_col: np.ndarray, active: np.ndarray, arrays: int) -> np.ndarray:
+    """Compute cycles per frame of a delta engine: the non-zero delta columns of a frame
+    (``active``, ``(frames, cols)``) are dealt in turn to ``arrays`` MAC arrays, column ``j``
+    costing its array ``per_col[j]`` cycles; the frame ends when the busiest array does."""
+    rank = np.cumsum(active, axis=1) - 1
+    cost = active * per_col[None, :]
+    per_array = [np.where(rank % arrays == a, cost, 0.0).sum(axis=1) for a in range(arrays)]
+    return np.max(per_array, axis=0)
+
+
+def delta_timing(name: str, mats: list[IntMatrix], cfg: EngineConfig, on_chip: bool,
+                 active: np.ndarray | None) -> MatrixTiming:
+    """A delta LSTM's gate products on a delta engine (``skip_zero_deltas``), as one product
+    of the stacked ``[W_x | W_r]`` (``4*hidden x (inputs + outputs)``) by the concatenated
+    deltas ``[dx_t, dh_{t-1}]``. Only the columns of non-zero deltas are fetched; each goes to
+    one MAC array, whose ``num_pes`` PEs hold interleaved rows (the gate matrices' CSC over
+    ``num_pes``) and work on it in step: ``max(1, max_p ceil(entries[p, j] / macs_per_pe))``
+    cycles (a column-balanced matrix gives every PE the same count). ``active`` is the
+    ``(frames, cols)`` non-zero-delta mask; None takes every delta as non-zero (the worst
+    case). Weights that are not on chip stream the active columns' entries from DDR."""
+    x_mats = [m for m in mats if m.name.rsplit(".", 1)[1].endswith("x")]
+    r_mats = [m for m in mats if not m.name.rsplit(".", 1)[1].endswith("x")]
+    work = np.concatenate([sum(pe_column_work(m, cfg) for m in x_mats),
+                           sum(pe_column_work(m, cfg) for m in r_mats)], axis=1)   # (P, C)
+    per_col = np.maximum(1.0, np.ceil(work / cfg.macs_per_pe).max(axis=0))
+    cols = work.shape[1]
+    act = np.ones((1, cols), dtype=bool) if active is None else active.astype(bool)
+    act_f = act.astype(np.float64)
+    compute = delta_column_cycles(per_col, act_f, cfg.mac_arrays) + cfg.pipeline_depth
+    entries = np.concatenate([sum(_column_entries(m) for m in x_mats),
+                              sum(_column_entries(m) for m in r_mats)])
+    nnz = np.concatenate([sum(_column_nnz(m) for m in x_mats),
+                          sum(_column_nnz(m) for m in r_mats)])
+    entry_bits = mats[0].entry_bits
+    read_bytes = act_f @ entries * entry_bits / 8           # per frame
+    load = np.zeros(len(act)) if on_chip else read_bytes / (cfg.ddr_gbps * 1e9) * cfg.clock_hz
+    per_frame = np.maximum(compute, load)
+    macs = float((act_f @ work.sum(axis=0)).mean())
+    useful = float((act_f @ nnz).mean())
+    busy = (act_f @ np.ceil(work / cfg.macs_per_pe).T).mean(axis=0)   # per PE, all arrays
+    rows = sum(m.shape[0] for m in x_mats)
+    total_nnz = sum(m.nnz for m in mats)
+    cycles = float(per_frame.mean())
+    us = 1e6 / cfg.clock_hz
+    return MatrixTiming(
+        name, mats[0].layer_type, (rows, cols), total_nnz / max(1, rows * cols),
+        sum(m.entries for m in mats), sum(m.bytes for m in mats), on_chip,
+        float(compute.mean()), float(load.mean()), cycles, int(round(macs)), int(round(useful)),
+        [float(b) for b in busy], useful / max(1.0, cfg.multipliers * float(compute.mean())),
+        float(busy.max() / max(1e-9, busy.mean())), float(compute.mean()) * us, cycles * us,
+        per_frame.tolist() if active is not None else None, float(read_bytes.mean()),
+        float(act_f.sum(axis=1).mean()))
+
+
+def _column_entries(mat: IntMatrix) -> np.ndarray:
+    """Stored entries per column (padding included; every weight when stored dense)."""
+    if isinstance(mat.storage, CSCMatrix):
+        return mat.storage.col_counts.numpy().sum(axis=0).astype(np.float64)
+    return np.full(mat.shape[1], float(mat.shape[0]))
+
+
+def _column_nnz(mat: IntMatrix) -> np.ndarray:
+    kept = mat.mask if mat.mask is not None else mat.weights != 0
+    return kept.sum(dim=0).numpy().astype(np.float64)
 
 
 @dataclass
@@ -190,6 +269,15 @@ class FrameTiming:
     def latency_us(self) -> float:
         return self.cycles / self.clock_hz * 1e6
 
+    def cycles_per_frame(self) -> np.ndarray:
+        """Every frame's cycles: the products' per-frame figures where the data decides them
+        (engines that skip zero activations or deltas), else one value for every frame."""
+        total: np.ndarray | float = sum(e.cycles for e in self.elementwise)
+        for m in self.matrices:
+            total = total + (np.asarray(m.frame_cycles) if m.frame_cycles is not None
+                             else m.cycles)
+        return np.atleast_1d(np.asarray(total, dtype=np.float64))
+
     @property
     def ops(self) -> int:
         """Operations (a multiply and an add per kept weight) of one frame."""
@@ -206,10 +294,28 @@ class FrameTiming:
 
     def as_dict(self) -> dict:
         return {"cycles": self.cycles, "latency_us": self.latency_us, "ops": self.ops,
+                "cycles_per_frame": cycle_distribution(self.cycles_per_frame(), self.clock_hz),
                 "dense_ops": self.dense_ops, "gops": self.gops(), "gops_dense": self.gops(True),
                 "channels": self.channels,
                 "matrices": [m.as_dict() for m in self.matrices],
                 "elementwise": [asdict(e) for e in self.elementwise]}
+
+
+def cycle_distribution(cycles: np.ndarray, clock_hz: float) -> dict[str, float]:
+    """Mean, median, 99th percentile and maximum of per-frame cycles, in cycles and us."""
+    c = np.asarray(cycles, dtype=np.float64)
+    stats = {"frames": int(c.size), "mean": float(c.mean()), "p50": float(np.percentile(c, 50)),
+             "p99": float(np.percentile(c, 99)), "max": float(c.max())}
+    return {**stats, **{f"{k}_us": stats[k] / clock_hz * 1e6
+                        for k in ("mean", "p50", "p99", "max")}}
+
+
+def format_distribution(d: dict[str, float]) -> str:
+    """One line: cycles per frame as mean, p50, p99 and max (and in us)."""
+    return (f"cycles per frame over {d['frames']} frame(s): mean {d['mean']:.1f}, "
+            f"p50 {d['p50']:.0f}, p99 {d['p99']:.0f}, max {d['max']:.0f} "
+            f"({d['mean_us']:.3f} / {d['p50_us']:.3f} / {d['p99_us']:.3f} / "
+            f"{d['max_us']:.3f} us)")
 
 
 def _elementwise(cfg: EngineConfig, name: str, kind: str, cells: int) -> Elementwise:
@@ -239,9 +345,26 @@ class FrameTimer:
             self.timings.append(matrix_timing(mat, self.cfg, self.onchip[name],
                                               self.activity.get(name) if self.skip else None))
 
-    def stage(self, name: str, kind: str, cells: int) -> None:
-        """An element-wise stage (``include`` filters these once the frame is complete)."""
-        self.elementwise.append(_elementwise(self.cfg, name, kind, cells))
+    def delta_product(self, op: DeltaLSTMOp) -> None:
+        """A delta LSTM's gate products on a delta engine (see :func:`delta_timing`)."""
+        names = [f"{op.name}.{n}" for n in op.GATE_MATRICES]
+        if self.include is not None and not any(n in self.include for n in names):
+            return
+        active = None
+        if self.activity is not None and f"{op.name}.dx" in self.activity:
+            active = np.concatenate([self.activity[f"{op.name}.dx"],
+                                     self.activity[f"{op.name}.dh"]], axis=1)
+        self.timings.append(delta_timing(
+            f"{op.name}.W_x|W_r", [self.model.matrices[n] for n in names], self.cfg,
+            all(self.onchip[n] for n in names), active))
+
+    def stage(self, name: str, kind: str, cells: int, cycles: float | None = None) -> None:
+        """An element-wise stage (``include`` filters these once the frame is complete);
+        ``cycles`` overrides the lanes' figure (0: overlapped with the products)."""
+        stage = _elementwise(self.cfg, name, kind, cells)
+        if cycles is not None:
+            stage.cycles = cycles
+        self.elementwise.append(stage)
 
     def frame(self) -> FrameTiming:
         elementwise = self.elementwise
@@ -274,6 +397,24 @@ def _skip_sum_timing(op: SkipSumOp, timer: FrameTimer) -> None:
 def _lstm_timing(op: LSTMOp, timer: FrameTimer) -> None:
     for n in op.GATE_MATRICES:
         timer.product(f"{op.name}.{n}")
+    timer.stage(f"{op.name}.elementwise", "lstm", op.W_ix.shape[0])
+    if op.W_ym is not None:
+        timer.product(f"{op.name}.W_ym")
+
+
+@register(TIMING, "delta_lstm")
+def _delta_lstm_timing(op: DeltaLSTMOp, timer: FrameTimer) -> None:
+    """On a delta engine, only non-zero delta columns are read; the delta units compare every
+    input and output against its memory as the columns are scanned, overlapped with the
+    products (0 cycles of their own; their work counts in energy). On another engine the
+    layer is an LSTM on ``x_hat``/``y_hat``: every column, every frame."""
+    if not timer.cfg.skip_zero_deltas:
+        _lstm_timing(op, timer)
+        return
+    timer.delta_product(op)
+    inputs = op.W_ix.shape[1]
+    outputs = op.W_ym.shape[0] if op.W_ym is not None else op.W_ix.shape[0]
+    timer.stage(f"{op.name}.deltas", "delta", inputs + outputs, cycles=0.0)
     timer.stage(f"{op.name}.elementwise", "lstm", op.W_ix.shape[0])
     if op.W_ym is not None:
         timer.product(f"{op.name}.W_ym")

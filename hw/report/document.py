@@ -24,6 +24,8 @@ SUMMARY_COLUMNS = (
     ("density %", "density", "pct1"), ("weight bits", "weight_bits", "{}"),
     ("WER %", "wer", "pct2"), ("CER %", "cer", "pct2"), ("us/frame", "latency_per_frame_us",
                                                          "{:.2f}"),
+    ("p99 us/frame", "latency_p99_us", "{:.2f}"), ("temporal sparsity %", "temporal_sparsity",
+                                                   "pct1"),
     ("ms/utt", "latency_ms", "{:.3f}"), ("RTF", "rtf", "{:.2e}"),
     ("x real time", "throughput_x_realtime", "{:,.0f}"), ("GOP/s", "gops", "{:.1f}"),
     ("uJ/utt", "uj_per_utterance", "{:.1f}"), ("uJ/audio s", "uj_per_audio_second", "{:.1f}"),
@@ -33,8 +35,8 @@ SUMMARY_COLUMNS = (
     ("vs float32", "compression_ratio", "{:.1f}x"))
 # report.json's layout: rows and points with numbers as numbers (2: energy split into dynamic
 # and per-channel static power, saturation and accumulator overflow counts, the timing table
-# as records).
-REPORT_SCHEMA_VERSION = 2
+# as records; 3: rows carry latency_p99_us and temporal_sparsity).
+REPORT_SCHEMA_VERSION = 3
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -101,7 +103,7 @@ def _channels_note(rows: list[dict[str, Any]]) -> str:
 
 def summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return ([h for h, _, _ in SUMMARY_COLUMNS],
-            # .get: a point cached by an older version may lack a newer column
+            # .get: points cached by an older version lack the newer columns
             [[_cell(r.get(k), f) for _, k, f in SUMMARY_COLUMNS] for r in rows])
 
 

@@ -1,5 +1,7 @@
 """The report's figures (PNG, matplotlib Agg): WER against density and bit width, energy against
-WER with the Pareto front, per-layer SQNR and per-PE utilization. Each function returns the
+WER with the Pareto front, per-layer SQNR and per-PE utilization; with delta models, their
+threshold sweep against temporal sparsity and latency against WER beside the other engines.
+Each function returns the
 file it wrote, or None when the rows hold nothing to plot."""
 
 from __future__ import annotations
@@ -74,13 +76,16 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i])
 
 
-def energy_against_wer(rows: list[dict], path: Path, decoder: str) -> Path | None:
-    """Energy per second of audio against WER for every engine row; the Pareto front marked."""
+def energy_against_wer(rows: list[dict], path: Path, decoder: str,
+                       key: str = "uj_per_audio_second",
+                       xlabel: str = "energy per second of audio (uJ, log)") -> Path | None:
+    """Energy per second of audio (or ``key``) against WER for every engine row; the Pareto
+    front marked."""
     engine = [r for r in rows if r["kind"] == "engine" and r["decoder"] == decoder]
     if not engine:
         return None
     colors, markers = _styles(engine)
-    pts = [(r["uj_per_audio_second"], 100 * r["wer"]) for r in engine]
+    pts = [(r[key], 100 * r["wer"]) for r in engine]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for r, (x, y) in zip(engine, pts):
         ax.scatter(x, y, color=colors[r["model"]], marker=markers[r["engine"]], zorder=3)
@@ -94,10 +99,45 @@ def energy_against_wer(rows: list[dict], path: Path, decoder: str) -> Path | Non
     for eng, m in markers.items():
         ax.scatter([], [], color="grey", marker=m, label=eng)
     ax.set_xscale("log")
-    ax.set_xlabel("energy per second of audio (uJ, log)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"WER % ({decoder})")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _delta_rows(rows: list[dict], decoder: str) -> list[dict]:
+    """Engine rows of delta models (those with a measured temporal sparsity)."""
+    return [r for r in rows if r["kind"] == "engine" and r["decoder"] == decoder
+            and r.get("temporal_sparsity") is not None]
+
+
+def delta_sweep(rows: list[dict], path: Path, decoder: str) -> Path | None:
+    """Delta engine rows (a sweep of the thresholds, ``hw.theta_x``/``hw.theta_h``): WER, mean
+    and p99 latency per frame, and energy per second of audio against temporal sparsity."""
+    delta = _delta_rows(rows, decoder)
+    if not delta:
+        return None
+    colors, markers = _styles(delta)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for (model, eng) in sorted({(r["model"], r["engine"]) for r in delta}):
+        pts = sorted((100 * r["temporal_sparsity"], r) for r in delta
+                     if r["model"] == model and r["engine"] == eng)
+        x = [p for p, _ in pts]
+        style = {"color": colors[model], "marker": markers[eng]}
+        axes[0].plot(x, [100 * r["wer"] for _, r in pts], **style, label=f"{model} on {eng}")
+        axes[1].plot(x, [r["latency_per_frame_us"] for _, r in pts], **style,
+                     label=f"{model} on {eng}: mean")
+        axes[1].plot(x, [r["latency_p99_us"] for _, r in pts], **style, linestyle="--",
+                     label=f"{model} on {eng}: p99")
+        axes[2].plot(x, [r["uj_per_audio_second"] for _, r in pts], **style)
+    for ax, label in zip(axes, (f"WER % ({decoder})", "latency per frame (us)",
+                                "energy per second of audio (uJ)")):
+        ax.set_xlabel("temporal sparsity % (zero deltas)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -157,6 +197,14 @@ def all_plots(rows: list[dict], points: list[dict[str, Any]], out: Path, decoder
          "Engine WER against weight bit width"),
         (energy_against_wer(rows, out / "energy_vs_wer.png", decoder),
          "Energy per second of audio against WER (circled: the Pareto front)"),
+        (delta_sweep(rows, out / "delta_sweep.png", decoder),
+         "Delta engine: WER, mean and p99 latency per frame, and energy against temporal "
+         "sparsity (the thresholds swept)"),
+        (energy_against_wer(rows, out / "latency_vs_wer.png", decoder, "latency_per_frame_us",
+                            "mean latency per frame (us, log)")
+         if _delta_rows(rows, decoder) else None,
+         "Mean latency per frame against WER, delta and the other engines on the same axes "
+         "(circled: the Pareto front)"),
         (layer_sqnr([(m, f"{m} on {p['hw']} ({p['compress']})", d["layers"])
                      for p, m, d in firsts], out / "layer_sqnr.png"),
          "Per-layer SQNR of the engine's fixed point against the float graph"),

@@ -46,7 +46,8 @@ log = logging.getLogger("asr-hw report")
 RESULT = "result.json"
 # The columns of every row, in the report's order (None where a kind has no such figure).
 ROW_FIELDS = ("model", "kind", "engine", "compress", "decoder", "density", "weight_bits", "wer",
-              "cer", "utterances", "latency_per_frame_us", "latency_ms", "rtf",
+              "cer", "utterances", "latency_per_frame_us", "latency_p99_us",
+              "temporal_sparsity", "latency_ms", "rtf",
               "throughput_x_realtime", "gops", "uj_per_utterance", "uj_per_audio_second",
               "power_w", "dynamic_power_w", "static_power_w", "channels", "storage_bytes",
               "compression_ratio", "saturations", "accumulator_overflows", "point")
