@@ -204,7 +204,12 @@ def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
         return mat
     full = torch.ones_like(mat.codes, dtype=torch.bool)
     if cfg.sparse_format == "csc":
-        storage = encode_csc(mat.codes, cfg.num_pes, cfg.index_bits, full)
+        # rows padded to a multiple of the PEs with rows that store nothing (the timing model
+        # gives the last PEs one row fewer)
+        pad = -mat.shape[0] % cfg.num_pes
+        codes = torch.cat([mat.codes, torch.zeros(pad, mat.shape[1], dtype=mat.codes.dtype)])
+        mask = torch.cat([full, torch.zeros(pad, mat.shape[1], dtype=torch.bool)])
+        storage = encode_csc(codes, cfg.num_pes, cfg.index_bits, mask)
     else:
         storage = encode_csb(mat.codes, full, 1, mat.name)
     return replace(mat, storage=storage, index_bits=storage.index_bits, _cache={})
@@ -562,8 +567,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 
 
 def _render_csc() -> str:
-    return """  // csc: column broadcast into per-PE activation queues; each queued column carries the
-  // PE's pointers (read as it is broadcast), so that columns with no entries for a PE pass
+    return """  // csc: column broadcast into per-PE activation queues; each queued column carries
+  // the PE's pointers (read as it is broadcast), so that columns with no entries for a PE pass
   // through it without costing a cycle
   integer bj;
   integer qe0 [0:P*D-1];
