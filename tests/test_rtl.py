@@ -92,8 +92,8 @@ def test_tiny_engine_cosimulates_bit_and_cycle_exact(kind, cache, tmp_path):
 @requires_verilator
 def test_asr_hw_rtl_and_cosim_commands(cache, tmp_path, capsys):
     art, _ = tiny("ese")
-    art.features = {**art.features, "kind": "fbank", "n_mels": 16, "stack": 1, "subsample": 1,
-                    "normalize": "utterance"}
+    art.features = {**art.features, "kind": "fbank", "n_mels": 16, "n_mfcc": 13, "stack": 1,
+                    "subsample": 1, "normalize": "utterance"}
     model_path = save_artifact(tmp_path / "tiny.model", art)
     wav = tmp_path / "a.wav"
     sf.write(wav, 0.3 * np.sin(np.arange(800) * 0.05), 16000)
