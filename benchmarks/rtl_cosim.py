@@ -9,6 +9,7 @@ with each engine's preset and run on random features.
 
     python benchmarks/rtl_cosim.py [--frames 20]
     python benchmarks/rtl_cosim.py --ese-model ESE.model --bbs-model BBS.model --audio A.flac ...
+    python benchmarks/rtl_cosim.py --ese-layer     # ESE's layer: RTL times beside ESE's table
 """
 
 from __future__ import annotations
@@ -34,6 +35,34 @@ from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import generate_rtl
+from hw.validation import ESE_TABLE, ese_shaped_artifact
+
+
+def ese_layer(cache: Path | None, frames: int) -> None:
+    """ESE's layer (153 inputs, 1024 cells, projection 512) on the ``ese`` engine: each
+    matrix's RTL time per frame beside the model's and ESE's published total."""
+    model = compile_model(ese_shaped_artifact(compress_preset("ese")), load_engine("ese"))
+    clock = model.cfg.clock_mhz
+    with tempfile.TemporaryDirectory() as tmp:
+        design = generate_rtl(model, Path(tmp))
+        t0 = time.perf_counter()
+        binary = build(design, cache or default_cache())
+        build_s = time.perf_counter() - t0
+        torch.manual_seed(1)
+        r = cosimulate(model, design, binary, torch.randn(frames, 153) * 2, "random")
+    rows = []
+    for ph in r.phases:
+        key = ph["name"].rsplit(".", 1)[1]
+        ese = ESE_TABLE.get(key)
+        rtl = ph["rtl_cycles"][0]
+        rows.append([ph["name"], rtl, ph["model_cycles"], f"{rtl / clock:.2f}",
+                     "" if ese is None else f"{ese[2]}"])
+    print(markdown_table(["phase", "RTL cycles", "model cycles", "RTL us", "ESE total us"],
+                         rows))
+    print(f"bit-exact {'yes' if r.bit_exact else 'NO'} over {r.frames} frames; RTL "
+          f"{r.rtl_cycles / r.frames:.1f} cycles a frame ({r.rtl_cycles / r.frames / clock:.2f}"
+          f" us), model {r.model_cycles / r.frames:.1f}; {r.sim_cycles / r.sim_seconds:,.0f} "
+          f"simulated cycles/s; build {build_s:.0f} s")
 
 
 def random_artifact(preset: str, inputs: int):
@@ -60,7 +89,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20, help="random features' frames")
     parser.add_argument("--inputs", type=int, default=128)
     parser.add_argument("--cache", default=None)
+    parser.add_argument("--ese-layer", action="store_true",
+                        help="co-simulate ESE's layer on the ese engine instead")
     args = parser.parse_args()
+    if args.ese_layer:
+        ese_layer(Path(args.cache) if args.cache else None, min(args.frames, 3))
+        return
     rows = []
     for preset, path in (("ese", args.ese_model), ("bbs", args.bbs_model)):
         art = read_artifact(path) if path else random_artifact(preset, args.inputs)

@@ -619,6 +619,10 @@ def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
     logic signed [63:0] wv, xv;
     logic found_q [0:P-1];
     integer fslot [0:P-1];
+    // every temporary assigned on every path (no latches)
+    found = 1'b0; take = 1'b0; fk = 0; slot = 0; base = 0; lim = 0; r = 0; idx = 0; rel = 0;
+    x = '0; wd = '0; wv = 64'sd0; xv = 64'sd0;
+    for (integer p = 0; p < P; p++) begin found_q[p] = 1'b0; fslot[p] = 0; end
     inprod = run && kind == KIND_PRODUCT;
     all_ok = 1'b1;
     bx = '0;
@@ -697,6 +701,9 @@ def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
     logic [EBMAX-1:0] wd;
     logic signed [AB-1:0] x;
     logic signed [63:0] wv, xv, sum;
+    // every temporary assigned on every path (no latches)
+    row = 0; bank = 0; idx = 0; pos = 0; wd = '0; x = '0; wv = 64'sd0; xv = 64'sd0;
+    sum = 64'sd0;
     idle = rl >= cur_rpe || cur_k == 0;
     first = rnd == 0 && kk == 0;
     last = rnd == cur_rounds - 1 && kk == cur_k - 1;
