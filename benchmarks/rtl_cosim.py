@@ -41,7 +41,10 @@ from hw.validation import ESE_TABLE, ese_shaped_artifact
 def ese_layer(cache: Path | None, frames: int) -> None:
     """ESE's layer (153 inputs, 1024 cells, projection 512) on the ``ese`` engine: each
     matrix's RTL time per frame beside the model's and ESE's published total."""
-    model = compile_model(ese_shaped_artifact(compress_preset("ese")), load_engine("ese"))
+    cfg = load_engine("ese")
+    # the layer is not calibrated: one activation format (Q4.11) for every signal
+    model = compile_model(ese_shaped_artifact(compress_preset("ese")), cfg,
+                          cfg.activation_format(11))
     clock = model.cfg.clock_mhz
     with tempfile.TemporaryDirectory() as tmp:
         design = generate_rtl(model, Path(tmp))
@@ -52,7 +55,7 @@ def ese_layer(cache: Path | None, frames: int) -> None:
         r = cosimulate(model, design, binary, torch.randn(frames, 153) * 2, "random")
     rows = []
     for ph in r.phases:
-        key = ph["name"].rsplit(".", 1)[1]
+        key = ph["name"].rsplit(".", 1)[-1]
         ese = ESE_TABLE.get(key)
         rtl = ph["rtl_cycles"][0]
         rows.append([ph["name"], rtl, ph["model_cycles"], f"{rtl / clock:.2f}",
