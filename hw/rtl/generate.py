@@ -9,10 +9,11 @@ The design is one sequential engine per sparse format, cycle for cycle what
   shifts and aligned biases the compiler derives from the artifact's formats are ROMs too
   (``const/``), so the SystemVerilog holds only shapes and widths.
 - ``csc`` (ESE): each cycle one column of the input vector is broadcast to every PE's
-  activation queue (``activation_queue_depth`` deep) when every queue has room; a PE pops one
-  column per cycle at most and spends ``max(1, ceil(entries / macs_per_pe))`` cycles on it,
-  decoding the relative row indices; each stored entry is one multiply-accumulate into the
-  row's ``accumulator_bits`` register (wrap-around).
+  activation queue (``activation_queue_depth`` deep) when every queue has room, with the PE's
+  column pointers; a free PE pops the columns it has no entries in, up to and including the
+  next one it has, and spends ``ceil(entries / macs_per_pe)`` cycles on that one, decoding
+  the relative row indices; each stored entry is one multiply-accumulate into the row's
+  ``accumulator_bits`` register (wrap-around).
 - ``csb`` (BBS): every PE takes one row at a time, ``macs_per_pe`` multipliers each on a
   bank, one stored entry per multiplier per cycle: ``ceil(banks / macs_per_pe) * per_bank``
   cycles a row.
@@ -120,19 +121,6 @@ class RtlDesign:
         path = Path(self.out_dir) / "rtl.json"
         path.write_text(json.dumps(asdict(self), indent=1))
         return path
-
-
-def load_design(out_dir: Path) -> RtlDesign:
-    path = Path(out_dir) / "rtl.json"
-    if not path.is_file():
-        raise RtlError(f"{path}: no generated design (run asr-hw rtl first)")
-    d = json.loads(path.read_text())
-    d["phases"] = [Phase(**p) for p in d["phases"]]
-    d["matrices"] = [MatrixPlan(**{**m, "pe_files": {int(k): v for k, v in m["pe_files"].items()},
-                                   "ptr_files": {int(k): v for k, v in m["ptr_files"].items()}})
-                     for m in d["matrices"]]
-    d["dumps"] = [tuple(x) for x in d["dumps"]]
-    return RtlDesign(**d)
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -904,8 +892,7 @@ def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> 
 """
 
 
-def render_testbench(layers: list[LayerPlan], dumps: list[tuple[str, str, int]], cfg:
-                     EngineConfig) -> str:
+def render_testbench(dumps: list[tuple[str, str, int]], cfg: EngineConfig) -> str:
     dump_lines = []
     for li, (_, arr, n) in enumerate(dumps):
         dump_lines.append(f'        $fwrite(fo, "L {li} %0d", frames_done);')
@@ -991,7 +978,7 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     dumps = [("input", "feat", input_dim)]
     dumps += [(ly.name, ly.y, ly.out_dim) for ly in layers]
     dumps.append((output["name"], "logits", output["rows"]))
-    tb = render_testbench(layers, dumps, model.cfg)
+    tb = render_testbench(dumps, model.cfg)
     (out_dir / "engine.sv").write_text(engine)
     (out_dir / "tb.sv").write_text(tb)
     digest = hashlib.sha256((engine + tb).encode()).hexdigest()[:16]
