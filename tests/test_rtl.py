@@ -21,7 +21,7 @@ from hw.cli import main as hw_main
 from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl import verilator
-from hw.rtl.cosim import build, cosimulate
+from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import RtlError, check_supported, generate_rtl
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,8 +72,10 @@ def tiny(kind: str):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("rtl_cache")
+def cache():
+    """The user's build cache: builds are keyed by a hash of the generated sources, so a
+    changed generator rebuilds and an unchanged one costs nothing on the next run."""
+    return default_cache()
 
 
 @requires_verilator

@@ -44,30 +44,31 @@ def build(design: RtlDesign, cache_dir: Path | None = None, jobs: int = 2) -> Pa
     if binary.is_file():
         return binary
     cmd = find_verilator()
-    obj = cache / "obj"
+    obj = cache / f"obj-{os.getpid()}"   # one per process: concurrent builds do not clash
     shutil.rmtree(obj, ignore_errors=True)
     obj.mkdir(parents=True)
     src = Path(design.out_dir)
-    for name in ("engine.sv", "tb.sv"):
-        (cache / name).write_text((src / name).read_text())
-    _run([*cmd, "--cc", "--exe", "--main", "--timing", "-Wno-fatal", "-Wno-lint",
-          "-Wno-style", "--top-module", "asr_tb", "--Mdir", str(obj), "-o", "Vasr_tb",
-          str(cache / "engine.sv"), str(cache / "tb.sv")], src)
-    for kind in ("fast", "slow"):   # satisfy the makefile's header rule: unused below
-        (obj / f"Vasr_tb__pch.h.{kind}.gch").touch()
-    lib = root / "lib"
-    for o in lib.glob("*.o"):
-        shutil.copy(o, obj / o.name)
-    # the wheel's launcher sets the C++ standard its makefile leaves out (coroutines: --timing)
-    env = {**os.environ, "CXXFLAGS": os.environ.get("CXXFLAGS", "--std=c++20")}
-    _run(["make", "-C", str(obj), "-f", "Vasr_tb.mk", f"-j{jobs}", "VK_PCH_I_FAST=",
-          "VK_PCH_I_SLOW=", "OPT_FAST=-O1", "OPT_SLOW=-O0"], src, env)
-    lib.mkdir(exist_ok=True)
-    for name in ("verilated.o", "verilated_timing.o", "verilated_threads.o"):
-        if (obj / name).is_file() and not (lib / name).is_file():
-            shutil.copy(obj / name, lib / name)
-    shutil.move(str(obj / "Vasr_tb"), binary)
-    shutil.rmtree(obj, ignore_errors=True)
+    try:
+        _run([*cmd, "--cc", "--exe", "--main", "--timing", "-Wno-fatal", "-Wno-lint",
+              "-Wno-style", "--top-module", "asr_tb", "--Mdir", str(obj), "-o", "Vasr_tb",
+              str(src / "engine.sv"), str(src / "tb.sv")], src)
+        for kind in ("fast", "slow"):   # satisfy the makefile's header rule: unused below
+            (obj / f"Vasr_tb__pch.h.{kind}.gch").touch()
+        lib = root / "lib"
+        for o in lib.glob("*.o"):
+            shutil.copy(o, obj / o.name)
+        # the wheel's launcher sets the C++ standard its makefile leaves out (coroutines: --timing)
+        env = {**os.environ, "CXXFLAGS": os.environ.get("CXXFLAGS", "--std=c++20")}
+        _run(["make", "-C", str(obj), "-f", "Vasr_tb.mk", f"-j{jobs}", "VK_PCH_I_FAST=",
+              "VK_PCH_I_SLOW=", "OPT_FAST=-O1", "OPT_SLOW=-O0"], src, env)
+        lib.mkdir(exist_ok=True)
+        for name in ("verilated.o", "verilated_timing.o", "verilated_threads.o"):
+            if (obj / name).is_file() and not (lib / name).is_file():
+                shutil.copy(obj / name, obj / f"{name}.tmp")
+                os.replace(obj / f"{name}.tmp", lib / name)
+        os.replace(obj / "Vasr_tb", binary)
+    finally:
+        shutil.rmtree(obj, ignore_errors=True)
     return binary
 
 
