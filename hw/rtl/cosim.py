@@ -4,8 +4,8 @@ Each utterance's input codes (the engine's quantized features) are streamed thro
 design's testbench; it writes every layer's output per frame, the streamed logits and the
 cycles of every phase (product or element-wise stage). They are compared with
 :func:`hw.functional.run_engine`'s trace, bit for bit, and with :mod:`hw.timing`'s
-prediction, cycle for cycle. Builds are cached by a hash of the generated sources (weights
-and constants are read at run time, so a new model of the same shape reuses its build).
+prediction, cycle for cycle. Builds are cached by a hash of the generated sources (they hold
+shapes, widths and memory depths; weights and constants are read at run time).
 """
 
 from __future__ import annotations
