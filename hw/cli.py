@@ -6,6 +6,8 @@
     asr-hw eval ARTIFACT MANIFEST [--engine ...] [--json]
     asr-hw timing ARTIFACT [--engine ...] [--audio FILE] [--json]
     asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
+    asr-hw rtl ARTIFACT OUT_DIR [--engine ...]
+    asr-hw cosim ARTIFACT AUDIO... [--engine ...] [--json] [--max-frames N]
     asr-hw report [-m] KEY=VALUE ...     (a Hydra app: see hw/report/app.py, docs/report.md)
 
 ``run`` prints what ``asr-decode`` prints plus each file's modeled latency and energy;
@@ -17,6 +19,8 @@ cycles per frame (data-dependent on engines that skip zero activations or deltas
 times that utterance's frames); ``eval`` prints the same distribution over the test set and a
 delta model's temporal sparsity; ``export`` writes the
 per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors;
+``rtl`` writes the engine as synthesizable SystemVerilog (docs/rtl.md); ``cosim`` builds it
+with Verilator and checks it against the Python engine, bit for bit and cycle for cycle;
 ``report`` evaluates models x engines x decoders into report.md/html/json with figures.
 """
 
@@ -98,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--audio", default=None, help="utterance for the golden vectors")
     export.add_argument("--frames", type=int, default=3)
     _engine_args(export)
+    rtl = sub.add_parser("rtl", help="the engine as synthesizable SystemVerilog")
+    rtl.add_argument("artifact")
+    rtl.add_argument("out_dir")
+    _engine_args(rtl)
+    cosim = sub.add_parser("cosim", help="the generated RTL against the Python engine "
+                                         "(Verilator), bit for bit and cycle for cycle")
+    cosim.add_argument("artifact")
+    cosim.add_argument("audio", nargs="+")
+    cosim.add_argument("--out", default=None,
+                       help="folder for the generated design (default: under the cache)")
+    cosim.add_argument("--cache", default=None,
+                       help="build cache (default: ~/.cache/asr-fpga/rtl)")
+    cosim.add_argument("--max-frames", type=int, default=0,
+                       help="simulate at most this many frames of each utterance (0: all)")
+    cosim.add_argument("--json", action="store_true")
+    _engine_args(cosim)
     sub.add_parser("report", add_help=False,
                    help="models x engines x decoders -> report.md/html/json (a Hydra app: "
                         "asr-hw report [-m] KEY=VALUE ..., asr-hw report --help)")
@@ -310,8 +330,78 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rtl(args: argparse.Namespace) -> int:
+    from asr.compress.artifact import read_artifact
+    from hw.config import load_engine
+    from hw.rtl.generate import write_rtl
+
+    cfg = load_engine(args.engine, args.set)
+    design = write_rtl(read_artifact(args.artifact), cfg, Path(args.out_dir))
+    print(f"asr-hw rtl: wrote {Path(args.out_dir) / 'engine.sv'} ({design.sparse_format}, "
+          f"{len(design.matrices)} matrices, {len(design.phases)} phases a frame), its "
+          f"testbench tb.sv and memory images")
+    return 0
+
+
+def cmd_cosim(args: argparse.Namespace) -> int:
+    from asr.compress.artifact import read_artifact
+    from asr.decode.inputs import expand_inputs
+    from asr.tables import markdown_table
+    from hw.config import load_engine
+    from hw.integer_model import compile_model
+    from hw.rtl.cosim import build, cosimulate, default_cache
+    from hw.rtl.generate import check_supported, generate_rtl
+    from hw.rtl.verilator import find_verilator
+
+    cfg = load_engine(args.engine, args.set)
+    artifact = read_artifact(args.artifact)
+    model = compile_model(artifact, cfg)
+    check_supported(model)
+    find_verilator()          # a missing tool is named before any work
+    failures: list[tuple[str, str]] = []
+    paths = expand_inputs(args.audio, failures)
+    cache = Path(args.cache) if args.cache else default_cache()
+    out = (Path(args.out) if args.out
+           else cache / "designs" / f"{cfg.name}-{Path(args.artifact).stem}")
+    design = generate_rtl(model, out)
+    binary = build(design, cache)
+    status = 0
+    for path in paths:
+        feats = _features(artifact, path)
+        if args.max_frames:
+            feats = feats[:args.max_frames]
+        res = cosimulate(model, design, binary, feats, path)
+        if not res.bit_exact:
+            status = 1
+        if args.json:
+            print(json.dumps(res.as_dict()), flush=True)
+            continue
+        frames = max(1, res.frames)
+        print(f"{path}: {res.frames} frames, bit-exact {'yes' if res.bit_exact else 'NO'}; "
+              f"RTL {res.rtl_cycles / frames:.1f} cycles a frame, model "
+              f"{res.model_cycles / frames:.1f} (RTL/model "
+              f"{res.rtl_cycles / max(1e-9, res.model_cycles):.4f}); simulated "
+              f"{res.sim_cycles} cycles in {res.sim_seconds:.2f} s "
+              f"({res.sim_cycles / max(1e-9, res.sim_seconds):.0f} cycles/s)")
+        rows = [[p["name"], p["kind"], _cycles_text(p["rtl_cycles"]), p["model_cycles"]]
+                for p in res.phases]
+        rows.append(["frame", "", _cycles_text(res.frame_cycles), res.model_cycles / frames])
+        print(markdown_table(["phase", "kind", "RTL cycles (per frame)", "model cycles"], rows))
+        if res.first_difference:
+            print(f"asr-hw cosim: first difference: {res.first_difference}", file=sys.stderr)
+    return max(status, report_failures("asr-hw cosim", failures))
+
+
+def _cycles_text(values: list[int]) -> str:
+    """One number when every frame took the same, else min-max."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_timing,
-            "export": cmd_export}
+            "export": cmd_export, "rtl": cmd_rtl, "cosim": cmd_cosim}
 
 
 @quiet_broken_pipe
@@ -327,10 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from asr.audio import AudioError
     from asr.compress.artifact import ArtifactError
+    from hw.rtl.verilator import ToolError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, ArtifactError, AudioError, ValueError, OSError) as err:
+    except (ConfigError, ArtifactError, AudioError, ToolError, ValueError, OSError) as err:
         print(f"asr-hw {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,994 @@
+"""``asr-hw rtl``: the engine of one :class:`~hw.config.EngineConfig` and artifact as
+synthesizable SystemVerilog.
+
+The design is one sequential engine per sparse format, cycle for cycle what
+:mod:`hw.timing` models, and bit for bit what :mod:`hw.functional` computes:
+
+- PE memories (``weights/<matrix>.pe<P>.hex``, ``.ptr.hex``: the images of ``asr-hw export``)
+  and the activation ROMs (``tables/``) are read with ``$readmemh``; the per-row alignment
+  shifts and aligned biases the compiler derives from the artifact's formats are ROMs too
+  (``const/``), so the SystemVerilog holds only shapes and widths.
+- ``csc`` (ESE): each cycle one column of the input vector is broadcast to every PE's
+  activation queue (``activation_queue_depth`` deep) when every queue has room, with the PE's
+  column pointers; a free PE pops the columns it has no entries in, up to and including the
+  next one it has, and spends ``ceil(entries / macs_per_pe)`` cycles on that one, decoding
+  the relative row indices; each stored entry is one multiply-accumulate into the row's
+  ``accumulator_bits`` register (wrap-around).
+- ``csb`` (BBS): every PE takes one row at a time, ``macs_per_pe`` multipliers each on a
+  bank, one stored entry per multiplier per cycle: ``ceil(banks / macs_per_pe) * per_bank``
+  cycles a row.
+- after the last MAC of a product, ``pipeline_depth`` cycles (fill/drain); weights placed off
+  chip hold the product for their DDR load time (ceil of the model's).
+- the element-wise stage: ``elementwise_lanes`` cells a cycle (gate alignment, rounding
+  shifter, saturation, the sigmoid/tanh ROMs, cell state, output), then
+  ``elementwise_depth`` cycles; the projection and output layer narrow their accumulators
+  as the product ends.
+- a streaming top: features in (one code per beat, valid/ready, double-buffered), logits out
+  (valid/ready, ``out_last`` on the last of a frame).
+
+Supported: LSTM models (LSTM layers with or without projection, a linear output) on ``csc``
+and ``csb`` engines with fixed-point weights of one fractional length per row. Anything else
+is refused before any file is written, naming the key or matrix and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from asr.compress.artifact import Artifact
+from asr.compress.fixed_point import Rounding, rounding_mode, shift_round
+from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
+from asr.config_errors import ConfigError
+from asr.models.graph import LinearOp, LSTMOp
+from hw.config import EngineConfig
+from hw.export import hex_words, pe_memories
+from hw.functional import stacked
+from hw.integer_model import EngineModel, IntMatrix, compile_model
+from hw.timing import placement
+
+RTL_FORMATS = ("csc", "csb")
+SHIFT_BITS = 8      # per-row shift ROM words (two's complement)
+CONST_BITS = 64     # aligned-bias ROM words
+
+
+class RtlError(ValueError):
+    """A model or engine the generator cannot build; the message names what and why."""
+
+
+@dataclass
+class MatrixPlan:
+    index: int
+    name: str
+    rows: int
+    cols: int
+    src: str              # the SystemVerilog array the product reads
+    res_off: int          # first accumulator of the product's rows
+    words: int            # words per PE memory (>= 1)
+    entry_bits: int
+    value_bits: int
+    index_bits: int
+    pe_files: dict[int, str]
+    ptr_bits: int = 0
+    ptr_files: dict[int, str] = field(default_factory=dict)
+    bank_size: int = 0
+    banks: int = 0
+    per_bank: int = 0
+    load_cycles: int = 0
+
+
+@dataclass
+class LayerPlan:
+    index: int
+    name: str
+    hidden: int
+    out_dim: int
+    src: str
+    y: str                # the array holding the layer's output
+    gates: list[int]      # matrix indices, GATE_MATRICES order
+    proj: int | None
+    cell: dict[str, int]  # the element-wise stage's shifts (scalars)
+
+
+@dataclass
+class Phase:
+    kind: str             # "product" or "elementwise"
+    name: str             # the timing model's matrix or stage name
+    target: int           # matrix index or layer index
+
+
+@dataclass
+class RtlDesign:
+    """What :func:`generate_rtl` wrote: enough for the co-simulation to drive and read it."""
+
+    out_dir: str
+    engine: str
+    sparse_format: str
+    activation_bits: int
+    input_dim: int
+    vocab: int
+    phases: list[Phase]
+    dumps: list[tuple[str, str, int]]   # (trace layer, SV array, length) per frame
+    matrices: list[MatrixPlan]
+    source_hash: str
+
+    def save(self) -> Path:
+        path = Path(self.out_dir) / "rtl.json"
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+
+# -- checks --------------------------------------------------------------------------------
+
+def check_supported(model: EngineModel) -> None:
+    """Refuse, naming the key or matrix and what is allowed, what the generator cannot build."""
+    cfg = model.cfg
+    if cfg.sparse_format not in RTL_FORMATS:
+        raise ConfigError(f"hw.sparse_format: the RTL generator builds one of {RTL_FORMATS}, "
+                          f"got {cfg.sparse_format!r}")
+    if cfg.skip_zero_activations:
+        raise ConfigError("hw.skip_zero_activations: the RTL generator builds false (every "
+                          "column is broadcast), got true")
+    if cfg.pipeline_depth < 1:
+        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 1, got "
+                          f"{cfg.pipeline_depth}")
+    ops = model.graph.ops
+    ok = (len(ops) >= 2 and all(type(op) is LSTMOp for op in ops[:-1])
+          and isinstance(ops[-1], LinearOp))
+    if not ok:
+        kinds = sorted({type(op).__name__ for op in ops})
+        raise RtlError(f"model type {model.model_type!r} (ops {kinds}) is not supported by the "
+                       "RTL generator yet: it builds LSTM models (LSTM layers, then a linear "
+                       "output)")
+    for op in ops[:-1]:
+        if (op.gate_activation, op.cell_activation) != ("sigmoid", "tanh"):
+            raise RtlError(f"{op.name}: gate/cell activations {op.gate_activation}/"
+                           f"{op.cell_activation}; the RTL has sigmoid/tanh units")
+    if ops[-1].activation not in ("identity", "relu"):
+        raise RtlError(f"{ops[-1].name}: activation {ops[-1].activation!r}; the RTL output "
+                       "layer supports identity or relu")
+    for name, mat in model.matrices.items():
+        if mat.decode is not None or mat.align is not None:
+            what = "decoded (codebook/power-of-two)" if mat.decode is not None else \
+                "finer than a row (DFP banks)"
+            raise RtlError(f"{name}: weights {what}; the RTL generator supports fixed-point "
+                           "weights with one fractional length per row "
+                           "(compress.quant.weights: kind fixed, granularity row or matrix)")
+
+
+# -- constants -----------------------------------------------------------------------------
+
+def _sr(v: torch.Tensor, s, rounding) -> torch.Tensor:
+    return shift_round(v, s, rounding)
+
+
+def _ints(t) -> list[int]:
+    return [int(v) for v in (t.tolist() if isinstance(t, torch.Tensor) else t)]
+
+
+class _Writer:
+    def __init__(self, out_dir: Path):
+        self.out = out_dir
+        self.files: list[str] = []
+
+    def hexfile(self, rel: str, values: list[int], bits: int) -> str:
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(hex_words(values, bits)) + "\n")
+        self.files.append(rel)
+        return rel
+
+
+def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
+    """A matrix kept whole (no mask) in the engine's own format, every weight stored: the
+    work the timing model charges for it (``rows / num_pes`` entries a column, or a row of
+    one-weight banks)."""
+    if mat.storage is not None:
+        return mat
+    full = torch.ones_like(mat.codes, dtype=torch.bool)
+    if cfg.sparse_format == "csc":
+        # rows padded to a multiple of the PEs with rows that store nothing (the timing model
+        # gives the last PEs one row fewer)
+        pad = -mat.shape[0] % cfg.num_pes
+        codes = torch.cat([mat.codes, torch.zeros(pad, mat.shape[1], dtype=mat.codes.dtype)])
+        mask = torch.cat([full, torch.zeros(pad, mat.shape[1], dtype=torch.bool)])
+        storage = encode_csc(codes, cfg.num_pes, cfg.index_bits, mask)
+    else:
+        storage = encode_csb(mat.codes, full, 1, mat.name)
+    return replace(mat, storage=storage, index_bits=storage.index_bits, _cache={})
+
+
+def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, res_off: int,
+                 on_chip: bool, w: _Writer) -> MatrixPlan:
+    bytes_ = mat.bytes
+    mat = _as_sparse(mat, cfg)
+    rows, cols = mat.shape
+    mems = pe_memories(mat, cfg)
+    words = max([1] + [len(v[0]) for v in mems.values()])
+    plan = MatrixPlan(i, mat.name, rows, cols, src, res_off, words, mat.entry_bits,
+                      mat.value_bits, mat.index_bits, {})
+    for pe, (entries, pointers) in mems.items():
+        if entries:
+            plan.pe_files[pe] = w.hexfile(f"weights/{mat.name}.pe{pe}.hex", entries,
+                                          mat.entry_bits)
+        if pointers:
+            pbits = max(1, max(pointers).bit_length())
+            plan.ptr_bits = max(plan.ptr_bits, pbits)
+    if isinstance(mat.storage, CSCMatrix):
+        for pe, (_, pointers) in mems.items():
+            plan.ptr_files[pe] = w.hexfile(f"weights/{mat.name}.pe{pe}.ptr.hex", pointers,
+                                           plan.ptr_bits)
+    elif isinstance(mat.storage, CSBMatrix):
+        plan.bank_size = mat.storage.bank_size
+        plan.banks = cols // plan.bank_size
+        plan.per_bank = int(mat.storage.values.shape[2])
+    if not on_chip:
+        plan.load_cycles = math.ceil(bytes_ / (cfg.ddr_gbps * 1e9) * cfg.clock_hz)
+    return plan
+
+
+def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], list[LayerPlan],
+                                                           dict, list[Phase], list[str]]:
+    """Matrices, layers, output layer and phases of the design; writes the data files."""
+    cfg = model.cfg
+    rounding = rounding_mode(cfg.rounding)
+    w = _Writer(out_dir)
+    onchip = placement(model)
+    mats: list[MatrixPlan] = []
+    layers: list[LayerPlan] = []
+    phases: list[Phase] = []
+    res_off = 0
+    unit_in, fg = model.unit_in_frac, model.gate_frac
+    guard = cfg.guard_bits
+
+    def add_matrix(name: str, src: str) -> int:
+        nonlocal res_off
+        mat = model.matrices[name]
+        plan = _matrix_plan(len(mats), mat, cfg, src, res_off, onchip[name], w)
+        res_off += mat.shape[0]
+        mats.append(plan)
+        phases.append(Phase("product", name, plan.index))
+        return plan.index
+
+    src, fx = "feat", model.signal("input")
+    ops = model.graph.ops
+    for li, op in enumerate(ops[:-1]):
+        name, hidden = op.name, op.W_ix.shape[0]
+        proj_mat = model.matrices.get(f"{name}.W_ym")
+        fm = model.signal(f"{name}.m")
+        fy = model.signal(name) if proj_mat is not None else fm
+        fc = model.signal(f"{name}.c")
+        y = f"y_{li}" if proj_mat is not None else f"m_{li}"
+        gates = [add_matrix(f"{name}.{g}", src if g.endswith("x") else y)
+                 for g in LSTMOp.GATE_MATRICES]
+        # the gate accumulator's per-row format, as hw.functional.Datapath.lstm
+        wx, wr = stacked(model, name, "x"), stacked(model, name, "r")
+        b = torch.cat([model.biases[f"{name}.b_{g}"][0] for g in "ifco"])
+        fb = torch.cat([model.biases[f"{name}.b_{g}"][1] for g in "ifco"])
+        fxr, frr = wx.frac + fx, wr.frac + fy
+        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + guard)
+        w.hexfile(f"const/{name}.sx.hex", _ints(fxr - frac), SHIFT_BITS)
+        w.hexfile(f"const/{name}.sr.hex", _ints(frr - frac), SHIFT_BITS)
+        w.hexfile(f"const/{name}.sn.hex", _ints(frac - unit_in), SHIFT_BITS)
+        w.hexfile(f"const/{name}.ba.hex", _ints(_sr(b, fb - frac, rounding)), CONST_BITS)
+        fcell = min(max(fg + fc, 2 * fg), fc + guard)
+        cell = {"cs1": fg + fc - fcell, "cs2": 2 * fg - fcell, "cn": fcell - fc,
+                "ct": fc - unit_in, "cm": 2 * fg - fm}
+        phases.append(Phase("elementwise", f"{name}.elementwise", li))
+        proj = None
+        if proj_mat is not None:
+            proj = add_matrix(f"{name}.W_ym", f"m_{li}")
+            w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
+        out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
+        layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell))
+        src, fx = y, fy
+    out = ops[-1]
+    omat = model.matrices[out.name]
+    ob, ofb = model.biases[f"{out.name}.bias"]
+    out_frac = model.signal(out.name)
+    ofr = torch.stack([omat.frac + fx, ofb]).amax(dim=0).clamp(max=out_frac + guard)
+    oi = add_matrix(out.name, src)
+    w.hexfile(f"const/{out.name}.sm.hex", _ints(omat.frac + fx - ofr), SHIFT_BITS)
+    w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), CONST_BITS)
+    w.hexfile(f"const/{out.name}.sn.hex", _ints(ofr - out_frac), SHIFT_BITS)
+    for fn, unit in model.units.items():
+        w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
+    output = {"name": out.name, "matrix": oi, "rows": omat.shape[0], "relu":
+              out.activation == "relu"}
+    return mats, layers, output, phases, w.files
+
+
+# -- SystemVerilog ---------------------------------------------------------------------------
+
+def _sv_rounding(mode: Rounding) -> str:
+    return {
+        Rounding.NEAREST: "sr64 = (v + half) >>> s;",
+        Rounding.FLOOR: "sr64 = fl;",
+        Rounding.ZERO: "sr64 = (v < 0) ? -((-v) >>> s) : fl;",
+        Rounding.NEAREST_EVEN: "rem = v - (fl <<< s);\n"
+                               "      sr64 = fl + (((rem > half) || (rem == half && fl[0])) ?"
+                               " 64'sd1 : 64'sd0);",
+    }[mode]
+
+
+def _src_read(target: str, index: str, mats: list[MatrixPlan]) -> str:
+    lines = ["case (cm)"]
+    lines += [f"  {m.index}: {target} = {m.src}[{index}];" for m in mats]
+    lines += [f"  default: {target} = '0;", "endcase"]
+    return "\n".join(lines)
+
+
+def _word_read(target: str, pe: str, idx: str, mats: list[MatrixPlan]) -> str:
+    lines = ["case (cm)"]
+    lines += [f"  {m.index}: {target} = EBMAX'(wm_{m.index}[({pe}) * {m.words} + ({idx})]);"
+              for m in mats]
+    lines += [f"  default: {target} = '0;", "endcase"]
+    return "\n".join(lines)
+
+
+def _indent(text: str, n: int) -> str:
+    pad = " " * n
+    return "\n".join(pad + line if line else line for line in text.splitlines())
+
+
+def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[LayerPlan],
+                  output: dict, phases: list[Phase], input_dim: int) -> str:
+    cfg = model.cfg
+    unit = model.units["tanh"]
+    table_words = unit.table.numel()
+    bin_shift = unit.bin_shift
+    csc = cfg.sparse_format == "csc"
+    ebmax = max(m.entry_bits for m in mats)
+    nres = sum(m.rows for m in mats)
+    vocab = output["rows"]
+    P, D = cfg.num_pes, cfg.activation_queue_depth
+    L: list[str] = []
+    add = L.append
+    add(f"// Generated by asr-hw rtl for engine {cfg.name!r} ({cfg.sparse_format}, "
+        f"{P} PEs x {cfg.macs_per_pe} MACs) and model {model.model_type!r}; do not edit.")
+    add("module asr_engine (")
+    add("  input  logic clk,\n  input  logic rst,")
+    add("  input  logic in_valid,\n  output logic in_ready,\n  input  logic [AB-1:0] in_data,")
+    add("  output logic out_valid,\n  input  logic out_ready,\n  output logic [AB-1:0] out_data,")
+    add("  output logic out_last,\n  output logic frame_done\n);")
+    consts = {
+        "AB": cfg.activation_bits, "A": cfg.accumulator_bits, "P": P, "MACS": cfg.macs_per_pe,
+        "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes,
+        "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
+        "NRES": nres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
+        "SAT": int(cfg.saturate),
+    }
+    for k, v in consts.items():
+        add(f"  localparam integer {k} = {v};")
+    add("  localparam logic signed [63:0] AMAXV = (64'sd1 <<< (AB - 1)) - 64'sd1;")
+    add("  localparam logic signed [63:0] AMINV = -(64'sd1 <<< (AB - 1));")
+    add("  localparam integer KIND_PRODUCT = 0, KIND_ELEMENTWISE = 1;")
+    add("")
+    # -- arithmetic functions (pure) --
+    act_expr = ("y0;" if cfg.activation_unit.kind == "lut"
+                else "AB'(a + sr64((b - a) * dx, BIN_SHIFT));")
+    add(f"""  // shift_round: a right shift rounded ({cfg.rounding}), a negative shift a left one
+  function automatic logic signed [63:0] sr64(input logic signed [63:0] v, input integer s);
+    logic signed [63:0] fl, rem, half;
+    begin
+      rem = 64'sd0;
+      fl = v >>> s;
+      half = (s > 0) ? (64'sd1 <<< (s - 1)) : 64'sd0;
+      if (s <= 0) sr64 = v <<< (-s);
+      else begin
+        {_sv_rounding(rounding_mode(cfg.rounding))}
+      end
+    end
+  endfunction
+
+  // the accumulator register: wrap-around at A bits
+  function automatic logic signed [63:0] wrap_acc(input logic signed [63:0] v);
+    wrap_acc = {{{{(64 - A){{v[A - 1]}}}}, v[A - 1:0]}};
+  endfunction
+
+  // into activation_bits: saturate (SAT) or wrap
+  function automatic logic signed [AB-1:0] fit(input logic signed [63:0] v);
+    if (SAT != 0 && v > AMAXV) fit = AMAXV[AB-1:0];
+    else if (SAT != 0 && v < AMINV) fit = AMINV[AB-1:0];
+    else fit = v[AB-1:0];
+  endfunction
+
+  function automatic logic signed [AB-1:0] narrow(input logic signed [63:0] v, input integer s);
+    narrow = fit(sr64(v, s));
+  endfunction
+
+  // the activation ROMs: entry of the input's bin; pwl interpolates to the next entry
+  function automatic integer act_k(input logic signed [AB-1:0] q);
+    logic [AB-1:0] off;
+    begin
+      off = q ^ {{1'b1, {{(AB - 1){{1'b0}}}}}};
+      act_k = off >> BIN_SHIFT;
+    end
+  endfunction
+
+  function automatic logic signed [AB-1:0] act_y(input logic signed [AB-1:0] q,
+                                                  input logic signed [AB-1:0] y0,
+                                                  input logic signed [AB-1:0] y1);
+    logic [AB-1:0] off;
+    logic signed [63:0] a, b, dx;
+    begin
+      off = q ^ {{1'b1, {{(AB - 1){{1'b0}}}}}};
+      a = y0;
+      b = y1;
+      dx = 64'(off & ((1 << BIN_SHIFT) - 1));
+      act_y = {act_expr}
+    end
+  endfunction
+""")
+    # -- memories --
+    add("  // weight, pointer, activation and per-row constant ROMs")
+    for m in mats:
+        add(f"  logic [{m.entry_bits - 1}:0] wm_{m.index} [0:{P * m.words - 1}];  // {m.name}")
+        if csc:
+            add(f"  logic [{m.ptr_bits - 1}:0] pm_{m.index} [0:{P * (m.cols + 1) - 1}];")
+    add("  logic signed [AB-1:0] sig_rom [0:TBL-1];\n  logic signed [AB-1:0] tanh_rom [0:TBL-1];")
+    for ly in layers:
+        n4 = 4 * ly.hidden
+        for c in ("sx", "sr", "sn"):
+            add(f"  logic signed [{SHIFT_BITS - 1}:0] {c}_{ly.index} [0:{n4 - 1}];")
+        add(f"  logic signed [{CONST_BITS - 1}:0] ba_{ly.index} [0:{n4 - 1}];")
+        if ly.proj is not None:
+            add(f"  logic signed [{SHIFT_BITS - 1}:0] ysh_{ly.index} [0:{ly.out_dim - 1}];")
+    add(f"  logic signed [{SHIFT_BITS - 1}:0] osm [0:V-1];\n"
+        f"  logic signed [{SHIFT_BITS - 1}:0] osn [0:V-1];\n"
+        f"  logic signed [{CONST_BITS - 1}:0] oba [0:V-1];")
+    add("  initial begin")
+    for m in mats:
+        for pe, f in sorted(m.pe_files.items()):
+            add(f'    $readmemh("{f}", wm_{m.index}, {pe * m.words});')
+        for pe, f in sorted(m.ptr_files.items()):
+            add(f'    $readmemh("{f}", pm_{m.index}, {pe * (m.cols + 1)});')
+    add('    $readmemh("tables/sigmoid.hex", sig_rom);\n'
+        '    $readmemh("tables/tanh.hex", tanh_rom);')
+    for ly in layers:
+        for c in ("sx", "sr", "sn", "ba"):
+            add(f'    $readmemh("const/{ly.name}.{c}.hex", {c}_{ly.index});')
+        if ly.proj is not None:
+            add(f'    $readmemh("const/{ly.name}.ysh.hex", ysh_{ly.index});')
+    on = output["name"]
+    add(f'    $readmemh("const/{on}.sm.hex", osm);\n    $readmemh("const/{on}.sn.hex", osn);\n'
+        f'    $readmemh("const/{on}.ba.hex", oba);')
+    add("  end\n")
+    # -- signals --
+    add("  // signals: the frame's input, each layer's cell state, m and y, the accumulators")
+    add("  logic signed [AB-1:0] fin [0:IN-1];\n  logic signed [AB-1:0] feat [0:IN-1];")
+    for ly in layers:
+        add(f"  logic signed [AB-1:0] c_{ly.index} [0:{ly.hidden - 1}];")
+        add(f"  logic signed [AB-1:0] m_{ly.index} [0:{ly.hidden - 1}];")
+        if ly.proj is not None:
+            add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
+    add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] res [0:NRES-1];")
+    add("  integer fin_cnt, ocnt, ph, pc, drain;\n  logic fin_full, out_busy, run;")
+    add("")
+    # -- phase table and per-matrix constants --
+    add("  // the phases of a frame, in the timing model's order")
+    add("  function automatic integer ph_kind(input integer x);\n    case (x)")
+    for i, p in enumerate(phases):
+        add(f"      {i}: ph_kind = {0 if p.kind == 'product' else 1};  // {p.name}")
+    add("      default: ph_kind = 0;\n    endcase\n  endfunction")
+    add("  function automatic integer ph_target(input integer x);\n    case (x)")
+    for i, p in enumerate(phases):
+        add(f"      {i}: ph_target = {p.target};")
+    add("      default: ph_target = 0;\n    endcase\n  endfunction")
+    add("  function automatic integer ew_len(input integer l);\n    case (l)")
+    for ly in layers:
+        add(f"      {ly.index}: ew_len = {math.ceil(ly.hidden / cfg.elementwise_lanes)} + ED;")
+    add("      default: ew_len = 1;\n    endcase\n  endfunction")
+    add("  integer kind, cm, cur_rows, cur_cols, cur_roff, cur_load, cur_banks, cur_k, "
+        "cur_bs, cur_rounds, cur_rpe;")
+    add("  logic idle, ph_last;")
+    add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
+    add("    case (cm)")
+    for m in mats:
+        rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
+        add(f"      {m.index}: begin cur_rows = {m.rows}; cur_cols = {m.cols}; "
+            f"cur_roff = {m.res_off}; cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
+            f"cur_k = {m.per_bank}; cur_bs = {m.bank_size}; cur_rounds = {rounds}; "
+            f"cur_rpe = {math.ceil(m.rows / P)}; end")
+    add("      default: begin cur_rows = 0; cur_cols = 0; cur_roff = 0; cur_load = 0; "
+        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; end")
+    add("    endcase\n  end\n")
+    add(_render_csc() if csc else _render_csb())
+    add(_indent(_product_comb(csc, mats), 0))
+    add("""
+  always_comb begin
+    if (kind == KIND_PRODUCT)
+      ph_last = run && idle && drain >= PD - 1 && pc + 1 >= cur_load;
+    else
+      ph_last = run && pc == ew_len(cm) - 1;
+  end
+
+  assign in_ready = !fin_full;
+  assign out_valid = out_busy;
+  assign out_data = logits[ocnt];
+  assign out_last = out_busy && ocnt == V - 1;
+
+  // control: input buffer, frame start, phase stepping, output stream
+  wire start = !run && fin_full && !out_busy;
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      run <= 1'b0; fin_full <= 1'b0; fin_cnt <= 0; out_busy <= 1'b0; ocnt <= 0;
+      frame_done <= 1'b0; ph <= 0; pc <= 0; drain <= 0;
+    end else begin
+      frame_done <= 1'b0;
+      if (in_valid && !fin_full) begin
+        fin[fin_cnt] <= in_data;
+        if (fin_cnt == IN - 1) begin fin_cnt <= 0; fin_full <= 1'b1; end
+        else fin_cnt <= fin_cnt + 1;
+      end
+      if (out_busy && out_ready) begin
+        if (ocnt == V - 1) begin out_busy <= 1'b0; ocnt <= 0; end
+        else ocnt <= ocnt + 1;
+      end
+      if (start) begin
+        for (integer i = 0; i < IN; i++) feat[i] <= fin[i];
+        fin_full <= 1'b0; run <= 1'b1; ph <= 0; pc <= 0; drain <= 0;
+      end else if (run && ph_last) begin
+        pc <= 0; drain <= 0;
+        if (ph == NPH - 1) begin
+          run <= 1'b0; ph <= 0; frame_done <= 1'b1; out_busy <= 1'b1; ocnt <= 0;
+        end else ph <= ph + 1;
+      end else if (run) begin
+        pc <= pc + 1;
+        if (kind == KIND_PRODUCT && idle) drain <= drain + 1;
+      end
+    end
+  end
+""")
+    add(_product_state(csc))
+    add(_res_block(csc, mats))
+    for ly in layers:
+        add(_layer_block(ly, mats, phases, cfg.activation_unit.kind))
+    add(_output_block(output, mats, phases))
+    add("endmodule")
+    return "\n".join(L) + "\n"
+
+
+def _render_csc() -> str:
+    return """  // csc: column broadcast into per-PE activation queues; each queued column carries
+  // the PE's pointers (read as it is broadcast), so that columns with no entries for a PE pass
+  // through it without costing a cycle
+  integer bj;
+  integer qe0 [0:P*D-1];
+  integer qe1 [0:P*D-1];
+  logic signed [AB-1:0] qx [0:P*D-1];
+  integer qh [0:P-1];
+  integer qn [0:P-1];
+  logic act [0:P-1];
+  integer ce [0:P-1];
+  integer cend [0:P-1];
+  integer crow [0:P-1];
+  logic signed [AB-1:0] cx [0:P-1];
+  // decisions of this cycle
+  logic push;
+  logic signed [AB-1:0] bx;
+  integer be0 [0:P-1];
+  integer be1 [0:P-1];
+  integer npop [0:P-1];
+  logic enq [0:P-1];
+  logic work [0:P-1];
+  integer n_e [0:P-1];
+  integer n_end [0:P-1];
+  integer n_row [0:P-1];
+  logic signed [AB-1:0] n_x [0:P-1];
+  logic mac_en [0:P*MACS-1];
+  integer mac_addr [0:P*MACS-1];
+  logic signed [63:0] mac_prod [0:P*MACS-1];
+"""
+
+
+def _render_csb() -> str:
+    return """  // csb: every PE on one row at a time, MACS multipliers on MACS banks
+  integer rl, rnd, kk;
+  logic signed [A-1:0] pacc [0:P-1];
+  logic signed [A-1:0] nacc [0:P-1];
+  logic row_we [0:P-1];
+  integer row_addr [0:P-1];
+"""
+
+
+def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
+    if csc:
+        return f"""  always_comb begin : csc_decide
+    logic all_ok, found, take, inprod;
+    integer fk, slot, base, lim, r, idx, rel;
+    logic signed [AB-1:0] x;
+    logic [EBMAX-1:0] wd;
+    logic signed [63:0] wv, xv;
+    logic found_q [0:P-1];
+    integer fslot [0:P-1];
+    // every temporary assigned on every path (no latches)
+    found = 1'b0; take = 1'b0; fk = 0; slot = 0; base = 0; lim = 0; r = 0; idx = 0; rel = 0;
+    x = '0; wd = '0; wv = 64'sd0; xv = 64'sd0;
+    for (integer p = 0; p < P; p++) begin found_q[p] = 1'b0; fslot[p] = 0; end
+    inprod = run && kind == KIND_PRODUCT;
+    all_ok = 1'b1;
+    bx = '0;
+    for (integer p = 0; p < P; p++) begin be0[p] = 0; be1[p] = 0; end
+    if (bj < cur_cols) begin
+{_indent(_src_read("bx", "bj", mats), 6)}
+      for (integer p = 0; p < P; p++) begin
+        case (cm)
+{_indent(chr(10).join(f"{m.index}: begin be0[p] = pm_{m.index}[p * {m.cols + 1} + bj]; "
+                      f"be1[p] = pm_{m.index}[p * {m.cols + 1} + bj + 1]; end"
+                      for m in mats), 10)}
+          default: ;
+        endcase
+      end
+    end
+    // a free PE pops the queued columns it has no entries in, up to and including the first
+    // one it has entries in (which it starts)
+    for (integer p = 0; p < P; p++) begin
+      found = 1'b0; fk = 0; fslot[p] = 0;
+      for (integer i = 0; i < D; i++) begin
+        slot = qh[p] + i;
+        if (slot >= D) slot = slot - D;
+        if (!found && i < qn[p] && qe1[p * D + slot] > qe0[p * D + slot]) begin
+          found = 1'b1; fk = i; fslot[p] = slot;
+        end
+      end
+      found_q[p] = found;
+      npop[p] = (!inprod || act[p]) ? 0 : (found ? fk + 1 : qn[p]);
+      if (qn[p] - npop[p] >= D) all_ok = 1'b0;
+    end
+    push = inprod && bj < cur_cols && all_ok;
+    // done once every column is out and no PE has anything left after this cycle
+    idle = inprod && (bj >= cur_cols || (push && bj + 1 == cur_cols));
+    for (integer p = 0; p < P; p++) begin
+      // the broadcast column reaches the PE's front when it is free and its queue drains
+      take = push && inprod && !act[p] && !found_q[p];
+      enq[p] = push && !take;
+      base = ce[p]; lim = cend[p]; r = crow[p]; x = cx[p];
+      work[p] = inprod && act[p];
+      if (inprod && !act[p] && found_q[p]) begin
+        base = qe0[p * D + fslot[p]]; lim = qe1[p * D + fslot[p]]; r = -1;
+        x = qx[p * D + fslot[p]]; work[p] = 1'b1;
+      end else if (take && be1[p] > be0[p]) begin
+        base = be0[p]; lim = be1[p]; r = -1; x = bx; work[p] = 1'b1;
+      end
+      xv = x;
+      for (integer k = 0; k < MACS; k++) begin
+        idx = base + k;
+        mac_en[p * MACS + k] = 1'b0;
+        mac_addr[p * MACS + k] = 0;
+        mac_prod[p * MACS + k] = 64'sd0;
+        if (work[p] && idx < lim) begin
+{_indent(_word_read("wd", "p", "idx", mats), 10)}
+          case (cm)
+{_indent(chr(10).join(f"{m.index}: {_wval_case(m)}" for m in mats), 12)}
+            default: wv = 64'sd0;
+          endcase
+          rel = wd & ((1 << {mats[0].index_bits}) - 1);
+          r = r + rel + 1;
+          mac_en[p * MACS + k] = 1'b1;
+          mac_addr[p * MACS + k] = cur_roff + r * P + p;
+          mac_prod[p * MACS + k] = wv * xv;
+        end
+      end
+      n_e[p] = base + MACS;
+      n_end[p] = lim;
+      n_row[p] = r;
+      n_x[p] = x;
+      if (work[p] || qn[p] - npop[p] + (enq[p] ? 1 : 0) != 0) idle = 1'b0;
+    end
+  end
+"""
+    return f"""  always_comb begin : csb_decide
+    integer row, bank, idx, pos;
+    logic first, last;
+    logic [EBMAX-1:0] wd;
+    logic signed [AB-1:0] x;
+    logic signed [63:0] wv, xv, sum;
+    // every temporary assigned on every path (no latches)
+    row = 0; bank = 0; idx = 0; pos = 0; wd = '0; x = '0; wv = 64'sd0; xv = 64'sd0;
+    sum = 64'sd0;
+    idle = rl >= cur_rpe || cur_k == 0;
+    first = rnd == 0 && kk == 0;
+    last = rnd == cur_rounds - 1 && kk == cur_k - 1;
+    for (integer p = 0; p < P; p++) begin
+      row = rl * P + p;
+      sum = 64'sd0;
+      x = '0;
+      wv = 64'sd0;
+      row_we[p] = 1'b0;
+      row_addr[p] = 0;
+      if (run && kind == KIND_PRODUCT && !idle && row < cur_rows) begin
+        for (integer mm = 0; mm < MACS; mm++) begin
+          bank = rnd * MACS + mm;
+          if (bank < cur_banks) begin
+            idx = (rl * cur_banks + bank) * cur_k + kk;
+{_indent(_word_read("wd", "p", "idx", mats), 12)}
+            case (cm)
+{_indent(chr(10).join(f"{m.index}: begin {_wval_case(m)} pos = wd & "
+                      f"((1 << {m.index_bits}) - 1); end" for m in mats), 14)}
+              default: begin wv = 64'sd0; pos = 0; end
+            endcase
+{_indent(_src_read("x", "bank * cur_bs + pos", mats), 12)}
+            xv = x;
+            sum = sum + wv * xv;
+          end
+        end
+        row_we[p] = last;
+        row_addr[p] = cur_roff + row;
+      end
+      nacc[p] = A'((first ? 64'sd0 : 64'(pacc[p])) + sum);
+    end
+  end
+"""
+
+
+def _wval_case(m: MatrixPlan) -> str:
+    top = m.entry_bits - 1
+    ib = m.index_bits
+    ext = 64 - m.value_bits
+    return f"wv = {{{{{ext}{{wd[{top}]}}}}, wd[{top}:{ib}]}};"
+
+
+def _product_state(csc: bool) -> str:
+    if csc:
+        return """  // csc product state: broadcast counter, queues, the column each PE works on
+  always_ff @(posedge clk) begin
+    if (rst || start || (run && ph_last)) begin
+      bj <= 0;
+      for (integer p = 0; p < P; p++) begin
+        qh[p] <= 0; qn[p] <= 0; act[p] <= 1'b0; ce[p] <= 0; cend[p] <= 0; crow[p] <= -1;
+        cx[p] <= '0;
+      end
+    end else if (run && kind == KIND_PRODUCT) begin
+      if (push) bj <= bj + 1;
+      for (integer p = 0; p < P; p++) begin : pe
+        integer tail, head;
+        tail = qh[p] + qn[p];
+        if (tail >= D) tail = tail - D;
+        head = qh[p] + npop[p];
+        if (head >= D) head = head - D;
+        if (enq[p]) begin
+          qe0[p * D + tail] <= be0[p]; qe1[p * D + tail] <= be1[p]; qx[p * D + tail] <= bx;
+        end
+        qh[p] <= head;
+        qn[p] <= qn[p] - npop[p] + (enq[p] ? 1 : 0);
+        if (work[p]) begin
+          act[p] <= n_e[p] < n_end[p];
+          ce[p] <= n_e[p]; cend[p] <= n_end[p]; crow[p] <= n_row[p]; cx[p] <= n_x[p];
+        end
+      end
+    end
+  end
+"""
+    return """  // csb product state: the row of each PE, the round of banks, the entry in the bank
+  always_ff @(posedge clk) begin
+    if (rst || start || (run && ph_last)) begin
+      rl <= 0; rnd <= 0; kk <= 0;
+      for (integer p = 0; p < P; p++) pacc[p] <= '0;
+    end else if (run && kind == KIND_PRODUCT && !idle) begin
+      if (kk == cur_k - 1) begin
+        kk <= 0;
+        if (rnd == cur_rounds - 1) begin rnd <= 0; rl <= rl + 1; end
+        else rnd <= rnd + 1;
+      end else kk <= kk + 1;
+      for (integer p = 0; p < P; p++) pacc[p] <= nacc[p];
+    end
+  end
+"""
+
+
+def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
+    if not csc:
+        return """  // the accumulators: a row's sum lands when its last entry is done
+  always_ff @(posedge clk) begin
+    for (integer p = 0; p < P; p++)
+      if (row_we[p]) res[row_addr[p]] <= nacc[p];
+  end
+"""
+    clears = "\n".join(
+        f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) res[{m.res_off} + i] <= '0;"
+        for m in mats)
+    return f"""  // the accumulators: cleared as their product starts, one MAC per stored entry
+  integer nxt;
+  always_comb nxt = start ? 0 : ph + 1;
+  always_ff @(posedge clk) begin
+    if ((start || (run && ph_last && ph != NPH - 1)) && ph_kind(nxt) == KIND_PRODUCT) begin
+      case (ph_target(nxt))
+{clears}
+        default: ;
+      endcase
+    end
+    for (integer i = 0; i < P * MACS; i++)
+      if (mac_en[i]) res[mac_addr[i]] <= A'(res[mac_addr[i]] + A'(mac_prod[i]));
+  end
+"""
+
+
+def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
+    return next(i for i, p in enumerate(phases) if p.kind == kind and p.target == target)
+
+
+def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str) -> str:
+    i, H = ly.index, ly.hidden
+    ew = _phase_of(phases, "elementwise", i)
+    offs = [mats[g].res_off for g in ly.gates]
+    cell = ly.cell
+
+    def act(fn: str, q: str) -> str:
+        rom = "sig_rom" if fn == "sigmoid" else "tanh_rom"
+        nxt = f"{rom}[act_k({q}) + 1]" if kind == "pwl" else f"{rom}[act_k({q})]"
+        return f"act_y({q}, {rom}[act_k({q})], {nxt})"
+
+    gates = []
+    for g, name in enumerate("ifco"):
+        row = f"{g * H} + k"
+        gates.append(
+            f"          g{name} = narrow(wrap_acc(sr64(64'(res[{offs[g]} + k]), sx_{i}[{row}]) "
+            f"+ ba_{i}[{row}] + sr64(64'(res[{offs[4 + g]} + k]), sr_{i}[{row}])), "
+            f"sn_{i}[{row}]);")
+    gates_text = "\n".join(gates)
+    proj = ""
+    if ly.proj is not None:
+        pm = mats[ly.proj]
+        pp = _phase_of(phases, "product", ly.proj)
+        proj = f"""      // the projection narrows its accumulators as its product ends
+      if (run && ph_last && ph == {pp})
+        for (integer k = 0; k < {ly.out_dim}; k++)
+          y_{i}[k] <= narrow(64'(res[{pm.res_off} + k]), ysh_{i}[k]);
+"""
+    reset_y = (f"\n        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
+               if ly.proj is not None else "")
+    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle
+  always_ff @(posedge clk) begin : ew_{i}
+    logic signed [AB-1:0] gi, gf, gc, go, si, sf, tg, so, cn, hh;
+    logic signed [63:0] ta, tb, tc, td;
+    integer k;
+    if (rst) begin
+      for (integer j = 0; j < {H}; j++) begin c_{i}[j] <= '0; m_{i}[j] <= '0; end{reset_y}
+    end else begin
+      if (run && ph == {ew}) begin
+        for (integer ln = 0; ln < LANES; ln++) begin
+          k = pc * LANES + ln;
+          if (k < {H}) begin
+{gates_text}
+            si = {act("sigmoid", "gi")};
+            sf = {act("sigmoid", "gf")};
+            tg = {act("tanh", "gc")};
+            so = {act("sigmoid", "go")};
+            ta = sf; tb = c_{i}[k]; tc = si; td = tg;
+            cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
+                        {cell['cn']});
+            hh = narrow(64'(cn), {cell['ct']});
+            hh = {act("tanh", "hh")};
+            ta = so; tb = hh;
+            c_{i}[k] <= cn;
+            m_{i}[k] <= narrow(ta * tb, {cell['cm']});
+          end
+        end
+      end
+{proj}    end
+  end
+"""
+
+
+def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> str:
+    m = mats[output["matrix"]]
+    pp = _phase_of(phases, "product", output["matrix"])
+    relu = "\n          if (t < 0) t = 64'sd0;" if output["relu"] else ""
+    return f"""  // {output['name']}: bias and narrowing as the output product ends
+  always_ff @(posedge clk) begin : out_layer
+    logic signed [63:0] t;
+    if (run && ph_last && ph == {pp})
+      for (integer k = 0; k < V; k++) begin
+          t = wrap_acc(sr64(64'(res[{m.res_off} + k]), osm[k]) + oba[k]);{relu}
+          logits[k] <= narrow(t, osn[k]);
+      end
+  end
+"""
+
+
+def render_testbench(dumps: list[tuple[str, str, int]], cfg: EngineConfig) -> str:
+    dump_lines = []
+    for li, (_, arr, n) in enumerate(dumps):
+        dump_lines.append(f'        $fwrite(fo, "L {li} %0d", frames_done);')
+        dump_lines.append(f'        for (integer k = 0; k < {n}; k++) '
+                          f'$fwrite(fo, " %h", dut.{arr}[k]);')
+        dump_lines.append('        $fwrite(fo, "\\n");')
+    dumps_text = "\n".join(dump_lines)
+    return f"""// Generated by asr-hw rtl: streams +in= (hex codes, a frame per line) through
+// asr_engine and writes +out= (layer outputs, logits, cycles per phase); do not edit.
+module asr_tb;
+  localparam integer AB = {cfg.activation_bits};
+  localparam integer IN = {dumps[0][2]};
+  logic clk = 1'b0;
+  logic rst = 1'b1;
+  always #1 clk = ~clk;
+  logic in_valid = 1'b0, out_ready = 1'b1;
+  logic in_ready, out_valid, out_last, frame_done;
+  logic [AB-1:0] in_data = '0, out_data;
+  asr_engine dut (.clk, .rst, .in_valid, .in_ready, .in_data, .out_valid, .out_ready,
+                  .out_data, .out_last, .frame_done);
+  integer fi, fo, nframes, fed, frames_done, outs_done, pcnt, r;
+  longint cyc, limit;
+  logic [AB-1:0] v;
+  string inpath, outpath;
+  initial begin
+    if (!$value$plusargs("in=%s", inpath)) $fatal(1, "asr_tb: +in=FILE missing");
+    if (!$value$plusargs("out=%s", outpath)) $fatal(1, "asr_tb: +out=FILE missing");
+    if (!$value$plusargs("frames=%d", nframes)) $fatal(1, "asr_tb: +frames=N missing");
+    if (!$value$plusargs("limit=%d", limit)) limit = 64'd1000000000;
+    fi = $fopen(inpath, "r");
+    fo = $fopen(outpath, "w");
+    if (fi == 0) $fatal(1, "asr_tb: cannot read %s", inpath);
+    fed = 0; frames_done = 0; outs_done = 0; pcnt = 0; cyc = 0;
+    repeat (3) @(posedge clk);
+    rst = 1'b0;
+  end
+  always @(posedge clk) if (!rst) begin
+    cyc = cyc + 1;
+    if (cyc > limit) $fatal(1, "asr_tb: no progress after %0d cycles", cyc);
+    if (!in_valid || in_ready) begin
+      if (fed < nframes * IN) begin
+        r = $fscanf(fi, "%h", v);
+        in_data <= v; in_valid <= 1'b1; fed = fed + 1;
+      end else in_valid <= 1'b0;
+    end
+    if (dut.run) begin
+      pcnt = pcnt + 1;
+      if (dut.ph_last) begin
+        $fwrite(fo, "P %0d %0d %0d\\n", frames_done, dut.ph, pcnt);
+        pcnt = 0;
+      end
+    end
+    if (frame_done) begin
+{dumps_text}
+      frames_done = frames_done + 1;
+    end
+    if (out_valid && out_ready) begin
+      if (dut.ocnt == 0) $fwrite(fo, "O %0d", outs_done);
+      $fwrite(fo, " %h", out_data);
+      if (out_last) begin
+        $fwrite(fo, "\\n");
+        outs_done = outs_done + 1;
+        if (outs_done == nframes) begin
+          $fwrite(fo, "C %0d\\n", cyc);
+          $fclose(fo);
+          $finish;
+        end
+      end
+    end
+  end
+endmodule
+"""
+
+
+def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
+    """Write the design of ``model`` (compiled for its engine) to ``out_dir``."""
+    check_supported(model)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mats, layers, output, phases, _ = plan_design(model, out_dir)
+    input_dim = mats[layers[0].gates[0]].cols
+    engine = render_engine(model, mats, layers, output, phases, input_dim)
+    dumps = [("input", "feat", input_dim)]
+    dumps += [(ly.name, ly.y, ly.out_dim) for ly in layers]
+    dumps.append((output["name"], "logits", output["rows"]))
+    tb = render_testbench(dumps, model.cfg)
+    (out_dir / "engine.sv").write_text(engine)
+    (out_dir / "tb.sv").write_text(tb)
+    digest = hashlib.sha256((engine + tb).encode()).hexdigest()[:16]
+    design = RtlDesign(str(out_dir), model.cfg.name, model.cfg.sparse_format,
+                       model.cfg.activation_bits, input_dim, output["rows"], phases, dumps,
+                       mats, digest)
+    design.save()
+    return design
+
+
+def write_rtl(artifact: Artifact, cfg: EngineConfig, out_dir: Path) -> RtlDesign:
+    """``asr-hw rtl``: compile ``artifact`` for ``cfg`` and write its design."""
+    return generate_rtl(compile_model(artifact, cfg), out_dir)
