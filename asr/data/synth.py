@@ -145,6 +145,8 @@ class SynthConfig:
         num_utts: utterances to make.
         num_voices: voices drawn from the available ones.
         test_voices, dev_voices: how many of them are held out for test / dev.
+        extra_train_voices: more voices drawn after those, for training only: the split of
+            the first ``num_voices`` (and so the held-out voices) stays what it was.
         text_holdout: fraction of sentences spoken only in the test split.
         rate: words-per-minute range; pitch: espeak pitch range (0-99).
         engines: synthesizers to draw voices from (espeak, flite, festival).
@@ -158,6 +160,7 @@ class SynthConfig:
     num_voices: int = 48
     test_voices: int = 8
     dev_voices: int = 4
+    extra_train_voices: int = 0
     text_holdout: float = 0.1
     rate: tuple[int, int] = (130, 200)
     pitch: tuple[int, int] = (25, 75)
@@ -174,6 +177,8 @@ class SynthConfig:
         check(self.num_voices > self.test_voices + self.dev_voices, "synth.num_voices",
               f"> test_voices + dev_voices ({self.test_voices + self.dev_voices})",
               self.num_voices)
+        check(self.extra_train_voices >= 0, "synth.extra_train_voices", ">= 0",
+              self.extra_train_voices)
         check(0 <= self.text_holdout < 1, "synth.text_holdout", "in [0, 1)", self.text_holdout)
         check(self.rate[0] <= self.rate[1], "synth.rate", "(low, high)", self.rate)
         check(0 <= self.pitch[0] <= self.pitch[1] <= 99, "synth.pitch", "0 <= low <= high <= 99",
@@ -220,9 +225,10 @@ def read_sentences(path: str | Path | None) -> list[str]:
 def plan_corpus(sentences: Sequence[str], voices: Sequence[str], cfg: SynthConfig,
                 out_dir: Path) -> tuple[list[_Job], dict[str, list[str]]]:
     """Decide every utterance's voice, sentence, rate and pitch from ``cfg.seed``."""
-    if len(voices) < cfg.num_voices:
-        raise SynthError(f"synth.num_voices: {cfg.num_voices} requested but only {len(voices)} "
-                         f"voices are available from engines {cfg.engines}")
+    wanted = cfg.num_voices + cfg.extra_train_voices
+    if len(voices) < wanted:
+        raise SynthError(f"synth.num_voices + extra_train_voices: {wanted} requested but only "
+                         f"{len(voices)} voices are available from engines {cfg.engines}")
     rng = random.Random(cfg.seed)
     # Round-robin over engines so that espeak's hundreds of variants do not crowd out the
     # handful of flite/festival voices.
@@ -237,8 +243,10 @@ def plan_corpus(sentences: Sequence[str], voices: Sequence[str], cfg: SynthConfi
     split_voices = {
         "test": sorted(chosen[:cfg.test_voices]),
         "dev": sorted(chosen[cfg.test_voices:cfg.test_voices + cfg.dev_voices]),
-        "train": sorted(chosen[cfg.test_voices + cfg.dev_voices:]),
+        "train": sorted(chosen[cfg.test_voices + cfg.dev_voices:]
+                        + interleaved[cfg.num_voices:wanted]),
     }
+    chosen = chosen + interleaved[cfg.num_voices:wanted]
     shuffled = list(sentences)
     rng.shuffle(shuffled)
     n_held = max(1, round(cfg.text_holdout * len(shuffled))) if cfg.text_holdout > 0 else 0
@@ -247,7 +255,7 @@ def plan_corpus(sentences: Sequence[str], voices: Sequence[str], cfg: SynthConfi
     voice_split = {v: s for s, vs in split_voices.items() for v in vs}
     jobs = []
     for i in range(cfg.num_utts):
-        voice = chosen[i % cfg.num_voices] if i < cfg.num_voices else rng.choice(chosen)
+        voice = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
         split = voice_split[voice]
         pool = test_text if split == "test" else train_text
         utt_id = f"synth{i:06d}"
