@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import compose_train, tiny_overrides
 
 from asr.config_errors import ConfigError
-from asr.models import DeltaLSTMCTC, LSTMCTC, run_graph
+from asr.models import LSTMCTC, DeltaLSTMCTC, run_graph
 from asr.models.delta_lstm import input_deltas, temporal_sparsity
 from asr.models.graph import DeltaLSTMOp, threshold_delta
-from asr.train.config import validate_train_config
 from asr.text.vocab import CharVocab
+from asr.train.config import validate_train_config
 from asr.train.module import CTCModule, build_model
-from tests.conftest import compose_train, tiny_overrides
 
 
 def small_delta(theta_x: float = 0.3, theta_h: float = 0.1, **kwargs) -> DeltaLSTMCTC:

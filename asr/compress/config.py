@@ -1,9 +1,10 @@
 """Structured configs of ``asr-compress``: pruning, quantization and the fine-tuning schedule.
 
-A preset (``conf/compress/ese.yaml``, ``bbs.yaml``, ``deep_compression.yaml``) fills a
-:class:`CompressConfig`; :func:`validate_against_model` then checks it against the matrices of
-the model being compressed (a bank size that does not divide a row, a PE count that does not
-divide the rows, an index width too narrow for the format) before any work starts.
+A preset (``conf/compress/ese.yaml``, ``bbs.yaml``, ``deep_compression.yaml``,
+``spartus.yaml``) fills a :class:`CompressConfig`; :func:`validate_against_model` then checks
+it against the matrices of the model being compressed (a bank size that does not divide a row,
+a PE count that does not divide the rows, an index width too narrow for the format) before any
+work starts.
 """
 
 from __future__ import annotations
