@@ -3,10 +3,13 @@ temporal-sparsity counts, init_from an LSTM checkpoint and its bad inputs."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import compose_train, tiny_overrides
 
+from asr.cli.evaluate import main as eval_main
 from asr.config_errors import ConfigError
 from asr.models import LSTMCTC, DeltaLSTMCTC, run_graph
 from asr.models.delta_lstm import input_deltas, temporal_sparsity
@@ -149,7 +152,31 @@ def test_init_from_an_lstm_checkpoint(tone_manifests, tone_model, tmp_path):
     spec = validate_train_config(cfg)
     model = build_model(spec.model, spec.features.dim, len(CharVocab()))
     model.load_state_dict(spec.init_state)   # what asr-train does: the names match
-    lstm = torch.load(tone_model, weights_only=False)["state_dict"]
+    lstm = torch.load(tone_model, weights_only=True)["state_dict"]
     for key, value in model.state_dict().items():
         assert torch.equal(value, lstm[f"model.{key}"]), key
     assert type(model) is DeltaLSTMCTC and model.theta_x == 0.2
+
+
+def test_asr_eval_prints_the_temporal_sparsity_of_delta_models_only(tone_model, tone_manifests,
+                                                                     tmp_path, capsys):
+    # the tone LSTM's weights run as a delta LSTM: its checkpoint with the delta model config
+    ckpt = torch.load(tone_model, weights_only=True)
+    ckpt["hyper_parameters"]["model"] = {**ckpt["hyper_parameters"]["model"],
+                                         "_target_": "asr.models.DeltaLSTMCTC",
+                                         "theta_x": 0.5, "theta_h": 0.1}
+    ckpt["hyper_parameters"]["model"].pop("bidirectional", None)
+    delta = tmp_path / "delta.ckpt"
+    torch.save(ckpt, delta)
+    dev = str(tone_manifests / "dev.jsonl")
+    for model, out in ((tone_model, tmp_path / "lstm"), (delta, tmp_path / "delta")):
+        assert eval_main([str(model), dev, "--decoder", "greedy", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("temporal sparsity") == 1 and "hidden dh %" in printed
+    assert "temporal_sparsity" not in json.loads((tmp_path / "lstm" / "eval.json").read_text())
+    fractions = json.loads((tmp_path / "delta" / "eval.json").read_text())["temporal_sparsity"]
+    assert set(fractions) == {"layers.0", "overall"}
+    assert 0 < fractions["overall"]["all"] < 1
+    assert fractions["overall"] == fractions["layers.0"]   # one layer
+    row = next(line for line in printed.splitlines() if "overall" in line)
+    assert f"{100 * fractions['overall']['all']:.1f}" in row
