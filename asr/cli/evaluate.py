@@ -320,12 +320,34 @@ def evaluate(args: argparse.Namespace, kinds: list[str], utterances: list[Uttera
         rows = breakdown(keys, refs, {k: [hyps[k][p] for p in decoded] for k in kinds})
         report["details"] = {"by": by, "rows": rows}
         details = details_table(by, rows, kinds)
+    sparsity = getattr(recognizer.model.model, "sparsity", None)
+    sparsity_table = None
+    if sparsity:   # a delta model: its measured temporal sparsity
+        from asr.models.delta_lstm import temporal_sparsity
+
+        report["temporal_sparsity"] = temporal_sparsity(sparsity)
+        sparsity_table = temporal_sparsity_table(report["temporal_sparsity"])
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     console.print(table)
+    if sparsity_table is not None:
+        console.print(sparsity_table)
     if details is not None:
         console.print(details)
     print(f"written: {out}/eval.json, errors_<decoder>.txt")
     return report_failures("asr-eval", failures)
+
+
+def temporal_sparsity_table(fractions: dict[str, dict[str, float]]) -> Table:
+    """A delta model's zero deltas per layer and overall (columns a delta engine skips)."""
+    from rich.table import Table
+
+    table = Table(title="temporal sparsity (zero deltas)")
+    for col in ("layer", "input dx %", "hidden dh %", "both %"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+    for layer, f in fractions.items():
+        table.add_row(layer, f"{100 * f['dx']:.1f}", f"{100 * f['dh']:.1f}",
+                      f"{100 * f['all']:.1f}")
+    return table
 
 
 def details_table(by: str, rows: list[dict[str, Any]], kinds: list[str]) -> Table:

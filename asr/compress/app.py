@@ -209,7 +209,10 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
              "warmup_steps": ft.warmup_steps, "schedule": "cosine", "min_lr_ratio": 0.1}
     features = vars(job.model.features)
     module_class = DistillingCTCModule if ft.distill_weight > 0 else CTCModule
-    module = module_class(job.model.model_config, features, job.model.vocab.tokens, optim)
+    model_config = dict(job.model.model_config)
+    if "anneal_steps" in model_config:   # a trained delta LSTM keeps its final thresholds
+        model_config["anneal_steps"] = 0
+    module = module_class(model_config, features, job.model.vocab.tokens, optim)
     if ft.distill_weight > 0:
         # A copy: job.model.model receives the fine-tuned weights at the end.
         module.attach_teacher(copy.deepcopy(job.model.model), ft.distill_weight,

@@ -71,6 +71,7 @@ from asr.config_errors import ConfigError
 from asr.features.config import FeatureConfig
 from asr.models.acoustic import AcousticModel, GraphModel
 from asr.models.graph import (
+    DeltaLSTMOp,
     InferenceGraph,
     graph_from_dict,
     graph_parameters,
@@ -890,6 +891,13 @@ def _skeleton(structure: Any) -> tuple[InferenceGraph, list[tuple[str, str, Any,
     for key, _, op, attr in params:
         _expect(getattr(op, attr) == key, f"graph.ops[{op.name}].{attr}",
                 f"expected the parameter key {key!r}, got {getattr(op, attr)!r}")
+    for op in graph.ops:
+        if isinstance(op, DeltaLSTMOp):   # the delta thresholds: plain numbers >= 0
+            for attr in ("theta_x", "theta_h"):
+                value = getattr(op, attr)
+                _expect(isinstance(value, int | float) and not isinstance(value, bool)
+                        and value >= 0, f"graph.ops[{op.name}].{attr}",
+                        f"expected a threshold >= 0, got {value!r}")
     if _has_tensor(structure):
         raise _FieldError("graph", "holds tensors (weights belong in matrices/biases)")
     return graph, params

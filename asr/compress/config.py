@@ -1,9 +1,10 @@
 """Structured configs of ``asr-compress``: pruning, quantization and the fine-tuning schedule.
 
-A preset (``conf/compress/ese.yaml``, ``bbs.yaml``, ``deep_compression.yaml``) fills a
-:class:`CompressConfig`; :func:`validate_against_model` then checks it against the matrices of
-the model being compressed (a bank size that does not divide a row, a PE count that does not
-divide the rows, an index width too narrow for the format) before any work starts.
+A preset (``conf/compress/ese.yaml``, ``bbs.yaml``, ``deep_compression.yaml``,
+``spartus.yaml``) fills a :class:`CompressConfig`; :func:`validate_against_model` then checks
+it against the matrices of the model being compressed (a bank size that does not divide a row,
+a PE count that does not divide the rows, an index width too narrow for the format) before any
+work starts.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ STORAGE = ("csc", "csb", "dense")
 
 @dataclass
 class PruneConfig:
-    """``method`` (magnitude, block, bank_balanced, load_balanced or none) to ``density``
-    (fraction kept); ``targets`` overrides the density per layer type (input, recurrent,
-    projection, conv, output) or per matrix name (``layers.0.W_ix``), the name winning.
+    """``method`` (magnitude, block, bank_balanced, load_balanced, column_balanced or none) to
+    ``density`` (fraction kept; column_balanced: 1 - CBTD's gamma); ``targets`` overrides the
+    density per layer type (input, recurrent, projection, conv, output) or per matrix name
+    (``layers.0.W_ix``), the name winning.
     ``max_zero_run`` (load_balanced only; 0: off): no PE column skips more zero rows than this
     before a kept weight, so a CSC with ``log2(max_zero_run + 1)``-bit indices stores no
     padding (15 for ESE's 4-bit indices)."""
@@ -44,7 +46,9 @@ class PruneConfig:
     def __post_init__(self) -> None:
         check(self.method in (*PRUNERS, "none"), "compress.prune.method",
               f"one of {[*PRUNERS, 'none']}", self.method)
-        check(0.0 < self.density <= 1.0, "compress.prune.density", "in (0, 1]", self.density)
+        check(0.0 < self.density <= 1.0, "compress.prune.density",
+              "in (0, 1] (1 - gamma, CBTD's target sparsity gamma in [0, 1))"
+              if self.method == "column_balanced" else "in (0, 1]", self.density)
         for key, value in self.targets.items():
             check(0.0 < float(value) <= 1.0, f"compress.prune.targets.{key}", "in (0, 1]",
                   value)
@@ -162,7 +166,7 @@ def layer_type(name: str, model_type: str) -> str:
     output (the last layer, to the vocabulary)."""
     if name in ("output", "conv2"):
         return "output"
-    if model_type == "lstm":
+    if model_type in ("lstm", "delta_lstm"):
         if name.endswith("W_ym") or name.endswith("W_ym_reverse"):
             return "projection"
         gate = name.rsplit(".", 1)[-1].removesuffix("_reverse")
@@ -200,7 +204,7 @@ def validate_against_model(cfg: CompressConfig, matrices: dict[str, torch.Tensor
             check(cols % p.bank_size == 0, "compress.prune.bank_size",
                   f"a divisor of every pruned row length ({name} has {cols}; set "
                   f"compress.prune.targets.{name}=1.0 to leave it dense)", p.bank_size)
-        if p.method == "load_balanced" or cfg.storage.format == "csc":
+        if p.method in ("load_balanced", "column_balanced") or cfg.storage.format == "csc":
             check(rows % p.num_pes == 0, "compress.prune.num_pes",
                   f"a divisor of every pruned matrix's row count ({name} has {rows})",
                   p.num_pes)

@@ -19,6 +19,7 @@ Ties are broken by position (stable sort), so masks are deterministic.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -150,11 +151,34 @@ def close_long_runs(mask: torch.Tensor, scores: torch.Tensor, max_run: int) -> t
         mask[p, c, row[p, c]] = False
 
 
+def column_balanced_prune(weight: torch.Tensor, density: float, num_pes: int = 64,
+                          prefix: str = "prune") -> torch.Tensor:
+    """Spartus's column-balanced sparsity (CBTD, Gao et al. 2022): rows go to PEs round-robin
+    (row ``r`` to PE ``r % num_pes``) and, in every column of every PE's ``rows / num_pes``
+    local rows, the ``floor(local_rows * gamma)`` smallest magnitudes are dropped, ``gamma =
+    1 - density`` being CBTD's target sparsity: each PE column keeps ``local_rows -
+    floor(local_rows * gamma)`` weights (at least one)."""
+    check(0.0 < density <= 1.0, f"{prefix}.density",
+          "in (0, 1] (1 - gamma; CBTD's target sparsity gamma in [0, 1))", density)
+    _check(weight, density, prefix)
+    rows, cols = weight.shape
+    check(num_pes >= 1 and rows % num_pes == 0, f"{prefix}.num_pes",
+          f"a divisor of the row count {rows} (every PE gets as many rows)", num_pes)
+    local = rows // num_pes
+    # 1e-9: a density such as 0.06 must not lose a kept weight to 1 - 0.06 = 0.9400000000000001
+    keep = local - math.floor(local * (1.0 - density) + 1e-9)
+    # (local row, pe, col) -> (pe, col, local row): rank each PE column's weights
+    by_column = weight.detach().abs().view(local, num_pes, cols).permute(1, 2, 0)
+    mask = _keep_top(by_column, keep)
+    return mask.permute(2, 0, 1).reshape(rows, cols)
+
+
 PRUNERS: dict[str, Callable[..., torch.Tensor]] = {
     "magnitude": magnitude_prune,
     "block": block_prune,
     "bank_balanced": bank_balanced_prune,
     "load_balanced": load_balanced_prune,
+    "column_balanced": column_balanced_prune,
 }
 
 
@@ -172,6 +196,8 @@ def prune_mask(weight: torch.Tensor, density: float, cfg, prefix: str = "compres
         mask = block_prune(w, density, tuple(cfg.block), prefix)
     elif cfg.method == "bank_balanced":
         mask = bank_balanced_prune(w, density, cfg.bank_size, prefix)
+    elif cfg.method == "column_balanced":
+        mask = column_balanced_prune(w, density, cfg.num_pes, prefix)
     else:
         mask = load_balanced_prune(w, density, cfg.num_pes, prefix, cfg.max_zero_run)
     return mask.view(weight.shape)

@@ -14,7 +14,7 @@ posteriors from pieces of the file:
 * Model. A unidirectional LSTM carries its state from chunk to chunk (exact, up to float
   rounding, like the features). A WaveNet, or a compressed WaveNet graph, sees each chunk with
   its receptive field of context on both sides (exact). Other models that can run in pieces (a
-  bidirectional LSTM, a compressed LSTM graph) see overlapping windows with
+  bidirectional LSTM, a delta LSTM, a compressed LSTM graph) see overlapping windows with
   ``context_seconds`` of context (on both sides, or on the left for a causal model) and keep
   each window's centre: approximate only at the seams. Models that keep per-call state (the
   hardware engine's runs) get the chunked features whole.
@@ -31,6 +31,7 @@ from torch import nn
 from asr.audio import AudioStream
 from asr.features.extract import _LOG_FLOOR, _TOP_DB_NATURAL, FeatureExtractor
 from asr.models.acoustic import GraphModel
+from asr.models.delta_lstm import DeltaLSTMCTC
 from asr.models.graph import Conv1dOp, GatedResidualOp, LSTMOp
 from asr.models.lstm import LSTMCTC
 from asr.models.wavenet import WaveNetCTC
@@ -202,6 +203,8 @@ def chunk_plan(model: nn.Module, context_frames: int) -> tuple[str, int, int] | 
     """How ``model`` runs in pieces: ``(STATE, 0, 0)`` (a unidirectional LSTM carries its
     state), ``(WINDOWS, left, right)`` (overlapping windows with that context in frames), or
     None (run it on the whole file)."""
+    if isinstance(model, DeltaLSTMCTC):   # its nn.LSTM parameters run as a delta network
+        return WINDOWS, context_frames, 0    # causal; the memories restart in each window
     if isinstance(model, LSTMCTC):
         return (WINDOWS, context_frames, context_frames) if model.bidirectional \
             else (STATE, 0, 0)

@@ -62,7 +62,14 @@ class UtteranceModel(nn.Module):
 
 
 class GraphModel(UtteranceModel):
-    """Runs an inference graph (an artifact's quantized graph) with float32 activations."""
+    """Runs an inference graph (an artifact's quantized graph) with float32 activations.
+
+    :attr:`sparsity` accumulates the zero/total delta counts of a delta graph's layers over
+    every utterance run (``layers.{k}.dx`` / ``.dh``; empty for other graphs)."""
+
+    def __init__(self, graph: InferenceGraph):
+        super().__init__(graph)
+        self.sparsity: dict[str, list[int]] = {}
 
     def utterance_logits(self, features: torch.Tensor) -> torch.Tensor:
-        return run_graph(self.graph, features, dtype=torch.float32)
+        return run_graph(self.graph, features, dtype=torch.float32, sparsity=self.sparsity)

@@ -261,6 +261,7 @@ class FloatRun:
     dtype: torch.dtype
     ranges: dict[str, float] | None = None
     skip: torch.Tensor | None = None
+    sparsity: dict[str, list[int]] | None = None   # delta ops' zero/total delta counts
 
 
 # The float backend: ``impl(op, run: FloatRun, x) -> y`` on ``(time, features)`` tensors.
@@ -292,7 +293,7 @@ def _float_lstm(op: LSTMOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
 
 @register(FLOAT, "delta_lstm")
 def _float_delta_lstm(op: DeltaLSTMOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
-    return delta_lstm_layer(x, op, run.ranges)
+    return delta_lstm_layer(x, op, run.ranges, run.sparsity)
 
 
 @register(FLOAT, "linear")
@@ -303,17 +304,20 @@ def _float_linear(op: LinearOp, run: FloatRun, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def run_graph(graph: InferenceGraph, features: torch.Tensor,
               dtype: torch.dtype = torch.float64, ranges: dict[str, float] | None = None,
-              outputs: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+              outputs: dict[str, torch.Tensor] | None = None,
+              sparsity: dict[str, list[int]] | None = None) -> torch.Tensor:
     """Execute ``graph`` on one utterance's ``(time, input_dim)`` features -> logits.
 
     ``ranges`` (a dict, updated in place) collects the largest magnitude of the input
     (``input``), of every op's output (by op name) and of the LSTM states: the calibration that
-    chooses activation formats. ``outputs`` collects the input and every op's output."""
+    chooses activation formats. ``outputs`` collects the input and every op's output.
+    ``sparsity`` (updated in place) counts the delta ops' zero deltas
+    (:func:`delta_lstm_layer`)."""
     x = features.to(dtype)
     track_range(ranges, "input", x)
     if outputs is not None:
         outputs["input"] = x
-    run = FloatRun(dtype, ranges)
+    run = FloatRun(dtype, ranges, sparsity=sparsity)
     for op in graph.ops:
         x = dispatch(FLOAT, op, run, x)
         track_range(ranges, op.name, x)

@@ -96,6 +96,13 @@ class CTCModule(pl.LightningModule):
         loss, _, _ = self._loss(batch)
         return loss
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # Models with a training schedule of their own (a delta LSTM's threshold annealing)
+        # follow the trainer's optimizer step, which a resumed run restores.
+        anneal = getattr(self.model, "anneal", None)
+        if anneal is not None:
+            anneal(self.global_step)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._training_loss(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["utt_ids"]))
