@@ -102,9 +102,9 @@ def activity(model: EngineModel, run: EngineRun) -> dict[str, np.ndarray]:
 
 class EngineModule(UtteranceModel):
     """``(batch, time, input_dim)`` features -> the engine's logits, the batch's utterances
-    side by side (:func:`~hw.functional.run_engine_batch`; one at a time when the cost depends
-    on the data (zero activations or deltas skipped), which needs every op's traced output); every utterance's run is kept in
-    ``runs`` for :meth:`utterance_cost`."""
+    side by side (:func:`~hw.functional.run_engine_batch`), or one at a time when the cost
+    depends on the data (zero activations or deltas skipped: costs read every op's traced
+    output); every utterance's run is kept in ``runs`` for :meth:`utterance_cost`."""
 
     def __init__(self, model: EngineModel):
         super().__init__(model.graph)

@@ -206,9 +206,8 @@ class ReferenceEngine:
         m, name = self.m, op.name
         hidden = op.W_ix.shape[0]
         proj = m.matrices.get(f"{name}.W_ym")
-        fm = m.signal(f"{name}.m")
-        fy = m.signal(name) if proj is not None else fm
-        fc, unit_in, fg = m.signal(f"{name}.c"), m.unit_in_frac, m.gate_frac
+        fy = m.signal(name) if proj is not None else m.signal(f"{name}.m")
+        unit_in = m.unit_in_frac
         c = [0] * hidden
         y = [0] * (proj.shape[0] if proj is not None else hidden)
         outputs = []
@@ -223,26 +222,36 @@ class ReferenceEngine:
                                                            (ar[r], frr[r] + fy),
                                                            (b[r], fb[r])], unit_in)
                             for r in range(hidden)])
-            gates = {}
-            for g, fn in zip("ifco", ("sigmoid", "sigmoid", "tanh", "sigmoid")):
-                gates[g] = [self.lookup(fn, self._narrow(f"{name}.gates", s, f, unit_in))
-                            for s, f in pre["ifco".index(g)]]
-            mo = []
-            for r in range(hidden):
-                s, f = self.combine(f"{name}.c", [(gates["f"][r] * c[r], fg + fc),
-                                                  (gates["i"][r] * gates["c"][r], 2 * fg)], fc)
-                c[r] = self._narrow(f"{name}.c", s, f, fc)
-            for r in range(hidden):
-                h = self.lookup("tanh", self._narrow(f"{name}.tanh_in", c[r], fc, unit_in))
-                mo.append(self._narrow(f"{name}.m", gates["o"][r] * h, 2 * fg, fm))
-            if proj is not None:
-                acc = self.spmv(proj, mo, proj.name)
-                pf = proj.frac.tolist()
-                y = [self._narrow(name, acc[r], pf[r] + fm, fy) for r in range(len(acc))]
-            else:
-                y = mo
+            y = self.cell(op, pre, c)
             outputs.append(list(y))
         return outputs, fy
+
+    def cell(self, op: LSTMOp, pre: list[list[tuple[int, int]]], c: list[int]) -> Vector:
+        """One LSTM cell step from the gates' sums ``pre`` (i, f, c, o; ``(sum, frac)`` per
+        row), one row at a time: updates the cell state ``c`` in place, returns ``y``."""
+        m, name = self.m, op.name
+        hidden = op.W_ix.shape[0]
+        proj = m.matrices.get(f"{name}.W_ym")
+        fm = m.signal(f"{name}.m")
+        fy = m.signal(name) if proj is not None else fm
+        fc, unit_in, fg = m.signal(f"{name}.c"), m.unit_in_frac, m.gate_frac
+        gates = {}
+        for g, fn in zip("ifco", ("sigmoid", "sigmoid", "tanh", "sigmoid")):
+            gates[g] = [self.lookup(fn, self._narrow(f"{name}.gates", s, f, unit_in))
+                        for s, f in pre["ifco".index(g)]]
+        mo = []
+        for r in range(hidden):
+            s, f = self.combine(f"{name}.c", [(gates["f"][r] * c[r], fg + fc),
+                                              (gates["i"][r] * gates["c"][r], 2 * fg)], fc)
+            c[r] = self._narrow(f"{name}.c", s, f, fc)
+        for r in range(hidden):
+            h = self.lookup("tanh", self._narrow(f"{name}.tanh_in", c[r], fc, unit_in))
+            mo.append(self._narrow(f"{name}.m", gates["o"][r] * h, 2 * fg, fm))
+        if proj is None:
+            return mo
+        acc = self.spmv(proj, mo, proj.name)
+        pf = proj.frac.tolist()
+        return [self._narrow(name, acc[r], pf[r] + fm, fy) for r in range(len(acc))]
 
 
     def threshold(self, op: DeltaLSTMOp, side: str, frac: int) -> int:
@@ -292,9 +301,8 @@ class ReferenceEngine:
         m, name = self.m, op.name
         hidden = op.W_ix.shape[0]
         proj = m.matrices.get(f"{name}.W_ym")
-        fm = m.signal(f"{name}.m")
-        fy = m.signal(name) if proj is not None else fm
-        fc, unit_in, fg = m.signal(f"{name}.c"), m.unit_in_frac, m.gate_frac
+        fy = m.signal(name) if proj is not None else m.signal(f"{name}.m")
+        unit_in = m.unit_in_frac
         tx, th = self.threshold(op, "x", fx), self.threshold(op, "h", fy)
         gates = "ifco"
         wx = [m.matrices[f"{name}.W_{g}x"] for g in gates]
@@ -326,25 +334,8 @@ class ReferenceEngine:
                     total = (acc[k][r] + shift_round_int(ax[r], fxr[r] + fx - f, self.cfg.rounding)
                              + shift_round_int(ar[r], frr[r] + fy - f, self.cfg.rounding))
                     acc[k][r] = self._wrap(f"{name}.gates", total)
-            g = {}
-            for k, fn in zip(range(4), ("sigmoid", "sigmoid", "tanh", "sigmoid")):
-                g[gates[k]] = [self.lookup(fn, self._narrow(f"{name}.gates", acc[k][r],
-                                                            fracs[k][r], unit_in))
-                               for r in range(hidden)]
-            mo = []
-            for r in range(hidden):
-                s, f = self.combine(f"{name}.c", [(g["f"][r] * c[r], fg + fc),
-                                                  (g["i"][r] * g["c"][r], 2 * fg)], fc)
-                c[r] = self._narrow(f"{name}.c", s, f, fc)
-            for r in range(hidden):
-                h = self.lookup("tanh", self._narrow(f"{name}.tanh_in", c[r], fc, unit_in))
-                mo.append(self._narrow(f"{name}.m", g["o"][r] * h, 2 * fg, fm))
-            if proj is not None:
-                a = self.spmv(proj, mo, proj.name)
-                pf = proj.frac.tolist()
-                y = [self._narrow(name, a[r], pf[r] + fm, fy) for r in range(len(a))]
-            else:
-                y = mo
+            y = self.cell(op, [[(acc[k][r], fracs[k][r]) for r in range(hidden)]
+                               for k in range(4)], c)
             outputs.append(list(y))
         return outputs, fy
 
