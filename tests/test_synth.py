@@ -113,7 +113,7 @@ def test_user_text_and_errors(tmp_path):
         SynthConfig(num_voices=5, test_voices=4, dev_voices=1)
     with pytest.raises(ConfigError, match="synth.engines"):
         synthesize_corpus(tmp_path / "x", SynthConfig(engines=["sam"]))
-    with pytest.raises(SynthError, match="synth.num_voices: 5000 requested"):
+    with pytest.raises(SynthError, match="synth.num_voices \\+ extra_train_voices: 5000 requested"):
         synthesize_corpus(tmp_path / "x", SynthConfig(num_voices=5000))
 
 
@@ -165,3 +165,18 @@ def test_a_rerun_with_other_inputs_remakes_the_audio_it_changes(tmp_path, capsys
                  "--text-holdout", "0", "--seed", "0", "--workers", "1"]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "made from other inputs before (num_utts 4 -> 6; seed 1 -> 0)" in said, said
+
+
+def test_extra_training_voices_leave_the_held_out_voices_unchanged(tmp_path):
+    voices = [f"espeak:v{i:03d}" for i in range(200)]
+    base = SynthConfig(num_utts=300, seed=3)
+    more = SynthConfig(num_utts=300, seed=3, extra_train_voices=40)
+    _, split = plan_corpus(["one two", "three four", "five six"], voices, base, tmp_path)
+    jobs, split_more = plan_corpus(["one two", "three four", "five six"], voices, more, tmp_path)
+    assert split_more["test"] == split["test"] and split_more["dev"] == split["dev"]
+    assert set(split["train"]) < set(split_more["train"])
+    assert len(split_more["train"]) == len(split["train"]) + 40
+    # every extra voice speaks, and only in the training split
+    extra = set(split_more["train"]) - set(split["train"])
+    spoken = {j.voice for j in jobs if j.split == "train"}
+    assert extra <= spoken and not extra & {j.voice for j in jobs if j.split != "train"}
