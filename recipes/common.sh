@@ -40,7 +40,7 @@ train_model() {
     (cd "$ROOT" && "$BIN/asr-train" "experiment=$exp" "resume=$resume" "$@" \
         ${TRAIN_EXTRA[@]+"${TRAIN_EXTRA[@]}"})
     log "$exp: metrics in $run/metrics.json"
-    cat "$run/metrics.json"
+    cat "$run/metrics.json"; echo
 }
 
 # prepare_and_train CORPUS: the stages every recipe shares. 0 runs recipes/CORPUS/prepare.sh
