@@ -6,6 +6,8 @@
     asr-hw eval ARTIFACT MANIFEST [--engine ...] [--json]
     asr-hw timing ARTIFACT [--engine ...] [--json]
     asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
+    asr-hw synth ARTIFACT [--engine ...] [--device ecp5-85k|xcku060|...] [--json]
+    asr-hw synth --sources FILE.sv... [--top NAME] [--param KEY=INT ...] [--device ...]
     asr-hw report [-m] KEY=VALUE ...     (a Hydra app: see hw/report/app.py, docs/report.md)
 
 ``run`` prints what ``asr-decode`` prints plus each file's modeled latency and energy;
@@ -14,6 +16,8 @@ first values) and, with ``--formats``, sweeps integer-fraction splits of the act
 ``eval`` scores a manifest (greedy WER/CER from the engine's outputs, mean latency and energy);
 ``timing`` prints the per-matrix table (ESE's columns) of one frame; ``export`` writes the
 per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors;
+``synth`` synthesizes the engine's RTL (or given files) with Yosys and, on ECP5, places and
+routes it with nextpnr: LUT/FF/DSP/BRAM used and available, whether it fits, and Fmax;
 ``report`` evaluates models x engines x decoders into report.md/html/json with figures.
 """
 
@@ -37,6 +41,9 @@ from asr.decode.options import (
     report_failures,
 )
 from hw.presets import preset_names
+from hw.rtl.devices import DEVICES
+
+DEVICE_NAMES = list(DEVICES)
 
 if TYPE_CHECKING:
     import torch
@@ -92,6 +99,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--audio", default=None, help="utterance for the golden vectors")
     export.add_argument("--frames", type=int, default=3)
     _engine_args(export)
+    synth = sub.add_parser("synth", help="FPGA resources and Fmax of the engine's RTL")
+    synth.add_argument("artifact", nargs="?", help="the compressed model (or use --sources)")
+    synth.add_argument("--device", default="ecp5-85k", help=f"one of {', '.join(DEVICE_NAMES)}")
+    synth.add_argument("--rtl-dir", default=None,
+                       help="where asr-hw rtl writes the design (default: a temporary folder)")
+    synth.add_argument("--sources", nargs="+", default=None, metavar="FILE.sv",
+                       help="synthesize these files instead of the generated engine")
+    synth.add_argument("--top", default=None, help="top module (default: the uninstantiated one)")
+    synth.add_argument("--include-dir", default=None,
+                       help="folder $readmemh paths are relative to (default: the first "
+                            "source's)")
+    synth.add_argument("--param", nargs="*", default=[], metavar="KEY=INT",
+                       help="top-level parameter overrides (with --top)")
+    synth.add_argument("--freq", type=float, default=None,
+                       help="place-and-route target clock in MHz (default: the engine's "
+                            "clock_mhz)")
+    synth.add_argument("--no-pnr", action="store_true",
+                       help="Yosys counts only, also on ECP5 (no nextpnr)")
+    synth.add_argument("--cache-dir", default=None,
+                       help="synthesis cache (default: ~/.cache/asr-fpga/synth)")
+    synth.add_argument("--force", action="store_true", help="ignore a cached result")
+    synth.add_argument("--json", action="store_true")
+    _engine_args(synth)
     sub.add_parser("report", add_help=False,
                    help="models x engines x decoders -> report.md/html/json (a Hydra app: "
                         "asr-hw report [-m] KEY=VALUE ..., asr-hw report --help)")
@@ -284,8 +314,83 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        try:
+            out[key] = int(value, 0)
+        except ValueError:
+            raise ConfigError(f"--param: expected KEY=INTEGER (e.g. LANES=4), got {item!r}"
+                              ) from None
+        if not eq or not key:
+            raise ConfigError(f"--param: expected KEY=INTEGER (e.g. LANES=4), got {item!r}")
+    return out
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Exit 0 when the design fits the device, 1 when it does not (the numbers are printed
+    either way)."""
+    import tempfile
+
+    from hw.config import load_engine
+    from hw.rtl.design import RtlDesign, generate_design, generator_available
+    from hw.rtl.devices import get_device
+    from hw.rtl.synth import default_cache_dir, resource_table, synthesize
+    from hw.rtl.tools import ToolError, find_tool
+
+    # every input is checked before any work
+    device = get_device(args.device)
+    params = _params(args.param)
+    if (args.artifact is None) == (args.sources is None):
+        raise ConfigError("give a compressed model (ARTIFACT) or --sources FILE.sv..., "
+                          "not both")
+    if args.artifact is not None and not generator_available():
+        raise ToolError("the RTL generator (hw.rtl.generate, `asr-hw rtl`) is not in this "
+                        "build; synthesize given files with --sources FILE.sv... --top NAME")
+    find_tool("yosys")
+    if device.place_route and not args.no_pnr:
+        find_tool("nextpnr-ecp5")
+    target = args.freq
+    with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
+        if args.sources is not None:
+            design = RtlDesign.from_files(args.sources, args.top, args.include_dir)
+        else:
+            from asr.compress.artifact import read_artifact
+
+            cfg = load_engine(args.engine, args.set)
+            read_artifact(args.artifact)          # a corrupt artifact names its file here
+            target = target or cfg.clock_mhz
+            design = generate_design(args.artifact, args.engine, args.set,
+                                     Path(args.rtl_dir or tmp), args.top)
+        result = synthesize(design.sources, device, top=design.top,
+                            include_dir=design.include_dir, params=params,
+                            place_route=not args.no_pnr, target_mhz=target,
+                            cache_dir=Path(args.cache_dir) if args.cache_dir
+                            else default_cache_dir(), force=args.force)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        from asr.tables import markdown_table
+
+        how = ("Yosys counts (estimates; not placed and routed)" if result.estimate else
+               f"placed and routed: Fmax {result.fmax_mhz} MHz"
+               + (f" (target {result.target_mhz:g} MHz)" if result.target_mhz else ""))
+        print(f"{result.top} on {result.device} ({result.part}): {how}")
+        print(markdown_table(*resource_table(result)))
+        print(f"{'fits' if result.fits else 'does NOT fit'}"
+              f"{': ' + result.reason if result.reason else ''}; "
+              f"{', '.join(result.tools.values())}; "
+              f"{', '.join(f'{k} {v:.1f} s' for k, v in result.seconds.items())}"
+              f"{' (cached)' if result.cached else ''}; logs: {result.log_dir}")
+    if not result.fits:
+        print(f"asr-hw synth: {result.top} does not fit {result.device}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_timing,
-            "export": cmd_export}
+            "export": cmd_export, "synth": cmd_synth}
 
 
 @quiet_broken_pipe
@@ -301,10 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from asr.audio import AudioError
     from asr.compress.artifact import ArtifactError
+    from hw.rtl.tools import ToolError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, ArtifactError, AudioError, ValueError, OSError) as err:
+    except (ConfigError, ArtifactError, AudioError, ToolError, ValueError, OSError) as err:
         print(f"asr-hw {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,12 @@ _XILINX_CELLS = {
 # nextpnr-ecp5's utilisation entries for the four resources
 _NEXTPNR_CELLS = {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D",
                   "bram": "DP16KD"}
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/asr-fpga/synth`` (``~/.cache/asr-fpga/synth``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "asr-fpga" / "synth"
 
 
 @dataclass
