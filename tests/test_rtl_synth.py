@@ -155,3 +155,58 @@ def test_two_hundred_multipliers_do_not_fit_ecp5_85k(cache):
     r = synthesize([MAC], get_device("ecp5-85k"), top="mac_array", params={"LANES": 200},
                    cache_dir=cache)
     assert not r.fits and r.used("dsp") == 200 and r.resources["dsp"].available == 156
+
+
+def _point_with_synth(synth: dict) -> tuple[list[dict], list[dict]]:
+    point = {"id": "ese_p1", "hw": "ese", "compress": "ese", "status": "ok",
+             "config": {"hw": {"clock_mhz": 200.0}, "data": {"test_manifest": "t.jsonl"}},
+             "models": {"lstm": {"synth": synth}}}
+    row = {"kind": "engine", "point": "ese_p1", "model": "lstm", "latency_per_frame_us": 10.0}
+    return [point], [row]
+
+
+def test_resources_table_gives_latency_at_the_routed_fmax(ecp5_json):
+    from hw.report.resources import RESOURCE_COLUMNS, resources_table
+
+    routed = {**ecp5_json, "estimate": False, "fmax_mhz": 80.0}
+    header, rows = resources_table(*_point_with_synth(routed))
+    assert header == list(RESOURCE_COLUMNS) and len(rows) == 1
+    cells = dict(zip(header, rows[0]))
+    # the same cycles at 80 MHz instead of the preset's 200 MHz
+    assert cells["us/frame at preset clock"] == "10.00" and cells["us/frame at Fmax"] == "25.00"
+    assert cells["Fmax MHz"] == "80.0" and cells["preset MHz"] == "200"
+    assert cells["DSP"] == "1 / 156 (0.6%) MULT18X18D" and cells["fits"] == "yes"
+    assert cells["device"] == "ecp5-85k"
+    # a Yosys estimate has no Fmax: no latency at Fmax
+    header, rows = resources_table(*_point_with_synth(ecp5_json))
+    cells = dict(zip(header, rows[0]))
+    assert cells["device"] == "ecp5-85k (Yosys estimate)" and cells["us/frame at Fmax"] == ""
+
+
+def test_report_has_a_resources_section_only_with_synthesis(ecp5_json):
+    from hw.report.document import build_blocks, to_markdown
+
+    points, rows = _point_with_synth(ecp5_json)
+    md = to_markdown(build_blocks(points, [], [], "t"))
+    assert "## FPGA resources" in md and "| lstm | ese | ecp5-85k (Yosys estimate) |" in md
+    points[0]["models"]["lstm"].pop("synth")
+    assert "FPGA resources" not in to_markdown(build_blocks(points, [], [], "t"))
+
+
+def test_report_synth_settings_are_checked_before_any_work(monkeypatch, tmp_path):
+    import hw.rtl.design as design
+    from hw.report.config import synth_settings
+
+    assert synth_settings(None) is None and synth_settings({"enabled": False}) is None
+    with pytest.raises(ConfigError, match="synth.device: unknown device 'ecp5-12k'; allowed"):
+        synth_settings({"enabled": True, "device": "ecp5-12k"})
+    with pytest.raises(ConfigError, match=r"synth: unknown key\(s\) \['devices'\]"):
+        synth_settings({"enabled": True, "devices": "ecp5-85k"})
+    with pytest.raises(ConfigError, match="synth.place_route: expected true or false"):
+        synth_settings({"enabled": True, "place_route": "yes"})
+    monkeypatch.setattr(design, "generator_available", lambda: False)
+    with pytest.raises(ToolError, match="RTL generator .* not in this build"):
+        synth_settings({"enabled": True})
+    monkeypatch.setattr(design, "generator_available", lambda: True)
+    s = synth_settings({"enabled": True, "device": "xcku060", "cache_dir": str(tmp_path)})
+    assert (s.device, s.place_route, s.cache_dir) == ("xcku060", True, tmp_path)

@@ -57,8 +57,9 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
 )}
 
 
-def get_device(name: str) -> Device:
-    """The device called ``name``; an unknown name is an error naming the known ones."""
+def get_device(name: str, key: str = "--device") -> Device:
+    """The device called ``name``; an unknown name is an error naming ``key`` and the known
+    devices."""
     if name not in DEVICES:
-        raise ConfigError(f"--device: unknown device {name!r}; allowed: {', '.join(DEVICES)}")
+        raise ConfigError(f"{key}: unknown device {name!r}; allowed: {', '.join(DEVICES)}")
     return DEVICES[name]
