@@ -334,7 +334,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     import tempfile
 
     from hw.config import load_engine
-    from hw.rtl.design import RtlDesign, generate_design, generator_available
+    from hw.rtl.design import RtlSources, generate_design, generator_available
     from hw.rtl.devices import get_device
     from hw.rtl.synth import default_cache_dir, resource_table, synthesize
     from hw.rtl.tools import ToolError, find_tool
@@ -354,7 +354,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     target = args.freq
     with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
         if args.sources is not None:
-            design = RtlDesign.from_files(args.sources, args.top, args.include_dir)
+            design = RtlSources.from_files(args.sources, args.top, args.include_dir)
         else:
             from asr.compress.artifact import read_artifact
 

@@ -210,3 +210,27 @@ def test_report_synth_settings_are_checked_before_any_work(monkeypatch, tmp_path
     monkeypatch.setattr(design, "generator_available", lambda: True)
     s = synth_settings({"enabled": True, "device": "xcku060", "cache_dir": str(tmp_path)})
     assert (s.device, s.place_route, s.cache_dir) == ("xcku060", True, tmp_path)
+
+
+@pytest.mark.slow
+def test_generated_tiny_engine_synthesizes_for_ecp5(tmp_path):
+    """The RTL that ``asr-hw rtl`` writes for a tiny LSTM engine (4 PEs) goes through Yosys."""
+    pytest.importorskip("hw.rtl.generate", reason="the RTL generator is not in this build")
+    import torch
+    from test_hw import make_artifact
+
+    from asr.compress.artifact import save_artifact
+    from asr.models import LSTMCTC
+    from hw.rtl.design import generate_design
+
+    torch.manual_seed(0)
+    model = LSTMCTC(16, 12, hidden_size=16, proj_size=8, num_layers=2).eval()
+    model.input_dim = 16
+    art = save_artifact(tmp_path / "tiny.model",
+                        make_artifact(model, "ese", "compress.prune.num_pes=4"))
+    design = generate_design(str(art), "ese", ["num_pes=4", "elementwise_lanes=4",
+                                               "activation_queue_depth=2"], tmp_path / "rtl")
+    r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
+                   include_dir=design.include_dir, place_route=False,
+                   cache_dir=tmp_path / "cache")
+    assert r.fits and r.used("dsp") >= 1 and r.used("lut") > 0 and r.used("ff") > 0

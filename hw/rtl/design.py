@@ -1,4 +1,4 @@
-"""A design to synthesize: its source files, its top module and the folder its ``$readmemh``
+"""The sources of a design to synthesize: its files, its top module and the folder its ``$readmemh``
 images are read from; either a folder of generated RTL (``asr-hw rtl``) or files given by hand.
 """
 
@@ -14,23 +14,23 @@ from asr.config_errors import ConfigError
 from hw.rtl.tools import ToolError
 
 # Simulation-only files that a folder of RTL may hold beside the design.
-_TESTBENCH = ("tb_*", "*_tb.*", "*_tb_*", "testbench*", "harness*")
+_TESTBENCH = ("tb.*", "tb_*", "*_tb.*", "*_tb_*", "testbench*", "harness*")
 
 
 @dataclass(frozen=True)
-class RtlDesign:
+class RtlSources:
     sources: tuple[Path, ...]
     top: str | None          # None: Yosys picks the module nobody instantiates
     include_dir: Path
 
     @classmethod
     def from_files(cls, sources: list[str], top: str | None,
-                   include_dir: str | None = None) -> RtlDesign:
+                   include_dir: str | None = None) -> RtlSources:
         paths = tuple(Path(s) for s in sources)
         return cls(paths, top, Path(include_dir) if include_dir else paths[0].parent)
 
     @classmethod
-    def from_folder(cls, folder: Path, top: str | None = None) -> RtlDesign:
+    def from_folder(cls, folder: Path, top: str | None = None) -> RtlSources:
         """Every .sv/.v file in ``folder`` but testbenches; hex images are read from there."""
         files = sorted(p for p in folder.iterdir() if p.suffix in (".sv", ".v")
                        and not any(p.match(t) for t in _TESTBENCH))
@@ -44,7 +44,7 @@ def generator_available() -> bool:
 
 
 def generate_design(artifact: str, engine: str, overrides: list[str], out_dir: Path,
-                    top: str | None = None) -> RtlDesign:
+                    top: str | None = None) -> RtlSources:
     """Write the engine's RTL for ``artifact`` into ``out_dir`` with ``asr-hw rtl`` and return
     it as a design. Runs the command in a child process: its interface
     (``asr-hw rtl ARTIFACT OUT_DIR --engine E --set K=V``) is the contract relied on here."""
@@ -60,4 +60,4 @@ def generate_design(artifact: str, engine: str, overrides: list[str], out_dir: P
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         raise ToolError(f"asr-hw rtl failed (exit {proc.returncode}): "
                         f"{lines[-1] if lines else '(no output)'}")
-    return RtlDesign.from_folder(out_dir, top)
+    return RtlSources.from_folder(out_dir, top)
