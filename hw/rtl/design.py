@@ -58,6 +58,6 @@ def generate_design(artifact: str, engine: str, overrides: list[str], out_dir: P
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise ToolError(f"asr-hw rtl failed (exit {proc.returncode}): "
-                        f"{lines[-1] if lines else '(no output)'}")
+        last = lines[-1].removeprefix("asr-hw rtl: error: ") if lines else "(no output)"
+        raise ToolError(f"asr-hw rtl failed (exit {proc.returncode}): {last}")
     return RtlSources.from_folder(out_dir, top)
