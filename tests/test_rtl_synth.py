@@ -14,7 +14,7 @@ import pytest
 
 from asr.config_errors import ConfigError
 from hw.rtl.devices import DEVICES, get_device
-from hw.rtl.synth import SynthResult, count_resources, synthesize
+from hw.rtl.synth import SynthResult, count_resources, nextpnr_overflow, synthesize
 from hw.rtl.tools import ToolError, ToolMissing, find_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +92,16 @@ def test_count_resources_weights_xilinx_and_ecp5_cells():
     ecp = count_resources({"LUT4": 7, "CCU2C": 3, "TRELLIS_DPR16X4": 1, "TRELLIS_FF": 9,
                            "MULT18X18D": 2, "DP16KD": 5, "PFUMX": 4}, get_device("ecp5-45k"))
     assert ecp == {"lut": 7 + 6 + 4, "ff": 9, "dsp": 2, "bram": 5}
+
+
+def test_nextpnr_running_out_of_a_cell_type_is_a_design_that_does_not_fit(tmp_path):
+    # nextpnr-ecp5 0.11.1's words for 30 multipliers on an ECP5-25F
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Placing IOs..\nERROR: Unable to place cell 'acc[10]_MULT18X18D_P23', "
+                   "no BELs remaining to implement cell type 'MULT18X18D'\n")
+    assert nextpnr_overflow(log) == "nextpnr ran out of MULT18X18D cells"
+    log.write_text("ERROR: Failed to open '--json' file 'n.json'\n")
+    assert nextpnr_overflow(log) is None
 
 
 def test_result_round_trips_through_json(cache, ecp5_json):

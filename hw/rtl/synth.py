@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -163,13 +164,14 @@ def _yosys_script(device: Device, sources: Sequence[str], top: str | None,
                       f"{device.synth}{write}", f"tee -q -o {stat} stat -json", ""])
 
 
-def _nextpnr_fit(log: Path) -> str | None:
-    """The cell type nextpnr ran out of, from its log, or None."""
+def nextpnr_overflow(log: Path) -> str | None:
+    """Why nextpnr could not place the design, when it ran out of a cell type (its log says
+    ``no BELs remaining to implement cell type 'X'``), or None."""
     text = log.read_text(errors="replace") if log.is_file() else ""
     for line in text.splitlines():
-        if "ERROR:" in line and ("no BELs remaining" in line or "more" in line and "than"
-                                 in line and "available" in line):
-            return line.split("ERROR:", 1)[1].strip()
+        m = re.search(r"no BELs remaining to implement cell type '(\w+)'", line)
+        if m:
+            return f"nextpnr ran out of {m.group(1)} cells"
     return None
 
 
@@ -240,7 +242,7 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
         try:
             run_tool(nextpnr, args, entry, log, timeout)
         except ToolError:
-            reason = _nextpnr_fit(log)
+            reason = nextpnr_overflow(log)
             if reason is None:
                 raise
         seconds["nextpnr"] = round(time.perf_counter() - t0, 2)
