@@ -359,7 +359,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             from asr.compress.artifact import read_artifact
 
             cfg = load_engine(args.engine, args.set)
-            read_artifact(args.artifact)          # a corrupt artifact names its file here
+            artifact = read_artifact(args.artifact)   # a corrupt artifact names its file here
             target = target or cfg.clock_mhz
             design = generate_design(args.artifact, args.engine, args.set,
                                      Path(args.rtl_dir or tmp), args.top)
@@ -368,8 +368,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             place_route=not args.no_pnr, target_mhz=target,
                             cache_dir=Path(args.cache_dir) if args.cache_dir
                             else default_cache_dir(), force=args.force)
+    out = result.as_dict()
+    if args.artifact is not None:
+        # the timing model's cycles of one frame, at the preset's clock and at the routed Fmax
+        from hw.integer_model import compile_model
+        from hw.timing import frame_timing
+
+        frame = frame_timing(compile_model(artifact, cfg))
+        out.update(frame_cycles=frame.cycles, clock_mhz=cfg.clock_mhz,
+                   latency_per_frame_us=frame.latency_us,
+                   latency_per_frame_us_at_fmax=frame.cycles / result.fmax_mhz
+                   if result.fmax_mhz else None)
     if args.json:
-        print(json.dumps(result.as_dict()))
+        print(json.dumps(out))
     else:
         from asr.tables import markdown_table
 
@@ -383,6 +394,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
               f"{', '.join(result.tools.values())}; "
               f"{', '.join(f'{k} {v:.1f} s' for k, v in result.seconds.items())}"
               f"{' (cached)' if result.cached else ''}; logs: {result.log_dir}")
+        if "frame_cycles" in out:
+            at_fmax = out["latency_per_frame_us_at_fmax"]
+            print(f"one frame: {out['frame_cycles']:,.0f} cycles (timing model), "
+                  f"{out['latency_per_frame_us']:.2f} us at the preset's {cfg.clock_mhz:g} MHz"
+                  + (f", {at_fmax:.2f} us at the routed {result.fmax_mhz:g} MHz"
+                     if at_fmax is not None else ""))
     if not result.fits:
         print(f"asr-hw synth: {result.top} does not fit {result.device}", file=sys.stderr)
         return 1
