@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--cache-dir", default=None,
                        help="synthesis cache (default: ~/.cache/asr-fpga/synth)")
     synth.add_argument("--force", action="store_true", help="ignore a cached result")
+    synth.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                       help="stop Yosys or nextpnr after this long (default: no limit)")
     synth.add_argument("--json", action="store_true")
     _engine_args(synth)
     sub.add_parser("report", add_help=False,
@@ -367,7 +369,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             include_dir=design.include_dir, params=params,
                             place_route=not args.no_pnr, target_mhz=target,
                             cache_dir=Path(args.cache_dir) if args.cache_dir
-                            else default_cache_dir(), force=args.force)
+                            else default_cache_dir(), force=args.force,
+                            timeout=args.timeout)
     out = result.as_dict()
     if args.artifact is not None:
         # the timing model's cycles of one frame, at the preset's clock and at the routed Fmax

@@ -120,6 +120,13 @@ def test_yosys_error_names_the_first_error_line_and_the_log(tmp_path):
     assert log.is_file() and "ERROR:" in log.read_text()
 
 
+def test_a_tool_past_its_time_limit_is_stopped_naming_its_log(tmp_path):
+    with pytest.raises(ToolError, match=r"yosys ran past 0 s; log: .*yosys\.log"):
+        synthesize([MAC], get_device("xcku060"), top="mac_array", cache_dir=tmp_path,
+                   timeout=0.2)
+    assert not list(tmp_path.glob("*/result.json"))       # nothing cached
+
+
 def test_bad_input_is_named_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="allowed: ecp5-25k, ecp5-45k, ecp5-85k, xcku060"):
         get_device("xc7a35t")
