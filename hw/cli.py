@@ -8,6 +8,8 @@
     asr-hw export ARTIFACT OUT_DIR [--engine ...] [--audio FILE] [--frames 3]
     asr-hw rtl ARTIFACT OUT_DIR [--engine ...]
     asr-hw cosim ARTIFACT AUDIO... [--engine ...] [--json] [--max-frames N]
+    asr-hw synth ARTIFACT [--engine ...] [--device ecp5-85k|xcku060|...] [--json]
+    asr-hw synth --sources FILE.sv... [--top NAME] [--param KEY=INT ...] [--device ...]
     asr-hw report [-m] KEY=VALUE ...     (a Hydra app: see hw/report/app.py, docs/report.md)
 
 ``run`` prints what ``asr-decode`` prints plus each file's modeled latency and energy;
@@ -21,6 +23,8 @@ delta model's temporal sparsity; ``export`` writes the
 per-PE weight memories (``$readmemh`` hex), the activation tables and golden vectors;
 ``rtl`` writes the engine as synthesizable SystemVerilog (docs/rtl.md); ``cosim`` builds it
 with Verilator and checks it against the Python engine, bit for bit and cycle for cycle;
+``synth`` synthesizes the engine's RTL (or given files) with Yosys and, on ECP5, places and
+routes it with nextpnr: LUT/FF/DSP/BRAM used and available, whether it fits, and Fmax;
 ``report`` evaluates models x engines x decoders into report.md/html/json with figures.
 """
 
@@ -44,6 +48,9 @@ from asr.decode.options import (
     report_failures,
 )
 from hw.presets import preset_names
+from hw.rtl.devices import DEVICES
+
+DEVICE_NAMES = list(DEVICES)
 
 if TYPE_CHECKING:
     import torch
@@ -118,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="simulate at most this many frames of each utterance (0: all)")
     cosim.add_argument("--json", action="store_true")
     _engine_args(cosim)
+    synth = sub.add_parser("synth", help="FPGA resources and Fmax of the engine's RTL")
+    synth.add_argument("artifact", nargs="?", help="the compressed model (or use --sources)")
+    synth.add_argument("--device", default="ecp5-85k", help=f"one of {', '.join(DEVICE_NAMES)}")
+    synth.add_argument("--rtl-dir", default=None,
+                       help="where asr-hw rtl writes the design (default: a temporary folder)")
+    synth.add_argument("--sources", nargs="+", default=None, metavar="FILE.sv",
+                       help="synthesize these files instead of the generated engine")
+    synth.add_argument("--top", default=None, help="top module (default: the uninstantiated one)")
+    synth.add_argument("--include-dir", default=None,
+                       help="folder $readmemh paths are relative to (default: the first "
+                            "source's)")
+    synth.add_argument("--param", nargs="*", default=[], metavar="KEY=INT",
+                       help="top-level parameter overrides (with --top)")
+    synth.add_argument("--freq", type=float, default=None,
+                       help="place-and-route target clock in MHz (default: the engine's "
+                            "clock_mhz)")
+    synth.add_argument("--no-pnr", action="store_true",
+                       help="Yosys counts only, also on ECP5 (no nextpnr)")
+    synth.add_argument("--cache-dir", default=None,
+                       help="synthesis cache (default: ~/.cache/asr-fpga/synth)")
+    synth.add_argument("--force", action="store_true", help="ignore a cached result")
+    synth.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                       help="stop Yosys or nextpnr after this long (default: no limit)")
+    synth.add_argument("--json", action="store_true")
+    _engine_args(synth)
     sub.add_parser("report", add_help=False,
                    help="models x engines x decoders -> report.md/html/json (a Hydra app: "
                         "asr-hw report [-m] KEY=VALUE ..., asr-hw report --help)")
@@ -400,8 +432,98 @@ def _cycles_text(values: list[int]) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+def _params(items: list[str]) -> dict[str, int]:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        try:
+            out[key] = int(value, 0)
+        except ValueError:
+            raise ConfigError(f"--param: expected KEY=INTEGER (e.g. LANES=4), got {item!r}"
+                              ) from None
+        if not eq or not key:
+            raise ConfigError(f"--param: expected KEY=INTEGER (e.g. LANES=4), got {item!r}")
+    return out
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Exit 0 when the design fits the device, 1 when it does not (the numbers are printed
+    either way)."""
+    import tempfile
+
+    from hw.config import load_engine
+    from hw.rtl.design import RtlSources, generate_design
+    from hw.rtl.devices import get_device
+    from hw.rtl.synth import default_cache_dir, resource_table, synthesize
+    from hw.rtl.tools import find_tool
+
+    # every input is checked before any work
+    device = get_device(args.device)
+    params = _params(args.param)
+    if (args.artifact is None) == (args.sources is None):
+        raise ConfigError("give a compressed model (ARTIFACT) or --sources FILE.sv..., "
+                          "not both")
+    find_tool("yosys")
+    if device.place_route and not args.no_pnr:
+        find_tool("nextpnr-ecp5")
+    target = args.freq
+    with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
+        if args.sources is not None:
+            design = RtlSources.from_files(args.sources, args.top, args.include_dir)
+        else:
+            from asr.compress.artifact import read_artifact
+
+            cfg = load_engine(args.engine, args.set)
+            artifact = read_artifact(args.artifact)   # a corrupt artifact names its file here
+            target = target or cfg.clock_mhz
+            design = generate_design(args.artifact, args.engine, args.set,
+                                     Path(args.rtl_dir or tmp), args.top)
+        result = synthesize(design.sources, device, top=design.top,
+                            include_dir=design.include_dir, params=params,
+                            place_route=not args.no_pnr, target_mhz=target,
+                            cache_dir=Path(args.cache_dir) if args.cache_dir
+                            else default_cache_dir(), force=args.force,
+                            timeout=args.timeout)
+    out = result.as_dict()
+    if args.artifact is not None:
+        # the timing model's cycles of one frame, at the preset's clock and at the routed Fmax
+        from hw.integer_model import compile_model
+        from hw.timing import frame_timing
+
+        frame = frame_timing(compile_model(artifact, cfg))
+        out.update(frame_cycles=frame.cycles, clock_mhz=cfg.clock_mhz,
+                   latency_per_frame_us=frame.latency_us,
+                   latency_per_frame_us_at_fmax=frame.cycles / result.fmax_mhz
+                   if result.fmax_mhz else None)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        from asr.tables import markdown_table
+
+        how = ("Yosys counts (estimates; not placed and routed)" if result.estimate else
+               f"placed and routed: Fmax {result.fmax_mhz} MHz"
+               + (f" (target {result.target_mhz:g} MHz)" if result.target_mhz else ""))
+        print(f"{result.top} on {result.device} ({result.part}): {how}")
+        print(markdown_table(*resource_table(result)))
+        print(f"{'fits' if result.fits else 'does NOT fit'}"
+              f"{': ' + result.reason if result.reason else ''}; "
+              f"{', '.join(result.tools.values())}; "
+              f"{', '.join(f'{k} {v:.1f} s' for k, v in result.seconds.items())}"
+              f"{' (cached)' if result.cached else ''}; logs: {result.log_dir}")
+        if "frame_cycles" in out:
+            at_fmax = out["latency_per_frame_us_at_fmax"]
+            print(f"one frame: {out['frame_cycles']:,.0f} cycles (timing model), "
+                  f"{out['latency_per_frame_us']:.2f} us at the preset's {cfg.clock_mhz:g} MHz"
+                  + (f", {at_fmax:.2f} us at the routed {result.fmax_mhz:g} MHz"
+                     if at_fmax is not None else ""))
+    if not result.fits:
+        print(f"asr-hw synth: {result.top} does not fit {result.device}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "eval": cmd_eval, "trace": cmd_trace, "timing": cmd_timing,
-            "export": cmd_export, "rtl": cmd_rtl, "cosim": cmd_cosim}
+            "export": cmd_export, "rtl": cmd_rtl, "cosim": cmd_cosim, "synth": cmd_synth}
 
 
 @quiet_broken_pipe
@@ -417,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from asr.audio import AudioError
     from asr.compress.artifact import ArtifactError
-    from hw.rtl.verilator import ToolError
+    from hw.rtl.tools import ToolError
 
     try:
         return COMMANDS[args.command](args)

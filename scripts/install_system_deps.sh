@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the project needs (espeak-ng for the synthetic corpus) and, where
+# Installs the Debian packages the project needs (espeak-ng for the synthetic corpus; g++ and make
+# for Verilator, which builds the RTL co-simulation) and, where
 # it can, the optional ones named in OPTIONAL_APT (e.g. chromium for the report's browser test,
 # which is skipped with its reason when chromium is absent).
 # Idempotent: does nothing when every tool is already on PATH.
@@ -7,6 +8,8 @@ set -euo pipefail
 
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
 optional=()
 for pkg in ${OPTIONAL_APT:-}; do
     command -v "$pkg" >/dev/null 2>&1 || optional+=("$pkg")

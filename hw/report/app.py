@@ -35,9 +35,11 @@ from asr.train.config import CONF_DIR
 from hw.report.config import apply_quant_bits, validate_report_config
 from hw.report.document import summary_table, write_report
 from hw.report.point import evaluate_point, load_points
+from hw.rtl.tools import ToolError
 
 log = logging.getLogger("asr-hw report")
-INPUT_ERRORS = (ConfigError, ManifestError, AudioError, CheckpointError, ArtifactError)
+INPUT_ERRORS = (ConfigError, ManifestError, AudioError, CheckpointError, ArtifactError,
+                ToolError)
 
 
 def report_title(cfg: DictConfig) -> str:

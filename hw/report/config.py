@@ -17,7 +17,7 @@ from hw.config import EngineConfig, engine_from_dict
 
 TOP_LEVEL_KEYS = {"hw", "compress", "data", "trainer", "models", "decoders", "lm", "beam_width",
                   "max_utterances", "out", "title", "seed", "resume", "quant", "finetune",
-                  "calibration"}
+                  "calibration", "synth"}
 MODEL_SUFFIXES = (".ckpt", ".model")
 
 
@@ -35,6 +35,43 @@ class ReportJob:
     max_utterances: int
     finetune: FinetuneConfig
     calibration: CalibrationConfig
+    synth: SynthSettings | None = None     # None: no resources section
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """``synth.*``: the device each engine's RTL is synthesized for."""
+
+    device: str
+    place_route: bool
+    cache_dir: Path
+
+
+def synth_settings(raw: dict | None) -> SynthSettings | None:
+    """The validated ``synth`` group, or None when it is off; the device and the tools are
+    checked here, before any work."""
+    from hw.rtl.devices import get_device
+    from hw.rtl.synth import default_cache_dir
+    from hw.rtl.tools import find_tool
+
+    raw = dict(raw or {})
+    allowed = {"enabled", "device", "place_route", "cache_dir"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"synth: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    enabled = raw.get("enabled", False)
+    check(isinstance(enabled, bool), "synth.enabled", "true or false", enabled)
+    if not enabled:
+        return None
+    device = get_device(str(raw.get("device", "ecp5-85k")), "synth.device")
+    place_route = raw.get("place_route", True)
+    check(isinstance(place_route, bool), "synth.place_route", "true or false", place_route)
+    find_tool("yosys")
+    if place_route and device.place_route:
+        find_tool("nextpnr-ecp5")
+    cache = raw.get("cache_dir")
+    return SynthSettings(device.name, place_route,
+                         Path(str(cache)) if cache else default_cache_dir())
 
 
 def apply_quant_bits(cfg: DictConfig) -> DictConfig:
@@ -96,5 +133,6 @@ def validate_report_config(cfg: DictConfig) -> ReportJob:
         if not Path(data.train_manifest).is_file():
             raise ManifestError(f"data.train_manifest: {data.train_manifest}: no such manifest "
                                 "(fine-tuning reads it)")
+    synth = synth_settings(OmegaConf.to_container(cfg.synth) if cfg.get("synth") else None)
     return ReportJob(hw, compress, data, models, decoders, cfg.lm, int(cfg.beam_width),
-                     int(cfg.max_utterances), finetune, calibration)
+                     int(cfg.max_utterances), finetune, calibration, synth)

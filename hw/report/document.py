@@ -14,6 +14,7 @@ from typing import Any
 from asr.tables import markdown_table
 from hw.report.files import GENERATED, write_if_changed
 from hw.report.plots import all_plots, first_per_model_engine
+from hw.report.resources import resources_table
 from hw.timing import TIMING_COLUMNS, timing_record_cells
 
 KIND_ORDER = {"float": 0, "quantized": 1, "engine": 2}
@@ -136,6 +137,15 @@ def build_blocks(points: list[dict[str, Any]], rows: list[dict[str, Any]],
         ("h2", "Results"),
         ("table", *summary_table(rows)),
     ]
+    resources = resources_table(points, rows)
+    if resources[1]:
+        blocks += [("h2", "FPGA resources"),
+                   ("p", "Each engine's generated RTL synthesized with Yosys and, on ECP5, placed "
+                         "and routed with nextpnr-ecp5: used / available (%) of each resource. "
+                         "Xilinx counts are Yosys estimates (no open place and route). Where "
+                         "place and route ran, the latency per frame is also given at the "
+                         "routed Fmax, beside the figure at the preset's clock."),
+                   ("table", *resources)]
     failed = [(p, f) for p in points for f in p.get("failures", [])]
     if failed:
         blocks += [("h2", "Failures"),

@@ -109,6 +109,9 @@ def point_id(cfg: DictConfig) -> str:
     inputs' contents."""
     raw = OmegaConf.to_container(cfg, resolve=True)
     key = {k: raw.get(k) for k in _KEY_FIELDS}
+    if (raw.get("synth") or {}).get("enabled"):
+        # only then: a point evaluated without synthesis keeps its id
+        key["synth"] = raw["synth"]
     key["models"] = {name: _file_stamp(str(p)) for name, p in (raw.get("models") or {}).items()}
     data = raw.get("data") or {}
     key["test"] = _file_stamp(data.get("test_manifest"))
@@ -286,6 +289,13 @@ def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path, in_launcher
                                                in_launcher)
                 result["rows"] += rows
                 result["models"][name] = details
+                if job.synth is not None:   # a failure here keeps the model's rows
+                    from hw.report.resources import synthesize_engine
+
+                    model_file = path if path.suffix == ".model" else point_dir / f"{name}.model"
+                    details["synth"] = synthesize_engine(model_file,
+                                                         OmegaConf.to_container(cfg.hw),
+                                                         job.synth, point_dir / "synth" / name)
             except Exception as err:  # recorded; the point's other models go on
                 log.error("point %s, model %s failed: %s", pid, name, err)
                 result["failures"].append(_failure(err, name))

