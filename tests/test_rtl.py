@@ -23,6 +23,7 @@ from hw.integer_model import compile_model
 from hw.rtl import verilator
 from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import RtlError, check_supported, generate_rtl
+from hw.rtl.tools import ToolError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_hw import make_artifact, small_wavenet  # noqa: E402
@@ -30,7 +31,7 @@ from test_hw import make_artifact, small_wavenet  # noqa: E402
 try:
     verilator.find_verilator()
     MISSING = None
-except verilator.ToolError as err:
+except ToolError as err:
     MISSING = str(err)
 requires_verilator = pytest.mark.skipif(MISSING is not None, reason=f"{MISSING}")
 

@@ -9,8 +9,9 @@
 #     float / quantized / engine on the held-out voices
 #   5 add the delta point: the delta LSTM, column-balanced (spartus) over 8 PEs, on the delta
 #     engine; the report (exp/demo/report/report.{md,html,json} and figures) holds every point
-#   6 the RTL: the demo LSTM's ese and bbs engines co-simulated with Verilator on 3 held-out
-#     utterances (bit for bit, cycles against the model); ECP5 synthesis, place and route
+#   6 the RTL: the demo LSTM's ese and bbs engines generated and co-simulated with Verilator on
+#     3 held-out utterances (every layer bit for bit, cycles against the timing model), written
+#     beside the report (cosim_ese.txt, cosim_bbs.txt)
 # Usage: recipes/demo/run.sh [--stage N] [--stop-stage M]. Every stage resumes or skips what is
 # already done, so a killed demo continues where it stopped.
 source "$(dirname "$0")/../common.sh"
@@ -45,4 +46,15 @@ if run_stage 5; then
         compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
         finetune.max_epochs=4 finetune.lr=2e-3 trainer.enable_model_summary=false \
         out=$REPORT)
+fi
+if run_stage 6; then
+    log "co-simulating the demo LSTM's ese and bbs engines (generated RTL, Verilator) on 3 held-out utterances"
+    mapfile -t utts < <(head -n 3 "$ROOT/data/demo/test.jsonl" | \
+        "$BIN/python" -c 'import json, sys; [print(json.loads(l)["audio_filepath"]) for l in sys.stdin]')
+    for engine in ese bbs; do
+        model=$(ls "$ROOT"/$REPORT/points/${engine}_*/lstm.model | head -n 1)
+        (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine $engine \
+            > $REPORT/cosim_$engine.txt) || { cat "$ROOT/$REPORT/cosim_$engine.txt"; exit 1; }
+        grep "bit-exact" "$ROOT/$REPORT/cosim_$engine.txt" | sed "s|^|$engine: |"
+    done
 fi
