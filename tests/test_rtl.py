@@ -170,5 +170,5 @@ def test_missing_compiler_names_the_setup(monkeypatch):
     monkeypatch.setattr(verilator.shutil, "which",
                         lambda name: None if name == "g++" else real(name))
     monkeypatch.setattr(verilator, "_on_venv_or_path", lambda name: "/bin/true")
-    with pytest.raises(verilator.ToolError, match=r"g\+\+ is not installed.*make setup"):
+    with pytest.raises(ToolError, match=r"g\+\+ is not installed.*make setup"):
         verilator.find_verilator()

@@ -113,7 +113,7 @@ def test_installed_commands_run_outside_the_checkout(site, tmp_path):
         text = run_installed(site, elsewhere, command.split()[0], *args)
         assert text.startswith(f"{command} is powered by Hydra."), text[:200]
         assert help_groups(text) == APP_GROUPS[command]
-        assert "compress: bbs, deep_compression, eie_like, ese, none, spartus" in text
+        assert "compress: bbs, deep_compression, delta, eie_like, ese, none, spartus" in text
 
     # asr-hw timing reads an engine preset from the packaged conf/hw
     torch.manual_seed(0)

@@ -4,7 +4,7 @@
 #     beyond the 48 of the split for training only (--extra-train-voices)
 #   1 train lstm_small (experiment=demo_lstm)    2 train wavenet_small (experiment=demo_wavenet)
 #   3 fine-tune demo_lstm into a delta LSTM (experiment=demo_delta_lstm)
-#   4 asr-hw report: compress lstm and wavenet with the ese and bbs presets (4 fine-tuning
+#   4 asr-hw report: compress lstm and wavenet with the ese and bbs presets (6 fine-tuning
 #     epochs each at lr 2e-3: asr-compress's default 3e-4 leaves them far behind float), score
 #     float / quantized / engine on the held-out voices
 #   5 add the delta point: the delta LSTM, column-balanced (spartus) over 8 PEs, on the delta
@@ -36,7 +36,7 @@ if run_stage 4; then
     log "compressing (ese, bbs) and evaluating on the modeled engines"
     (cd "$ROOT" && "$BIN/asr-hw" report -m hw=ese,bbs data=demo \
         +models.lstm=exp/demo_lstm/model.ckpt +models.wavenet=exp/demo_wavenet/model.ckpt \
-        finetune.max_epochs=4 finetune.lr=2e-3 trainer.enable_model_summary=false \
+        finetune.max_epochs=6 finetune.lr=2e-3 trainer.enable_model_summary=false \
         out=$REPORT)
 fi
 if run_stage 5; then
@@ -44,7 +44,7 @@ if run_stage 5; then
     (cd "$ROOT" && "$BIN/asr-hw" report hw=delta data=demo \
         +models.delta_lstm=exp/demo_delta_lstm/model.ckpt \
         compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
-        finetune.max_epochs=4 finetune.lr=2e-3 trainer.enable_model_summary=false \
+        finetune.max_epochs=6 finetune.lr=2e-3 trainer.enable_model_summary=false \
         out=$REPORT)
 fi
 if run_stage 6; then
