@@ -139,7 +139,7 @@ def test_presets_compose():
     ese = build_model(dict(compose_train("model=delta_lstm_ese").model), 153, 30)
     assert (ese.hidden_size, ese.proj_size) == (1024, 512)
     demo = compose_train("experiment=demo_delta_lstm")
-    assert (demo.model.theta_x, demo.model.theta_h) == (0.8, 0.4)
+    assert (demo.model.theta_x, demo.model.theta_h) == (0.5, 0.2)
     assert demo.init_from == "exp/demo_lstm/model.ckpt"
     fsdd = compose_train("experiment=fsdd_delta_lstm")
     assert fsdd.model._target_ == "asr.models.DeltaLSTMCTC" and fsdd.data.name == "fsdd"
