@@ -14,7 +14,7 @@ registry of :mod:`asr.models.ops`, where each op kind's reference registers unde
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -136,10 +136,15 @@ class ReferenceEngine:
         """One product, MAC by MAC, each addition wrapped to the accumulator's width."""
         if mat.name not in self._weights:
             self._weights[mat.name] = decoded_weights(mat)
-        rows = mat.shape[0]
+        products = ((row, w * x[col]) for row, col, w in self._weights[mat.name])
+        return self._accumulate(layer, mat.shape[0], products)
+
+    def _accumulate(self, layer: str, rows: int, products: Iterable[tuple[int, int]]
+                    ) -> Vector:
+        """Sum ``(row, product)`` pairs in order, each addition wrapped to the accumulator;
+        a row whose exact sum left the accumulator's range counts one overflow."""
         acc, exact = [0] * rows, [0] * rows
-        for row, col, w in self._weights[mat.name]:
-            p = w * x[col]
+        for row, p in products:
             acc[row] = fit_int(acc[row] + p, self.cfg.accumulator_bits, saturate=False)[0]
             exact[row] += p
         for row in range(rows):
@@ -282,19 +287,10 @@ class ReferenceEngine:
             for row, col, w in decoded_weights(mat):
                 by_col.setdefault(col, []).append((row, w))
             self._columns[mat.name] = by_col
-        rows = mat.shape[0]
-        acc, exact = [0] * rows, [0] * rows
-        for col, dv in enumerate(d):
-            if dv == 0:
-                continue
-            for row, w in self._columns[mat.name].get(col, []):
-                p = w * dv
-                acc[row] = fit_int(acc[row] + p, self.cfg.accumulator_bits, saturate=False)[0]
-                exact[row] += p
-        for row in range(rows):
-            over = fit_int(exact[row], self.cfg.accumulator_bits, saturate=False)[1]
-            self.events.add(layer, "accumulator_overflow", int(over))
-        return acc
+        columns = self._columns[mat.name]
+        products = ((row, w * dv) for col, dv in enumerate(d) if dv
+                    for row, w in columns.get(col, []))
+        return self._accumulate(layer, mat.shape[0], products)
 
     def delta_lstm(self, op: DeltaLSTMOp, xs: list[Vector], fx: int
                    ) -> tuple[list[Vector], int]:
