@@ -239,3 +239,29 @@ def test_report_html_renders_in_headless_chromium(density_sweep, tmp_path):
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000
 
+
+
+@pytest.mark.parametrize("n_jobs, omp, expected", [(1, None, 2), (2, None, 1), (1, "1", 1),
+                                                    (-1, "4", 1), (1, "junk", 2)])
+def test_sweep_threads_share_the_cores_and_respect_omp_num_threads(monkeypatch, n_jobs, omp,
+                                                                   expected):
+    """A sweep's points split the cores; a recipe that runs other jobs beside the report caps
+    each point with OMP_NUM_THREADS."""
+    import torch
+    from omegaconf import OmegaConf
+
+    import hw.report.app as app
+
+    monkeypatch.setattr(app.HydraConfig, "get",
+                        staticmethod(lambda: OmegaConf.create({"launcher": {"n_jobs": n_jobs}})))
+    monkeypatch.setattr(app.os, "cpu_count", lambda: 2)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    try:
+        app._limit_threads()
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)

