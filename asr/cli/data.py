@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from asr import atomic
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
 from asr.data.manifest import ManifestError, read_manifest, write_manifest
@@ -86,7 +87,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                   f"{result.hours:.3f} h -> {args.out}")
     if result.skipped:
         skipped_file = Path(str(args.out) + ".skipped.tsv")
-        skipped_file.write_text("".join(f"{p}\t{r}\n" for p, r in result.skipped))
+        atomic.write_text(skipped_file, "".join(f"{p}\t{r}\n" for p, r in result.skipped))
         console.print(f"[yellow]skipped {len(result.skipped)}[/yellow] (listed in "
                       f"{skipped_file}); first: {result.skipped[0][0]}: {result.skipped[0][1]}")
     return 0
