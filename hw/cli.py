@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asr import CONF_DIR
+from asr import CONF_DIR, atomic
 from asr.config_errors import ConfigError
 from asr.console import add_version, hydra_early_exit, quiet_broken_pipe
 from asr.decode.options import (
@@ -317,8 +317,10 @@ def plot_format_sweep(sweep: list[dict], path: str) -> None:
     ax.set_ylabel("output SQNR (dB)")
     ax.set_title("Engine output error by activation format")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    # Rendered into a temporary file (hence the explicit format) that replaces ``path`` once
+    # complete: a failed or interrupted plot leaves the previous figure.
+    with atomic.atomic_open(path, "wb") as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=120)
     plt.close(fig)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from asr import atomic
 from asr.compress.artifact import Artifact
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
 from hw.config import EngineConfig
@@ -76,8 +77,7 @@ def export_engine(artifact: Artifact, cfg: EngineConfig, out_dir: Path,
 
     def write(rel: str, lines: list[str], meaning: dict) -> None:
         path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
+        atomic.write_text(path, "\n".join(lines) + "\n")
         written.append(path)
         files[rel] = meaning
 
@@ -112,6 +112,6 @@ def export_engine(artifact: Artifact, cfg: EngineConfig, out_dir: Path,
                            for k, (c, f) in model.biases.items()},
                 "weight_frac": {k: m.frac.tolist() for k, m in model.matrices.items()},
                 "notes": model.notes}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    atomic.write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     written.append(out_dir / "manifest.json")
     return written

@@ -70,6 +70,22 @@ def _truncated_corpus(folder: Path) -> Path:
     return src
 
 
+def _segments_corpus(folder: Path, segments: str) -> Path:
+    """A Kaldi dir of one 1 s recording, ``rec1``, and the ``segments`` file given."""
+    src = folder / "segmented"
+    write(src / "rec1.wav", tone(1.0, 16000), 16000, "PCM_16")
+    (src / "wav.scp").write_text("rec1 rec1.wav\n")
+    (src / "text").write_text("u1 one\nu2 two\n")
+    (src / "segments").write_text(segments)
+    return src
+
+
+def _segments_case(name: str, segments: str, message: str) -> Case:
+    return Case(f"data import: segments with {name}", data_main,
+                lambda d, m, c: ["import", str(_segments_corpus(d, segments)),
+                                 "--out", str(d / "m.jsonl")], 2, message)
+
+
 @dataclass
 class Case:
     name: str
@@ -118,6 +134,24 @@ CASES = [
     Case("data import: a corpus whose only file is a truncated WAV", data_main,
          lambda d, m, c: ["import", str(_truncated_corpus(d)), "--out", str(d / "m.jsonl")],
          1, "u1.wav: truncated WAV: the header declares 32000 bytes of samples"),
+    _segments_case("an unknown recording id", "u1 rec9 0 0.5\n",
+                   "segments:1: utterance 'u1': recording 'rec9' is not a key of "),
+    _segments_case("start >= end", "u1 rec1 0.6 0.4\n",
+                   "segments:1: utterance 'u1': start 0.6 s is not before end 0.4 s"),
+    _segments_case("a start past the recording and end -1", "u1 rec1 1.5 -1\n",
+                   "segments:1: utterance 'u1': start 1.5 s is not before the end of "
+                   "recording 'rec1' (1 s)"),
+    _segments_case("an end beyond the recording", "u1 rec1 0 0.5\nu2 rec1 0.5 1.02\n",
+                   "segments:2: utterance 'u2': end 1.02 s is beyond the 1 s of recording "
+                   "'rec1' ("),
+    _segments_case("a time that is not a number", "u1 rec1 0 0.5s\n",
+                   "segments:1: utterance 'u1': expected start >= 0 and end in seconds (end "
+                   "-1: to the end of the recording), got '0' '0.5s'"),
+    _segments_case("a duplicate utterance id", "u1 rec1 0 0.5\nu1 rec1 0.5 1\n",
+                   "segments:2: utterance 'u1' is defined twice (first on line 1)"),
+    _segments_case("a line of three fields", "u1 rec1 0.5\n",
+                   "segments:1: expected '<utt-id> <recording-id> <start-seconds> "
+                   "<end-seconds>', got 'u1 rec1 0.5'"),
 ]
 
 
@@ -416,7 +450,21 @@ ISSUE_CASES = [
               ("tests/test_importers.py::test_kaldi_tables_split_on_any_whitespace",
                "tests/test_importers.py::test_kaldi_malformed_table_names_file_and_line")),
     IssueCase("a Kaldi segments file", "Kaldi files (... `segments`) (What to build 4)",
-              ("tests/test_importers.py::test_kaldi_segments_are_refused",)),
+              ("tests/test_importers.py::test_kaldi_segments_are_cut_into_their_own_files",
+               "tests/test_importers.py::test_kaldi_segments_need_a_folder_for_the_cut_audio",
+               *(_row(f"data import: segments with {n}")
+                 for n in ("an unknown recording id", "start >= end",
+                           "a start past the recording and end -1",
+                           "an end beyond the recording", "a time that is not a number",
+                           "a duplicate utterance id", "a line of three fields")))),
+    IssueCase("an output torn by a failed write",
+              "nothing good is lost: an ARPA model, a report figure, a plot, memory images "
+              "or the skipped list written in place",
+              (_RUNS + "test_an_interrupted_arpa_build_keeps_the_previous_model",
+               _RUNS + "test_a_failed_report_figure_keeps_the_previous_one",
+               _RUNS + "test_a_failed_trace_plot_keeps_the_previous_one",
+               _RUNS + "test_a_failed_memory_image_export_keeps_the_previous_images",
+               _RUNS + "test_a_failed_skipped_list_keeps_the_previous_one")),
     IssueCase("hypotheses in Kaldi text, .trn, CTM",
               "no full hypothesis output in the usual formats: Kaldi `text`, `.trn` for "
               "sclite, CTM",

@@ -1,9 +1,13 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from conftest import tone, write
 
+from asr.cli.data import main as data_main
 from asr.data.importers import CorpusFormatError, detect_format, import_corpus
+from asr.data.manifest import read_manifest
 
 
 def corrupt(path: Path) -> Path:
@@ -51,10 +55,53 @@ def test_kaldi_import_reads_resolves_and_skips(kaldi_dir):
     assert result.hours == pytest.approx(4.5 / 3600, rel=1e-3)  # u1 + u2 + u4 + u6
 
 
-def test_kaldi_segments_are_refused(kaldi_dir):
-    (kaldi_dir / "segments").write_text("u1 rec 0.0 1.0\n")
-    with pytest.raises(CorpusFormatError, match="segments are not supported"):
-        import_corpus(kaldi_dir)
+@pytest.fixture
+def segmented_dir(tmp_path):
+    """A Kaldi dir whose utterances are segments of two longer recordings."""
+    data = tmp_path / "segmented"
+    rng = np.random.default_rng(0)
+    write(data / "rec1.wav", rng.uniform(-0.5, 0.5, 3 * 16000), 16000, "PCM_16")
+    write(data / "audio" / "rec2.flac", tone(2.0, 8000), 8000, "PCM_16")
+    (data / "wav.scp").write_text("rec1 rec1.wav\nrec2\taudio/rec2.flac\nrec3 gone.wav\n")
+    (data / "segments").write_text("a1 rec1 0.0 1.25\na2\trec1  1.25 3.0\nb1 rec2 0.5 -1\n"
+                                   "b2 rec2 0 2.005\nc1 rec3 0 1\n")
+    (data / "text").write_text("a1 FIRST PART\na2 Second part, 2\nb1 THIRD\nb2 FOURTH\n"
+                               "c1 GONE\nx9 NOT SEGMENTED\n")
+    (data / "utt2spk").write_text("a1 s1\na2 s1\nb1 s2\nb2 s2\nc1 s3\nx9 s3\n")
+    return data
+
+
+def test_kaldi_segments_are_cut_into_their_own_files(segmented_dir, tmp_path, capsys):
+    out = tmp_path / "data" / "seg.jsonl"
+    assert data_main(["import", str(segmented_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "b2': end 2.005 s is beyond the 2 s of recording 'rec2'" in printed
+    assert "cut at 2 s" in printed
+    by_id = {u.utt_id: u for u in read_manifest(out)}
+    assert sorted(by_id) == ["a1", "a2", "b1", "b2"]
+    assert {k: (u.duration, u.text, u.speaker) for k, u in by_id.items()} == {
+        "a1": (1.25, "first part", "s1"), "a2": (1.75, "second part two", "s1"),
+        "b1": (1.5, "third", "s2"), "b2": (2.0, "fourth", "s2")}
+    assert by_id["b1"].extra == {"recording": "rec2", "segment_start": 0.5,
+                                 "segment_end": 2.0, "text_raw": "THIRD"}
+    # each segment is a WAV file of its own, under the manifest's _segments folder, holding
+    # exactly the recording's samples [start, end)
+    rec1, _ = sf.read(segmented_dir / "rec1.wav", dtype="int16")
+    for utt, (lo, hi) in {"a1": (0, 20000), "a2": (20000, 48000)}.items():
+        path = Path(by_id[utt].audio_filepath)
+        assert path == tmp_path / "data" / "seg_segments" / f"{utt}.wav"
+        cut, rate = sf.read(path, dtype="int16")
+        assert rate == 16000 and np.array_equal(cut, rec1[lo:hi])
+    assert sf.info(by_id["b1"].audio_filepath).samplerate == 8000
+    skipped = (tmp_path / "data" / "seg.jsonl.skipped.tsv").read_text().splitlines()
+    assert skipped[0] == "x9\tin text but not in segments"
+    assert skipped[1].startswith("c1\trecording 'rec3': ") and "gone.wav" in skipped[1]
+    assert not [p for p in (tmp_path / "data").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_kaldi_segments_need_a_folder_for_the_cut_audio(segmented_dir):
+    with pytest.raises(CorpusFormatError, match=r"segments: the segments are cut out of"):
+        import_corpus(segmented_dir)
 
 
 def test_kaldi_malformed_table_names_file_and_line(kaldi_dir):

@@ -4,6 +4,7 @@ and a SIGKILL in the middle of writing an artifact."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -53,6 +54,141 @@ def test_an_interrupted_write_leaves_the_previous_file(tmp_path):
     assert target.stat().st_mode == plain.stat().st_mode
     atomic.copy_file(plain, target)
     assert target.read_text() == "x"
+
+
+
+@pytest.fixture
+def fail_before_rename(monkeypatch):
+    """``fail_before_rename(name)``: from now on the atomic write of a file called ``name``
+    fails once its bytes are in the temporary file, before the rename (a full disk, a kill)."""
+    real = atomic._fsync_file
+
+    def _arm(name: str) -> None:
+        def fsync(tmp: Path) -> None:
+            if tmp.name.startswith(f".{name}."):
+                raise OSError(f"no space left writing {name}")
+            real(tmp)
+        monkeypatch.setattr(atomic, "_fsync_file", fsync)
+    return _arm
+
+
+def _no_temp_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_an_interrupted_arpa_build_keeps_the_previous_model(tmp_path, monkeypatch,
+                                                            fail_before_rename, capsys):
+    from asr.cli.lm import main as lm_main
+    from asr.lm import kneser_ney
+
+    (tmp_path / "a.txt").write_text("the cat sat\nthe dog sat\n")
+    (tmp_path / "b.txt").write_text("a bird flew\na bird sang\n")
+    arpa = tmp_path / "lm" / "lm.arpa"
+    assert lm_main(["build", str(tmp_path / "a.txt"), "--order", "2", "--out", str(arpa)]) == 0
+    before = arpa.read_bytes()
+    calls = []
+
+    def log10_then_fail(x: float) -> float:   # fails half-way through the n-gram lines
+        calls.append(x)
+        if len(calls) == 6:
+            raise RuntimeError("killed mid-write")
+        return math.log10(x) if x > 0 else -99.0
+
+    monkeypatch.setattr(kneser_ney, "_log10", log10_then_fail)
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        lm_main(["build", str(tmp_path / "b.txt"), "--order", "2", "--out", str(arpa)])
+    assert arpa.read_bytes() == before and _no_temp_files(arpa.parent)
+    monkeypatch.undo()
+    fail_before_rename(arpa.name)   # written in full, then the disk fills before the rename
+    capsys.readouterr()
+    assert lm_main(["build", str(tmp_path / "b.txt"), "--order", "2", "--out", str(arpa)]) == 2
+    assert "asr-lm: error: no space left writing lm.arpa" in capsys.readouterr().err
+    assert arpa.read_bytes() == before and _no_temp_files(arpa.parent)
+    monkeypatch.undo()
+    assert lm_main(["build", str(tmp_path / "b.txt"), "--order", "2", "--out", str(arpa)]) == 0
+    assert b" bird" in arpa.read_bytes() and b" cat" not in arpa.read_bytes()
+
+
+def test_a_failed_report_figure_keeps_the_previous_one(tmp_path, fail_before_rename):
+    from hw.report.plots import pe_utilization
+
+    png = tmp_path / "report" / "pe_utilization.png"
+    assert pe_utilization([("lstm / ese", [0.5, 0.7])], png) == png
+    before = png.read_bytes()
+    assert before.startswith(b"\x89PNG")
+    fail_before_rename(png.name)
+    with pytest.raises(OSError, match="no space left"):
+        pe_utilization([("lstm / ese", [0.9, 0.1, 0.4])], png)
+    assert png.read_bytes() == before and _no_temp_files(png.parent)
+
+
+def test_a_failed_trace_plot_keeps_the_previous_one(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from hw.cli import plot_format_sweep
+
+    sweep = [{"format": "4-12", "sqnr_db": 30.0}, {"format": "2-6", "sqnr_db": 8.0}]
+    png, svg = tmp_path / "formats.png", tmp_path / "formats.svg"
+    plot_format_sweep(sweep, str(png))
+    plot_format_sweep(sweep, str(svg))   # the format follows the suffix, not the temp name
+    before = png.read_bytes()
+    assert before.startswith(b"\x89PNG") and b"<svg" in svg.read_bytes()[:500]
+    real = Figure.savefig
+
+    def savefig_then_fail(self, fname, *args, **kwargs):
+        real(self, fname, *args, **kwargs)
+        raise RuntimeError("killed after rendering")
+
+    monkeypatch.setattr(Figure, "savefig", savefig_then_fail)
+    with pytest.raises(RuntimeError, match="killed after rendering"):
+        plot_format_sweep(sweep[:1], str(png))
+    assert png.read_bytes() == before and _no_temp_files(tmp_path)
+
+
+def test_a_failed_memory_image_export_keeps_the_previous_images(tmp_path, fail_before_rename):
+    from test_hw import make_artifact, small_lstm
+
+    from hw.config import load_engine
+    from hw.export import export_engine
+
+    art = make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4")
+    out = tmp_path / "export"
+    written = export_engine(art, load_engine("ese", ["num_pes=4"]), out)
+    before = {p: p.read_bytes() for p in written}
+    assert len(before) > 4 and (out / "manifest.json") in before
+    weights = sorted(p for p in written if p.parent.name == "weights")[0]
+    fail_before_rename(weights.name)
+    with pytest.raises(OSError, match="no space left"):
+        export_engine(art, load_engine("ese", ["num_pes=4"]), out)
+    assert weights.read_bytes() == before[weights] and _no_temp_files(out)
+    fail_before_rename("manifest.json")
+    with pytest.raises(OSError, match="no space left"):
+        export_engine(art, load_engine("ese", ["num_pes=4"]), out)
+    assert (out / "manifest.json").read_bytes() == before[out / "manifest.json"]
+    assert _no_temp_files(out)
+
+
+def test_a_failed_skipped_list_keeps_the_previous_one(tmp_path, fail_before_rename):
+    from conftest import tone, write
+
+    from asr.cli.data import main as data_main
+
+    src = tmp_path / "corpus"
+    write(src / "good.wav", tone(0.5, 16000), 16000, "PCM_16")
+    (src / "good.txt").write_text("good")
+    (src / "bad.wav").write_bytes(b"not audio" * 20)
+    (src / "bad.txt").write_text("bad")
+    out = tmp_path / "data" / "c.jsonl"
+    assert data_main(["import", str(src), "--out", str(out)]) == 0
+    skipped = tmp_path / "data" / "c.jsonl.skipped.tsv"
+    before = skipped.read_bytes()
+    assert b"bad.wav\t" in before
+    (src / "worse.wav").write_bytes(b"")
+    (src / "worse.txt").write_text("worse")
+    fail_before_rename(skipped.name)
+    with pytest.raises(OSError, match="no space left"):
+        data_main(["import", str(src), "--out", str(out)])
+    assert skipped.read_bytes() == before and _no_temp_files(tmp_path / "data")
 
 
 # -- one run per folder ---------------------------------------------------------------------

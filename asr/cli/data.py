@@ -1,7 +1,7 @@
 """``asr-data``: make, import, split and describe corpora.
 
     asr-data synth [--text FILE] --out DIR [--num-utts N] [--seed S] [--snr DB] ...
-    asr-data import SRC --out MANIFEST [--format kaldi|librispeech|fsdd|folder]
+    asr-data import SRC --out MANIFEST [--format kaldi|librispeech|fsdd|folder] [--segments-dir D]
     asr-data split MANIFEST --out-dir DIR [--dev 0.1] [--test 0.1] [--test-speakers a,b]
     asr-data split MANIFEST --out-dir DIR --test-where take=0-4 [--dev-where take=5-9]
     asr-data stats MANIFEST... [--json]
@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
+from asr import atomic
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
 from asr.data.manifest import ManifestError, read_manifest, write_manifest
@@ -70,10 +72,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from asr.data.importers import import_corpus
 
+    segments_dir = args.segments_dir or args.out.with_name(args.out.stem + "_segments")
     result = import_corpus(
         args.src, args.format, args.min_duration,
         progress=lambda it: tqdm(it, desc=f"importing {args.src}", unit="file"),
+        segments_dir=segments_dir,
     )
+    for warning in result.warnings[:3]:
+        console.print(f"[yellow]warning[/yellow] {escape(warning)}", soft_wrap=True)
+    if len(result.warnings) > 3:
+        console.print(f"[yellow]... and {len(result.warnings) - 3} more segment ends cut to "
+                      "their recording's end[/yellow]")
     if not result.utterances:
         first = (f"; first skipped: {result.skipped[0][0]}: {result.skipped[0][1]}"
                  if result.skipped else "")
@@ -86,7 +95,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                   f"{result.hours:.3f} h -> {args.out}")
     if result.skipped:
         skipped_file = Path(str(args.out) + ".skipped.tsv")
-        skipped_file.write_text("".join(f"{p}\t{r}\n" for p, r in result.skipped))
+        atomic.write_text(skipped_file, "".join(f"{p}\t{r}\n" for p, r in result.skipped))
         console.print(f"[yellow]skipped {len(result.skipped)}[/yellow] (listed in "
                       f"{skipped_file}); first: {result.skipped[0][0]}: {result.skipped[0][1]}")
     return 0
@@ -169,6 +178,9 @@ def _import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=sorted(LAYOUTS), default=None,
                    help="corpus layout (default: detected)")
     p.add_argument("--min-duration", type=float, default=0.05)
+    p.add_argument("--segments-dir", type=Path, default=None,
+                   help="where a Kaldi dir's segments are cut to, one WAV each "
+                        "(default: MANIFEST's name with _segments, beside it)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

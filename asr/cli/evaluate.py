@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asr import atomic
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
 from asr.decode.options import (
@@ -157,7 +158,7 @@ def write_errors(path: Path, refs: list[str], hyps: list[str], ids: list[str]) -
         out = jiwer.process_words(ref or "<empty>", hyp or "<empty>")
         alignment = jiwer.visualize_alignment(out, show_measures=False).strip().splitlines()
         blocks.append("\n".join([f"{utt}", *alignment[1:]]))
-    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    atomic.write_text(path, "\n\n".join(blocks) + "\n")
 
 
 def read_error_hypotheses(path: Path | str) -> dict[str, str]:
@@ -327,7 +328,7 @@ def evaluate(args: argparse.Namespace, kinds: list[str], utterances: list[Uttera
 
         report["temporal_sparsity"] = temporal_sparsity(sparsity)
         sparsity_table = temporal_sparsity_table(report["temporal_sparsity"])
-    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    atomic.write_text(out / "eval.json", json.dumps(report, indent=2))
     console.print(table)
     if sparsity_table is not None:
         console.print(sparsity_table)

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from asr import atomic
 from asr.config_errors import ConfigError
 from asr.console import add_version, quiet_broken_pipe
 from asr.data.manifest import ManifestError, read_manifest
@@ -106,8 +107,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     out = {"lm": str(lm), "alpha": best["alpha"], "beta": best["beta"],
            "beam_width": beam.beam_width, "dev_wer": best["wer"], "dev_cer": best["cer"],
            "data": str(args.data), "model": str(args.model), "search": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    atomic.write_text(args.out, json.dumps(out, indent=2))
     print(f"best: alpha {best['alpha']:.3f} beta {best['beta']:.3f} WER "
           f"{100 * best['wer']:.2f}% -> {args.out}")
     return 0

@@ -2,7 +2,8 @@
 
 Supported layouts (detected in this order):
 
-- ``kaldi``: a data dir with ``wav.scp``, ``text`` and optionally ``utt2spk``;
+- ``kaldi``: a data dir with ``wav.scp``, ``text`` and optionally ``utt2spk`` and ``segments``
+  (each segment is cut out of its recording into a WAV file of its own);
 - ``librispeech``: speaker/chapter folders with ``*.trans.txt`` beside ``.flac`` files;
 - ``fsdd``: the Free Spoken Digit Dataset, ``{digit}_{speaker}_{take}.wav`` (in ``recordings/``);
 - ``folder``: audio files with a ``.txt`` transcript of the same name beside each.
@@ -13,20 +14,27 @@ reason; the import goes on.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
 from num2words import num2words
 
-from asr.audio import AudioError, audio_info
+from asr import atomic
+from asr.audio import AudioError, AudioInfo, audio_info
 from asr.data.manifest import Utterance
 from asr.text import normalize_text
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
 _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
+# A segment may end this far (seconds) past its recording's end: times rounded to 10 ms, as
+# Kaldi recipes write them, are cut at the end with a warning; anything further is an error.
+SEGMENT_END_TOLERANCE = 0.01
 
 
 class CorpusFormatError(ValueError):
@@ -49,6 +57,7 @@ class ImportResult:
     format: str
     utterances: list[Utterance]
     skipped: list[tuple[str, str]]  # (path or utt id, reason)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def hours(self) -> float:
@@ -74,31 +83,154 @@ def _is_kaldi(src: Path) -> bool:
     return (src / "wav.scp").is_file() and (src / "text").is_file()
 
 
-def _scan_kaldi(src: Path, skipped: list[tuple[str, str]]) -> Iterator[_Entry]:
-    if (src / "segments").is_file():
-        raise CorpusFormatError(f"{src / 'segments'}: Kaldi segments are not supported; "
-                                "cut the recordings into one file per utterance first")
+def _kaldi_audio(src: Path, location: str) -> Path | None:
+    """The audio file of a ``wav.scp`` value; None for a piped command that names none."""
+    if location.endswith("|"):
+        # A piped command: use the audio file it names, if it names one.
+        names = [t for t in location.split() if t.lower().endswith(AUDIO_SUFFIXES)]
+        if not names:
+            return None
+        location = names[-1]
+    audio = Path(location)
+    if not audio.is_absolute():
+        # Kaldi paths are relative to the recipe folder; try the data dir, then its parents.
+        candidates = [src / audio, src.parent / audio, src.parent.parent / audio]
+        audio = next((c for c in candidates if c.exists()), candidates[0])
+    return audio
+
+
+def _scan_kaldi(src: Path, skipped: list[tuple[str, str]], segments_dir: Path | None = None,
+                warnings: list[str] | None = None) -> Iterator[_Entry]:
     wavs = _read_table(src / "wav.scp")
     texts = _read_table(src / "text")
     spk = _read_table(src / "utt2spk") if (src / "utt2spk").is_file() else {}
+    if (src / "segments").is_file():
+        yield from _cut_segments(src, wavs, texts, spk, skipped, segments_dir,
+                                 [] if warnings is None else warnings)
+        return
     for utt_id, text in texts.items():
         if utt_id not in wavs:
             skipped.append((utt_id, "in text but not in wav.scp"))
             continue
-        location = wavs[utt_id]
-        if location.endswith("|"):
-            # A piped command: use the audio file it names, if it names one.
-            names = [t for t in location.split() if t.lower().endswith(AUDIO_SUFFIXES)]
-            if not names:
-                skipped.append((utt_id, f"piped wav.scp entry without a file: {location!r}"))
-                continue
-            location = names[-1]
-        audio = Path(location)
-        if not audio.is_absolute():
-            # Kaldi paths are relative to the recipe folder; try the data dir, then its parents.
-            candidates = [src / audio, src.parent / audio, src.parent.parent / audio]
-            audio = next((c for c in candidates if c.exists()), candidates[0])
+        audio = _kaldi_audio(src, wavs[utt_id])
+        if audio is None:
+            skipped.append((utt_id, f"piped wav.scp entry without a file: {wavs[utt_id]!r}"))
+            continue
         yield _Entry(audio, text, spk.get(utt_id), utt_id)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    utt_id: str
+    recording: str
+    start: float
+    end: float      # -1: to the end of the recording
+    where: str      # "<segments file>:<line>", for messages
+
+
+def _read_segments(path: Path, recordings: dict[str, str]) -> list[_Segment]:
+    """Kaldi ``segments``: ``<utt-id> <recording-id> <start-seconds> <end-seconds>`` a line;
+    every line is checked before any audio is read."""
+    segments: list[_Segment] = []
+    first_line: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) != 4:
+            raise CorpusFormatError(f"{where}: expected '<utt-id> <recording-id> "
+                                    f"<start-seconds> <end-seconds>', got {line!r}")
+        utt, rec, start_text, end_text = fields
+        if utt in first_line:
+            raise CorpusFormatError(f"{where}: utterance {utt!r} is defined twice (first on "
+                                    f"line {first_line[utt]})")
+        if rec not in recordings:
+            raise CorpusFormatError(f"{where}: utterance {utt!r}: recording {rec!r} is not a "
+                                    f"key of {path.parent / 'wav.scp'}")
+        try:
+            start, end = float(start_text), float(end_text)
+        except ValueError:
+            start = end = math.nan
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
+            raise CorpusFormatError(f"{where}: utterance {utt!r}: expected start >= 0 and end "
+                                    f"in seconds (end -1: to the end of the recording), got "
+                                    f"{start_text!r} {end_text!r}")
+        if end != -1 and start >= end:
+            raise CorpusFormatError(f"{where}: utterance {utt!r}: start {start_text} s is not "
+                                    f"before end {end_text} s")
+        first_line[utt] = lineno
+        segments.append(_Segment(utt, rec, start, end, where))
+    return segments
+
+
+def _segment_file_name(utt_id: str) -> str:
+    return re.sub(r"[^\w.-]", "_", utt_id).lstrip(".") + ".wav"
+
+
+def _cut(info: AudioInfo, start: float, end: float, out: Path) -> None:
+    """Write seconds [start, end) of ``info``'s file to WAV ``out`` (atomically), in the
+    source's sample format where WAV holds it, else float."""
+    with sf.SoundFile(info.path) as f:
+        f.seek(round(start * info.sample_rate))
+        data = f.read(round(end * info.sample_rate) - f.tell(), dtype="float64",
+                      always_2d=True)
+    subtype = info.subtype if sf.check_format("WAV", info.subtype) else "FLOAT"
+    with atomic.replacing(out) as tmp:
+        sf.write(str(tmp), data, info.sample_rate, subtype=subtype, format="WAV")
+
+
+def _cut_segments(src: Path, wavs: dict[str, str], texts: dict[str, str],
+                  spk: dict[str, str], skipped: list[tuple[str, str]],
+                  segments_dir: Path | None, warnings: list[str]) -> Iterator[_Entry]:
+    segments = _read_segments(src / "segments", wavs)
+    if segments_dir is None:
+        raise CorpusFormatError(f"{src / 'segments'}: the segments are cut out of their "
+                                "recordings into WAV files, so the import needs a folder for "
+                                "them (segments_dir)")
+    # Each recording's header (or why it cannot be used), then every end checked against it
+    # before the first file is cut.
+    recordings: dict[str, AudioInfo | str] = {}
+    for rec in dict.fromkeys(s.recording for s in segments):
+        audio = _kaldi_audio(src, wavs[rec])
+        try:
+            recordings[rec] = (audio_info(audio, min_duration=0) if audio is not None
+                               else f"piped wav.scp entry without a file: {wavs[rec]!r}")
+        except AudioError as err:
+            recordings[rec] = str(err)
+    ends: dict[str, float] = {}
+    for seg in segments:
+        info = recordings[seg.recording]
+        if isinstance(info, str):
+            continue
+        end = info.duration if seg.end == -1 else seg.end
+        if end > info.duration:
+            beyond = (f"{seg.where}: utterance {seg.utt_id!r}: end {seg.end:g} s is beyond the "
+                      f"{info.duration:g} s of recording {seg.recording!r} ({info.path})")
+            if end > info.duration + SEGMENT_END_TOLERANCE:
+                raise CorpusFormatError(f"{beyond}; up to {SEGMENT_END_TOLERANCE:g} s past "
+                                        "the end is cut there with a warning")
+            warnings.append(f"{beyond}; cut at {info.duration:g} s")
+            end = info.duration
+        if seg.start >= end:
+            raise CorpusFormatError(f"{seg.where}: utterance {seg.utt_id!r}: start "
+                                    f"{seg.start:g} s is not before the end of recording "
+                                    f"{seg.recording!r} ({info.duration:g} s)")
+        ends[seg.utt_id] = end
+    for utt_id in sorted(texts.keys() - {s.utt_id for s in segments}):
+        skipped.append((utt_id, "in text but not in segments"))
+    for seg in segments:
+        info = recordings[seg.recording]
+        if seg.utt_id not in texts:
+            skipped.append((seg.utt_id, "in segments but not in text"))
+        elif isinstance(info, str):
+            skipped.append((seg.utt_id, f"recording {seg.recording!r}: {info}"))
+        else:
+            out = segments_dir / _segment_file_name(seg.utt_id)
+            _cut(info, seg.start, ends[seg.utt_id], out)
+            yield _Entry(out, texts[seg.utt_id], spk.get(seg.utt_id), seg.utt_id,
+                         {"recording": seg.recording, "segment_start": seg.start,
+                          "segment_end": ends[seg.utt_id]})
 
 
 def _is_librispeech(src: Path) -> bool:
@@ -175,6 +307,7 @@ def import_corpus(
     format: str | None = None,
     min_duration: float = 0.05,
     progress: Callable[[Iterator[_Entry]], Iterator[_Entry]] | None = None,
+    segments_dir: str | Path | None = None,
 ) -> ImportResult:
     """Import a corpus folder into manifest utterances.
 
@@ -183,17 +316,25 @@ def import_corpus(
         format: layout name; detected when ``None``.
         min_duration: shorter audio is skipped (seconds).
         progress: optional wrapper around the entry iterator (e.g. a progress bar).
+        segments_dir: where the segments of a Kaldi dir with a ``segments`` file are written,
+            one WAV file each (``<utt-id>.wav``); required for such a dir.
 
     Returns:
         The utterances (absolute audio paths, normalized text, the transcript as found in
-        ``text_raw``) and the skipped entries with their reasons.
+        ``text_raw``), the skipped entries with their reasons, and warnings (segment ends
+        cut to their recording's end).
     """
     src = Path(src).resolve()
     fmt = format or detect_format(src)
     if fmt not in LAYOUTS:
         raise CorpusFormatError(f"format: expected one of {list(LAYOUTS)}, got {fmt!r}")
     skipped: list[tuple[str, str]] = []
-    entries = LAYOUTS[fmt][1](src, skipped)
+    warnings: list[str] = []
+    scan = LAYOUTS[fmt][1]
+    if fmt == "kaldi":
+        scan = partial(scan, segments_dir=None if segments_dir is None else Path(segments_dir),
+                       warnings=warnings)
+    entries = scan(src, skipped)
     if progress is not None:
         entries = progress(entries)
     utterances = []
@@ -213,4 +354,4 @@ def import_corpus(
             text=text, speaker=entry.speaker, utt_id=entry.utt_id,
             extra={**entry.extra, "text_raw": entry.text},
         ))
-    return ImportResult(fmt, utterances, skipped)
+    return ImportResult(fmt, utterances, skipped, warnings)

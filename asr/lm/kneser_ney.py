@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr.atomic import atomic_open
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 Ngram = tuple[str, ...]
 
@@ -105,20 +107,22 @@ def _log10(x: float) -> float:
 
 
 def write_arpa(model: NgramEstimate, path: str | Path) -> None:
-    """Write ``model`` in ARPA format (log10 probabilities and back-off weights)."""
+    """Write ``model`` in ARPA format (log10 probabilities and back-off weights). The file is
+    streamed to a temporary file and replaces ``path`` only when complete, so an interrupted
+    build leaves the previous model as it was."""
     tables = [{}] + [dict(model.probs[n]) for n in range(1, model.order + 1)]
     tables[1][(BOS,)] = 0.0  # <s> only starts sentences: written as log10 p = -99
-    lines = ["", "\\data\\"] + [f"ngram {n}={len(tables[n])}"
-                                  for n in range(1, model.order + 1)]
-    for n in range(1, model.order + 1):
-        lines += ["", f"\\{n}-grams:"]
-        for g in sorted(tables[n]):
-            line = f"{_log10(tables[n][g]):.7g}\t{' '.join(g)}"
-            if g in model.backoffs[n]:
-                line += f"\t{_log10(model.backoffs[n][g]):.7g}"
-            lines.append(line)
-    lines += ["", "\\end\\", ""]
-    Path(path).write_text("\n".join(lines), encoding="utf-8")
+    with atomic_open(path, "w", "utf-8") as f:
+        f.write("\n\\data\\\n")
+        f.writelines(f"ngram {n}={len(tables[n])}\n" for n in range(1, model.order + 1))
+        for n in range(1, model.order + 1):
+            f.write(f"\n\\{n}-grams:\n")
+            for g in sorted(tables[n]):
+                line = f"{_log10(tables[n][g]):.7g}\t{' '.join(g)}"
+                if g in model.backoffs[n]:
+                    line += f"\t{_log10(model.backoffs[n][g]):.7g}"
+                f.write(line + "\n")
+        f.write("\n\\end\\\n")
 
 
 def build_arpa(sentences: Iterable[list[str]], order: int, path: str | Path) -> NgramEstimate:

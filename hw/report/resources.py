@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from asr import atomic
 from hw.report.config import SynthSettings
 from hw.rtl.design import generate_design
 from hw.rtl.devices import get_device
@@ -23,7 +24,7 @@ def synthesize_engine(artifact: Path, hw: dict[str, Any], settings: SynthSetting
     ``folder`` and synthesize it; the result as a dict (``SynthResult.as_dict``)."""
     folder.mkdir(parents=True, exist_ok=True)
     engine = folder / "engine.yaml"
-    OmegaConf.save(OmegaConf.create(hw), engine)
+    atomic.write_text(engine, OmegaConf.to_yaml(OmegaConf.create(hw)))
     design = generate_design(str(artifact), str(engine), [], folder / "rtl")
     result = synthesize(design.sources, get_device(settings.device), top=design.top,
                         include_dir=design.include_dir, place_route=settings.place_route,

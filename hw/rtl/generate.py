@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from asr import atomic
 from asr.compress.artifact import Artifact
 from asr.compress.fixed_point import Rounding, rounding_mode, shift_round
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix, encode_csb, encode_csc
@@ -119,7 +120,7 @@ class RtlDesign:
 
     def save(self) -> Path:
         path = Path(self.out_dir) / "rtl.json"
-        path.write_text(json.dumps(asdict(self), indent=1))
+        atomic.write_text(path, json.dumps(asdict(self), indent=1))
         return path
 
 
@@ -178,8 +179,7 @@ class _Writer:
 
     def hexfile(self, rel: str, values: list[int], bits: int) -> str:
         path = self.out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(hex_words(values, bits)) + "\n")
+        atomic.write_text(path, "\n".join(hex_words(values, bits)) + "\n")
         self.files.append(rel)
         return rel
 
@@ -979,8 +979,8 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     dumps += [(ly.name, ly.y, ly.out_dim) for ly in layers]
     dumps.append((output["name"], "logits", output["rows"]))
     tb = render_testbench(dumps, model.cfg)
-    (out_dir / "engine.sv").write_text(engine)
-    (out_dir / "tb.sv").write_text(tb)
+    atomic.write_text(out_dir / "engine.sv", engine)
+    atomic.write_text(out_dir / "tb.sv", tb)
     digest = hashlib.sha256((engine + tb).encode()).hexdigest()[:16]
     design = RtlDesign(str(out_dir), model.cfg.name, model.cfg.sparse_format,
                        model.cfg.activation_bits, input_dim, output["rows"], phases, dumps,
