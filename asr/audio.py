@@ -7,6 +7,7 @@ with no further system dependency, so every reader in the project goes through h
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,25 @@ import torchaudio.functional as AF
 
 # Anything shorter cannot fill one 25 ms analysis window plus a hop.
 DEFAULT_MIN_DURATION = 0.05
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be used, but not as the model was trained: said once per kind."""
+
+
+_WARNED_RATES: set[tuple[int, int]] = set()
+
+
+def warn_upsampling(path: str | Path, file_rate: int, sample_rate: int) -> None:
+    """Audio below the model's rate is upsampled with an empty top band the model never heard
+    in training (8 kHz telephone audio into a 16 kHz model): said once per pair of rates."""
+    if file_rate >= sample_rate or (file_rate, sample_rate) in _WARNED_RATES:
+        return
+    _WARNED_RATES.add((file_rate, sample_rate))
+    warnings.warn(AudioWarning(
+        f"{path}: {file_rate} Hz audio upsampled to the model's {sample_rate} Hz; it holds "
+        f"nothing above {file_rate // 2} Hz, so expect a higher error rate (said once for "
+        f"every file at {file_rate} Hz)"), stacklevel=3)
 
 
 class AudioError(ValueError):
@@ -133,6 +153,7 @@ def load_audio(
     """
     wav, sr = read_audio(path, min_duration)
     if sample_rate is not None and sr != sample_rate:
+        warn_upsampling(path, sr, sample_rate)
         wav = AF.resample(wav, sr, sample_rate)
     return wav
 
@@ -176,6 +197,7 @@ class AudioStream:
         self.file_rate, self.file_frames = int(info.samplerate), int(info.frames)
         _check_length(self.path, self.file_frames, self.file_rate, min_duration)
         self.sample_rate = sample_rate or self.file_rate
+        warn_upsampling(self.path, self.file_rate, self.sample_rate)
         gcd = math.gcd(self.file_rate, self.sample_rate)
         self._orig, self._new = self.file_rate // gcd, self.sample_rate // gcd
         # torchaudio's filter half-width (lowpass_filter_width=6, rolloff=0.99) in input

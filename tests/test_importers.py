@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,37 @@ def test_kaldi_tables_split_on_any_whitespace(kaldi_dir):
     assert sorted(by_id) == ["u1", "u2"] and not result.skipped
     assert by_id["u1"].text == "we call it bear" and by_id["u2"].text == "zero three five"
     assert by_id["u1"].speaker == "s1" == by_id["u2"].speaker
+
+
+def test_a_corpus_of_mixed_or_narrow_band_rates_is_imported_with_a_warning(kaldi_dir, tmp_path):
+    result = import_corpus(kaldi_dir)
+    mixed = [w for w in result.warnings if w.startswith("mixed sample rates")]
+    assert len(mixed) == 1
+    per_rate = {int(r): int(n) for r, n in re.findall(r"(\d+) Hz: (\d+) files", mixed[0])}
+    assert set(per_rate) == {48000, 16000, 8000}
+    assert sum(per_rate.values()) == len(result.utterances)
+    assert "features.sample_rate" in mixed[0]
+    narrow = tmp_path / "narrow"
+    write(narrow / "a.wav", tone(0.5, 4000), 4000)
+    (narrow / "a.txt").write_text("one\n")
+    low = import_corpus(narrow, format="folder")
+    assert [w for w in low.warnings if "below 8000 Hz" in w and "a.wav" in w]
+    assert not [w for w in low.warnings if w.startswith("mixed")]
+
+
+def test_audio_below_the_model_rate_is_upsampled_with_one_warning(tmp_path):
+    import asr.audio as audio
+
+    audio._WARNED_RATES.clear()
+    for name in ("a.wav", "b.wav"):
+        write(tmp_path / name, tone(0.5, 8000), 8000)
+    with pytest.warns(audio.AudioWarning, match=r"a\.wav: 8000 Hz audio upsampled to the "
+                                                r"model's 16000 Hz"):
+        assert audio.load_audio(tmp_path / "a.wav", 16000).shape == (8000,)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")     # once per pair of rates, not once per file
+        audio.load_audio(tmp_path / "b.wav", 16000)
+        audio.load_audio(tmp_path / "b.wav", 8000)
+        stream = audio.AudioStream(tmp_path / "b.wav", 8000)
+        assert stream.num_samples == 4000

@@ -338,6 +338,7 @@ def import_corpus(
     if progress is not None:
         entries = progress(entries)
     utterances = []
+    rates: dict[int, list[str]] = {}
     for entry in entries:
         try:
             info = audio_info(entry.audio, min_duration=min_duration)
@@ -349,9 +350,31 @@ def import_corpus(
             skipped.append((str(entry.audio), f"empty transcript after normalization: "
                                               f"{entry.text!r}"))
             continue
+        rates.setdefault(info.sample_rate, []).append(str(entry.audio))
         utterances.append(Utterance(
             audio_filepath=str(entry.audio.resolve()), duration=round(info.duration, 4),
             text=text, speaker=entry.speaker, utt_id=entry.utt_id,
             extra={**entry.extra, "text_raw": entry.text},
         ))
+    warnings += _rate_warnings(rates)
     return ImportResult(fmt, utterances, skipped, warnings)
+
+
+# Below this, speech loses the formants that tell consonants apart.
+MIN_SPEECH_RATE = 8000
+
+
+def _rate_warnings(rates: dict[int, list[str]]) -> list[str]:
+    """A corpus of mixed sample rates, or of rates too low for speech, is imported (every
+    file is resampled to the model's rate when read), but said."""
+    out = []
+    if len(rates) > 1:
+        counts = ", ".join(f"{r} Hz: {len(p)} files (e.g. {p[0]})"
+                           for r, p in sorted(rates.items(), reverse=True))
+        out.append(f"mixed sample rates ({counts}); every file is resampled to the model's "
+                   f"features.sample_rate when read, and a lower rate has an empty top band")
+    low = {r: p for r, p in rates.items() if r < MIN_SPEECH_RATE}
+    for r, p in sorted(low.items()):
+        out.append(f"{len(p)} files at {r} Hz, below {MIN_SPEECH_RATE} Hz (e.g. {p[0]}): too "
+                   f"narrow-band for speech recognition")
+    return out
