@@ -7,6 +7,10 @@
 # bbs presets (ese.model, bbs.model, with their storage tables and dev WER; 30 fine-tuning epochs
 # at lr 2e-3 unless COMPRESS_EPOCHS / COMPRESS_LR say otherwise) and stage 5
 # evaluates the compressed models on the test takes (eval_test_ese/, eval_test_bbs/).
+# Stage 6 trains the delta LSTM (experiment=fsdd_delta_lstm: fsdd_lstm's sizes and schedule);
+# stage 7 adds its delta point to a report (exp/fsdd_delta_lstm/report): float, spartus-
+# compressed (column-balanced over the 8 PEs of the delta engine resized to 8) and on the
+# engine, with the temporal sparsity it measured and the distribution of cycles per frame.
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
@@ -39,3 +43,14 @@ for model in fsdd_lstm fsdd_wavenet; do
         fi
     done
 done
+if run_stage 6; then
+    train_model fsdd_delta_lstm
+fi
+if run_stage 7; then
+    log "compressing the delta LSTM (column-balanced) and evaluating it on the delta engine"
+    (cd "$ROOT" && "$BIN/asr-hw" report hw=delta data=fsdd \
+        +models.delta_lstm=exp/fsdd_delta_lstm/model.ckpt \
+        compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
+        finetune.max_epochs=${COMPRESS_EPOCHS:-10} finetune.lr=${COMPRESS_LR:-2e-3} \
+        data.batch.max_batch_size=16 out=exp/fsdd_delta_lstm/report)
+fi
