@@ -45,6 +45,8 @@ from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
 
 EXACT_LIMIT = 2 ** 53
+# An LSTM's input products are computed for this many rows (frames) at a time.
+INPUT_BLOCK_ROWS = 256
 DATAPATH = "datapath"
 
 Signal = tuple[torch.Tensor, int]   # (int64 codes, fractional length)
@@ -95,19 +97,23 @@ class Datapath:
         """One sparse matrix-vector product per row of ``x`` (codes ``(time, cols)``): each
         output row's exact sum of products ``w * x`` at fractional length ``mat.frac + fx``,
         wrapped into the accumulator (overflows counted for ``layer``)."""
-        bound = self.product_bound(mat)
-        if bound >= EXACT_LIMIT:   # beyond float64's exact integers: int64 (slow, rare)
-            out = x @ mat.weights.t()
-        else:
-            w, xd = mat.matmul_operand(), x.double()
-            if w.layout == torch.sparse_csr:
-                out = torch.mv(w, xd[0])[None] if x.shape[0] == 1 else (w @ xd.t()).t()
-            else:
-                out = xd @ w.t()
-            out = out.to(torch.int64)
-        if bound < 1 << (self.cfg.accumulator_bits - 1):
+        out = self.products(mat, x)
+        if self.product_bound(mat) < 1 << (self.cfg.accumulator_bits - 1):
             return out   # no sum can leave the accumulator: nothing to check
         return self.wrap_accumulator(layer or mat.name, out)
+
+    def products(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`matvec`'s exact sums, before the accumulator's wrap (``(rows, out)``
+        int64, contiguous)."""
+        if self.product_bound(mat) >= EXACT_LIMIT:   # beyond float64's exact integers
+            return x @ mat.weights.t()                # int64 (slow, rare)
+        w, xd = mat.matmul_operand(), x.double()
+        if w.layout != torch.sparse_csr:
+            return (xd @ w.t()).to(torch.int64)
+        if x.shape[0] == 1:
+            return torch.mv(w, xd[0]).to(torch.int64)[None]
+        # the product comes out (out, rows); one conversion makes it row-major int64
+        return (w @ xd.t()).t().to(torch.int64, memory_format=torch.contiguous_format)
 
     def product_bound(self, mat: IntMatrix) -> int:
         """Largest magnitude a row's sum of products (or any partial sum) can reach: inputs
@@ -225,41 +231,73 @@ class Datapath:
             raise ValueError(f"{name}: utterances must be sorted longest first ({lengths})")
         steps, rows = (lengths[0] if lengths else 0), len(xs)
         # The gate accumulator's fractional length per row and each term's shift to it are
-        # the same every step (see accumulate); input products and biases do not depend on
-        # the recurrence, so they are brought to it for all steps at once.
+        # the same every step (see accumulate); as plain ints when all rows agree, so that
+        # every step's shifts take the scalar path.
         fxr, frr = wx.frac + fx, wr.frac + fy
-        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + self.cfg.guard_bits)
-        shift_r = (frr - frac).contiguous()
+        frac_rows = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(
+            max=unit_in + self.cfg.guard_bits)
+        frac, shift_r = scalar_if_uniform(frac_rows), scalar_if_uniform(frr - frac_rows)
         rounding = self.rounding
         # Packed by time step (as PackedSequence): step t's rows are the utterances still
         # running, stored from start[t], so nothing is computed or held for ended ones.
         running = (torch.tensor(lengths)[None] > torch.arange(steps)[:, None]).sum(1)
         start = torch.cumsum(running, 0) - running
         starts, counts = start.tolist(), running.tolist()
-        pre = torch.empty(int(running.sum()), 4 * hidden, dtype=torch.int64)
-        largest = 0
-        for k, x in enumerate(xs):
-            pre_k = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
-                     + shift_round(b, fb - frac, rounding))
-            pre.index_copy_(0, start[:lengths[k]] + k, pre_k)
-            largest = max(largest, int(pre_k.abs().max()) if pre_k.numel() else 0)
-        # When no step's sum can overflow, the per-step check is skipped (same result).
-        left = max(0, -int(shift_r.min()))
-        bound = largest + (self.product_bound(wr) << left) + 1
-        check = bound >= 1 << (self.cfg.accumulator_bits - 1)
+        packed = [start[:n] + k for k, n in enumerate(lengths)]   # each frame's packed row
+        xp = torch.cat(xs) if xs else torch.zeros(0, wx.shape[1], dtype=torch.int64)
+        if rows > 1:
+            xp = xp.index_select(0, torch.argsort(torch.cat(packed)))
+        utterance = torch.arange(xp.shape[0]) - start.repeat_interleave(running)
+        bias = shift_round(b, fb - frac_rows, rounding)
+        shift_x = scalar_if_uniform(fxr - frac_rows)
+        # The recurrent products' bound once shifted (|shift_round(v, s)| <= (|v| >> s) + 1):
+        # a step's sum can leave the accumulator only if the input side's largest plus it can.
+        least = int(shift_r if isinstance(shift_r, int) else shift_r.min())
+        bound = self.product_bound(wr)
+        bound = (bound >> least) + 1 if least >= 0 else bound << -least
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
         y = torch.zeros(rows, out_dim, dtype=torch.int64)
-        out = torch.empty(pre.shape[0], out_dim, dtype=torch.int64)
-        for t in range(steps):
-            first, active = starts[t], counts[t]
-            acc = pre[first:first + active] + shift_round(self.matvec(wr, y[:active]), shift_r,
-                                                          rounding)
-            if check:
-                acc = self.wrap_accumulator(f"{name}.gates", acc)
-            c[:active], y[:active] = self.cell(op, acc, frac, c[:active])
-            out[first:first + active] = y[:active]
-        return [out[start[:n] + k] for k, n in enumerate(lengths)], fy
+        out = torch.empty(xp.shape[0], out_dim, dtype=torch.int64)
+        # Input products and biases do not depend on the recurrence: one product for the
+        # frames of several steps (a block small enough to stay in cache).
+        block = max(1, INPUT_BLOCK_ROWS // max(rows, 1))
+        for t0 in range(0, steps, block):
+            t1 = min(t0 + block, steps)
+            r0, r1 = starts[t0], starts[t1 - 1] + counts[t1 - 1]
+            pre = self.input_products(wx, xp[r0:r1], utterance[r0:r1])
+            pre = shift_round(pre, shift_x, rounding).add_(bias)
+            lo, hi = torch.aminmax(pre)
+            check = max(-int(lo), int(hi)) + bound >= 1 << (self.cfg.accumulator_bits - 1)
+            for t in range(t0, t1):
+                first, active = starts[t] - r0, counts[t]
+                acc = shift_round(self.matvec(wr, y[:active]), shift_r, rounding)
+                acc += pre[first:first + active]
+                if check:
+                    acc = self.wrap_accumulator(f"{name}.gates", acc)
+                c, y = self.cell(op, acc, frac, c[:active])
+                out[r0 + first:r0 + first + active] = y
+        return [out[rows_k] for rows_k in packed], fy
+
+    def input_products(self, mat: IntMatrix, x: torch.Tensor, utterance: torch.Tensor
+                       ) -> torch.Tensor:
+        """:meth:`matvec` on rows of several utterances (row ``r`` is utterance
+        ``utterance[r]``'s), each utterance's accumulator overflows counted as its own."""
+        out = self.products(mat, x)
+        if self.product_bound(mat) < 1 << (self.cfg.accumulator_bits - 1):
+            return out
+        wrapped, n = narrow(out, self.cfg.accumulator_bits, saturate=False)
+        if n:   # rare: count per utterance
+            per_row = (wrapped != out).sum(1)
+            per_utterance = torch.zeros(int(utterance.max()) + 1, dtype=torch.int64)
+            per_utterance.index_add_(0, utterance, per_row)
+            for k, count in enumerate(per_utterance.tolist()):
+                self.utterance_events(k).add(mat.name, "accumulator_overflow", count)
+        return wrapped
+
+    def utterance_events(self, k: int) -> EventCounter:
+        """Where utterance ``k``'s events go when its rows are handled alone."""
+        return self.events.row(k) if isinstance(self.events, RowEventCounter) else self.events
 
     def cell(self, op: LSTMOp, acc: torch.Tensor, frac: torch.Tensor, c: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -341,6 +379,12 @@ class Datapath:
         self.record(f"{name}.dx", dx, fx)
         self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)
         return torch.stack(outputs), fy
+
+
+def scalar_if_uniform(values: torch.Tensor) -> torch.Tensor | int:
+    """``values`` as one int when all are equal (shifts by an int take the scalar path)."""
+    lo, hi = torch.aminmax(values)
+    return int(lo) if int(lo) == int(hi) else values
 
 
 def delta_threshold(cfg: EngineConfig, op: DeltaLSTMOp, side: str, frac: int) -> int:

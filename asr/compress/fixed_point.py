@@ -136,10 +136,9 @@ def narrow(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True
     qmin, qmax = torch.aminmax(q)
     if int(qmin) >= lo and int(qmax) <= hi:
         return q, 0
-    out = int(((q < lo) | (q > hi)).sum())
-    if saturate:
-        return q.clamp(lo, hi), out
-    return torch.remainder(q - lo, 1 << bits) + lo, out
+    fitted = q.clamp(lo, hi) if saturate else torch.remainder(q - lo, 1 << bits) + lo
+    # exactly the out-of-range codes change (in range, both modes are the identity)
+    return fitted, int((fitted != q).sum())
 
 
 _Q_FORM = re.compile(r"^[Qq](-?\d+)\.(-?\d+)(u?)$")
