@@ -43,10 +43,13 @@ from asr.models.ops import dispatch, register
 from hw.arith import EventCounter, RowEventCounter
 from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
+from hw.lstm_cell import STEP_EVENTS, CellFormats, cell_step, compiled_lstm_step, lstm_step
 
 EXACT_LIMIT = 2 ** 53
 # An LSTM's input products are computed for this many rows (frames) at a time.
-INPUT_BLOCK_ROWS = 256
+INPUT_BLOCK_ROWS = 32
+# LSTM layers of at least this many cells run their steps compiled (hw.lstm_cell).
+COMPILE_MIN_HIDDEN = 256
 DATAPATH = "datapath"
 
 Signal = tuple[torch.Tensor, int]   # (int64 codes, fractional length)
@@ -105,15 +108,19 @@ class Datapath:
     def products(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
         """:meth:`matvec`'s exact sums, before the accumulator's wrap (``(rows, out)``
         int64, contiguous)."""
+        return self.exact_sums(mat, x).to(torch.int64, memory_format=torch.contiguous_format)
+
+    def exact_sums(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
+        """The exact sums of :meth:`products` as float64 (integers below 2**53), or int64
+        beyond; ``(rows, out)``, possibly transposed in memory."""
         if self.product_bound(mat) >= EXACT_LIMIT:   # beyond float64's exact integers
             return x @ mat.weights.t()                # int64 (slow, rare)
         w, xd = mat.matmul_operand(), x.double()
         if w.layout != torch.sparse_csr:
-            return (xd @ w.t()).to(torch.int64)
+            return xd @ w.t()
         if x.shape[0] == 1:
-            return torch.mv(w, xd[0]).to(torch.int64)[None]
-        # the product comes out (out, rows); one conversion makes it row-major int64
-        return (w @ xd.t()).t().to(torch.int64, memory_format=torch.contiguous_format)
+            return torch.mv(w, xd[0])[None]
+        return (w @ xd.t()).t()   # the sparse product comes out (out, rows)
 
     def product_bound(self, mat: IntMatrix) -> int:
         """Largest magnitude a row's sum of products (or any partial sum) can reach: inputs
@@ -250,33 +257,47 @@ class Datapath:
         utterance = torch.arange(xp.shape[0]) - start.repeat_interleave(running)
         bias = shift_round(b, fb - frac_rows, rounding)
         shift_x = scalar_if_uniform(fxr - frac_rows)
-        # The recurrent products' bound once shifted (|shift_round(v, s)| <= (|v| >> s) + 1):
-        # a step's sum can leave the accumulator only if the input side's largest plus it can.
-        least = int(shift_r if isinstance(shift_r, int) else shift_r.min())
-        bound = self.product_bound(wr)
-        bound = (bound >> least) + 1 if least >= 0 else bound << -least
+        # Can a gate sum leave the accumulator? Only if the bounds of its shifted terms
+        # (|shift_round(v, s)| <= (|v| >> s) + 1) and the bias add up beyond it.
+        limit = 1 << (self.cfg.accumulator_bits - 1)
+        gate_bound = (shifted_bound(self.product_bound(wx), shift_x) + int(bias.abs().max())
+                      + shifted_bound(self.product_bound(wr), shift_r))
+        fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
+        formats = self.cell_formats(hidden, fc, fm, frac, shift_r, shift_x,
+                                    wrap_products=self.product_bound(wr) >= limit,
+                                    wrap_gates=gate_bound >= limit)
+        step = self.step_function(hidden, frac, shift_r, shift_x)
+        sig, tanh = m.units["sigmoid"], m.units["tanh"]
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
         y = torch.zeros(rows, out_dim, dtype=torch.int64)
         out = torch.empty(xp.shape[0], out_dim, dtype=torch.int64)
-        # Input products and biases do not depend on the recurrence: one product for the
-        # frames of several steps (a block small enough to stay in cache).
+        clipped = torch.zeros(rows, len(STEP_EVENTS), dtype=torch.int64)
+        # Input products do not depend on the recurrence: one product for the frames of
+        # several steps (a block small enough to stay in cache).
         block = max(1, INPUT_BLOCK_ROWS // max(rows, 1))
         for t0 in range(0, steps, block):
             t1 = min(t0 + block, steps)
             r0, r1 = starts[t0], starts[t1 - 1] + counts[t1 - 1]
-            pre = self.input_products(wx, xp[r0:r1], utterance[r0:r1])
-            pre = shift_round(pre, shift_x, rounding).add_(bias)
-            lo, hi = torch.aminmax(pre)
-            check = max(-int(lo), int(hi)) + bound >= 1 << (self.cfg.accumulator_bits - 1)
+            inputs = self.input_products(wx, xp[r0:r1], utterance[r0:r1])
             for t in range(t0, t1):
                 first, active = starts[t] - r0, counts[t]
-                acc = shift_round(self.matvec(wr, y[:active]), shift_r, rounding)
-                acc += pre[first:first + active]
-                if check:
-                    acc = self.wrap_accumulator(f"{name}.gates", acc)
-                c, y = self.cell(op, acc, frac, c[:active])
+                c, mo, n = step(self.products(wr, y[:active]), inputs[first:first + active],
+                                bias, c[:active], sig, tanh, formats)
+                clipped[:active] += n
+                y = mo if proj is None else self.narrow(name, self.matvec(proj, mo),
+                                                        proj.frac + fm, fy)
                 out[r0 + first:r0 + first + active] = y
+        # The step's events, counted once per utterance: what each narrowing clipped, and
+        # the values every step produces.
+        clip = "saturation" if self.cfg.saturate else "wrap"
+        widths = {"gates": 4 * hidden, "c": hidden, "tanh_in": hidden, "m": hidden}
+        for k, (n, counted) in enumerate(zip(lengths, clipped.tolist())):
+            events = self.utterance_events(k)
+            for (suffix, kind), count in zip(STEP_EVENTS, counted):
+                events.add(f"{name}.{suffix}", clip if kind == "clip" else kind, count)
+            for suffix, width in widths.items():
+                events.add(f"{name}.{suffix}", "values", n * width)
         return [out[rows_k] for rows_k in packed], fy
 
     def input_products(self, mat: IntMatrix, x: torch.Tensor, utterance: torch.Tensor
@@ -295,6 +316,21 @@ class Datapath:
                 self.utterance_events(k).add(mat.name, "accumulator_overflow", count)
         return wrapped
 
+    def step_function(self, hidden: int, *shifts: int | torch.Tensor):
+        """:func:`~hw.lstm_cell.lstm_step`, compiled for layers of at least
+        ``COMPILE_MIN_HIDDEN`` cells with one format per row (where compiling pays off)."""
+        if hidden >= COMPILE_MIN_HIDDEN and all(isinstance(s, int) for s in shifts):
+            return compiled_lstm_step() or lstm_step
+        return lstm_step
+
+    def cell_formats(self, hidden: int, fc: int, fm: int, frac: int | torch.Tensor,
+                     shift_r: int | torch.Tensor = 0, shift_x: int | torch.Tensor = 0,
+                     wrap_products: bool = False, wrap_gates: bool = False) -> CellFormats:
+        cfg, m = self.cfg, self.m
+        return CellFormats(hidden, frac, shift_r, shift_x, m.unit_in_frac, m.gate_frac, fc, fm,
+                           cfg.guard_bits, cfg.activation_bits, cfg.accumulator_bits,
+                           cfg.saturate, self.rounding, wrap_products, wrap_gates)
+
     def utterance_events(self, k: int) -> EventCounter:
         """Where utterance ``k``'s events go when its rows are handled alone."""
         return self.events.row(k) if isinstance(self.events, RowEventCounter) else self.events
@@ -308,16 +344,16 @@ class Datapath:
         hidden = op.W_ix.shape[0]
         proj = m.matrices.get(f"{name}.W_ym")
         fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
-        unit_in, fg = m.unit_in_frac, m.gate_frac
-        sig, tanh = m.units["sigmoid"], m.units["tanh"]
-        gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
-        s = sig(gin)   # one look-up pass; the c rows' sigmoid is not used
-        i, f, o = s[..., :hidden], s[..., hidden:2 * hidden], s[..., 3 * hidden:]
-        g = tanh(gin[..., 2 * hidden:3 * hidden])
-        cell, fcell = self.accumulate(f"{name}.c", [(f * c, fg + fc), (i * g, 2 * fg)], fc)
-        c = self.narrow(f"{name}.c", cell, fcell, fc)
-        h = tanh(self.narrow(f"{name}.tanh_in", c, fc, unit_in))
-        mo = self.narrow(f"{name}.m", o * h, 2 * fg, fm)
+        c, mo, clipped = cell_step(acc, frac, c, m.units["sigmoid"], m.units["tanh"],
+                                   self.cell_formats(hidden, fc, fm, frac))
+        clip = "saturation" if self.cfg.saturate else "wrap"
+        widths = {"gates": 4 * hidden, "c": hidden, "tanh_in": hidden, "m": hidden}
+        for k, counted in enumerate(clipped.reshape(-1, clipped.shape[-1]).tolist()):
+            events = self.utterance_events(k)
+            for (suffix, kind), count in zip(STEP_EVENTS[2:], counted):
+                events.add(f"{name}.{suffix}", clip if kind == "clip" else kind, count)
+            for suffix, width in widths.items():
+                events.add(f"{name}.{suffix}", "values", width)
         if proj is None:
             return c, mo
         rows = mo if mo.dim() == 2 else mo[None]   # (utterances, hidden) or one step's
@@ -379,6 +415,12 @@ class Datapath:
         self.record(f"{name}.dx", dx, fx)
         self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)
         return torch.stack(outputs), fy
+
+
+def shifted_bound(bound: int, shift: int | torch.Tensor) -> int:
+    """A bound of ``|shift_round(v, shift)|`` for ``|v| <= bound`` (the smallest shift's)."""
+    least = int(shift if isinstance(shift, int) else shift.min())
+    return (bound >> least) + 1 if least >= 0 else bound << -least
 
 
 def scalar_if_uniform(values: torch.Tensor) -> torch.Tensor | int:

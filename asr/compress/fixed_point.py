@@ -18,8 +18,8 @@ The arithmetic works on whole int64 tensors, exactly (codes stay far below 2**62
 - :func:`round_float`: a float tensor to integral values by a rounding mode (quantizers);
 - :func:`shift_round`: ``q * 2**-s`` rounded, an arithmetic right shift with a rounding adder
   (``s < 0`` is an exact left shift): how the datapath moves between fractional lengths;
-- :func:`narrow`: into ``bits`` two's-complement bits, saturating or wrapping, with the number
-  of values that were out of range.
+- :func:`fit`: into ``bits`` two's-complement bits, saturating or wrapping; :func:`narrow`
+  the same, with the number of values that were out of range.
 
 Rounding modes (:class:`Rounding`): ``nearest`` adds half an LSB then floors (ties towards
 +inf, a rounding adder), ``nearest_even`` breaks ties to even (IEEE), ``floor`` drops the low
@@ -126,18 +126,24 @@ def int_range(bits: int, signed: bool = True) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+def fit(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True) -> torch.Tensor:
+    """``q`` into ``bits`` bits, saturated or wrapped around as a ``bits``-wide register
+    would; exactly the out-of-range codes change (no branch on values: traceable)."""
+    lo, hi = int_range(bits, signed)
+    return q.clamp(lo, hi) if saturate else torch.remainder(q - lo, 1 << bits) + lo
+
+
 def narrow(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True
            ) -> tuple[torch.Tensor, int]:
-    """Into ``bits`` bits: saturate or wrap around as a ``bits``-wide register would.
-    Returns ``(q, out_of_range)``."""
+    """:func:`fit`, with the number of values that were out of range: ``(q, out_of_range)``.
+    In range, ``q`` itself comes back."""
     lo, hi = int_range(bits, signed)
     if q.numel() == 0:
         return q, 0
     qmin, qmax = torch.aminmax(q)
     if int(qmin) >= lo and int(qmax) <= hi:
         return q, 0
-    fitted = q.clamp(lo, hi) if saturate else torch.remainder(q - lo, 1 << bits) + lo
-    # exactly the out-of-range codes change (in range, both modes are the identity)
+    fitted = fit(q, bits, saturate, signed)
     return fitted, int((fitted != q).sum())
 
 

@@ -1,0 +1,115 @@
+"""One step of the engine's LSTM cell as a pure function of int64 tensors.
+
+:func:`lstm_step` takes a step's recurrent products (the exact sums, in float64) and the input
+side's gate sums, and returns the new cell state, the cell output ``m`` and, per row, how many
+values each narrowing clipped; it has no Python branch on tensor values and reports no event
+itself, so that :func:`compiled_lstm_step` can hand the whole step to ``torch.compile`` (one
+fused loop instead of some thirty int64 passes over the gates). The arithmetic is
+:mod:`asr.compress.fixed_point`'s (``shift_round``, ``fit``), with the datapath's formats held in
+:class:`CellFormats`; the compiled step computes the same integers (tests hold it equal to the
+per-MAC reference).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from asr.compress.fixed_point import Rounding, fit, shift_round
+from hw.activation_unit import ActivationUnit
+
+# What the columns of lstm_step's counts are: (event layer suffix, kind); "clip" is
+# "saturation" or "wrap" by the engine's overflow mode.
+STEP_EVENTS = (("W_r", "accumulator_overflow"), ("gates", "accumulator_overflow"),
+               ("gates", "clip"), ("c", "accumulator_overflow"), ("c", "clip"),
+               ("tanh_in", "clip"), ("m", "clip"))
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CellFormats:
+    """The integers that fix one LSTM layer's step: fractional lengths (the gate sums'
+    ``frac``, the recurrent products' shift to it, the activation unit's input ``unit_in`` and
+    output ``gate``, the cell state's ``c`` and output's ``m``), widths, and which checks a
+    step needs (``wrap_products``: a recurrent sum may leave the accumulator; ``wrap_gates``:
+    a gate sum may)."""
+
+    hidden: int
+    frac: int | torch.Tensor      # tensors (one per row) run eagerly only
+    shift_r: int | torch.Tensor
+    shift_x: int | torch.Tensor
+    unit_in: int
+    gate: int
+    c: int
+    m: int
+    guard_bits: int
+    activation_bits: int
+    accumulator_bits: int
+    saturate: bool
+    rounding: Rounding
+    wrap_products: bool
+    wrap_gates: bool
+
+
+def _clip(q: torch.Tensor, bits: int, saturate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``q`` fitted into ``bits`` and the count per row of the values that changed."""
+    fitted = fit(q, bits, saturate)
+    return fitted, (fitted != q).sum(-1)
+
+
+def lstm_step(products: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor,
+              c: torch.Tensor, sigmoid: ActivationUnit, tanh: ActivationUnit, f: CellFormats
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step for ``rows`` utterances: ``products`` and ``inputs`` (int64
+    ``(rows, 4 * hidden)``) are the exact recurrent and input sums at their matrices'
+    fractional lengths (the inputs' already wrapped into the accumulator), ``bias`` the bias
+    at ``f.frac``; ``c`` the cell state. Returns
+    the new ``c``, the cell output ``m`` and the out-of-range counts ``(rows, 7)`` in the order
+    of :data:`STEP_EVENTS`."""
+    raw = products
+    n_raw = n_acc = torch.zeros(c.shape[:-1], dtype=torch.int64)
+    if f.wrap_products:
+        raw, n_raw = _clip(raw, f.accumulator_bits, saturate=False)
+    acc = (shift_round(raw, f.shift_r, f.rounding) + shift_round(inputs, f.shift_x, f.rounding)
+           + bias)
+    if f.wrap_gates:
+        acc, n_acc = _clip(acc, f.accumulator_bits, saturate=False)
+    c, m, counts = cell_step(acc, f.frac, c, sigmoid, tanh, f)
+    return c, m, torch.cat([torch.stack([n_raw, n_acc], dim=-1), counts], dim=-1)
+
+
+def cell_step(acc: torch.Tensor, frac: int | torch.Tensor, c: torch.Tensor,
+              sigmoid: ActivationUnit, tanh: ActivationUnit, f: CellFormats
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cell from its gate sums ``acc`` (i, f, c, o stacked, at fractional length ``frac``,
+    one or one per row): the new cell state, the output ``m`` and the counts of the last five
+    :data:`STEP_EVENTS` (``f.frac``, ``f.shift_r`` and the wrap flags are not read)."""
+    h, bits = f.hidden, f.activation_bits
+    gin, n_gates = _clip(shift_round(acc, frac - f.unit_in, f.rounding), bits, f.saturate)
+    s = sigmoid(gin)   # one look-up pass; the c rows' sigmoid is not used
+    i, fg, o = s[..., :h], s[..., h:2 * h], s[..., 3 * h:]
+    g = tanh(gin[..., 2 * h:3 * h])
+    # the cell sum at the larger term's fractional length, at most guard_bits beyond c's
+    fcell = min(max(f.gate + f.c, 2 * f.gate), f.c + f.guard_bits)
+    total = (shift_round(fg * c, f.gate + f.c - fcell, f.rounding)
+             + shift_round(i * g, 2 * f.gate - fcell, f.rounding))
+    total, n_cacc = _clip(total, f.accumulator_bits, saturate=False)
+    c, n_c = _clip(shift_round(total, fcell - f.c, f.rounding), bits, f.saturate)
+    t_in, n_t = _clip(shift_round(c, f.c - f.unit_in, f.rounding), bits, f.saturate)
+    m, n_m = _clip(shift_round(o * tanh(t_in), 2 * f.gate - f.m, f.rounding), bits, f.saturate)
+    return c, m, torch.stack([n_gates, n_cacc, n_c, n_t, n_m], dim=-1)
+
+
+@functools.cache
+def compiled_lstm_step():
+    """:func:`lstm_step` compiled by ``torch.compile`` (inductor; compiled once per process and
+    layer format, cached on disk by torch), or ``None`` where it cannot be compiled."""
+    try:
+        return torch.compile(lstm_step, dynamic=None)
+    except Exception as err:   # no compiler: the eager step computes the same integers
+        log.warning("torch.compile unavailable (%s); the LSTM steps run eagerly", err)
+        return None
