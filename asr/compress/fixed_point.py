@@ -130,7 +130,12 @@ def fit(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True) -> torc
     """``q`` into ``bits`` bits, saturated or wrapped around as a ``bits``-wide register
     would; exactly the out-of-range codes change (no branch on values: traceable)."""
     lo, hi = int_range(bits, signed)
-    return q.clamp(lo, hi) if saturate else torch.remainder(q - lo, 1 << bits) + lo
+    if saturate:
+        return q.clamp(lo, hi)
+    if q.is_floating_point():   # integral values in a float tensor (the quantizers)
+        return torch.remainder(q - lo, 1 << bits) + lo
+    # (q - lo) mod 2**bits as the low bits of its two's-complement code: no division
+    return torch.bitwise_and(q - lo, (1 << bits) - 1) + lo
 
 
 def narrow(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True
