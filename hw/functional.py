@@ -49,7 +49,7 @@ EXACT_LIMIT = 2 ** 53
 # An LSTM's input products are computed for this many rows (frames) at a time.
 INPUT_BLOCK_ROWS = 32
 # LSTM layers of at least this many cells run their steps compiled (hw.lstm_cell).
-COMPILE_MIN_HIDDEN = 256
+COMPILE_MIN_HIDDEN = 512
 DATAPATH = "datapath"
 
 Signal = tuple[torch.Tensor, int]   # (int64 codes, fractional length)
@@ -266,7 +266,7 @@ class Datapath:
         formats = self.cell_formats(hidden, fc, fm, frac, shift_r, shift_x,
                                     wrap_products=self.product_bound(wr) >= limit,
                                     wrap_gates=gate_bound >= limit)
-        step = self.step_function(hidden, frac, shift_r, shift_x)
+        step = self.step_function(formats)
         sig, tanh = m.units["sigmoid"], m.units["tanh"]
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
@@ -316,11 +316,11 @@ class Datapath:
                 self.utterance_events(k).add(mat.name, "accumulator_overflow", count)
         return wrapped
 
-    def step_function(self, hidden: int, *shifts: int | torch.Tensor):
+    def step_function(self, formats: CellFormats):
         """:func:`~hw.lstm_cell.lstm_step`, compiled for layers of at least
-        ``COMPILE_MIN_HIDDEN`` cells with one format per row (where compiling pays off)."""
-        if hidden >= COMPILE_MIN_HIDDEN and all(isinstance(s, int) for s in shifts):
-            return compiled_lstm_step() or lstm_step
+        ``COMPILE_MIN_HIDDEN`` cells (where compiling pays off) that it computes exactly."""
+        if formats.hidden >= COMPILE_MIN_HIDDEN and formats.compilable:
+            return compiled_lstm_step()
         return lstm_step
 
     def cell_formats(self, hidden: int, fc: int, fm: int, frac: int | torch.Tensor,

@@ -1,7 +1,7 @@
 """One step of the engine's LSTM cell as a pure function of int64 tensors.
 
-:func:`lstm_step` takes a step's recurrent products (the exact sums, in float64) and the input
-side's gate sums, and returns the new cell state, the cell output ``m`` and, per row, how many
+:func:`lstm_step` takes a step's recurrent and input products (exact integer sums) and the
+bias, and returns the new cell state, the cell output ``m`` and, per row, how many
 values each narrowing clipped; it has no Python branch on tensor values and reports no event
 itself, so that :func:`compiled_lstm_step` can hand the whole step to ``torch.compile`` (one
 fused loop instead of some thirty int64 passes over the gates). The arithmetic is
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -54,6 +56,24 @@ class CellFormats:
     wrap_products: bool
     wrap_gates: bool
 
+    @property
+    def cell_frac(self) -> int:
+        """The cell sum's fractional length: the larger term's, at most ``guard_bits`` beyond
+        the cell state's."""
+        return min(max(self.gate + self.c, 2 * self.gate), self.c + self.guard_bits)
+
+    @property
+    def compilable(self) -> bool:
+        """Whether :func:`compiled_lstm_step` computes this step exactly: one format per row,
+        and every shift below 31 bits (inductor's C++ builds ``1 << s`` of a shift that varies
+        between layers as a 32-bit int)."""
+        shifts = (self.shift_r, self.shift_x, self.frac, self.gate + self.c - self.cell_frac,
+                  2 * self.gate - self.cell_frac, self.cell_frac - self.c,
+                  self.c - self.unit_in, 2 * self.gate - self.m)
+        if not all(isinstance(s, int) for s in shifts):
+            return False
+        return all(abs(s) < 31 for s in (*shifts, self.frac - self.unit_in))
+
 
 def _clip(q: torch.Tensor, bits: int, saturate: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``q`` fitted into ``bits`` and the count per row of the values that changed."""
@@ -67,14 +87,12 @@ def lstm_step(products: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor,
     """One step for ``rows`` utterances: ``products`` and ``inputs`` (int64
     ``(rows, 4 * hidden)``) are the exact recurrent and input sums at their matrices'
     fractional lengths (the inputs' already wrapped into the accumulator), ``bias`` the bias
-    at ``f.frac``; ``c`` the cell state. Returns
-    the new ``c``, the cell output ``m`` and the out-of-range counts ``(rows, 7)`` in the order
-    of :data:`STEP_EVENTS`."""
-    raw = products
+    at ``f.frac``; ``c`` the cell state. Returns the new ``c``, the cell output ``m`` and the
+    out-of-range counts ``(rows, 7)`` in the order of :data:`STEP_EVENTS`."""
     n_raw = n_acc = torch.zeros(c.shape[:-1], dtype=torch.int64)
     if f.wrap_products:
-        raw, n_raw = _clip(raw, f.accumulator_bits, saturate=False)
-    acc = (shift_round(raw, f.shift_r, f.rounding) + shift_round(inputs, f.shift_x, f.rounding)
+        products, n_raw = _clip(products, f.accumulator_bits, saturate=False)
+    acc = (shift_round(products, f.shift_r, f.rounding) + shift_round(inputs, f.shift_x, f.rounding)
            + bias)
     if f.wrap_gates:
         acc, n_acc = _clip(acc, f.accumulator_bits, saturate=False)
@@ -93,8 +111,7 @@ def cell_step(acc: torch.Tensor, frac: int | torch.Tensor, c: torch.Tensor,
     s = sigmoid(gin)   # one look-up pass; the c rows' sigmoid is not used
     i, fg, o = s[..., :h], s[..., h:2 * h], s[..., 3 * h:]
     g = tanh(gin[..., 2 * h:3 * h])
-    # the cell sum at the larger term's fractional length, at most guard_bits beyond c's
-    fcell = min(max(f.gate + f.c, 2 * f.gate), f.c + f.guard_bits)
+    fcell = f.cell_frac
     total = (shift_round(fg * c, f.gate + f.c - fcell, f.rounding)
              + shift_round(i * g, 2 * f.gate - fcell, f.rounding))
     total, n_cacc = _clip(total, f.accumulator_bits, saturate=False)
@@ -104,12 +121,26 @@ def cell_step(acc: torch.Tensor, frac: int | torch.Tensor, c: torch.Tensor,
     return c, m, torch.stack([n_gates, n_cacc, n_c, n_t, n_m], dim=-1)
 
 
+class CompiledStep:
+    """:func:`lstm_step` compiled by ``torch.compile`` (inductor, CPU: one C++ loop nest per
+    step; compiled on first use for each layer format and batch-size range, cached on disk
+    by torch). Where compiling fails (no C++ compiler), it warns once and steps eagerly: the
+    same integers."""
+
+    def __init__(self) -> None:
+        self.compiled: Callable | None = torch.compile(lstm_step, dynamic=None)
+
+    def __call__(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as err:   # the backend's failure, not the datapath's
+                log.warning("torch.compile failed (%s); LSTM steps run eagerly", err)
+                self.compiled = None
+        return lstm_step(*args)
+
+
 @functools.cache
-def compiled_lstm_step():
-    """:func:`lstm_step` compiled by ``torch.compile`` (inductor; compiled once per process and
-    layer format, cached on disk by torch), or ``None`` where it cannot be compiled."""
-    try:
-        return torch.compile(lstm_step, dynamic=None)
-    except Exception as err:   # no compiler: the eager step computes the same integers
-        log.warning("torch.compile unavailable (%s); the LSTM steps run eagerly", err)
-        return None
+def compiled_lstm_step() -> CompiledStep:
+    """The process's one :class:`CompiledStep`."""
+    return CompiledStep()
