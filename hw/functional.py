@@ -288,17 +288,23 @@ class Datapath:
                 y = mo if proj is None else self.narrow(name, self.matvec(proj, mo),
                                                         proj.frac + fm, fy)
                 out[r0 + first:r0 + first + active] = y
-        # The step's events, counted once per utterance: what each narrowing clipped, and
-        # the values every step produces.
+        # the steps' events, counted once per utterance
+        self.cell_events(name, hidden, clipped.tolist(), lengths, STEP_EVENTS)
+        return [out[rows_k] for rows_k in packed], fy
+
+    def cell_events(self, name: str, hidden: int, clipped: list[list[int]], steps: list[int],
+                    kinds: tuple[tuple[str, str], ...]) -> None:
+        """Report utterance ``k``'s cell events: ``clipped[k]``, its out-of-range counts of
+        ``kinds`` (:data:`~hw.lstm_cell.STEP_EVENTS`), and the values of its ``steps[k]``
+        steps."""
         clip = "saturation" if self.cfg.saturate else "wrap"
         widths = {"gates": 4 * hidden, "c": hidden, "tanh_in": hidden, "m": hidden}
-        for k, (n, counted) in enumerate(zip(lengths, clipped.tolist())):
+        for k, (counted, n) in enumerate(zip(clipped, steps)):
             events = self.utterance_events(k)
-            for (suffix, kind), count in zip(STEP_EVENTS, counted):
+            for (suffix, kind), count in zip(kinds, counted):
                 events.add(f"{name}.{suffix}", clip if kind == "clip" else kind, count)
             for suffix, width in widths.items():
                 events.add(f"{name}.{suffix}", "values", n * width)
-        return [out[rows_k] for rows_k in packed], fy
 
     def input_products(self, mat: IntMatrix, x: torch.Tensor, utterance: torch.Tensor
                        ) -> torch.Tensor:
@@ -346,14 +352,8 @@ class Datapath:
         fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
         c, mo, clipped = cell_step(acc, frac, c, m.units["sigmoid"], m.units["tanh"],
                                    self.cell_formats(hidden, fc, fm, frac))
-        clip = "saturation" if self.cfg.saturate else "wrap"
-        widths = {"gates": 4 * hidden, "c": hidden, "tanh_in": hidden, "m": hidden}
-        for k, counted in enumerate(clipped.reshape(-1, clipped.shape[-1]).tolist()):
-            events = self.utterance_events(k)
-            for (suffix, kind), count in zip(STEP_EVENTS[2:], counted):
-                events.add(f"{name}.{suffix}", clip if kind == "clip" else kind, count)
-            for suffix, width in widths.items():
-                events.add(f"{name}.{suffix}", "values", width)
+        counted = clipped.reshape(-1, clipped.shape[-1]).tolist()
+        self.cell_events(name, hidden, counted, [1] * len(counted), STEP_EVENTS[2:])
         if proj is None:
             return c, mo
         rows = mo if mo.dim() == 2 else mo[None]   # (utterances, hidden) or one step's
