@@ -107,20 +107,17 @@ class Datapath:
 
     def products(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
         """:meth:`matvec`'s exact sums, before the accumulator's wrap (``(rows, out)``
-        int64, contiguous)."""
-        return self.exact_sums(mat, x).to(torch.int64, memory_format=torch.contiguous_format)
-
-    def exact_sums(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
-        """The exact sums of :meth:`products` as float64 (integers below 2**53), or int64
-        beyond; ``(rows, out)``, possibly transposed in memory."""
+        int64, row-major)."""
         if self.product_bound(mat) >= EXACT_LIMIT:   # beyond float64's exact integers
             return x @ mat.weights.t()                # int64 (slow, rare)
         w, xd = mat.matmul_operand(), x.double()
         if w.layout != torch.sparse_csr:
-            return xd @ w.t()
-        if x.shape[0] == 1:
-            return torch.mv(w, xd[0])[None]
-        return (w @ xd.t()).t()   # the sparse product comes out (out, rows)
+            out = xd @ w.t()
+        elif x.shape[0] == 1:
+            out = torch.mv(w, xd[0])[None]
+        else:
+            out = (w @ xd.t()).t()   # the sparse product comes out (out, rows)
+        return out.to(torch.int64, memory_format=torch.contiguous_format)
 
     def product_bound(self, mat: IntMatrix) -> int:
         """Largest magnitude a row's sum of products (or any partial sum) can reach: inputs
