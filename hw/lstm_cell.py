@@ -128,10 +128,14 @@ class CompiledStep:
     same integers."""
 
     def __init__(self) -> None:
-        self.compiled: Callable | None = torch.compile(lstm_step, dynamic=None)
+        # dynamic=False: every int (widths, shifts) stays a constant of its graph; only the
+        # number of rows varies, marked per call
+        self.compiled: Callable | None = torch.compile(lstm_step, dynamic=False)
 
     def __call__(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.compiled is not None:
+            for rows in args[:2] + args[3:4]:   # products, inputs, c
+                torch._dynamo.maybe_mark_dynamic(rows, 0)
             try:
                 return self.compiled(*args)
             except Exception as err:   # the backend's failure, not the datapath's
