@@ -264,6 +264,7 @@ class Datapath:
                                     wrap_products=self.product_bound(wr) >= limit,
                                     wrap_gates=gate_bound >= limit)
         step = self.step_function(formats)
+        shift_y = scalar_if_uniform(proj.frac + fm - fy) if proj is not None else 0
         sig, tanh = m.units["sigmoid"], m.units["tanh"]
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
@@ -282,8 +283,12 @@ class Datapath:
                 c, mo, n = step(self.products(wr, y[:active]), inputs[first:first + active],
                                 bias, c[:active], sig, tanh, formats)
                 clipped[:active] += n
-                y = mo if proj is None else self.narrow(name, self.matvec(proj, mo),
-                                                        proj.frac + fm, fy)
+                if proj is not None:   # narrowed by the shift computed once
+                    y = self.events.narrow(
+                        name, shift_round(self.matvec(proj, mo), shift_y, rounding),
+                        self.cfg.activation_bits, self.cfg.saturate)
+                else:
+                    y = mo
                 out[r0 + first:r0 + first + active] = y
         # the steps' events, counted once per utterance
         self.cell_events(name, hidden, clipped.tolist(), lengths, STEP_EVENTS)
