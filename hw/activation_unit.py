@@ -61,8 +61,10 @@ class ActivationUnit:
             return self.rom_datapath(q)
         if self._outputs is None:
             codes = torch.arange(self.lo, self.lo + (1 << self.bits), dtype=torch.int64)
-            self._outputs = self.rom_datapath(codes)
-        return self._outputs[q - self.lo]
+            # held as int32 (outputs are ``bits``-wide codes): half the cache of int64
+            self._outputs = self.rom_datapath(codes).to(torch.int32)
+        # index_select: several times faster than advanced indexing on CPU
+        return self._outputs.index_select(0, (q - self.lo).reshape(-1)).view(q.shape).long()
 
     def rom_datapath(self, q: torch.Tensor) -> torch.Tensor:
         """The unit as the hardware computes it: the ROM entry of ``q``'s bin (lut), plus the

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import torch
 
-from asr.compress.fixed_point import int_range, narrow
+from asr.compress.fixed_point import narrow
 
 
 class EventCounter:
@@ -57,9 +57,8 @@ class RowEventCounter:
                kind: str | None = None, values: bool = True) -> torch.Tensor:
         out, n = narrow(q, bits, saturate)
         rows = q.shape[0]
-        if n:   # rare: find the rows that left the range
-            lo, hi = int_range(bits)
-            per_row = ((q < lo) | (q > hi)).reshape(rows, -1).sum(1).tolist()
+        if n:   # the rows that left the range: their codes changed
+            per_row = (out != q).reshape(rows, -1).sum(1).tolist()
             for counter, k in zip(self.counters, per_row):
                 counter.add(layer, kind or ("saturation" if saturate else "wrap"), k)
         if values:

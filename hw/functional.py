@@ -43,8 +43,13 @@ from asr.models.ops import dispatch, register
 from hw.arith import EventCounter, RowEventCounter
 from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
+from hw.lstm_cell import STEP_EVENTS, CellFormats, cell_step, compiled_lstm_step, lstm_step
 
 EXACT_LIMIT = 2 ** 53
+# An LSTM's input products are computed for this many rows (frames) at a time.
+INPUT_BLOCK_ROWS = 32
+# LSTM layers of at least this many cells run their steps compiled (hw.lstm_cell).
+COMPILE_MIN_HIDDEN = 512
 DATAPATH = "datapath"
 
 Signal = tuple[torch.Tensor, int]   # (int64 codes, fractional length)
@@ -95,19 +100,24 @@ class Datapath:
         """One sparse matrix-vector product per row of ``x`` (codes ``(time, cols)``): each
         output row's exact sum of products ``w * x`` at fractional length ``mat.frac + fx``,
         wrapped into the accumulator (overflows counted for ``layer``)."""
-        bound = self.product_bound(mat)
-        if bound >= EXACT_LIMIT:   # beyond float64's exact integers: int64 (slow, rare)
-            out = x @ mat.weights.t()
-        else:
-            w, xd = mat.matmul_operand(), x.double()
-            if w.layout == torch.sparse_csr:
-                out = torch.mv(w, xd[0])[None] if x.shape[0] == 1 else (w @ xd.t()).t()
-            else:
-                out = xd @ w.t()
-            out = out.to(torch.int64)
-        if bound < 1 << (self.cfg.accumulator_bits - 1):
+        out = self.products(mat, x)
+        if self.product_bound(mat) < 1 << (self.cfg.accumulator_bits - 1):
             return out   # no sum can leave the accumulator: nothing to check
         return self.wrap_accumulator(layer or mat.name, out)
+
+    def products(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`matvec`'s exact sums, before the accumulator's wrap (``(rows, out)``
+        int64, row-major)."""
+        if self.product_bound(mat) >= EXACT_LIMIT:   # beyond float64's exact integers
+            return x @ mat.weights.t()                # int64 (slow, rare)
+        w, xd = mat.matmul_operand(), x.double()
+        if w.layout != torch.sparse_csr:
+            out = xd @ w.t()
+        elif x.shape[0] == 1:
+            out = torch.mv(w, xd[0])[None]
+        else:
+            out = (w @ xd.t()).t()   # the sparse product comes out (out, rows)
+        return out.to(torch.int64, memory_format=torch.contiguous_format)
 
     def product_bound(self, mat: IntMatrix) -> int:
         """Largest magnitude a row's sum of products (or any partial sum) can reach: inputs
@@ -225,41 +235,113 @@ class Datapath:
             raise ValueError(f"{name}: utterances must be sorted longest first ({lengths})")
         steps, rows = (lengths[0] if lengths else 0), len(xs)
         # The gate accumulator's fractional length per row and each term's shift to it are
-        # the same every step (see accumulate); input products and biases do not depend on
-        # the recurrence, so they are brought to it for all steps at once.
+        # the same every step (see accumulate); as plain ints when all rows agree, so that
+        # every step's shifts take the scalar path.
         fxr, frr = wx.frac + fx, wr.frac + fy
-        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + self.cfg.guard_bits)
-        shift_r = (frr - frac).contiguous()
+        frac_rows = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(
+            max=unit_in + self.cfg.guard_bits)
+        frac, shift_r = scalar_if_uniform(frac_rows), scalar_if_uniform(frr - frac_rows)
         rounding = self.rounding
         # Packed by time step (as PackedSequence): step t's rows are the utterances still
         # running, stored from start[t], so nothing is computed or held for ended ones.
         running = (torch.tensor(lengths)[None] > torch.arange(steps)[:, None]).sum(1)
         start = torch.cumsum(running, 0) - running
         starts, counts = start.tolist(), running.tolist()
-        pre = torch.empty(int(running.sum()), 4 * hidden, dtype=torch.int64)
-        largest = 0
-        for k, x in enumerate(xs):
-            pre_k = (shift_round(self.matvec(wx, x), fxr - frac, rounding)
-                     + shift_round(b, fb - frac, rounding))
-            pre.index_copy_(0, start[:lengths[k]] + k, pre_k)
-            largest = max(largest, int(pre_k.abs().max()) if pre_k.numel() else 0)
-        # When no step's sum can overflow, the per-step check is skipped (same result).
-        left = max(0, -int(shift_r.min()))
-        bound = largest + (self.product_bound(wr) << left) + 1
-        check = bound >= 1 << (self.cfg.accumulator_bits - 1)
+        packed = [start[:n] + k for k, n in enumerate(lengths)]   # each frame's packed row
+        xp = torch.cat(xs) if xs else torch.zeros(0, wx.shape[1], dtype=torch.int64)
+        if rows > 1:
+            xp = xp.index_select(0, torch.argsort(torch.cat(packed)))
+        utterance = torch.arange(xp.shape[0]) - start.repeat_interleave(running)
+        bias = shift_round(b, fb - frac_rows, rounding)
+        shift_x = scalar_if_uniform(fxr - frac_rows)
+        # Can a gate sum leave the accumulator? Only if the bounds of its shifted terms
+        # (|shift_round(v, s)| <= (|v| >> s) + 1) and the bias add up beyond it.
+        limit = 1 << (self.cfg.accumulator_bits - 1)
+        gate_bound = (shifted_bound(self.product_bound(wx), shift_x) + int(bias.abs().max())
+                      + shifted_bound(self.product_bound(wr), shift_r))
+        fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
+        formats = self.cell_formats(hidden, fc, fm, frac, shift_r, shift_x,
+                                    wrap_products=self.product_bound(wr) >= limit,
+                                    wrap_gates=gate_bound >= limit)
+        step = self.step_function(formats)
+        shift_y = scalar_if_uniform(proj.frac + fm - fy) if proj is not None else 0
+        sig, tanh = m.units["sigmoid"], m.units["tanh"]
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
         y = torch.zeros(rows, out_dim, dtype=torch.int64)
-        out = torch.empty(pre.shape[0], out_dim, dtype=torch.int64)
-        for t in range(steps):
-            first, active = starts[t], counts[t]
-            acc = pre[first:first + active] + shift_round(self.matvec(wr, y[:active]), shift_r,
-                                                          rounding)
-            if check:
-                acc = self.wrap_accumulator(f"{name}.gates", acc)
-            c[:active], y[:active] = self.cell(op, acc, frac, c[:active])
-            out[first:first + active] = y[:active]
-        return [out[start[:n] + k] for k, n in enumerate(lengths)], fy
+        out = torch.empty(xp.shape[0], out_dim, dtype=torch.int64)
+        clipped = torch.zeros(rows, len(STEP_EVENTS), dtype=torch.int64)
+        # Input products do not depend on the recurrence: one product for the frames of
+        # several steps (a block small enough to stay in cache).
+        block = max(1, INPUT_BLOCK_ROWS // max(rows, 1))
+        for t0 in range(0, steps, block):
+            t1 = min(t0 + block, steps)
+            r0, r1 = starts[t0], starts[t1 - 1] + counts[t1 - 1]
+            inputs = self.input_products(wx, xp[r0:r1], utterance[r0:r1])
+            for t in range(t0, t1):
+                first, active = starts[t] - r0, counts[t]
+                c, mo, n = step(self.products(wr, y[:active]), inputs[first:first + active],
+                                bias, c[:active], sig, tanh, formats)
+                clipped[:active] += n
+                if proj is not None:   # narrowed by the shift computed once
+                    y = self.events.narrow(
+                        name, shift_round(self.matvec(proj, mo), shift_y, rounding),
+                        self.cfg.activation_bits, self.cfg.saturate)
+                else:
+                    y = mo
+                out[r0 + first:r0 + first + active] = y
+        # the steps' events, counted once per utterance
+        self.cell_events(name, hidden, clipped.tolist(), lengths, STEP_EVENTS)
+        return [out[rows_k] for rows_k in packed], fy
+
+    def cell_events(self, name: str, hidden: int, clipped: list[list[int]], steps: list[int],
+                    kinds: tuple[tuple[str, str], ...]) -> None:
+        """Report utterance ``k``'s cell events: ``clipped[k]``, its out-of-range counts of
+        ``kinds`` (:data:`~hw.lstm_cell.STEP_EVENTS`), and the values of its ``steps[k]``
+        steps."""
+        clip = "saturation" if self.cfg.saturate else "wrap"
+        widths = {"gates": 4 * hidden, "c": hidden, "tanh_in": hidden, "m": hidden}
+        for k, (counted, n) in enumerate(zip(clipped, steps)):
+            events = self.utterance_events(k)
+            for (suffix, kind), count in zip(kinds, counted):
+                events.add(f"{name}.{suffix}", clip if kind == "clip" else kind, count)
+            for suffix, width in widths.items():
+                events.add(f"{name}.{suffix}", "values", n * width)
+
+    def input_products(self, mat: IntMatrix, x: torch.Tensor, utterance: torch.Tensor
+                       ) -> torch.Tensor:
+        """:meth:`matvec` on rows of several utterances (row ``r`` is utterance
+        ``utterance[r]``'s), each utterance's accumulator overflows counted as its own."""
+        out = self.products(mat, x)
+        if self.product_bound(mat) < 1 << (self.cfg.accumulator_bits - 1):
+            return out
+        wrapped, n = narrow(out, self.cfg.accumulator_bits, saturate=False)
+        if n:   # rare: count per utterance
+            per_row = (wrapped != out).sum(1)
+            per_utterance = torch.zeros(int(utterance.max()) + 1, dtype=torch.int64)
+            per_utterance.index_add_(0, utterance, per_row)
+            for k, count in enumerate(per_utterance.tolist()):
+                self.utterance_events(k).add(mat.name, "accumulator_overflow", count)
+        return wrapped
+
+    def step_function(self, formats: CellFormats):
+        """:func:`~hw.lstm_cell.lstm_step`, compiled for layers of at least
+        ``COMPILE_MIN_HIDDEN`` cells (where compiling pays off) that it computes exactly."""
+        if formats.hidden >= COMPILE_MIN_HIDDEN and formats.compilable:
+            return compiled_lstm_step()
+        return lstm_step
+
+    def cell_formats(self, hidden: int, fc: int, fm: int, frac: int | torch.Tensor,
+                     shift_r: int | torch.Tensor = 0, shift_x: int | torch.Tensor = 0,
+                     wrap_products: bool = False, wrap_gates: bool = False) -> CellFormats:
+        cfg, m = self.cfg, self.m
+        return CellFormats(hidden, frac, shift_r, shift_x, m.unit_in_frac, m.gate_frac, fc, fm,
+                           cfg.guard_bits, cfg.activation_bits, cfg.accumulator_bits,
+                           cfg.saturate, self.rounding, wrap_products, wrap_gates)
+
+    def utterance_events(self, k: int) -> EventCounter:
+        """Where utterance ``k``'s events go when its rows are handled alone."""
+        return self.events.row(k) if isinstance(self.events, RowEventCounter) else self.events
 
     def cell(self, op: LSTMOp, acc: torch.Tensor, frac: torch.Tensor, c: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,16 +352,10 @@ class Datapath:
         hidden = op.W_ix.shape[0]
         proj = m.matrices.get(f"{name}.W_ym")
         fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
-        unit_in, fg = m.unit_in_frac, m.gate_frac
-        sig, tanh = m.units["sigmoid"], m.units["tanh"]
-        gin = self.narrow(f"{name}.gates", acc, frac, unit_in)
-        s = sig(gin)   # one look-up pass; the c rows' sigmoid is not used
-        i, f, o = s[..., :hidden], s[..., hidden:2 * hidden], s[..., 3 * hidden:]
-        g = tanh(gin[..., 2 * hidden:3 * hidden])
-        cell, fcell = self.accumulate(f"{name}.c", [(f * c, fg + fc), (i * g, 2 * fg)], fc)
-        c = self.narrow(f"{name}.c", cell, fcell, fc)
-        h = tanh(self.narrow(f"{name}.tanh_in", c, fc, unit_in))
-        mo = self.narrow(f"{name}.m", o * h, 2 * fg, fm)
+        c, mo, clipped = cell_step(acc, frac, c, m.units["sigmoid"], m.units["tanh"],
+                                   self.cell_formats(hidden, fc, fm, frac))
+        counted = clipped.reshape(-1, clipped.shape[-1]).tolist()
+        self.cell_events(name, hidden, counted, [1] * len(counted), STEP_EVENTS[2:])
         if proj is None:
             return c, mo
         rows = mo if mo.dim() == 2 else mo[None]   # (utterances, hidden) or one step's
@@ -341,6 +417,18 @@ class Datapath:
         self.record(f"{name}.dx", dx, fx)
         self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)
         return torch.stack(outputs), fy
+
+
+def shifted_bound(bound: int, shift: int | torch.Tensor) -> int:
+    """A bound of ``|shift_round(v, shift)|`` for ``|v| <= bound`` (the smallest shift's)."""
+    least = int(shift if isinstance(shift, int) else shift.min())
+    return (bound >> least) + 1 if least >= 0 else bound << -least
+
+
+def scalar_if_uniform(values: torch.Tensor) -> torch.Tensor | int:
+    """``values`` as one int when all are equal (shifts by an int take the scalar path)."""
+    lo, hi = torch.aminmax(values)
+    return int(lo) if int(lo) == int(hi) else values
 
 
 def delta_threshold(cfg: EngineConfig, op: DeltaLSTMOp, side: str, frac: int) -> int:

@@ -31,12 +31,14 @@ from asr.models import LSTMCTC, WaveNetCTC
 from asr.models.graph import run_graph
 from asr.models.ops import OPS, UnregisteredOpError
 from asr.train.config import CONF_DIR
+from hw import functional
 from hw.activation_unit import build_activation_unit
 from hw.cli import main as hw_main
 from hw.config import ActivationUnitConfig, load_engine
 from hw.engine import activity, engine_acoustic_model
-from hw.functional import run_engine, run_engine_batch
+from hw.functional import Datapath, run_engine, run_engine_batch
 from hw.integer_model import compile_model
+from hw.lstm_cell import compiled_lstm_step
 from hw.reference import fit_int, run_reference, shift_round_int
 from hw.timing import column_broadcast_cycles, frame_timing
 from hw.validation import (
@@ -128,6 +130,53 @@ def test_vectorized_engine_is_bit_exact_against_the_per_mac_reference(case, mode
         alone = run_engine(em, f)
         assert torch.equal(run.logits, alone.logits) and run.frac == alone.frac
         assert run.events == alone.events
+
+
+# Engines for the compiled LSTM step: one format per row (ese's per-matrix formats), every
+# rounding mode, saturating and wrapping; the narrow ones clip.
+COMPILED_CASES = {
+    "nearest": (),
+    "floor-wrap": ("rounding=floor", "saturate=false", "activation_bits=10",
+                   "accumulator_bits=24", "product_bits=22"),
+    "even-narrow": ("rounding=nearest_even", "activation_bits=8", "accumulator_bits=26",
+                    "product_bits=24", "guard_bits=2"),
+    "zero-narrow-acc": ("rounding=zero", "accumulator_bits=28", "activation_bits=12",
+                        "product_bits=24", "guard_bits=14"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(COMPILED_CASES))
+def test_compiled_lstm_steps_are_bit_exact_against_the_per_mac_reference(case, monkeypatch):
+    # Large layers step through torch.compile; forced here on the small LSTM (compiling takes
+    # tens of seconds with an empty cache).
+    monkeypatch.setattr(functional, "COMPILE_MIN_HIDDEN", 0)
+    torch._dynamo.reset()   # no graphs of other cases (dynamo runs eagerly past its limit)
+    torch._dynamo.utils.counters.clear()
+    em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
+                       load_engine("ese", ["num_pes=4", *COMPILED_CASES[case]]))
+    feats = [torch.randn(n, 16) * (3 if case == "nearest" else 12) for n in (7, 3, 11, 1)]
+    batch = run_engine_batch(em, feats)
+    assert compiled_lstm_step().compiled is not None, "the step ran eagerly: compiling failed"
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    for run, f in zip(batch, feats):
+        logits, frac, events = run_reference(em, f)
+        alone = run_engine(em, f)
+        assert torch.equal(run.logits, logits) and torch.equal(alone.logits, logits)
+        assert run.frac == alone.frac == frac
+        assert run.events == alone.events == events
+    if case != "nearest":
+        kinds = {k for run in batch for counts in run.events.values() for k in counts}
+        assert kinds & {"saturation", "wrap", "accumulator_overflow"}
+
+
+def test_steps_with_shifts_of_31_bits_or_more_are_not_compiled():
+    em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
+                       load_engine("ese", ["num_pes=4"]))
+    formats = Datapath(em).cell_formats(1024, 12, 13, 20, shift_r=15, shift_x=8)
+    assert formats.compilable
+    assert not replace(formats, shift_r=31).compilable
+    assert not replace(formats, frac=torch.tensor([20, 21])).compilable   # one per row
 
 
 # Every backend that walks an inference graph, by its registry name (hw.export reads the

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from asr.compress.fixed_point import FixedPointFormat, Overflow, Rounding
+from asr.compress.fixed_point import FixedPointFormat, Overflow, Rounding, fit, narrow
 from asr.compress.quantize import (
     frac_for_range,
     kmeans_codebook,
@@ -46,6 +46,18 @@ def test_saturation_and_wrap_are_counted():
     assert str(FixedPointFormat(8, 7)) == "Q1.7"
     with pytest.raises(ConfigError, match="bits"):
         FixedPointFormat(1, 0)
+
+
+def test_integer_codes_wrap_as_a_register_of_that_width():
+    # int64 codes wrap through their low bits; the same as (q - lo) mod 2**bits + lo
+    values = [-(2 ** 40) - 3, -(2 ** 31) - 1, -(2 ** 31), -9, -8, -1, 0, 7, 8, 2 ** 31 - 1,
+              2 ** 31, 2 ** 33 + 5, 2 ** 40]
+    for bits, signed in ((4, True), (32, True), (8, False)):
+        lo = -(1 << (bits - 1)) if signed else 0
+        want = [(v - lo) % (1 << bits) + lo for v in values]
+        assert fit(torch.tensor(values), bits, False, signed).tolist() == want
+        q, n = narrow(torch.tensor(values), bits, False, signed)
+        assert q.tolist() == want and n == sum(w != v for w, v in zip(want, values))
 
 
 def test_format_derived_range_and_modes():

@@ -18,8 +18,8 @@ The arithmetic works on whole int64 tensors, exactly (codes stay far below 2**62
 - :func:`round_float`: a float tensor to integral values by a rounding mode (quantizers);
 - :func:`shift_round`: ``q * 2**-s`` rounded, an arithmetic right shift with a rounding adder
   (``s < 0`` is an exact left shift): how the datapath moves between fractional lengths;
-- :func:`narrow`: into ``bits`` two's-complement bits, saturating or wrapping, with the number
-  of values that were out of range.
+- :func:`fit`: into ``bits`` two's-complement bits, saturating or wrapping; :func:`narrow`
+  the same, with the number of values that were out of range.
 
 Rounding modes (:class:`Rounding`): ``nearest`` adds half an LSB then floors (ties towards
 +inf, a rounding adder), ``nearest_even`` breaks ties to even (IEEE), ``floor`` drops the low
@@ -126,20 +126,30 @@ def int_range(bits: int, signed: bool = True) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
+def fit(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True) -> torch.Tensor:
+    """``q`` into ``bits`` bits, saturated or wrapped around as a ``bits``-wide register
+    would; exactly the out-of-range codes change (no branch on values: traceable)."""
+    lo, hi = int_range(bits, signed)
+    if saturate:
+        return q.clamp(lo, hi)
+    if q.is_floating_point():   # integral values in a float tensor (the quantizers)
+        return torch.remainder(q - lo, 1 << bits) + lo
+    # (q - lo) mod 2**bits as the low bits of its two's-complement code: no division
+    return torch.bitwise_and(q - lo, (1 << bits) - 1) + lo
+
+
 def narrow(q: torch.Tensor, bits: int, saturate: bool, signed: bool = True
            ) -> tuple[torch.Tensor, int]:
-    """Into ``bits`` bits: saturate or wrap around as a ``bits``-wide register would.
-    Returns ``(q, out_of_range)``."""
+    """:func:`fit`, with the number of values that were out of range: ``(q, out_of_range)``.
+    In range, ``q`` itself comes back."""
     lo, hi = int_range(bits, signed)
     if q.numel() == 0:
         return q, 0
     qmin, qmax = torch.aminmax(q)
     if int(qmin) >= lo and int(qmax) <= hi:
         return q, 0
-    out = int(((q < lo) | (q > hi)).sum())
-    if saturate:
-        return q.clamp(lo, hi), out
-    return torch.remainder(q - lo, 1 << bits) + lo, out
+    fitted = fit(q, bits, saturate, signed)
+    return fitted, int((fitted != q).sum())
 
 
 _Q_FORM = re.compile(r"^[Qq](-?\d+)\.(-?\d+)(u?)$")
