@@ -22,7 +22,7 @@ from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl import verilator
 from hw.rtl.cosim import build, cosimulate, default_cache
-from hw.rtl.generate import RtlError, check_supported, generate_rtl
+from hw.rtl.generate import RtlError, bank_words, check_supported, generate_rtl
 from hw.rtl.tools import ToolError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -96,14 +96,16 @@ def test_tiny_engine_cosimulates_bit_and_cycle_exact(kind, cache, tmp_path):
     for phase in res.phases:   # every product and element-wise stage, every frame
         assert phase["rtl_cycles"] == [phase["model_cycles"]] * 3, phase
     assert res.rtl_cycles == res.model_cycles > 0
-    # wrong weights in one PE memory of the output layer are found and named (the build
-    # reads the memories at run time)
+    # wrong weights of the output layer in PE 0's first memory (the block RAM image the RTL
+    # reads, at run time) are found and named
     mat = design.matrices[-1]
-    pe, rel = sorted(mat.pe_files.items())[0]
-    path = tmp_path / "rtl" / rel
+    assert design.memories[0] == "mem/pe0.w0.hex"
+    path = tmp_path / "rtl" / design.memories[0]
     words = path.read_text().split()
     flip = 1 << (mat.entry_bits - 2)   # a high bit of each value
-    path.write_text("\n".join(format(int(w, 16) ^ flip, f"0{len(w)}x") for w in words) + "\n")
+    out = range(mat.wbase, mat.wbase + bank_words(mat, cfg))
+    path.write_text("\n".join(format(int(w, 16) ^ (flip if i in out else 0), f"0{len(w)}x")
+                              for i, w in enumerate(words)) + "\n")
     bad = cosimulate(model, design, binary, feats, "tiny")
     assert not bad.bit_exact
     assert re.fullmatch(r"layer output, frame [0-2], index \d+: "
