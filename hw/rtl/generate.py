@@ -693,7 +693,9 @@ def _mod(x: str, n: int) -> str:
 
 def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     """One block RAM per PE and multiplier (weights) and per PE (pointers, csc), each read
-    on the clock edge into a register: the standard inference pattern."""
+    on the clock edge into a register: the standard inference pattern. ``ram_style`` keeps
+    a small engine's memories in block RAM too (Yosys would put a few hundred words in
+    LUTs), as the engine's PE memories are."""
     P, M = cfg.num_pes, cfg.macs_per_pe
     wdepth = sum(bank_words(m, cfg) for m in mats) + 1
     L = ["  // PE memories (mem/): each a block RAM read on the clock edge at the address this",
@@ -704,7 +706,7 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     reads = []
     for p in range(P):
         for b in range(M):
-            L.append(f"  logic [EBMAX-1:0] wm_{p}_{b} [0:{wdepth - 1}];")
+            L.append(f'  (* ram_style = "block" *) logic [EBMAX-1:0] wm_{p}_{b} [0:{wdepth - 1}];')
             L.append(f'  initial $readmemh("mem/pe{p}.w{b}.hex", wm_{p}_{b});')
             reads.append(f"    wq[{p * M + b}] <= wm_{p}_{b}[wa[{p * M + b}]];")
     L += ["  always_ff @(posedge clk) begin", *reads, "  end"]
@@ -723,8 +725,8 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     L += ["      default: pbase = 0;\n    endcase\n  endfunction"]
     reads = []
     for p in range(P):
-        L.append(f"  logic [PB-1:0] pl_{p} [0:{pdepth - 1}];")
-        L.append(f"  logic [PB-1:0] ph_{p} [0:{pdepth - 1}];")
+        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pl_{p} [0:{pdepth - 1}];')
+        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] ph_{p} [0:{pdepth - 1}];')
         L.append(f'  initial begin $readmemh("mem/pe{p}.ptr.hex", pl_{p}); '
                  f'$readmemh("mem/pe{p}.ptr.hex", ph_{p}); end')
         reads.append(f"    pq0[{p}] <= pl_{p}[pa_n];\n    pq1[{p}] <= ph_{p}[pa_n + 1'b1];")
