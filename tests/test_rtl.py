@@ -141,6 +141,10 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                                                                 "sparse_format=dense"])))
     with pytest.raises(ConfigError, match="hw.skip_zero_activations"):
         check_supported(compile_model(art, load_engine("eie_like", ["num_pes=4"])))
+    # the weight memories' registered read is one of the product's pipeline stages
+    with pytest.raises(ConfigError, match=r"hw.pipeline_depth: .*needs >= 2.*got 1"):
+        check_supported(compile_model(art, load_engine("ese", ["num_pes=4",
+                                                                "pipeline_depth=1"])))
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
     with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
         generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)
