@@ -4,8 +4,10 @@ synthesizable SystemVerilog.
 The design is one sequential engine per sparse format, cycle for cycle what
 :mod:`hw.timing` models, and bit for bit what :mod:`hw.functional` computes:
 
-- PE memories (``weights/<matrix>.pe<P>.hex``, ``.ptr.hex``: the images of ``asr-hw export``)
-  and the activation ROMs (``tables/``) are read with ``$readmemh``; the per-row alignment
+- PE memories (``mem/pe<P>.w<L>.hex``, ``mem/pe<P>.ptr.hex``: the images of ``asr-hw
+  export``, ``weights/``, one matrix after the other) are block RAMs read on the clock edge,
+  a multiply stage after the decode stage (one of the ``pipeline_depth`` stages); they and the
+  activation ROMs (``tables/``) are read with ``$readmemh``; the per-row alignment
   shifts and aligned biases the compiler derives from the artifact's formats are ROMs too
   (``const/``), so the SystemVerilog holds only shapes and widths.
 - ``csc`` (ESE): each cycle one column of the input vector is broadcast to every PE's
