@@ -22,7 +22,7 @@ from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl import verilator
 from hw.rtl.cosim import build, cosimulate, default_cache
-from hw.rtl.generate import RtlError, check_supported, generate_rtl
+from hw.rtl.generate import RtlError, bank_words, check_supported, generate_rtl
 from hw.rtl.tools import ToolError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -96,14 +96,16 @@ def test_tiny_engine_cosimulates_bit_and_cycle_exact(kind, cache, tmp_path):
     for phase in res.phases:   # every product and element-wise stage, every frame
         assert phase["rtl_cycles"] == [phase["model_cycles"]] * 3, phase
     assert res.rtl_cycles == res.model_cycles > 0
-    # wrong weights in one PE memory of the output layer are found and named (the build
-    # reads the memories at run time)
+    # wrong weights of the output layer in PE 0's first memory (the block RAM image the RTL
+    # reads, at run time) are found and named
     mat = design.matrices[-1]
-    pe, rel = sorted(mat.pe_files.items())[0]
-    path = tmp_path / "rtl" / rel
+    assert design.memories[0] == "mem/pe0.w0.hex"
+    path = tmp_path / "rtl" / design.memories[0]
     words = path.read_text().split()
     flip = 1 << (mat.entry_bits - 2)   # a high bit of each value
-    path.write_text("\n".join(format(int(w, 16) ^ flip, f"0{len(w)}x") for w in words) + "\n")
+    out = range(mat.wbase, mat.wbase + bank_words(mat, cfg))
+    path.write_text("\n".join(format(int(w, 16) ^ (flip if i in out else 0), f"0{len(w)}x")
+                              for i, w in enumerate(words)) + "\n")
     bad = cosimulate(model, design, binary, feats, "tiny")
     assert not bad.bit_exact
     assert re.fullmatch(r"layer output, frame [0-2], index \d+: "
@@ -139,6 +141,10 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                                                                 "sparse_format=dense"])))
     with pytest.raises(ConfigError, match="hw.skip_zero_activations"):
         check_supported(compile_model(art, load_engine("eie_like", ["num_pes=4"])))
+    # the weight memories' registered read is one of the product's pipeline stages
+    with pytest.raises(ConfigError, match=r"hw.pipeline_depth: .*needs >= 2.*got 1"):
+        check_supported(compile_model(art, load_engine("ese", ["num_pes=4",
+                                                                "pipeline_depth=1"])))
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
     with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
         generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)

@@ -224,9 +224,9 @@ def test_report_synth_settings_are_checked_before_any_work(monkeypatch, tmp_path
     assert (s.device, s.place_route, s.cache_dir) == ("xcku060", True, tmp_path)
 
 
-@pytest.mark.slow
-def test_generated_tiny_engine_synthesizes_for_ecp5(tmp_path):
-    """The RTL that ``asr-hw rtl`` writes for a tiny LSTM engine (4 PEs) goes through Yosys."""
+def _micro_engine(tmp_path: Path):
+    """``asr-hw rtl``'s design for a micro LSTM (one layer of 8 cells, 8 inputs, 6 outputs)
+    on a 2-PE ``ese`` engine: every part of the engine, small enough for Yosys in a minute."""
     import torch
     from test_hw import make_artifact
 
@@ -235,14 +235,35 @@ def test_generated_tiny_engine_synthesizes_for_ecp5(tmp_path):
     from hw.rtl.design import generate_design
 
     torch.manual_seed(0)
-    model = LSTMCTC(16, 12, hidden_size=16, proj_size=8, num_layers=2).eval()
-    model.input_dim = 16
-    art = save_artifact(tmp_path / "tiny.model",
-                        make_artifact(model, "ese", "compress.prune.num_pes=4"))
-    design = generate_design(str(art), "ese", ["num_pes=4", "elementwise_lanes=4",
-                                               "activation_queue_depth=2"], tmp_path / "rtl")
-    # the generated engine's first version spent over 10 minutes in Yosys' share pass
+    model = LSTMCTC(8, 6, hidden_size=8, proj_size=0, num_layers=1).eval()
+    model.input_dim = 8
+    art = save_artifact(tmp_path / "micro.model",
+                        make_artifact(model, "ese", "compress.prune.num_pes=2"))
+    return generate_design(str(art), "ese", ["num_pes=2", "elementwise_lanes=2",
+                                             "activation_queue_depth=1"], tmp_path / "rtl")
+
+
+def test_generated_engine_weight_memories_map_to_block_ram(tmp_path):
+    """Each PE's weight memory and its two pointer memories are DP16KDs, not LUTs or FFs:
+    the generated memories are read on the clock edge (the first generator's, read without
+    a clock, became flip-flops and multiplexers and kept Yosys busy for over 40 minutes)."""
+    design = _micro_engine(tmp_path)
     r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
                    include_dir=design.include_dir, place_route=False,
+                   cache_dir=tmp_path / "cache", timeout=600)
+    assert r.fits and r.used("dsp") >= 2 and r.used("ff") > 0
+    assert r.cells.get("DP16KD") == 2 * 3 == r.used("bram")
+    log = (Path(r.log_dir) / "yosys.log").read_text()
+    for mem in ("wm_0_0", "wm_1_0", "pl_0", "ph_1"):
+        assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
+
+
+@pytest.mark.slow
+def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
+    """The micro engine through nextpnr-ecp5: an Fmax, its block RAMs and multipliers."""
+    design = _micro_engine(tmp_path)
+    r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
+                   include_dir=design.include_dir, target_mhz=50,
                    cache_dir=tmp_path / "cache", timeout=1800)
-    assert r.fits and r.used("dsp") >= 1 and r.used("lut") > 0 and r.used("ff") > 0
+    assert not r.estimate and r.fits and 1 < r.fmax_mhz < 500
+    assert r.used("bram") == 6 and r.used("dsp") >= 2

@@ -4,8 +4,10 @@ synthesizable SystemVerilog.
 The design is one sequential engine per sparse format, cycle for cycle what
 :mod:`hw.timing` models, and bit for bit what :mod:`hw.functional` computes:
 
-- PE memories (``weights/<matrix>.pe<P>.hex``, ``.ptr.hex``: the images of ``asr-hw export``)
-  and the activation ROMs (``tables/``) are read with ``$readmemh``; the per-row alignment
+- PE memories (``mem/pe<P>.w<L>.hex``, ``mem/pe<P>.ptr.hex``: the images of ``asr-hw
+  export``, ``weights/``, one matrix after the other) are block RAMs read on the clock edge,
+  a multiply stage after the decode stage (one of the ``pipeline_depth`` stages); they and the
+  activation ROMs (``tables/``) are read with ``$readmemh``; the per-row alignment
   shifts and aligned biases the compiler derives from the artifact's formats are ROMs too
   (``const/``), so the SystemVerilog holds only shapes and widths.
 - ``csc`` (ESE): each cycle one column of the input vector is broadcast to every PE's
@@ -81,6 +83,8 @@ class MatrixPlan:
     banks: int = 0
     per_bank: int = 0
     load_cycles: int = 0
+    wbase: int = 0        # first word of the matrix in each PE's weight memories
+    pbase: int = 0        # first word of the matrix in each PE's pointer memory
 
 
 @dataclass
@@ -117,6 +121,7 @@ class RtlDesign:
     dumps: list[tuple[str, str, int]]   # (trace layer, SV array, length) per frame
     matrices: list[MatrixPlan]
     source_hash: str
+    memories: list[str] = field(default_factory=list)   # the PE memories' images the RTL reads
 
     def save(self) -> Path:
         path = Path(self.out_dir) / "rtl.json"
@@ -135,9 +140,10 @@ def check_supported(model: EngineModel) -> None:
     if cfg.skip_zero_activations:
         raise ConfigError("hw.skip_zero_activations: the RTL generator builds false (every "
                           "column is broadcast), got true")
-    if cfg.pipeline_depth < 1:
-        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 1, got "
-                          f"{cfg.pipeline_depth}")
+    if cfg.pipeline_depth < 2:
+        # the PE memories' registered read is one of the product's pipeline stages
+        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 2 (the weight "
+                          f"memory read and the multiply-accumulate), got {cfg.pipeline_depth}")
     ops = model.graph.ops
     ok = (len(ops) >= 2 and all(type(op) is LSTMOp for op in ops[:-1])
           and isinstance(ops[-1], LinearOp))
@@ -204,11 +210,12 @@ def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
 
 
 def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, res_off: int,
-                 on_chip: bool, w: _Writer) -> MatrixPlan:
+                 on_chip: bool, w: _Writer, images: list) -> MatrixPlan:
     bytes_ = mat.bytes
     mat = _as_sparse(mat, cfg)
     rows, cols = mat.shape
     mems = pe_memories(mat, cfg)
+    images.append(mems)
     words = max([1] + [len(v[0]) for v in mems.values()])
     plan = MatrixPlan(i, mat.name, rows, cols, src, res_off, words, mat.entry_bits,
                       mat.value_bits, mat.index_bits, {})
@@ -232,6 +239,60 @@ def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, res_off: i
     return plan
 
 
+def bank_words(m: MatrixPlan, cfg: EngineConfig) -> int:
+    """Words of matrix ``m`` in each of a PE's ``macs_per_pe`` weight memories."""
+    lanes = cfg.macs_per_pe
+    if m.banks:   # csb: lane l holds banks l, l + lanes, ...: one word per row, round, entry
+        return max(1, math.ceil(m.rows / cfg.num_pes) * math.ceil(m.banks / lanes) * m.per_bank)
+    return max(1, math.ceil(m.words / lanes))
+
+
+def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
+                      w: _Writer) -> list[str]:
+    """Each PE's weight memories (``mem/pe<P>.w<L>.hex``, one per multiplier) and pointer
+    memory (``mem/pe<P>.ptr.hex``): the matrices' export images one after the other, so that
+    each is one block RAM read on the clock edge. A csc PE's ``macs_per_pe`` consecutive
+    entries lie in its ``macs_per_pe`` memories (entry ``e`` in memory ``e mod macs``); a csb
+    PE's multiplier ``l`` reads banks ``l, l + macs, ...`` from its own memory."""
+    P, lanes = cfg.num_pes, cfg.macs_per_pe
+    ebmax = max(m.entry_bits for m in mats)
+    pbmax = max([1] + [m.ptr_bits for m in mats])
+    words: dict[tuple[int, int], list[int]] = {(p, b): [] for p in range(P) for b in range(lanes)}
+    ptrs: dict[int, list[int]] = {p: [] for p in range(P)}
+    wb = pb = 0
+    for m, mems in zip(mats, images):
+        m.wbase, m.pbase = wb, pb
+        n = bank_words(m, cfg)
+        for p in range(P):
+            entries, pointers = mems.get(p, ([], []))
+            for b in range(lanes):
+                if m.banks:
+                    k, rounds = m.per_bank, math.ceil(m.banks / lanes)
+                    region = []
+                    for rl in range(n // (rounds * k)):
+                        for rnd in range(rounds):
+                            bank = rnd * lanes + b
+                            for kk in range(k):
+                                e = (rl * m.banks + bank) * k + kk
+                                ok = bank < m.banks and e < len(entries)
+                                region.append(entries[e] if ok else 0)
+                else:
+                    region = [entries[i * lanes + b] if i * lanes + b < len(entries) else 0
+                              for i in range(n)]
+                words[p, b] += region
+            if m.ptr_files:
+                ptrs[p] += pointers if pointers else [0] * (m.cols + 1)
+        wb += n
+        pb += m.cols + 1 if m.ptr_files else 0
+    files = []
+    for (p, b), v in words.items():
+        files.append(w.hexfile(f"mem/pe{p}.w{b}.hex", v + [0], ebmax))
+    if any(m.ptr_files for m in mats):
+        for p, v in ptrs.items():
+            files.append(w.hexfile(f"mem/pe{p}.ptr.hex", v + [0], pbmax))
+    return files
+
+
 def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], list[LayerPlan],
                                                            dict, list[Phase], list[str]]:
     """Matrices, layers, output layer and phases of the design; writes the data files."""
@@ -242,6 +303,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     mats: list[MatrixPlan] = []
     layers: list[LayerPlan] = []
     phases: list[Phase] = []
+    mems: list[dict[int, tuple[list[int], list[int]]]] = []
     res_off = 0
     unit_in, fg = model.unit_in_frac, model.gate_frac
     guard = cfg.guard_bits
@@ -249,7 +311,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     def add_matrix(name: str, src: str) -> int:
         nonlocal res_off
         mat = model.matrices[name]
-        plan = _matrix_plan(len(mats), mat, cfg, src, res_off, onchip[name], w)
+        plan = _matrix_plan(len(mats), mat, cfg, src, res_off, onchip[name], w, mems)
         res_off += mat.shape[0]
         mats.append(plan)
         phases.append(Phase("product", name, plan.index))
@@ -264,6 +326,9 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         fy = model.signal(name) if proj_mat is not None else fm
         fc = model.signal(f"{name}.c")
         y = f"y_{li}" if proj_mat is not None else f"m_{li}"
+        # accumulators are reused: a layer's gate products are consumed by its element-wise
+        # stage before the projection or the next layer's products start
+        res_off = 0
         gates = [add_matrix(f"{name}.{g}", src if g.endswith("x") else y)
                  for g in LSTMOp.GATE_MATRICES]
         # the gate accumulator's per-row format, as hw.functional.Datapath.lstm
@@ -282,6 +347,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         phases.append(Phase("elementwise", f"{name}.elementwise", li))
         proj = None
         if proj_mat is not None:
+            res_off = 0
             proj = add_matrix(f"{name}.W_ym", f"m_{li}")
             w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
         out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
@@ -292,6 +358,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     ob, ofb = model.biases[f"{out.name}.bias"]
     out_frac = model.signal(out.name)
     ofr = torch.stack([omat.frac + fx, ofb]).amax(dim=0).clamp(max=out_frac + guard)
+    res_off = 0
     oi = add_matrix(out.name, src)
     w.hexfile(f"const/{out.name}.sm.hex", _ints(omat.frac + fx - ofr), SHIFT_BITS)
     w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), CONST_BITS)
@@ -300,6 +367,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
     output = {"name": out.name, "matrix": oi, "rows": omat.shape[0], "relu":
               out.activation == "relu"}
+    write_pe_memories(mats, mems, cfg, w)
     return mats, layers, output, phases, w.files
 
 
@@ -344,7 +412,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     bin_shift = unit.bin_shift
     csc = cfg.sparse_format == "csc"
     ebmax = max(m.entry_bits for m in mats)
-    nres = sum(m.rows for m in mats)
+    nres = max(m.res_off + m.rows for m in mats)
     vocab = output["rows"]
     P, D = cfg.num_pes, cfg.activation_queue_depth
     L: list[str] = []
@@ -427,10 +495,6 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 """)
     # -- memories --
     add("  // weight, pointer, activation and per-row constant ROMs")
-    for m in mats:
-        add(f"  logic [{m.entry_bits - 1}:0] wm_{m.index} [0:{P * m.words - 1}];  // {m.name}")
-        if csc:
-            add(f"  logic [{m.ptr_bits - 1}:0] pm_{m.index} [0:{P * (m.cols + 1) - 1}];")
     add("  logic signed [AB-1:0] sig_rom [0:TBL-1];\n  logic signed [AB-1:0] tanh_rom [0:TBL-1];")
     for ly in layers:
         n4 = 4 * ly.hidden
@@ -443,11 +507,6 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         f"  logic signed [{SHIFT_BITS - 1}:0] osn [0:V-1];\n"
         f"  logic signed [{CONST_BITS - 1}:0] oba [0:V-1];")
     add("  initial begin")
-    for m in mats:
-        for pe, f in sorted(m.pe_files.items()):
-            add(f'    $readmemh("{f}", wm_{m.index}, {pe * m.words});')
-        for pe, f in sorted(m.ptr_files.items()):
-            add(f'    $readmemh("{f}", pm_{m.index}, {pe * (m.cols + 1)});')
     add('    $readmemh("tables/sigmoid.hex", sig_rom);\n'
         '    $readmemh("tables/tanh.hex", tanh_rom);')
     for ly in layers:
@@ -485,8 +544,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         add(f"      {ly.index}: ew_len = {math.ceil(ly.hidden / cfg.elementwise_lanes)} + ED;")
     add("      default: ew_len = 1;\n    endcase\n  endfunction")
     add("  integer kind, cm, cur_rows, cur_cols, cur_roff, cur_load, cur_banks, cur_k, "
-        "cur_bs, cur_rounds, cur_rpe;")
-    add("  logic idle, ph_last;")
+        "cur_bs, cur_rounds, cur_rpe, cur_wb;")
+    add("  logic idle, ph_last, start;")
     add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
     add("    case (cm)")
     for m in mats:
@@ -494,12 +553,14 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         add(f"      {m.index}: begin cur_rows = {m.rows}; cur_cols = {m.cols}; "
             f"cur_roff = {m.res_off}; cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
             f"cur_k = {m.per_bank}; cur_bs = {m.bank_size}; cur_rounds = {rounds}; "
-            f"cur_rpe = {math.ceil(m.rows / P)}; end")
+            f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; end")
     add("      default: begin cur_rows = 0; cur_cols = 0; cur_roff = 0; cur_load = 0; "
-        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; end")
+        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; end")
     add("    endcase\n  end\n")
     add(_render_csc() if csc else _render_csb())
-    add(_indent(_product_comb(csc, mats), 0))
+    add(_pe_memories(mats, cfg, csc))
+    add(_product_comb(csc, mats, cfg))
+    add(_mac_stage(csc, mats, cfg.macs_per_pe))
     add("""
   always_comb begin
     if (kind == KIND_PRODUCT)
@@ -514,7 +575,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
   assign out_last = out_busy && ocnt == V - 1;
 
   // control: input buffer, frame start, phase stepping, output stream
-  wire start = !run && fin_full && !out_busy;
+  assign start = !run && fin_full && !out_busy;
   always_ff @(posedge clk) begin
     if (rst) begin
       run <= 1'b0; fin_full <= 1'b0; fin_cnt <= 0; out_busy <= 1'b0; ocnt <= 0;
@@ -581,6 +642,16 @@ def _render_csc() -> str:
   integer n_end [0:P-1];
   integer n_row [0:P-1];
   logic signed [AB-1:0] n_x [0:P-1];
+  // issued to the multiply stage (s1: this cycle, s2: registered): the entries read, whether
+  // they start a column, its input, the memory of the first entry
+  logic s1_en [0:P*MACS-1];
+  logic s2_en [0:P*MACS-1];
+  logic s1_new [0:P-1];
+  logic s2_new [0:P-1];
+  logic signed [AB-1:0] s1_x [0:P-1];
+  logic signed [AB-1:0] s2_x [0:P-1];
+  integer s1_rot [0:P-1];
+  integer s2_rot [0:P-1];
   logic mac_en [0:P*MACS-1];
   integer mac_addr [0:P*MACS-1];
   logic signed [63:0] mac_prod [0:P*MACS-1];
@@ -594,22 +665,98 @@ def _render_csb() -> str:
   logic signed [A-1:0] nacc [0:P-1];
   logic row_we [0:P-1];
   integer row_addr [0:P-1];
+  // issued to the multiply stage (s1: this cycle, s2: registered)
+  logic s1_act, s2_act, s1_first, s2_first, s1_last, s2_last;
+  integer s1_rnd, s2_rnd;
+  logic s1_ok [0:P-1];
+  logic s2_ok [0:P-1];
+  integer s1_raddr [0:P-1];
+  integer s2_raddr [0:P-1];
+  logic s1_en [0:P*MACS-1];
+  logic s2_en [0:P*MACS-1];
 """
 
 
-def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
+def _div(x: str, n: int) -> str:
+    if n == 1:
+        return x
+    if n & (n - 1) == 0:
+        return f"(({x}) >> {n.bit_length() - 1})"
+    return f"(({x}) / {n})"
+
+
+def _mod(x: str, n: int) -> str:
+    if n == 1:
+        return "0"
+    if n & (n - 1) == 0:
+        return f"(({x}) & {n - 1})"
+    return f"(({x}) % {n})"
+
+
+def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
+    """One block RAM per PE and multiplier (weights) and per PE (pointers, csc), each read
+    on the clock edge into a register: the standard inference pattern. ``ram_style`` keeps
+    a small engine's memories in block RAM too (Yosys would put a few hundred words in
+    LUTs), as the engine's PE memories are."""
+    P, M = cfg.num_pes, cfg.macs_per_pe
+    wdepth = sum(bank_words(m, cfg) for m in mats) + 1
+    L = ["  // PE memories (mem/): each a block RAM read on the clock edge at the address this",
+         "  // cycle decides; the word is used the next cycle, in the multiply stage",
+         f"  localparam integer WAB = {max(1, (wdepth - 1).bit_length())};",
+         "  logic [P*MACS-1:0][WAB-1:0] wa;",
+         "  logic [P*MACS-1:0][EBMAX-1:0] wq;"]
+    reads = []
+    for p in range(P):
+        for b in range(M):
+            L.append(f'  (* ram_style = "block" *) logic [EBMAX-1:0] wm_{p}_{b} [0:{wdepth - 1}];')
+            L.append(f'  initial $readmemh("mem/pe{p}.w{b}.hex", wm_{p}_{b});')
+            reads.append(f"    wq[{p * M + b}] <= wm_{p}_{b}[wa[{p * M + b}]];")
+    L += ["  always_ff @(posedge clk) begin", *reads, "  end"]
+    if not csc:
+        return "\n".join(L) + "\n"
+    pdepth = sum(m.cols + 1 for m in mats) + 1
+    pb = max([1] + [m.ptr_bits for m in mats])
+    L += ["  // pointers: read one cycle ahead, at the column the broadcast counter moves to;",
+          "  // two copies give a column's first and one-past-last entry in the same cycle",
+          f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())}, PB = {pb};",
+          "  logic [PAB-1:0] pa_n;",
+          "  logic [P-1:0][PB-1:0] pq0;",
+          "  logic [P-1:0][PB-1:0] pq1;",
+          "  function automatic integer pbase(input integer x);\n    case (x)"]
+    L += [f"      {m.index}: pbase = {m.pbase};" for m in mats]
+    L += ["      default: pbase = 0;\n    endcase\n  endfunction"]
+    reads = []
+    for p in range(P):
+        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pl_{p} [0:{pdepth - 1}];')
+        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] ph_{p} [0:{pdepth - 1}];')
+        L.append(f'  initial begin $readmemh("mem/pe{p}.ptr.hex", pl_{p}); '
+                 f'$readmemh("mem/pe{p}.ptr.hex", ph_{p}); end')
+        reads.append(f"    pq0[{p}] <= pl_{p}[pa_n];\n    pq1[{p}] <= ph_{p}[pa_n + 1'b1];")
+    L += ["  always_comb begin : ptr_addr",
+          "    integer bn, cn;",
+          "    if (start || (run && ph_last)) begin",
+          "      bn = 0; cn = ph_target(start ? 0 : ph + 1);",
+          "    end else begin",
+          "      bn = (run && kind == KIND_PRODUCT && push) ? bj + 1 : bj; cn = cm;",
+          "    end",
+          "    pa_n = PAB'(pbase(cn) + bn);",
+          "  end",
+          "  always_ff @(posedge clk) begin", *reads, "  end"]
+    return "\n".join(L) + "\n"
+
+
+def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
+    M = cfg.macs_per_pe
     if csc:
         return f"""  always_comb begin : csc_decide
-    logic all_ok, found, take, inprod;
-    integer fk, slot, base, lim, r, idx, rel;
+    logic all_ok, found, take, inprod, nw;
+    integer fk, slot, base, lim, kb;
     logic signed [AB-1:0] x;
-    logic [EBMAX-1:0] wd;
-    logic signed [63:0] wv, xv;
     logic found_q [0:P-1];
     integer fslot [0:P-1];
     // every temporary assigned on every path (no latches)
-    found = 1'b0; take = 1'b0; fk = 0; slot = 0; base = 0; lim = 0; r = 0; idx = 0; rel = 0;
-    x = '0; wd = '0; wv = 64'sd0; xv = 64'sd0;
+    found = 1'b0; take = 1'b0; nw = 1'b0; fk = 0; slot = 0; base = 0; lim = 0; kb = 0;
+    x = '0;
     for (integer p = 0; p < P; p++) begin found_q[p] = 1'b0; fslot[p] = 0; end
     inprod = run && kind == KIND_PRODUCT;
     all_ok = 1'b1;
@@ -617,14 +764,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
     for (integer p = 0; p < P; p++) begin be0[p] = 0; be1[p] = 0; end
     if (bj < cur_cols) begin
 {_indent(_src_read("bx", "bj", mats), 6)}
-      for (integer p = 0; p < P; p++) begin
-        case (cm)
-{_indent(chr(10).join(f"{m.index}: begin be0[p] = pm_{m.index}[p * {m.cols + 1} + bj]; "
-                      f"be1[p] = pm_{m.index}[p * {m.cols + 1} + bj + 1]; end"
-                      for m in mats), 10)}
-          default: ;
-        endcase
-      end
+      for (integer p = 0; p < P; p++) begin be0[p] = pq0[p]; be1[p] = pq1[p]; end
     end
     // a free PE pops the queued columns it has no entries in, up to and including the first
     // one it has entries in (which it starts)
@@ -648,22 +788,79 @@ def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
       // the broadcast column reaches the PE's front when it is free and its queue drains
       take = push && inprod && !act[p] && !found_q[p];
       enq[p] = push && !take;
-      base = ce[p]; lim = cend[p]; r = crow[p]; x = cx[p];
+      base = ce[p]; lim = cend[p]; x = cx[p]; nw = 1'b0;
       work[p] = inprod && act[p];
       if (inprod && !act[p] && found_q[p]) begin
-        base = qe0[p * D + fslot[p]]; lim = qe1[p * D + fslot[p]]; r = -1;
-        x = qx[p * D + fslot[p]]; work[p] = 1'b1;
+        base = qe0[p * D + fslot[p]]; lim = qe1[p * D + fslot[p]];
+        x = qx[p * D + fslot[p]]; work[p] = 1'b1; nw = 1'b1;
       end else if (take && be1[p] > be0[p]) begin
-        base = be0[p]; lim = be1[p]; r = -1; x = bx; work[p] = 1'b1;
+        base = be0[p]; lim = be1[p]; x = bx; work[p] = 1'b1; nw = 1'b1;
       end
-      xv = x;
+      // entry base + k is word (base + k) / MACS of memory (base + k) % MACS
+      for (integer b = 0; b < MACS; b++) begin
+        kb = {_mod("b - " + _mod("base", M) + " + MACS", M)};
+        wa[p * MACS + b] = WAB'(cur_wb + {_div("base + kb", M)});
+      end
+      for (integer k = 0; k < MACS; k++) s1_en[p * MACS + k] = work[p] && base + k < lim;
+      s1_new[p] = nw;
+      s1_x[p] = x;
+      s1_rot[p] = {_mod("base", M)};
+      n_e[p] = base + MACS;
+      n_end[p] = lim;
+      n_x[p] = x;
+      if (work[p] || qn[p] - npop[p] + (enq[p] ? 1 : 0) != 0) idle = 1'b0;
+    end
+  end
+"""
+    return """  always_comb begin : csb_decide
+    integer row;
+    logic first, last;
+    row = 0;
+    idle = rl >= cur_rpe || cur_k == 0;
+    first = rnd == 0 && kk == 0;
+    last = rnd == cur_rounds - 1 && kk == cur_k - 1;
+    s1_act = run && kind == KIND_PRODUCT && !idle;
+    s1_first = first;
+    s1_last = last;
+    s1_rnd = rnd;
+    for (integer p = 0; p < P; p++) begin
+      row = rl * P + p;
+      s1_ok[p] = s1_act && row < cur_rows;
+      s1_raddr[p] = cur_roff + row;
+      // multiplier mm's memory holds banks mm, mm + MACS, ...: one word per row, round, entry
+      for (integer mm = 0; mm < MACS; mm++) begin
+        wa[p * MACS + mm] = WAB'(cur_wb + (rl * cur_rounds + rnd) * cur_k + kk);
+        s1_en[p * MACS + mm] = s1_ok[p] && rnd * MACS + mm < cur_banks;
+      end
+    end
+  end
+"""
+
+
+def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
+    """The multiply stage: the words read on the last clock edge, decoded and multiplied."""
+    if csc:
+        return f"""  // multiply stage: relative row indices decoded, products into the accumulators
+  always_ff @(posedge clk) begin
+    for (integer p = 0; p < P; p++) begin
+      s2_new[p] <= s1_new[p]; s2_x[p] <= s1_x[p]; s2_rot[p] <= s1_rot[p];
+    end
+    for (integer i = 0; i < P * MACS; i++) s2_en[i] <= !rst && s1_en[i];
+  end
+  always_comb begin : csc_mac
+    integer r, rel;
+    logic [EBMAX-1:0] wd;
+    logic signed [63:0] wv, xv;
+    r = 0; rel = 0; wd = '0; wv = 64'sd0; xv = 64'sd0;
+    for (integer p = 0; p < P; p++) begin
+      r = s2_new[p] ? -1 : crow[p];
+      xv = s2_x[p];
       for (integer k = 0; k < MACS; k++) begin
-        idx = base + k;
         mac_en[p * MACS + k] = 1'b0;
         mac_addr[p * MACS + k] = 0;
         mac_prod[p * MACS + k] = 64'sd0;
-        if (work[p] && idx < lim) begin
-{_indent(_word_read("wd", "p", "idx", mats), 10)}
+        if (s2_en[p * MACS + k]) begin
+          wd = wq[p * MACS + {_mod("s2_rot[p] + k", M)}];
           case (cm)
 {_indent(chr(10).join(f"{m.index}: {_wval_case(m)}" for m in mats), 12)}
             default: wv = 64'sd0;
@@ -675,53 +872,41 @@ def _product_comb(csc: bool, mats: list[MatrixPlan]) -> str:
           mac_prod[p * MACS + k] = wv * xv;
         end
       end
-      n_e[p] = base + MACS;
-      n_end[p] = lim;
       n_row[p] = r;
-      n_x[p] = x;
-      if (work[p] || qn[p] - npop[p] + (enq[p] ? 1 : 0) != 0) idle = 1'b0;
     end
   end
 """
-    return f"""  always_comb begin : csb_decide
-    integer row, bank, idx, pos;
-    logic first, last;
+    return f"""  // multiply stage: each multiplier's word, its input at the bank position, row sums
+  always_ff @(posedge clk) begin
+    s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
+    for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
+    for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
+  end
+  always_comb begin : csb_mac
+    integer bank, pos;
     logic [EBMAX-1:0] wd;
     logic signed [AB-1:0] x;
     logic signed [63:0] wv, xv, sum;
-    // every temporary assigned on every path (no latches)
-    row = 0; bank = 0; idx = 0; pos = 0; wd = '0; x = '0; wv = 64'sd0; xv = 64'sd0;
-    sum = 64'sd0;
-    idle = rl >= cur_rpe || cur_k == 0;
-    first = rnd == 0 && kk == 0;
-    last = rnd == cur_rounds - 1 && kk == cur_k - 1;
+    bank = 0; pos = 0; wd = '0; x = '0; wv = 64'sd0; xv = 64'sd0; sum = 64'sd0;
     for (integer p = 0; p < P; p++) begin
-      row = rl * P + p;
       sum = 64'sd0;
-      x = '0;
-      wv = 64'sd0;
-      row_we[p] = 1'b0;
-      row_addr[p] = 0;
-      if (run && kind == KIND_PRODUCT && !idle && row < cur_rows) begin
-        for (integer mm = 0; mm < MACS; mm++) begin
-          bank = rnd * MACS + mm;
-          if (bank < cur_banks) begin
-            idx = (rl * cur_banks + bank) * cur_k + kk;
-{_indent(_word_read("wd", "p", "idx", mats), 12)}
-            case (cm)
+      for (integer mm = 0; mm < MACS; mm++) begin
+        if (s2_en[p * MACS + mm]) begin
+          bank = s2_rnd * MACS + mm;
+          wd = wq[p * MACS + mm];
+          case (cm)
 {_indent(chr(10).join(f"{m.index}: begin {_wval_case(m)} pos = wd & "
-                      f"((1 << {m.index_bits}) - 1); end" for m in mats), 14)}
-              default: begin wv = 64'sd0; pos = 0; end
-            endcase
-{_indent(_src_read("x", "bank * cur_bs + pos", mats), 12)}
-            xv = x;
-            sum = sum + wv * xv;
-          end
+                      f"((1 << {m.index_bits}) - 1); end" for m in mats), 12)}
+            default: begin wv = 64'sd0; pos = 0; end
+          endcase
+{_indent(_src_read("x", "bank * cur_bs + pos", mats), 10)}
+          xv = x;
+          sum = sum + wv * xv;
         end
-        row_we[p] = last;
-        row_addr[p] = cur_roff + row;
       end
-      nacc[p] = A'((first ? 64'sd0 : 64'(pacc[p])) + sum);
+      row_we[p] = s2_ok[p] && s2_last;
+      row_addr[p] = s2_raddr[p];
+      nacc[p] = A'((s2_first ? 64'sd0 : 64'(pacc[p])) + sum);
     end
   end
 """
@@ -757,9 +942,10 @@ def _product_state(csc: bool) -> str:
         end
         qh[p] <= head;
         qn[p] <= qn[p] - npop[p] + (enq[p] ? 1 : 0);
+        crow[p] <= n_row[p];   // the multiply stage's last row
         if (work[p]) begin
           act[p] <= n_e[p] < n_end[p];
-          ce[p] <= n_e[p]; cend[p] <= n_end[p]; crow[p] <= n_row[p]; cx[p] <= n_x[p];
+          ce[p] <= n_e[p]; cend[p] <= n_end[p]; cx[p] <= n_x[p];
         end
       end
     end
@@ -770,17 +956,18 @@ def _product_state(csc: bool) -> str:
     if (rst || start || (run && ph_last)) begin
       rl <= 0; rnd <= 0; kk <= 0;
       for (integer p = 0; p < P; p++) pacc[p] <= '0;
-    end else if (run && kind == KIND_PRODUCT && !idle) begin
-      if (kk == cur_k - 1) begin
-        kk <= 0;
-        if (rnd == cur_rounds - 1) begin rnd <= 0; rl <= rl + 1; end
-        else rnd <= rnd + 1;
-      end else kk <= kk + 1;
-      for (integer p = 0; p < P; p++) pacc[p] <= nacc[p];
+    end else if (run && kind == KIND_PRODUCT) begin
+      if (!idle) begin
+        if (kk == cur_k - 1) begin
+          kk <= 0;
+          if (rnd == cur_rounds - 1) begin rnd <= 0; rl <= rl + 1; end
+          else rnd <= rnd + 1;
+        end else kk <= kk + 1;
+      end
+      if (s2_act) for (integer p = 0; p < P; p++) pacc[p] <= nacc[p];
     end
   end
 """
-
 
 def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
     if not csc:
@@ -972,7 +1159,7 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     check_supported(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    mats, layers, output, phases, _ = plan_design(model, out_dir)
+    mats, layers, output, phases, files = plan_design(model, out_dir)
     input_dim = mats[layers[0].gates[0]].cols
     engine = render_engine(model, mats, layers, output, phases, input_dim)
     dumps = [("input", "feat", input_dim)]
@@ -984,7 +1171,7 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     digest = hashlib.sha256((engine + tb).encode()).hexdigest()[:16]
     design = RtlDesign(str(out_dir), model.cfg.name, model.cfg.sparse_format,
                        model.cfg.activation_bits, input_dim, output["rows"], phases, dumps,
-                       mats, digest)
+                       mats, digest, [f for f in files if f.startswith("mem/")])
     design.save()
     return design
 

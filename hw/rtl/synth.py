@@ -161,7 +161,7 @@ def _yosys_script(device: Device, sources: Sequence[str], top: str | None,
     hierarchy = f"hierarchy -check -top {top}{chparam}" if top else "hierarchy -check -auto-top"
     write = f" -json {netlist}" if netlist else ""
     return "\n".join([f"read_verilog -sv {' '.join(sources)}", hierarchy,
-                      f"{device.synth}{write}", f"tee -q -o {stat} stat -json", ""])
+                      *device.yosys_commands(write), f"tee -q -o {stat} stat -json", ""])
 
 
 def nextpnr_overflow(log: Path) -> str | None:
@@ -195,7 +195,8 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
     nextpnr = find_tool("nextpnr-ecp5") if place_route else None
     data_files = sorted(p for p in include_dir.rglob("*") if p.suffix in DATA_SUFFIXES
                         and p.is_file())
-    options = {"device": device.name, "synth": device.synth, "top": top, "params": params,
+    options = {"device": device.name, "synth": device.yosys_commands(), "top": top,
+               "params": params,
                "place_route": place_route, "target_mhz": target_mhz if place_route else None,
                "seed": seed, "tools": [yosys.version, nextpnr.version if nextpnr else None],
                "nextpnr": list(device.nextpnr or ())}
