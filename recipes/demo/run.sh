@@ -5,8 +5,8 @@
 #   1 train lstm_small (experiment=demo_lstm)    2 train wavenet_small (experiment=demo_wavenet)
 #   3 fine-tune demo_lstm into a delta LSTM (experiment=demo_delta_lstm)
 #   4 asr-hw report: compress lstm and wavenet with the ese and bbs presets (6 fine-tuning
-#     epochs at lr 2e-3: asr-compress's default 3e-4 leaves them far behind float; the LSTM at
-#     25% density and distilled from its float model), score float / quantized / engine on
+#     epochs at lr 2e-3, distilled from the float model: asr-compress's default 3e-4 leaves
+#     them far behind float; the LSTM at 25% density), score float / quantized / engine on
 #     the held-out voices
 #   5 add the delta point: the delta LSTM, column-balanced (spartus) over 8 PEs, on the delta
 #     engine; the report (exp/demo/report/report.{md,html,json} and figures) holds every point
@@ -24,8 +24,8 @@ parse_stages "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 REPORT=exp/demo/report
 LOGS=$ROOT/exp/demo/logs
-# The LSTM (0.71 M parameters) keeps a quarter of its weights, distilled from its float self:
-# at the presets' 11-13% it ends 4-5 WER points behind float within this time (docs/results.md).
+# The LSTM (0.71 M parameters) keeps a quarter of its weights: at the presets' 11-13% it ends
+# 4-5 WER points behind float within this time (docs/results.md).
 LSTM_COMPRESS=(compress.prune.density=0.25 finetune.max_epochs=6 finetune.distill_weight=1.0)
 mkdir -p "$LOGS"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT   # a failed stage stops the background job too
@@ -56,7 +56,8 @@ wavenet_job() {
     fi
     if run_stage 4; then
         log "compressing the WaveNet (ese, bbs) and evaluating it on the modeled engines"
-        report_points wavenet exp/demo_wavenet/model.ckpt finetune.max_epochs=6
+        report_points wavenet exp/demo_wavenet/model.ckpt finetune.max_epochs=6 \
+            finetune.distill_weight=1.0
     fi
 }
 delta_job() {
