@@ -38,6 +38,7 @@ from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
 from asr.models import LSTMCTC
 from asr.train.config import CONF_DIR
+from hw import functional
 from hw.config import load_engine
 from hw.engine import EngineModule
 from hw.functional import run_engine, run_engine_batch
@@ -71,6 +72,24 @@ def test_set(count: int) -> tuple[list[torch.Tensor], float, str]:
     lengths = torch.randint(100, 400, (count,), generator=gen).tolist()
     feats = [torch.randn(n, 80, generator=gen) for n in lengths]
     return feats, sum(lengths) / 100, f"{count} noise feature sequences of 1-4 s (no espeak-ng)"
+
+
+def check_compiled_steps(engine, batch: list[torch.Tensor]) -> None:
+    """The timed runs step the LSTM through torch.compile: their integers must equal the
+    eager step's (which the MAC-by-MAC reference tests hold), here on this very model."""
+    compiled = run_engine_batch(engine, batch)
+    threshold = functional.COMPILE_MIN_HIDDEN
+    functional.COMPILE_MIN_HIDDEN = 1 << 30      # every step eager
+    try:
+        eager = run_engine_batch(engine, batch)
+    finally:
+        functional.COMPILE_MIN_HIDDEN = threshold
+    same = all(torch.equal(c.logits, e.logits) and c.events == e.events
+               for c, e in zip(compiled, eager))
+    print(f"compiled steps bit-exact against the eager steps ({len(batch)} utterances): "
+          f"{'yes' if same else 'NO'}")
+    if not same:
+        raise SystemExit("hw_speed: the compiled LSTM step computed other integers")
 
 
 def main() -> None:
@@ -133,6 +152,7 @@ def main() -> None:
         print(f"{label:<23} {secs:8.2f} s   {n / secs:7.1f} utterances/s   "
               f"{seconds / secs:7.1f} x real time")
     print(f"ratio engine / float    {engine_set_s / float_set_s:8.2f}   (target <= 1.0)")
+    check_compiled_steps(engine, batches[0])
     # Timing and energy of a test set: 1,000 utterances of 300 frames.
     module = EngineModule(engine)
     t0 = time.perf_counter()
