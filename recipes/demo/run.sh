@@ -65,12 +65,8 @@ delta_job() {
         train_model demo_delta_lstm
     fi
     if run_stage 5; then
-        log "compressing the delta LSTM (column-balanced) and evaluating it on the delta engine"
-        (cd "$ROOT" && "$BIN/asr-hw" report hw=delta data=demo \
-            +models.delta_lstm=exp/demo_delta_lstm/model.ckpt \
-            compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
-            finetune.max_epochs=6 finetune.lr=2e-3 trainer.enable_model_summary=false \
-            out=$REPORT)
+        delta_point demo exp/demo_delta_lstm/model.ckpt $REPORT finetune.max_epochs=6 \
+            finetune.lr=2e-3 trainer.enable_model_summary=false
     fi
 }
 

@@ -47,10 +47,7 @@ if run_stage 6; then
     train_model fsdd_delta_lstm
 fi
 if run_stage 7; then
-    log "compressing the delta LSTM (column-balanced) and evaluating it on the delta engine"
-    (cd "$ROOT" && "$BIN/asr-hw" report hw=delta data=fsdd \
-        +models.delta_lstm=exp/fsdd_delta_lstm/model.ckpt \
-        compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 \
+    delta_point fsdd exp/fsdd_delta_lstm/model.ckpt exp/fsdd_delta_lstm/report \
         finetune.max_epochs=${COMPRESS_EPOCHS:-10} finetune.lr=${COMPRESS_LR:-2e-3} \
-        data.batch.max_batch_size=16 out=exp/fsdd_delta_lstm/report)
+        data.batch.max_batch_size=16
 fi
