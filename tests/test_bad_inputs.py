@@ -458,13 +458,15 @@ ISSUE_CASES = [
                            "an end beyond the recording", "a time that is not a number",
                            "a duplicate utterance id", "a line of three fields")))),
     IssueCase("an output torn by a failed write",
-              "nothing good is lost: an ARPA model, a report figure, a plot, memory images "
-              "or the skipped list written in place",
+              "nothing good is lost: an ARPA model, a report figure, a plot, memory images, "
+              "the skipped list or decoded hypotheses written in place",
               (_RUNS + "test_an_interrupted_arpa_build_keeps_the_previous_model",
                _RUNS + "test_a_failed_report_figure_keeps_the_previous_one",
                _RUNS + "test_a_failed_trace_plot_keeps_the_previous_one",
                _RUNS + "test_a_failed_memory_image_export_keeps_the_previous_images",
-               _RUNS + "test_a_failed_skipped_list_keeps_the_previous_one")),
+               _RUNS + "test_a_failed_skipped_list_keeps_the_previous_one",
+               "tests/test_decode_outputs.py::"
+               "test_an_interrupted_decode_keeps_the_previous_output_whole")),
     IssueCase("hypotheses in Kaldi text, .trn, CTM",
               "no full hypothesis output in the usual formats: Kaldi `text`, `.trn` for "
               "sclite, CTM",

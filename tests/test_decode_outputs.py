@@ -236,3 +236,28 @@ def test_bad_references_get_clear_errors(tone_model, tone_manifests, tmp_path, c
         assert eval_main([str(tone_model), str(manifest), "--ref", str(ref),
                           "--out", str(tmp_path / "e")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_an_interrupted_decode_keeps_the_previous_output_whole(tone_model, tone_manifests,
+                                                               tmp_path, monkeypatch, capsys):
+    import asr.cli.decode as cli
+
+    wavs = [str(p) for p in sorted((tone_manifests / "audio").glob("*.wav"))[:3]]
+    out = tmp_path / "hyp.txt"
+    out.write_text("the previous run's output\n")
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt      # as a Ctrl-C after the first file
+        return format_hypothesis(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "format_hypothesis", failing)
+    with pytest.raises(KeyboardInterrupt):
+        decode_main([str(tone_model), *wavs, "--output", str(out), "--batch-size", "1"])
+    assert out.read_text() == "the previous run's output\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["hyp.txt"]    # no temporary file left
+    monkeypatch.setattr(cli, "format_hypothesis", format_hypothesis)
+    assert decode_main([str(tone_model), *wavs, "--output", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 3

@@ -22,7 +22,9 @@ the end and make the exit status 1; the others are still decoded.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from asr.config_errors import ConfigError
@@ -72,13 +74,17 @@ def output_format(args: argparse.Namespace) -> str:
     return "jsonl" if args.json else (args.output_format or "tsv")
 
 
-def open_output(path: str | None) -> TextIO:
+def check_output(path: str | None) -> None:
+    """``--output``'s folder must exist and take a file: said before any decoding."""
     if path is None:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")  # closed by main()
-    except OSError as err:
-        raise ConfigError(f"--output: cannot write {path} ({err.strerror})") from None
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"--output: cannot write {path} (a folder)")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--output: cannot write {path} (no folder {target.parent})")
+    if not os.access(target.parent, os.W_OK):
+        raise ConfigError(f"--output: cannot write {path} ({target.parent} is not writable)")
 
 
 @quiet_broken_pipe
@@ -115,15 +121,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"asr-decode: {renamed} utterance id(s) repeated an earlier one and were made "
               "unique with a -2, -3, ... suffix", file=sys.stderr)
     try:
-        out = open_output(args.output)
+        check_output(args.output)
     except ConfigError as err:
         print(f"asr-decode: error: {err}", file=sys.stderr)
         return 2
-    try:
-        decode_to(out, recognizer, decoder, inputs, ids, fmt, failures)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    if args.output is None:
+        decode_to(sys.stdout, recognizer, decoder, inputs, ids, fmt, failures)
+    else:
+        # Lines go to a temporary file beside --output, which replaces it only once every
+        # file is decoded: an interrupted run leaves the previous output whole.
+        from asr import atomic
+
+        try:
+            with atomic.atomic_open(args.output) as out:
+                decode_to(out, recognizer, decoder, inputs, ids, fmt, failures)
+        except OSError as err:
+            print(f"asr-decode: error: --output: cannot write {args.output} ({err})",
+                  file=sys.stderr)
+            return 1
     return report_failures("asr-decode", failures)
 
 
