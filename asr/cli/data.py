@@ -81,8 +81,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     for warning in result.warnings[:3]:
         console.print(f"[yellow]warning[/yellow] {escape(warning)}", soft_wrap=True)
     if len(result.warnings) > 3:
-        console.print(f"[yellow]... and {len(result.warnings) - 3} more segment ends cut to "
-                      "their recording's end[/yellow]")
+        console.print(f"[yellow]... and {len(result.warnings) - 3} more warnings[/yellow]")
     if not result.utterances:
         first = (f"; first skipped: {result.skipped[0][0]}: {result.skipped[0][1]}"
                  if result.skipped else "")
