@@ -76,10 +76,10 @@ def _delta_lstm_activity(op: DeltaLSTMOp, x: torch.Tensor, run: EngineRun,
     dx, dh = run.trace[f"{op.name}.dx"][0], run.trace[f"{op.name}.dh"][0]
     out[f"{op.name}.dx"] = (dx != 0).numpy()
     out[f"{op.name}.dh"] = (dh != 0).numpy()
-    x_hat, y_hat = dx.cumsum(dim=0), dh.cumsum(dim=0)
+    x_nz, y_nz = (dx.cumsum(dim=0) != 0).numpy(), (dh.cumsum(dim=0) != 0).numpy()
     for g in "ifco":
-        out[f"{op.name}.W_{g}x"] = (x_hat != 0).numpy()
-        out[f"{op.name}.W_{g}r"] = (y_hat != 0).numpy()
+        out[f"{op.name}.W_{g}x"] = x_nz
+        out[f"{op.name}.W_{g}r"] = y_nz
 
 
 @register(ACTIVITY, "linear")

@@ -33,6 +33,7 @@ import torch
 
 from asr.compress.fixed_point import (
     FixedPointFormat,
+    fit,
     narrow,
     round_float,
     rounding_mode,
@@ -343,24 +344,19 @@ class Datapath:
         """Where utterance ``k``'s events go when its rows are handled alone."""
         return self.events.row(k) if isinstance(self.events, RowEventCounter) else self.events
 
-    def cell(self, op: LSTMOp, acc: torch.Tensor, frac: torch.Tensor, c: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of an LSTM cell from its gates' accumulators ``acc`` (i, f, c, o stacked,
-        fractional length ``frac`` per row): the new cell state and output ``y`` (projected
-        when ``W_ym`` is set)."""
-        m, name = self.m, op.name
-        hidden = op.W_ix.shape[0]
-        proj = m.matrices.get(f"{name}.W_ym")
-        fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
-        c, mo, clipped = cell_step(acc, frac, c, m.units["sigmoid"], m.units["tanh"],
-                                   self.cell_formats(hidden, fc, fm, frac))
+    def cell(self, name: str, acc: torch.Tensor, c: torch.Tensor, formats: CellFormats,
+             proj: IntMatrix | None, fy: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of a delta LSTM cell from its gates' accumulators ``acc`` (i, f, c, o
+        stacked, in the layer's ``formats``): the new cell state and output ``y`` (projected
+        to fractional length ``fy`` when ``proj`` is set)."""
+        m = self.m
+        c, mo, clipped = cell_step(acc, formats.frac, c, m.units["sigmoid"], m.units["tanh"],
+                                   formats)
         counted = clipped.reshape(-1, clipped.shape[-1]).tolist()
-        self.cell_events(name, hidden, counted, [1] * len(counted), STEP_EVENTS[2:])
+        self.cell_events(name, formats.hidden, counted, [1] * len(counted), STEP_EVENTS[2:])
         if proj is None:
             return c, mo
-        rows = mo if mo.dim() == 2 else mo[None]   # (utterances, hidden) or one step's
-        y = self.narrow(name, self.matvec(proj, rows), proj.frac + fm, m.signal(name))
-        return c, (y if mo.dim() == 2 else y[0])
+        return c, self.narrow(name, self.matvec(proj, mo[None])[0], proj.frac + formats.m, fy)
 
     def deltas(self, layer: str, x: torch.Tensor, memory: torch.Tensor, theta: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,7 +368,7 @@ class Datapath:
         change = x - memory
         sent = torch.where(change.abs() >= theta, change, torch.zeros_like(change))
         sent = self.events.narrow(layer, sent, self.cfg.activation_bits, self.cfg.saturate)
-        return sent, narrow(memory + sent, self.cfg.activation_bits, saturate=False)[0]
+        return sent, fit(memory + sent, self.cfg.activation_bits, saturate=False)
 
     def delta_lstm(self, op: DeltaLSTMOp, x: torch.Tensor, fx: int
                    ) -> tuple[torch.Tensor, int]:
@@ -403,8 +399,10 @@ class Datapath:
         dx = torch.stack(dxs) if dxs else x.new_zeros((0, x.shape[1]))
         px = shift_round(self.matvec(wx, dx), shift_x, rounding)
         acc = self.wrap_accumulator(f"{name}.gates", shift_round(b, fb - frac, rounding))
-        c = torch.zeros(op.W_ix.shape[0], dtype=torch.int64)
-        y = torch.zeros(proj.shape[0] if proj is not None else c.shape[0], dtype=torch.int64)
+        hidden = op.W_ix.shape[0]
+        formats = self.cell_formats(hidden, m.signal(f"{name}.c"), m.signal(f"{name}.m"), frac)
+        c = torch.zeros(hidden, dtype=torch.int64)
+        y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
         y_hat = torch.zeros_like(y)
         outputs, dys = [], []
         for t in range(x.shape[0]):
@@ -412,7 +410,7 @@ class Datapath:
             dys.append(dy)
             pr = shift_round(self.matvec(wr, dy[None])[0], shift_r, rounding)
             acc = self.wrap_accumulator(f"{name}.gates", acc + px[t] + pr)
-            c, y = self.cell(op, acc, frac, c)
+            c, y = self.cell(name, acc, c, formats, proj, fy)
             outputs.append(y)
         self.record(f"{name}.dx", dx, fx)
         self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)

@@ -306,8 +306,10 @@ class ReferenceEngine:
         bias = [[v.tolist() for v in m.biases[f"{name}.b_{g}"]] for g in gates]
         # M's fractional length per row: the largest of its terms', capped at guard_bits
         # beyond the gate input
-        fracs = [[min(max(wx[k].frac.tolist()[r] + fx, wr[k].frac.tolist()[r] + fy,
-                          bias[k][1][r]), unit_in + self.cfg.guard_bits)
+        fxr = [w.frac.tolist() for w in wx]
+        frr = [w.frac.tolist() for w in wr]
+        fracs = [[min(max(fxr[k][r] + fx, frr[k][r] + fy, bias[k][1][r]),
+                      unit_in + self.cfg.guard_bits)
                   for r in range(hidden)] for k in range(4)]
         acc = [[self._wrap(f"{name}.gates", shift_round_int(bias[k][0][r],
                                                             bias[k][1][r] - fracs[k][r],
@@ -324,11 +326,11 @@ class ReferenceEngine:
             for k in range(4):
                 ax = self.column_products(wx[k], dx, f"{name}.W_x")
                 ar = self.column_products(wr[k], dy, f"{name}.W_r")
-                fxr, frr = wx[k].frac.tolist(), wr[k].frac.tolist()
                 for r in range(hidden):
                     f = fracs[k][r]
-                    total = (acc[k][r] + shift_round_int(ax[r], fxr[r] + fx - f, self.cfg.rounding)
-                             + shift_round_int(ar[r], frr[r] + fy - f, self.cfg.rounding))
+                    total = (acc[k][r]
+                             + shift_round_int(ax[r], fxr[k][r] + fx - f, self.cfg.rounding)
+                             + shift_round_int(ar[r], frr[k][r] + fy - f, self.cfg.rounding))
                     acc[k][r] = self._wrap(f"{name}.gates", total)
             y = self.cell(op, [[(acc[k][r], fracs[k][r]) for r in range(hidden)]
                                for k in range(4)], c)

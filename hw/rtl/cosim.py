@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from asr import atomic
 from hw.functional import run_engine
 from hw.integer_model import EngineModel
 from hw.rtl.generate import RtlDesign
@@ -65,8 +66,7 @@ def build(design: RtlDesign, cache_dir: Path | None = None, jobs: int = 2) -> Pa
         lib.mkdir(exist_ok=True)
         for name in ("verilated.o", "verilated_timing.o", "verilated_threads.o"):
             if (obj / name).is_file() and not (lib / name).is_file():
-                shutil.copy(obj / name, obj / f"{name}.tmp")
-                os.replace(obj / f"{name}.tmp", lib / name)
+                atomic.copy_file(obj / name, lib / name)
         os.replace(obj / "Vasr_tb", binary)
     finally:
         shutil.rmtree(obj, ignore_errors=True)

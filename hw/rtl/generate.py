@@ -391,14 +391,6 @@ def _src_read(target: str, index: str, mats: list[MatrixPlan]) -> str:
     return "\n".join(lines)
 
 
-def _word_read(target: str, pe: str, idx: str, mats: list[MatrixPlan]) -> str:
-    lines = ["case (cm)"]
-    lines += [f"  {m.index}: {target} = EBMAX'(wm_{m.index}[({pe}) * {m.words} + ({idx})]);"
-              for m in mats]
-    lines += [f"  default: {target} = '0;", "endcase"]
-    return "\n".join(lines)
-
-
 def _indent(text: str, n: int) -> str:
     pad = " " * n
     return "\n".join(pad + line if line else line for line in text.splitlines())
