@@ -16,7 +16,8 @@ pair; the datapath of each op, in the engine's order:
 A delta LSTM (:meth:`Datapath.delta_lstm`) thresholds its input and output changes on the
 codes (thresholds quantized to the signal's format), sends the deltas as ``activation_bits``
 codes, and keeps the four gates' accumulated memory ``M`` in ``accumulator_bits`` from step to
-step; its traced run records the deltas as ``{layer}.dx`` and ``{layer}.dh``.
+step; its traced run records the deltas as ``{layer}.dx`` and ``{layer}.dh`` and the memories
+they were taken against, after each step, as ``{layer}.x_hat`` and ``{layer}.y_hat``.
 
 Formats: features and every op output use the DFP fractional lengths calibrated by
 ``asr-compress`` (``input``, op names, ``{lstm}.c``, ``{lstm}.m``); gate pre-activations use
@@ -392,10 +393,11 @@ class Datapath:
         rounding = self.rounding
         # The input deltas do not depend on the recurrence: all steps first, one product.
         x_hat = torch.zeros(x.shape[1], dtype=torch.int64)
-        dxs = []
+        dxs, x_hats = [], []
         for t in range(x.shape[0]):
             dx, x_hat = self.deltas(f"{name}.dx", x[t], x_hat, tx)
             dxs.append(dx)
+            x_hats.append(x_hat)
         dx = torch.stack(dxs) if dxs else x.new_zeros((0, x.shape[1]))
         px = shift_round(self.matvec(wx, dx), shift_x, rounding)
         acc = self.wrap_accumulator(f"{name}.gates", shift_round(b, fb - frac, rounding))
@@ -404,16 +406,20 @@ class Datapath:
         c = torch.zeros(hidden, dtype=torch.int64)
         y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
         y_hat = torch.zeros_like(y)
-        outputs, dys = [], []
+        outputs, dys, y_hats = [], [], []
         for t in range(x.shape[0]):
             dy, y_hat = self.deltas(f"{name}.dh", y, y_hat, th)
             dys.append(dy)
+            y_hats.append(y_hat)
             pr = shift_round(self.matvec(wr, dy[None])[0], shift_r, rounding)
             acc = self.wrap_accumulator(f"{name}.gates", acc + px[t] + pr)
             c, y = self.cell(name, acc, c, formats, proj, fy)
             outputs.append(y)
         self.record(f"{name}.dx", dx, fx)
-        self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)
+        self.record(f"{name}.x_hat", torch.stack(x_hats) if x_hats else dx, fx)
+        no_y = y.new_zeros((0, y.numel()))
+        self.record(f"{name}.dh", torch.stack(dys) if dys else no_y, fy)
+        self.record(f"{name}.y_hat", torch.stack(y_hats) if y_hats else no_y, fy)
         return torch.stack(outputs), fy
 
 

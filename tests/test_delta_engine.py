@@ -143,6 +143,31 @@ def test_delta_timing_fetches_only_non_zero_delta_columns():
     assert frame_timing(ese).cycles == frame_timing(lstm).cycles
 
 
+def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap():
+    """An engine without delta support multiplies the memories ``x_hat``/``y_hat``; at zero
+    thresholds every change is sent, so they are the input and the previous output, also
+    when a change leaves the delta's range and wraps (a swing from +100 to -100 in 8 bits):
+    the activity masks are the datapath's memories' non-zeros, not the deltas' running sum."""
+    em = compile_model(delta_artifact(0.0, 0.0),
+                       load_engine("eie_like", ["num_pes=4", "saturate=false",
+                                                "activation_bits=8", "accumulator_bits=32",
+                                                "activation_unit.entries=256"]))
+    codes = torch.tensor([100.0, -100.0, 0.0] * 3)[:, None].expand(9, 16).clone()
+    codes[:, ::2] *= -1
+    run = run_engine(em, codes * 2.0 ** -em.signal("input"), trace=True)
+    assert torch.equal(run.trace["input"][0], codes.long())
+    assert run.events["layers.0.dx"]["wrap"] > 0
+    acts = activity(em, run)
+    for name in ("layers.0", "layers.1"):
+        x = run.trace["input" if name == "layers.0" else "layers.0"][0]
+        y = run.trace[name][0]
+        y_prev = torch.cat([torch.zeros_like(y[:1]), y[:-1]])
+        for g in "ifco":
+            assert np.array_equal(acts[f"{name}.W_{g}x"], (x != 0).numpy())
+            assert np.array_equal(acts[f"{name}.W_{g}r"], (y_prev != 0).numpy())
+    assert frame_timing(em, acts).cycles < frame_timing(em).cycles   # zero inputs skipped
+
+
 def test_engine_module_reports_cycle_distribution_and_temporal_sparsity():
     em = compile_model(delta_artifact(0.05, 0.02), load_engine("delta", SMALL))
     module = EngineModule(em)
