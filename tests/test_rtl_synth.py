@@ -230,8 +230,10 @@ def _micro_engine(tmp_path: Path):
     import torch
     from test_hw import make_artifact
 
-    from asr.compress.artifact import save_artifact
+    from asr.compress.artifact import read_artifact, save_artifact
     from asr.models import LSTMCTC
+    from hw.config import load_engine
+    from hw.integer_model import compile_model
     from hw.rtl.design import generate_design
 
     torch.manual_seed(0)
@@ -239,8 +241,8 @@ def _micro_engine(tmp_path: Path):
     model.input_dim = 8
     art = save_artifact(tmp_path / "micro.model",
                         make_artifact(model, "ese", "compress.prune.num_pes=2"))
-    return generate_design(str(art), "ese", ["num_pes=2", "elementwise_lanes=2",
-                                             "activation_queue_depth=1"], tmp_path / "rtl")
+    cfg = load_engine("ese", ["num_pes=2", "elementwise_lanes=2", "activation_queue_depth=1"])
+    return generate_design(compile_model(read_artifact(art), cfg), tmp_path / "rtl")
 
 
 def test_generated_engine_weight_memories_map_to_block_ram(tmp_path):
