@@ -168,6 +168,36 @@ def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap():
     assert frame_timing(em, acts).cycles < frame_timing(em).cycles   # zero inputs skipped
 
 
+def test_delta_activity_is_the_columns_the_reference_fetches(monkeypatch):
+    """On the delta engine, the masks the timing reads (``{layer}.dx``/``.dh``) are the
+    columns the per-MAC reference reads, frame by frame, also with wrapped deltas."""
+    from hw.reference import ReferenceEngine
+
+    em = compile_model(delta_artifact(0.05, 0.02),
+                       load_engine("delta", [*SMALL, "saturate=false", "activation_bits=8",
+                                             "activation_frac=null",
+                                             "activation_unit.entries=256"]))
+    codes = torch.tensor([100.0, -100.0, 0.0, 3.0] * 2)[:, None].expand(8, 16).clone()
+    feats = codes * 2.0 ** -em.signal("input")
+    fetched: dict[str, list[list[bool]]] = {}
+    real = ReferenceEngine.column_products
+
+    def column_products(self, mat, d, layer):
+        fetched.setdefault(mat.name, []).append([v != 0 for v in d])
+        return real(self, mat, d, layer)
+
+    monkeypatch.setattr(ReferenceEngine, "column_products", column_products)
+    run_reference(em, feats)
+    run = run_engine(em, feats, trace=True)
+    assert run.events["layers.0.dx"]["wrap"] > 0
+    acts = activity(em, run)
+    for name in ("layers.0", "layers.1"):
+        for g in "ifco":
+            assert np.array_equal(acts[f"{name}.dx"], np.array(fetched[f"{name}.W_{g}x"]))
+            assert np.array_equal(acts[f"{name}.dh"], np.array(fetched[f"{name}.W_{g}r"]))
+    assert 0 < acts["layers.1.dx"].sum() < acts["layers.1.dx"].size
+
+
 def test_engine_module_reports_cycle_distribution_and_temporal_sparsity():
     em = compile_model(delta_artifact(0.05, 0.02), load_engine("delta", SMALL))
     module = EngineModule(em)
