@@ -20,6 +20,7 @@ from hw.cli import main as hw_main
 from hw.config import load_engine
 from hw.energy import frame_energy
 from hw.engine import EngineModule, activity, temporal_sparsity
+from hw.export import export_engine
 from hw.functional import run_engine
 from hw.integer_model import compile_model
 from hw.reference import run_reference
@@ -143,18 +144,19 @@ def test_delta_timing_fetches_only_non_zero_delta_columns():
     assert frame_timing(ese).cycles == frame_timing(lstm).cycles
 
 
-def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap():
+def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap(tmp_path):
     """An engine without delta support multiplies the memories ``x_hat``/``y_hat``; at zero
     thresholds every change is sent, so they are the input and the previous output, also
     when a change leaves the delta's range and wraps (a swing from +100 to -100 in 8 bits):
     the activity masks are the datapath's memories' non-zeros, not the deltas' running sum."""
-    em = compile_model(delta_artifact(0.0, 0.0),
-                       load_engine("eie_like", ["num_pes=4", "saturate=false",
-                                                "activation_bits=8", "accumulator_bits=32",
-                                                "activation_unit.entries=256"]))
+    art = delta_artifact(0.0, 0.0)
+    em = compile_model(art, load_engine("eie_like", ["num_pes=4", "saturate=false",
+                                                     "activation_bits=8", "accumulator_bits=32",
+                                                     "activation_unit.entries=256"]))
     codes = torch.tensor([100.0, -100.0, 0.0] * 3)[:, None].expand(9, 16).clone()
     codes[:, ::2] *= -1
-    run = run_engine(em, codes * 2.0 ** -em.signal("input"), trace=True)
+    feats = codes * 2.0 ** -em.signal("input")
+    run = run_engine(em, feats, trace=True)
     assert torch.equal(run.trace["input"][0], codes.long())
     assert run.events["layers.0.dx"]["wrap"] > 0
     acts = activity(em, run)
@@ -166,6 +168,12 @@ def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap():
             assert np.array_equal(acts[f"{name}.W_{g}x"], (x != 0).numpy())
             assert np.array_equal(acts[f"{name}.W_{g}r"], (y_prev != 0).numpy())
     assert frame_timing(em, acts).cycles < frame_timing(em).cycles   # zero inputs skipped
+    # the memories are golden vectors beside the deltas, as 8-bit two's complement words
+    export_engine(art, em.cfg, tmp_path, feats, frames=9)
+    for key in ("x_hat", "y_hat"):
+        rows = (tmp_path / "golden" / f"layers.0.{key}.hex").read_text().splitlines()
+        words = torch.tensor([[int(w, 16) for w in r.split()] for r in rows])
+        assert torch.equal(words - 256 * (words >= 128), run.trace[f"layers.0.{key}"][0])
 
 
 def test_delta_activity_is_the_columns_the_reference_fetches(monkeypatch):
