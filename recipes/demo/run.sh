@@ -3,13 +3,13 @@
 #   0 synthesize 3,200 spoken digit strings (espeak-ng): the 8 test voices held out, 112 voices
 #     beyond the 48 of the split for training only (--extra-train-voices), 800 more test
 #     utterances (--extra-test-utts: 907 in all, ~3,400 words, so that 1.5 WER points are ~50
-#     errors)
+#     errors); a word 3-gram LM of the training transcripts (asr-lm build)
 #   1 train lstm_small (experiment=demo_lstm)    2 train wavenet_small (experiment=demo_wavenet)
 #   3 fine-tune demo_lstm into a delta LSTM (experiment=demo_delta_lstm)
 #   4 asr-hw report: compress lstm and wavenet with the ese and bbs presets (6 fine-tuning
 #     epochs at lr 2e-3, distilled from the float model: asr-compress's default 3e-4 leaves
-#     them far behind float; the LSTM at 25% density), score float / quantized / engine on
-#     the held-out voices
+#     them far behind float; both at 25% density), score float / quantized / engine on
+#     the held-out voices, greedy and with beam search (width 16) and the 3-gram
 #   5 add the delta point: the delta LSTM, column-balanced (spartus) over 8 PEs, on the delta
 #     engine; the report (exp/demo/report/report.{md,html,json} and figures) holds every point
 #   6 the RTL: the demo LSTM's ese and bbs engines generated and co-simulated with Verilator on
@@ -26,9 +26,11 @@ parse_stages "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 REPORT=exp/demo/report
 LOGS=$ROOT/exp/demo/logs
-# The LSTM (0.71 M parameters) keeps a quarter of its weights: at the presets' 11-13% it ends
-# 4-5 WER points behind float within this time (docs/results.md).
-LSTM_COMPRESS=(compress.prune.density=0.25 finetune.max_epochs=6 finetune.distill_weight=1.0)
+# Both models keep a quarter of their weights: at the presets' 11-13% they end 2-5 WER points
+# behind float within this time (docs/results.md).
+COMPRESS=(compress.prune.density=0.25 finetune.max_epochs=6 finetune.distill_weight=1.0)
+LM=exp/demo/lm/3gram.arpa
+DECODE=("decoders=[greedy,beam]" "lm=$LM")
 mkdir -p "$LOGS"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT   # a failed stage stops the background job too
 
@@ -37,7 +39,7 @@ report_points() {
     local name=$1 ckpt=$2; shift 2
     (cd "$ROOT" && "$BIN/asr-hw" report -m hw=ese,bbs data=demo "+models.$name=$ckpt" \
         hydra.launcher.n_jobs=1 finetune.lr=2e-3 trainer.enable_model_summary=false \
-        out=$REPORT "$@")
+        out=$REPORT "${DECODE[@]}" "$@")
 }
 
 # background JOB LOG: run the shell function JOB in the background, its output in LOG
@@ -58,8 +60,7 @@ wavenet_job() {
     fi
     if run_stage 4; then
         log "compressing the WaveNet (ese, bbs) and evaluating it on the modeled engines"
-        report_points wavenet exp/demo_wavenet/model.ckpt finetune.max_epochs=6 \
-            finetune.distill_weight=1.0
+        report_points wavenet exp/demo_wavenet/model.ckpt "${COMPRESS[@]}"
     fi
 }
 delta_job() {
@@ -68,7 +69,7 @@ delta_job() {
     fi
     if run_stage 5; then
         delta_point demo exp/demo_delta_lstm/model.ckpt $REPORT finetune.max_epochs=6 \
-            finetune.lr=2e-3 trainer.enable_model_summary=false
+            finetune.lr=2e-3 trainer.enable_model_summary=false "${DECODE[@]}"
     fi
 }
 
@@ -76,6 +77,7 @@ if run_stage 0; then
     log "synthesizing the demo corpus"
     "$BIN/asr-data" synth --text "$ROOT/asr/resources/demo_digits.txt" \
         --out "$ROOT/data/demo" --num-utts 2400 --extra-train-voices 112 --extra-test-utts 800 --seed 0
+    "$BIN/asr-lm" build "$ROOT/data/demo/train.jsonl" --order 3 --out "$ROOT/$LM"
 fi
 background wavenet_job "$LOGS/wavenet.log"
 if run_stage 1; then
@@ -86,7 +88,7 @@ WAVENET_PID=$BG_PID
 background delta_job "$LOGS/delta_lstm.log"
 if run_stage 4; then
     log "compressing the LSTM (ese, bbs) and evaluating it on the modeled engines"
-    report_points lstm exp/demo_lstm/model.ckpt "${LSTM_COMPRESS[@]}"
+    report_points lstm exp/demo_lstm/model.ckpt "${COMPRESS[@]}"
 fi
 join "$LOGS/delta_lstm.log"
 BG_PID=$WAVENET_PID
@@ -94,7 +96,7 @@ join "$WAVENET_LOG"
 if run_stage 4 || run_stage 5; then
     # the points are cached: this only gathers all of them into the report, now that no job
     # that writes it is left running
-    report_points lstm exp/demo_lstm/model.ckpt "${LSTM_COMPRESS[@]}"
+    report_points lstm exp/demo_lstm/model.ckpt "${COMPRESS[@]}"
     log "report: $REPORT/report.md"
 fi
 if run_stage 6; then
