@@ -12,6 +12,8 @@ process killed mid-write leaves the previous file as it was (and a hidden
     with atomic_open(path) as f:          # for writers that stream into a file object
         for line in lines:
             f.write(line)
+    with replacing_dir(out_dir) as tmp:   # a folder of files, replaced as one
+        write_images(tmp)
 """
 
 from __future__ import annotations
@@ -118,6 +120,56 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_open(path, "wb") as f:
         f.write(data)
     return Path(path)
+
+
+@contextmanager
+def replacing_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; when the block ends without an error
+    the folder replaces ``path`` whole: a reader sees the old folder or the new one, never a
+    mix of their files. On an error ``path`` is untouched and the temporary folder removed.
+
+    POSIX cannot swap two folders in one rename, so the old folder is first renamed aside to
+    ``.<name>.<pid>.old``; a kill between the two renames leaves it there, and the next
+    ``replacing_dir`` of ``path`` moves it back before it starts."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _recover_dir(path)
+    stem = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    tmp, old = path.parent / f"{stem}.tmp", path.parent / f"{stem}.old"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for root, _, files in os.walk(tmp):
+            for name in files:
+                _fsync_file(Path(root) / name)
+            fsync_dir(root)
+        if path.exists():
+            os.rename(path, old)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.rename(old, path)
+        raise
+    fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_dir(path: Path) -> None:
+    """Undo what killed :func:`replacing_dir` calls of ``path`` left: put an old folder back
+    where ``path`` is missing, and remove dead writers' temporary and old folders."""
+    if os.name != "posix":
+        return
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.*")):
+        pid, kind = leftover.name[len(path.name) + 2:].split(".", 1)[0], leftover.suffix
+        if not (pid.isdigit() and kind in (".tmp", ".old") and leftover.is_dir()):
+            continue
+        if int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        if kind == ".old" and not path.exists():
+            os.rename(leftover, path)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def copy_file(src: str | Path, dst: str | Path) -> Path:

@@ -385,7 +385,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     from hw.integer_model import compile_model
     from hw.rtl.cosim import build, cosimulate, default_cache
     from hw.rtl.generate import check_supported, generate_rtl
-    from hw.rtl.verilator import find_verilator
+    from hw.rtl.tools import find_verilator
 
     cfg = load_engine(args.engine, args.set)
     artifact = read_artifact(args.artifact)
@@ -457,7 +457,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hw.rtl.design import RtlSources, generate_design
     from hw.rtl.devices import get_device
     from hw.rtl.synth import default_cache_dir, resource_table, synthesize
-    from hw.rtl.tools import find_tool
+    from hw.rtl.tools import synth_tools
 
     # every input is checked before any work
     device = get_device(args.device)
@@ -465,21 +465,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if (args.artifact is None) == (args.sources is None):
         raise ConfigError("give a compressed model (ARTIFACT) or --sources FILE.sv..., "
                           "not both")
-    find_tool("yosys")
-    if device.place_route and not args.no_pnr:
-        find_tool("nextpnr-ecp5")
+    synth_tools(device.place_route and not args.no_pnr)
     target = args.freq
     with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
         if args.sources is not None:
             design = RtlSources.from_files(args.sources, args.top, args.include_dir)
         else:
             from asr.compress.artifact import read_artifact
+            from hw.integer_model import compile_model
 
             cfg = load_engine(args.engine, args.set)
-            artifact = read_artifact(args.artifact)   # a corrupt artifact names its file here
+            # read (a corrupt artifact names its file here) and compiled once: the RTL and
+            # the timing below are both of this model
+            model = compile_model(read_artifact(args.artifact), cfg)
             target = target or cfg.clock_mhz
-            design = generate_design(args.artifact, args.engine, args.set,
-                                     Path(args.rtl_dir or tmp), args.top)
+            design = generate_design(model, Path(args.rtl_dir or tmp), args.top)
         result = synthesize(design.sources, device, top=design.top,
                             include_dir=design.include_dir, params=params,
                             place_route=not args.no_pnr, target_mhz=target,
@@ -489,10 +489,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     out = result.as_dict()
     if args.artifact is not None:
         # the timing model's cycles of one frame, at the preset's clock and at the routed Fmax
-        from hw.integer_model import compile_model
         from hw.timing import frame_timing
 
-        frame = frame_timing(compile_model(artifact, cfg))
+        frame = frame_timing(model)
         out.update(frame_cycles=frame.cycles, clock_mhz=cfg.clock_mhz,
                    latency_per_frame_us=frame.latency_us,
                    latency_per_frame_us_at_fmax=frame.cycles / result.fmax_mhz

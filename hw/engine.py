@@ -71,12 +71,12 @@ def _lstm_activity(op: LSTMOp, x: torch.Tensor, run: EngineRun,
 def _delta_lstm_activity(op: DeltaLSTMOp, x: torch.Tensor, run: EngineRun,
                          out: dict[str, np.ndarray]) -> None:
     """The non-zero deltas (``{name}.dx``, ``{name}.dh``: what a delta engine fetches) and,
-    for the gate matrices, the non-zero ``x_hat``/``y_hat`` (what an engine without delta
-    support multiplies: the memories are the sums of the deltas sent)."""
-    dx, dh = run.trace[f"{op.name}.dx"][0], run.trace[f"{op.name}.dh"][0]
-    out[f"{op.name}.dx"] = (dx != 0).numpy()
-    out[f"{op.name}.dh"] = (dh != 0).numpy()
-    x_nz, y_nz = (dx.cumsum(dim=0) != 0).numpy(), (dh.cumsum(dim=0) != 0).numpy()
+    for the gate matrices, the non-zero memories ``x_hat``/``y_hat`` (what an engine without
+    delta support multiplies), as the datapath traced them: wrapped into ``activation_bits``,
+    they are not the deltas' running sum once a change has left the delta's range."""
+    for key in ("dx", "dh"):
+        out[f"{op.name}.{key}"] = (run.trace[f"{op.name}.{key}"][0] != 0).numpy()
+    x_nz, y_nz = ((run.trace[f"{op.name}.{m}"][0] != 0).numpy() for m in ("x_hat", "y_hat"))
     for g in "ifco":
         out[f"{op.name}.W_{g}x"] = x_nz
         out[f"{op.name}.W_{g}r"] = y_nz

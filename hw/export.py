@@ -1,6 +1,6 @@
 """``asr-hw export``: what an HLS or RTL design of the engine is checked against.
 
-Writes to one folder:
+Writes one folder, which replaces the previous export whole (``asr.atomic.replacing_dir``):
 
 - ``weights/<matrix>.pe<P>.hex``: PE ``P``'s weight memory, one stored entry per line as an
   ``entry_bits``-wide hex word, value in the high bits and the index in the low bits (CSC:
@@ -26,7 +26,7 @@ from asr.compress.artifact import Artifact
 from asr.compress.sparse_formats import CSBMatrix, CSCMatrix
 from hw.config import EngineConfig
 from hw.functional import run_engine
-from hw.integer_model import IntMatrix, compile_model
+from hw.integer_model import EngineModel, IntMatrix, compile_model
 
 
 def hex_words(values: list[int], bits: int) -> list[str]:
@@ -70,15 +70,25 @@ def pe_memories(mat: IntMatrix, cfg: EngineConfig) -> dict[int, tuple[list[int],
 
 def export_engine(artifact: Artifact, cfg: EngineConfig, out_dir: Path,
                   features: torch.Tensor | None = None, frames: int = 3) -> list[Path]:
+    """Write ``artifact``'s memory images for ``cfg`` (and, with ``features``, the golden
+    outputs of their first ``frames`` frames) to ``out_dir``, which they replace whole: a
+    killed export leaves the previous images as they were. Returns the files written."""
     model = compile_model(artifact, cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    with atomic.replacing_dir(out_dir) as tmp:
+        rels = _write_images(model, cfg, tmp, features, frames)
+    return [out_dir / rel for rel in rels]
+
+
+def _write_images(model: EngineModel, cfg: EngineConfig, out_dir: Path,
+                  features: torch.Tensor | None, frames: int) -> list[str]:
+    written: list[str] = []
     files: dict[str, dict] = {}
 
     def write(rel: str, lines: list[str], meaning: dict) -> None:
         path = out_dir / rel
-        atomic.write_text(path, "\n".join(lines) + "\n")
-        written.append(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        written.append(rel)
         files[rel] = meaning
 
     for name, mat in model.matrices.items():
@@ -112,6 +122,6 @@ def export_engine(artifact: Artifact, cfg: EngineConfig, out_dir: Path,
                            for k, (c, f) in model.biases.items()},
                 "weight_frac": {k: m.frac.tolist() for k, m in model.matrices.items()},
                 "notes": model.notes}
-    atomic.write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
-    written.append(out_dir / "manifest.json")
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    written.append("manifest.json")
     return written

@@ -16,7 +16,8 @@ pair; the datapath of each op, in the engine's order:
 A delta LSTM (:meth:`Datapath.delta_lstm`) thresholds its input and output changes on the
 codes (thresholds quantized to the signal's format), sends the deltas as ``activation_bits``
 codes, and keeps the four gates' accumulated memory ``M`` in ``accumulator_bits`` from step to
-step; its traced run records the deltas as ``{layer}.dx`` and ``{layer}.dh``.
+step; its traced run records the deltas as ``{layer}.dx`` and ``{layer}.dh`` and the memories
+they were taken against, after each step, as ``{layer}.x_hat`` and ``{layer}.y_hat``.
 
 Formats: features and every op output use the DFP fractional lengths calibrated by
 ``asr-compress`` (``input``, op names, ``{lstm}.c``, ``{lstm}.m``); gate pre-activations use
@@ -224,13 +225,8 @@ class Datapath:
         recurrent and projection products into one sparse-dense product."""
         m = self.m
         name = op.name
-        hidden = op.W_ix.shape[0]
-        wx, wr = stacked(m, name, "x"), stacked(m, name, "r")
-        b = torch.cat([m.biases[f"{name}.b_{g}"][0] for g in "ifco"])
-        fb = torch.cat([m.biases[f"{name}.b_{g}"][1] for g in "ifco"])
-        proj = m.matrices.get(f"{name}.W_ym")
-        fy = m.signal(name) if proj is not None else m.signal(f"{name}.m")
-        unit_in = m.unit_in_frac
+        gs = gate_setup(m, name, fx)
+        wx, wr, proj, hidden, fy, bias = gs.wx, gs.wr, gs.proj, gs.hidden, gs.fy, gs.bias
         lengths = [int(x.shape[0]) for x in xs]
         if lengths != sorted(lengths, reverse=True):
             raise ValueError(f"{name}: utterances must be sorted longest first ({lengths})")
@@ -238,10 +234,8 @@ class Datapath:
         # The gate accumulator's fractional length per row and each term's shift to it are
         # the same every step (see accumulate); as plain ints when all rows agree, so that
         # every step's shifts take the scalar path.
-        fxr, frr = wx.frac + fx, wr.frac + fy
-        frac_rows = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(
-            max=unit_in + self.cfg.guard_bits)
-        frac, shift_r = scalar_if_uniform(frac_rows), scalar_if_uniform(frr - frac_rows)
+        frac, shift_r = scalar_if_uniform(gs.frac), scalar_if_uniform(gs.shift_r)
+        shift_x = scalar_if_uniform(gs.shift_x)
         rounding = self.rounding
         # Packed by time step (as PackedSequence): step t's rows are the utterances still
         # running, stored from start[t], so nothing is computed or held for ended ones.
@@ -253,15 +247,13 @@ class Datapath:
         if rows > 1:
             xp = xp.index_select(0, torch.argsort(torch.cat(packed)))
         utterance = torch.arange(xp.shape[0]) - start.repeat_interleave(running)
-        bias = shift_round(b, fb - frac_rows, rounding)
-        shift_x = scalar_if_uniform(fxr - frac_rows)
         # Can a gate sum leave the accumulator? Only if the bounds of its shifted terms
         # (|shift_round(v, s)| <= (|v| >> s) + 1) and the bias add up beyond it.
         limit = 1 << (self.cfg.accumulator_bits - 1)
         gate_bound = (shifted_bound(self.product_bound(wx), shift_x) + int(bias.abs().max())
                       + shifted_bound(self.product_bound(wr), shift_r))
-        fm, fc = m.signal(f"{name}.m"), m.signal(f"{name}.c")
-        formats = self.cell_formats(hidden, fc, fm, frac, shift_r, shift_x,
+        fm = gs.fm
+        formats = self.cell_formats(hidden, gs.fc, fm, frac, shift_r, shift_x,
                                     wrap_products=self.product_bound(wr) >= limit,
                                     wrap_gates=gate_bound >= limit)
         step = self.step_function(formats)
@@ -377,43 +369,40 @@ class Datapath:
         LSTM's (the largest term's, at most ``guard_bits`` beyond the gate input), so when no
         term is rounded into it ``M_t = b + W_x x_hat_t + W_r y_hat_t`` exactly and never
         drifts; otherwise each step's product sum is rounded once into it."""
-        m, name = self.m, op.name
-        wx, wr = stacked(m, name, "x"), stacked(m, name, "r")
-        b = torch.cat([m.biases[f"{name}.b_{g}"][0] for g in "ifco"])
-        fb = torch.cat([m.biases[f"{name}.b_{g}"][1] for g in "ifco"])
-        proj = m.matrices.get(f"{name}.W_ym")
-        fy = m.signal(name) if proj is not None else m.signal(f"{name}.m")
+        name = op.name
+        gs = gate_setup(self.m, name, fx)
+        wx, wr, proj, hidden, fy = gs.wx, gs.wr, gs.proj, gs.hidden, gs.fy
         tx = delta_threshold(self.cfg, op, "x", fx)
         th = delta_threshold(self.cfg, op, "h", fy)
-        fxr, frr = wx.frac + fx, wr.frac + fy
-        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(
-            max=m.unit_in_frac + self.cfg.guard_bits)
-        shift_x, shift_r = (fxr - frac).contiguous(), (frr - frac).contiguous()
         rounding = self.rounding
         # The input deltas do not depend on the recurrence: all steps first, one product.
         x_hat = torch.zeros(x.shape[1], dtype=torch.int64)
-        dxs = []
+        dxs, x_hats = [], []
         for t in range(x.shape[0]):
             dx, x_hat = self.deltas(f"{name}.dx", x[t], x_hat, tx)
             dxs.append(dx)
+            x_hats.append(x_hat)
         dx = torch.stack(dxs) if dxs else x.new_zeros((0, x.shape[1]))
-        px = shift_round(self.matvec(wx, dx), shift_x, rounding)
-        acc = self.wrap_accumulator(f"{name}.gates", shift_round(b, fb - frac, rounding))
-        hidden = op.W_ix.shape[0]
-        formats = self.cell_formats(hidden, m.signal(f"{name}.c"), m.signal(f"{name}.m"), frac)
+        px = shift_round(self.matvec(wx, dx), gs.shift_x, rounding)
+        acc = self.wrap_accumulator(f"{name}.gates", gs.bias)
+        formats = self.cell_formats(hidden, gs.fc, gs.fm, gs.frac)
         c = torch.zeros(hidden, dtype=torch.int64)
         y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
         y_hat = torch.zeros_like(y)
-        outputs, dys = [], []
+        outputs, dys, y_hats = [], [], []
         for t in range(x.shape[0]):
             dy, y_hat = self.deltas(f"{name}.dh", y, y_hat, th)
             dys.append(dy)
-            pr = shift_round(self.matvec(wr, dy[None])[0], shift_r, rounding)
+            y_hats.append(y_hat)
+            pr = shift_round(self.matvec(wr, dy[None])[0], gs.shift_r, rounding)
             acc = self.wrap_accumulator(f"{name}.gates", acc + px[t] + pr)
             c, y = self.cell(name, acc, c, formats, proj, fy)
             outputs.append(y)
         self.record(f"{name}.dx", dx, fx)
-        self.record(f"{name}.dh", torch.stack(dys) if dys else y.new_zeros((0, y.numel())), fy)
+        self.record(f"{name}.x_hat", torch.stack(x_hats) if x_hats else dx, fx)
+        no_y = y.new_zeros((0, y.numel()))
+        self.record(f"{name}.dh", torch.stack(dys) if dys else no_y, fy)
+        self.record(f"{name}.y_hat", torch.stack(y_hats) if y_hats else no_y, fy)
         return torch.stack(outputs), fy
 
 
@@ -451,6 +440,43 @@ def stacked(model: EngineModel, name: str, side: str) -> IntMatrix:
                                      torch.cat([mt.weights for mt in mats]), None,
                                      mats[0].value_bits, mats[0].index_bits)
     return model.cache[key]
+
+
+@dataclass(frozen=True)
+class GateSetup:
+    """An LSTM layer's gate sums, fixed before its first step: the stacked matrices, the
+    projection, the formats (``fy`` the recurrent input's: the projection's output or ``m``),
+    the accumulator's fractional length per row ``frac`` (the largest term's, at most
+    ``guard_bits`` beyond the gate input), each product's shift to it and the bias at it."""
+
+    wx: IntMatrix
+    wr: IntMatrix
+    proj: IntMatrix | None
+    hidden: int
+    fy: int
+    fm: int
+    fc: int
+    frac: torch.Tensor
+    shift_x: torch.Tensor
+    shift_r: torch.Tensor
+    bias: torch.Tensor
+
+
+def gate_setup(model: EngineModel, name: str, fx: int) -> GateSetup:
+    """The gate sums of LSTM layer ``name`` (plain or delta) whose input has fractional length
+    ``fx``."""
+    wx, wr = stacked(model, name, "x"), stacked(model, name, "r")
+    b = torch.cat([model.biases[f"{name}.b_{g}"][0] for g in "ifco"])
+    fb = torch.cat([model.biases[f"{name}.b_{g}"][1] for g in "ifco"])
+    proj = model.matrices.get(f"{name}.W_ym")
+    fm = model.signal(f"{name}.m")
+    fy = model.signal(name) if proj is not None else fm
+    fxr, frr = wx.frac + fx, wr.frac + fy
+    frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(
+        max=model.unit_in_frac + model.cfg.guard_bits)
+    bias = shift_round(b, fb - frac, rounding_mode(model.cfg.rounding))
+    return GateSetup(wx, wr, proj, wx.shape[0] // 4, fy, fm, model.signal(f"{name}.c"), frac,
+                     fxr - frac, frr - frac, bias)
 
 
 # The datapath backend: ``impl(op, dp: Datapath, x, fx) -> (codes, frac)`` of the op's output.

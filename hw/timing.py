@@ -71,6 +71,25 @@ class MatrixTiming:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of(cls, name: str, mats: list[IntMatrix], shape: tuple[int, int], cfg: EngineConfig,
+           on_chip: bool, compute: float, load: float, cycles: float, macs: float,
+           useful: float, busy: np.ndarray, frame_cycles: np.ndarray | None = None,
+           read_bytes: float | None = None, columns_read: float | None = None
+           ) -> MatrixTiming:
+        """The record of one product of ``mats`` (one matrix, or a delta layer's gate
+        matrices as one) from its cycles, MACs and per-PE ``busy`` cycles: the density,
+        utilization, imbalance and times follow from them the same way for every engine."""
+        rows, cols = shape
+        us = 1e6 / cfg.clock_hz
+        return cls(
+            name, mats[0].layer_type, shape, sum(m.nnz for m in mats) / max(1, rows * cols),
+            sum(m.entries for m in mats), sum(m.bytes for m in mats), on_chip, compute, load,
+            cycles, int(round(macs)), int(round(useful)), [float(b) for b in busy],
+            useful / max(1.0, cfg.multipliers * compute),
+            float(busy.max() / max(1e-9, busy.mean())), compute * us, cycles * us,
+            None if frame_cycles is None else frame_cycles.tolist(), read_bytes, columns_read)
+
 
 def pe_column_work(mat: IntMatrix, cfg: EngineConfig) -> np.ndarray:
     """Entries each PE processes per column, ``(num_pes, cols)``, for a column-broadcast
@@ -166,13 +185,8 @@ def matrix_timing(mat: IntMatrix, cfg: EngineConfig, on_chip: bool,
     else:
         cycles = max(compute, load)
     useful = mat.nnz if active is None else mat.nnz * float(active.mean())
-    us = 1e6 / cfg.clock_hz
-    return MatrixTiming(
-        mat.name, mat.layer_type, (rows, cols), mat.nnz / max(1, rows * cols), mat.entries,
-        mat.bytes, on_chip, compute, load, cycles, int(round(macs)), int(round(useful)),
-        [float(b) for b in busy_mean], useful / max(1.0, cfg.multipliers * compute),
-        float(busy_mean.max() / max(1e-9, busy_mean.mean())), compute * us, cycles * us,
-        None if per_frame is None else per_frame.tolist())
+    return MatrixTiming.of(mat.name, [mat], (rows, cols), cfg, on_chip, compute, load, cycles,
+                           macs, useful, busy_mean, per_frame)
 
 
 def delta_column_cycles(per_col: np.ndarray, active: np.ndarray, arrays: int) -> np.ndarray:
@@ -197,35 +211,28 @@ def delta_timing(name: str, mats: list[IntMatrix], cfg: EngineConfig, on_chip: b
     case). Weights that are not on chip stream the active columns' entries from DDR."""
     x_mats = [m for m in mats if m.name.rsplit(".", 1)[1].endswith("x")]
     r_mats = [m for m in mats if not m.name.rsplit(".", 1)[1].endswith("x")]
-    work = np.concatenate([sum(pe_column_work(m, cfg) for m in x_mats),
-                           sum(pe_column_work(m, cfg) for m in r_mats)], axis=1)   # (P, C)
+
+    def columns(per_matrix) -> np.ndarray:
+        """A per-column figure of the stacked matrix: the x side's columns, then the r
+        side's, each summed over the four gates (the last axis is the columns)."""
+        return np.concatenate([sum(per_matrix(m) for m in x_mats),
+                               sum(per_matrix(m) for m in r_mats)], axis=-1)
+
+    work = columns(lambda m: pe_column_work(m, cfg))   # (P, C)
     per_col = np.maximum(1.0, np.ceil(work / cfg.macs_per_pe).max(axis=0))
     cols = work.shape[1]
     act = np.ones((1, cols), dtype=bool) if active is None else active.astype(bool)
     act_f = act.astype(np.float64)
     compute = delta_column_cycles(per_col, act_f, cfg.mac_arrays) + cfg.pipeline_depth
-    entries = np.concatenate([sum(_column_entries(m) for m in x_mats),
-                              sum(_column_entries(m) for m in r_mats)])
-    nnz = np.concatenate([sum(_column_nnz(m) for m in x_mats),
-                          sum(_column_nnz(m) for m in r_mats)])
-    entry_bits = mats[0].entry_bits
-    read_bytes = act_f @ entries * entry_bits / 8           # per frame
+    read_bytes = act_f @ columns(_column_entries) * mats[0].entry_bits / 8   # per frame
     load = np.zeros(len(act)) if on_chip else read_bytes / (cfg.ddr_gbps * 1e9) * cfg.clock_hz
     per_frame = np.maximum(compute, load)
-    macs = float((act_f @ work.sum(axis=0)).mean())
-    useful = float((act_f @ nnz).mean())
     busy = (act_f @ np.ceil(work / cfg.macs_per_pe).T).mean(axis=0)   # per PE, all arrays
-    rows = sum(m.shape[0] for m in x_mats)
-    total_nnz = sum(m.nnz for m in mats)
-    cycles = float(per_frame.mean())
-    us = 1e6 / cfg.clock_hz
-    return MatrixTiming(
-        name, mats[0].layer_type, (rows, cols), total_nnz / max(1, rows * cols),
-        sum(m.entries for m in mats), sum(m.bytes for m in mats), on_chip,
-        float(compute.mean()), float(load.mean()), cycles, int(round(macs)), int(round(useful)),
-        [float(b) for b in busy], useful / max(1.0, cfg.multipliers * float(compute.mean())),
-        float(busy.max() / max(1e-9, busy.mean())), float(compute.mean()) * us, cycles * us,
-        per_frame.tolist() if active is not None else None, float(read_bytes.mean()),
+    return MatrixTiming.of(
+        name, mats, (sum(m.shape[0] for m in x_mats), cols), cfg, on_chip,
+        float(compute.mean()), float(load.mean()), float(per_frame.mean()),
+        float((act_f @ work.sum(axis=0)).mean()), float((act_f @ columns(_column_nnz)).mean()),
+        busy, per_frame if active is not None else None, float(read_bytes.mean()),
         float(act_f.sum(axis=1).mean()))
 
 
@@ -397,6 +404,12 @@ def _skip_sum_timing(op: SkipSumOp, timer: FrameTimer) -> None:
 def _lstm_timing(op: LSTMOp, timer: FrameTimer) -> None:
     for n in op.GATE_MATRICES:
         timer.product(f"{op.name}.{n}")
+    _cell_and_projection(op, timer)
+
+
+def _cell_and_projection(op: LSTMOp | DeltaLSTMOp, timer: FrameTimer) -> None:
+    """What follows an LSTM layer's gate products, delta or not: the element-wise stage
+    (gates, cell state) and the projection."""
     timer.stage(f"{op.name}.elementwise", "lstm", op.W_ix.shape[0])
     if op.W_ym is not None:
         timer.product(f"{op.name}.W_ym")
@@ -415,9 +428,7 @@ def _delta_lstm_timing(op: DeltaLSTMOp, timer: FrameTimer) -> None:
     inputs = op.W_ix.shape[1]
     outputs = op.W_ym.shape[0] if op.W_ym is not None else op.W_ix.shape[0]
     timer.stage(f"{op.name}.deltas", "delta", inputs + outputs, cycles=0.0)
-    timer.stage(f"{op.name}.elementwise", "lstm", op.W_ix.shape[0])
-    if op.W_ym is not None:
-        timer.product(f"{op.name}.W_ym")
+    _cell_and_projection(op, timer)
 
 
 def frame_timing(model: EngineModel, activity: dict[str, np.ndarray] | None = None,

@@ -20,6 +20,7 @@ from hw.cli import main as hw_main
 from hw.config import load_engine
 from hw.energy import frame_energy
 from hw.engine import EngineModule, activity, temporal_sparsity
+from hw.export import export_engine
 from hw.functional import run_engine
 from hw.integer_model import compile_model
 from hw.reference import run_reference
@@ -141,6 +142,68 @@ def test_delta_timing_fetches_only_non_zero_delta_columns():
     lstm = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
                          load_engine("ese", ["num_pes=4"]))
     assert frame_timing(ese).cycles == frame_timing(lstm).cycles
+
+
+def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap(tmp_path):
+    """An engine without delta support multiplies the memories ``x_hat``/``y_hat``; at zero
+    thresholds every change is sent, so they are the input and the previous output, also
+    when a change leaves the delta's range and wraps (a swing from +100 to -100 in 8 bits):
+    the activity masks are the datapath's memories' non-zeros, not the deltas' running sum."""
+    art = delta_artifact(0.0, 0.0)
+    em = compile_model(art, load_engine("eie_like", ["num_pes=4", "saturate=false",
+                                                     "activation_bits=8", "accumulator_bits=32",
+                                                     "activation_unit.entries=256"]))
+    codes = torch.tensor([100.0, -100.0, 0.0] * 3)[:, None].expand(9, 16).clone()
+    codes[:, ::2] *= -1
+    feats = codes * 2.0 ** -em.signal("input")
+    run = run_engine(em, feats, trace=True)
+    assert torch.equal(run.trace["input"][0], codes.long())
+    assert run.events["layers.0.dx"]["wrap"] > 0
+    acts = activity(em, run)
+    for name in ("layers.0", "layers.1"):
+        x = run.trace["input" if name == "layers.0" else "layers.0"][0]
+        y = run.trace[name][0]
+        y_prev = torch.cat([torch.zeros_like(y[:1]), y[:-1]])
+        for g in "ifco":
+            assert np.array_equal(acts[f"{name}.W_{g}x"], (x != 0).numpy())
+            assert np.array_equal(acts[f"{name}.W_{g}r"], (y_prev != 0).numpy())
+    assert frame_timing(em, acts).cycles < frame_timing(em).cycles   # zero inputs skipped
+    # the memories are golden vectors beside the deltas, as 8-bit two's complement words
+    export_engine(art, em.cfg, tmp_path, feats, frames=9)
+    for key in ("x_hat", "y_hat"):
+        rows = (tmp_path / "golden" / f"layers.0.{key}.hex").read_text().splitlines()
+        words = torch.tensor([[int(w, 16) for w in r.split()] for r in rows])
+        assert torch.equal(words - 256 * (words >= 128), run.trace[f"layers.0.{key}"][0])
+
+
+def test_delta_activity_is_the_columns_the_reference_fetches(monkeypatch):
+    """On the delta engine, the masks the timing reads (``{layer}.dx``/``.dh``) are the
+    columns the per-MAC reference reads, frame by frame, also with wrapped deltas."""
+    from hw.reference import ReferenceEngine
+
+    em = compile_model(delta_artifact(0.05, 0.02),
+                       load_engine("delta", [*SMALL, "saturate=false", "activation_bits=8",
+                                             "activation_frac=null",
+                                             "activation_unit.entries=256"]))
+    codes = torch.tensor([100.0, -100.0, 0.0, 3.0] * 2)[:, None].expand(8, 16).clone()
+    feats = codes * 2.0 ** -em.signal("input")
+    fetched: dict[str, list[list[bool]]] = {}
+    real = ReferenceEngine.column_products
+
+    def column_products(self, mat, d, layer):
+        fetched.setdefault(mat.name, []).append([v != 0 for v in d])
+        return real(self, mat, d, layer)
+
+    monkeypatch.setattr(ReferenceEngine, "column_products", column_products)
+    run_reference(em, feats)
+    run = run_engine(em, feats, trace=True)
+    assert run.events["layers.0.dx"]["wrap"] > 0
+    acts = activity(em, run)
+    for name in ("layers.0", "layers.1"):
+        for g in "ifco":
+            assert np.array_equal(acts[f"{name}.dx"], np.array(fetched[f"{name}.W_{g}x"]))
+            assert np.array_equal(acts[f"{name}.dh"], np.array(fetched[f"{name}.W_{g}r"]))
+    assert 0 < acts["layers.1.dx"].sum() < acts["layers.1.dx"].size
 
 
 def test_engine_module_reports_cycle_distribution_and_temporal_sparsity():

@@ -145,27 +145,50 @@ def test_a_failed_trace_plot_keeps_the_previous_one(tmp_path, monkeypatch):
     assert png.read_bytes() == before and _no_temp_files(tmp_path)
 
 
-def test_a_failed_memory_image_export_keeps_the_previous_images(tmp_path, fail_before_rename):
+def test_a_failed_memory_image_export_keeps_the_previous_images(tmp_path, monkeypatch):
     from test_hw import make_artifact, small_lstm
 
+    from hw import export
     from hw.config import load_engine
-    from hw.export import export_engine
 
     art = make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4")
     out = tmp_path / "export"
-    written = export_engine(art, load_engine("ese", ["num_pes=4"]), out)
-    before = {p: p.read_bytes() for p in written}
-    assert len(before) > 4 and (out / "manifest.json") in before
-    weights = sorted(p for p in written if p.parent.name == "weights")[0]
-    fail_before_rename(weights.name)
+    written = export.export_engine(art, load_engine("ese", ["num_pes=4"]), out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert set(written) == set(before) and (out / "manifest.json") in before
+    assert any(".pe3." in p.name for p in written)
+    real = export._write_images
+
+    def dies_halfway(model, cfg, folder, *args):
+        real(model, cfg, folder, *args)
+        raise OSError("no space left writing manifest.json")
+    monkeypatch.setattr(export, "_write_images", dies_halfway)
     with pytest.raises(OSError, match="no space left"):
-        export_engine(art, load_engine("ese", ["num_pes=4"]), out)
-    assert weights.read_bytes() == before[weights] and _no_temp_files(out)
-    fail_before_rename("manifest.json")
-    with pytest.raises(OSError, match="no space left"):
-        export_engine(art, load_engine("ese", ["num_pes=4"]), out)
-    assert (out / "manifest.json").read_bytes() == before[out / "manifest.json"]
-    assert _no_temp_files(out)
+        export.export_engine(art, load_engine("ese", ["num_pes=2"]), out)
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before                                # every old image, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]   # no temporary folder
+    # a finished export replaces the folder whole: the 4-PE images do not outlive it
+    monkeypatch.setattr(export, "_write_images", real)
+    written = export.export_engine(art, load_engine("ese", ["num_pes=2"]), out)
+    assert {p for p in out.rglob("*") if p.is_file()} == set(written)
+    assert not any(".pe3." in p.name for p in written)
+
+
+def test_a_folder_replacement_killed_between_its_renames_is_undone(tmp_path):
+    out = tmp_path / "images"
+    with atomic.replacing_dir(out) as tmp:
+        (tmp / "a.hex").write_text("old")
+    # a writer killed after moving the old folder aside, before moving the new one in
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    os.rename(out, tmp_path / f".images.{dead}.0000.old")
+    (tmp_path / f".images.{dead}.0000.tmp").mkdir()       # and its half-written folder
+    with pytest.raises(RuntimeError), atomic.replacing_dir(out) as tmp:
+        (tmp / "a.hex").write_text("torn")
+        raise RuntimeError("killed")
+    assert (out / "a.hex").read_text() == "old"            # the old folder is back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
 
 
 def test_a_failed_skipped_list_keeps_the_previous_one(tmp_path, fail_before_rename):

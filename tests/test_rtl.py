@@ -20,7 +20,7 @@ from asr.models import LSTMCTC
 from hw.cli import main as hw_main
 from hw.config import load_engine
 from hw.integer_model import compile_model
-from hw.rtl import verilator
+from hw.rtl import tools
 from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import RtlError, bank_words, check_supported, generate_rtl
 from hw.rtl.tools import ToolError
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_hw import make_artifact, small_wavenet  # noqa: E402
 
 try:
-    verilator.find_verilator()
+    tools.find_verilator()
     MISSING = None
 except ToolError as err:
     MISSING = str(err)
@@ -163,7 +163,7 @@ def test_rtl_commands_name_bad_inputs(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "hw.sparse_format" in err and "('csc', 'csb')" in err and "'dense'" in err
     # no Verilator: the set-up command, before any work
-    monkeypatch.setattr(verilator, "_on_venv_or_path", lambda name: None)
+    monkeypatch.setattr(tools, "_script", lambda name: None)
     assert hw_main(["cosim", str(good), str(tmp_path / "none.wav"), "--set", "num_pes=4",
                     "--out", str(tmp_path / "cos")]) == 2
     err = capsys.readouterr().err
@@ -173,8 +173,8 @@ def test_rtl_commands_name_bad_inputs(tmp_path, capsys, monkeypatch):
 
 def test_missing_compiler_names_the_setup(monkeypatch):
     real = shutil.which
-    monkeypatch.setattr(verilator.shutil, "which",
+    monkeypatch.setattr(tools.shutil, "which",
                         lambda name: None if name == "g++" else real(name))
-    monkeypatch.setattr(verilator, "_on_venv_or_path", lambda name: "/bin/true")
+    monkeypatch.setattr(tools, "_script", lambda name: "/bin/true")
     with pytest.raises(ToolError, match=r"g\+\+ is not installed.*make setup"):
-        verilator.find_verilator()
+        tools.find_verilator()

@@ -224,14 +224,20 @@ def test_report_synth_settings_are_checked_before_any_work(monkeypatch, tmp_path
     assert (s.device, s.place_route, s.cache_dir) == ("xcku060", True, tmp_path)
 
 
+MICRO_ENGINE = ["num_pes=2", "elementwise_lanes=2", "activation_queue_depth=1"]
+
+
 def _micro_engine(tmp_path: Path):
-    """``asr-hw rtl``'s design for a micro LSTM (one layer of 8 cells, 8 inputs, 6 outputs)
-    on a 2-PE ``ese`` engine: every part of the engine, small enough for Yosys in a minute."""
+    """A micro LSTM (one layer of 8 cells, 8 inputs, 6 outputs) saved as a compressed model,
+    and ``asr-hw rtl``'s design of it on a 2-PE ``ese`` engine: every part of the engine,
+    small enough for Yosys in a minute."""
     import torch
     from test_hw import make_artifact
 
-    from asr.compress.artifact import save_artifact
+    from asr.compress.artifact import read_artifact, save_artifact
     from asr.models import LSTMCTC
+    from hw.config import load_engine
+    from hw.integer_model import compile_model
     from hw.rtl.design import generate_design
 
     torch.manual_seed(0)
@@ -239,29 +245,64 @@ def _micro_engine(tmp_path: Path):
     model.input_dim = 8
     art = save_artifact(tmp_path / "micro.model",
                         make_artifact(model, "ese", "compress.prune.num_pes=2"))
-    return generate_design(str(art), "ese", ["num_pes=2", "elementwise_lanes=2",
-                                             "activation_queue_depth=1"], tmp_path / "rtl")
+    cfg = load_engine("ese", MICRO_ENGINE)
+    return art, generate_design(compile_model(read_artifact(art), cfg), tmp_path / "rtl")
 
 
-def test_generated_engine_weight_memories_map_to_block_ram(tmp_path):
+def test_generated_engine_weight_memories_map_to_block_ram(tmp_path, monkeypatch, capsys):
     """Each PE's weight memory and its two pointer memories are DP16KDs, not LUTs or FFs:
     the generated memories are read on the clock edge (the first generator's, read without
-    a clock, became flip-flops and multiplexers and kept Yosys busy for over 40 minutes)."""
-    design = _micro_engine(tmp_path)
+    a clock, became flip-flops and multiplexers and kept Yosys busy for over 40 minutes).
+    ``asr-hw synth MODEL`` and the report's synthesis then generate the same design (their
+    result comes from the cache), reading and compiling the model once for the RTL and the
+    frame timing."""
+    import asr.compress.artifact
+    import hw.integer_model
+    from hw.cli import main as hw_main
+    from hw.config import load_engine
+    from hw.report.config import SynthSettings
+    from hw.report.resources import synthesize_engine
+    from hw.timing import frame_timing
+
+    art, design = _micro_engine(tmp_path)
+    cache = tmp_path / "cache"
     r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
                    include_dir=design.include_dir, place_route=False,
-                   cache_dir=tmp_path / "cache", timeout=600)
+                   cache_dir=cache, timeout=600)
     assert r.fits and r.used("dsp") >= 2 and r.used("ff") > 0
     assert r.cells.get("DP16KD") == 2 * 3 == r.used("bram")
     log = (Path(r.log_dir) / "yosys.log").read_text()
     for mem in ("wm_0_0", "wm_1_0", "pl_0", "ph_1"):
         assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
+    calls: list[str] = []
+
+    def counted(name: str, real):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    for module, name in ((asr.compress.artifact, "read_artifact"),
+                         (hw.integer_model, "compile_model")):
+        monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
+    assert hw_main(["synth", str(art), "--engine", "ese", "--set", *MICRO_ENGINE, "--no-pnr",
+                    "--json", "--cache-dir", str(cache)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert calls == ["read_artifact", "compile_model"]
+    assert out["cached"] and out["resources"] == r.as_dict()["resources"]
+    cfg = load_engine("ese", MICRO_ENGINE)
+    model = hw.integer_model.compile_model(asr.compress.artifact.read_artifact(art), cfg)
+    assert calls == ["read_artifact", "compile_model"] * 2
+    assert out["frame_cycles"] == frame_timing(model).cycles > 0
+    res = synthesize_engine(art, cfg, SynthSettings("ecp5-85k", False, cache),
+                            tmp_path / "report")
+    assert res["cached"] and res["resources"] == out["resources"]
 
 
 @pytest.mark.slow
 def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
     """The micro engine through nextpnr-ecp5: an Fmax, its block RAMs and multipliers."""
-    design = _micro_engine(tmp_path)
+    _, design = _micro_engine(tmp_path)
     r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
                    include_dir=design.include_dir, target_mhz=50,
                    cache_dir=tmp_path / "cache", timeout=1800)

@@ -180,3 +180,21 @@ def test_extra_training_voices_leave_the_held_out_voices_unchanged(tmp_path):
     extra = set(split_more["train"]) - set(split["train"])
     spoken = {j.voice for j in jobs if j.split == "train"}
     assert extra <= spoken and not extra & {j.voice for j in jobs if j.split != "train"}
+
+
+def test_extra_test_utterances_add_to_the_test_split_and_change_nothing_else(tmp_path):
+    voices = [f"espeak:v{i:03d}" for i in range(100)]
+    text = [f"{a} {b}" for a in ("one", "two", "three", "four") for b in ("five", "six", "oh")]
+    base = SynthConfig(num_utts=300, seed=3)
+    more = SynthConfig(num_utts=300, seed=3, extra_test_utts=120)
+    jobs, split = plan_corpus(text, voices, base, tmp_path)
+    jobs_more, split_more = plan_corpus(text, voices, more, tmp_path)
+    assert split_more == split
+    assert jobs_more[:300] == jobs                       # the first utterances stay the same
+    extra = jobs_more[300:]
+    assert len(extra) == 120 and {j.split for j in extra} == {"test"}
+    assert {j.voice for j in extra} == set(split["test"])   # every test voice, no other
+    # the test split's own sentences: none that training hears
+    assert not {j.text for j in extra} & {j.text for j in jobs if j.split == "train"}
+    with pytest.raises(ValueError, match="synth.extra_test_utts"):
+        SynthConfig(extra_test_utts=-1)

@@ -45,6 +45,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     cfg = SynthConfig(
         num_utts=args.num_utts, num_voices=args.num_voices, test_voices=args.test_voices,
         extra_train_voices=args.extra_train_voices,
+        extra_test_utts=args.extra_test_utts,
         dev_voices=args.dev_voices, text_holdout=args.text_holdout, rate=args.rate,
         pitch=args.pitch, engines=args.engines.split(","), snr_db=args.snr,
         sample_rate=args.sample_rate, seed=args.seed, workers=args.workers,
@@ -157,6 +158,9 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev-voices", type=int, default=d.dev_voices)
     p.add_argument("--extra-train-voices", type=int, default=d.extra_train_voices,
                    help="more voices for training only; the held-out voices stay the same")
+    p.add_argument("--extra-test-utts", type=int, default=d.extra_test_utts,
+                   help="more utterances of the test voices, after the --num-utts: a larger "
+                        "test set; the other splits stay the same")
     p.add_argument("--text-holdout", type=float, default=d.text_holdout,
                    help="fraction of sentences spoken only in the test split")
     p.add_argument("--rate", type=_pair, default=d.rate, help="words/minute range, e.g. 130,200")

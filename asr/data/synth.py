@@ -147,6 +147,9 @@ class SynthConfig:
         test_voices, dev_voices: how many of them are held out for test / dev.
         extra_train_voices: more voices drawn after those, for training only: the split of
             the first ``num_voices`` (and so the held-out voices) stays what it was.
+        extra_test_utts: more utterances after the ``num_utts``, spoken by the test voices
+            only: a larger test set whose first utterances, and whose training and dev splits,
+            stay what they were.
         text_holdout: fraction of sentences spoken only in the test split.
         rate: words-per-minute range; pitch: espeak pitch range (0-99).
         engines: synthesizers to draw voices from (espeak, flite, festival).
@@ -161,6 +164,7 @@ class SynthConfig:
     test_voices: int = 8
     dev_voices: int = 4
     extra_train_voices: int = 0
+    extra_test_utts: int = 0
     text_holdout: float = 0.1
     rate: tuple[int, int] = (130, 200)
     pitch: tuple[int, int] = (25, 75)
@@ -179,6 +183,7 @@ class SynthConfig:
               self.num_voices)
         check(self.extra_train_voices >= 0, "synth.extra_train_voices", ">= 0",
               self.extra_train_voices)
+        check(self.extra_test_utts >= 0, "synth.extra_test_utts", ">= 0", self.extra_test_utts)
         check(0 <= self.text_holdout < 1, "synth.text_holdout", "in [0, 1)", self.text_holdout)
         check(self.rate[0] <= self.rate[1], "synth.rate", "(low, high)", self.rate)
         check(0 <= self.pitch[0] <= self.pitch[1] <= 99, "synth.pitch", "0 <= low <= high <= 99",
@@ -254,8 +259,13 @@ def plan_corpus(sentences: Sequence[str], voices: Sequence[str], cfg: SynthConfi
         shuffled, shuffled)
     voice_split = {v: s for s, vs in split_voices.items() for v in vs}
     jobs = []
-    for i in range(cfg.num_utts):
-        voice = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
+    # the extra test utterances come after every draw of the first num_utts, so adding them
+    # changes none of those
+    for i in range(cfg.num_utts + cfg.extra_test_utts):
+        if i >= cfg.num_utts:
+            voice = rng.choice(split_voices["test"])
+        else:
+            voice = chosen[i % len(chosen)] if i < len(chosen) else rng.choice(chosen)
         split = voice_split[voice]
         pool = test_text if split == "test" else train_text
         utt_id = f"synth{i:06d}"

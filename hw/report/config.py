@@ -52,7 +52,7 @@ def synth_settings(raw: dict | None) -> SynthSettings | None:
     checked here, before any work."""
     from hw.rtl.devices import get_device
     from hw.rtl.synth import default_cache_dir
-    from hw.rtl.tools import find_tool
+    from hw.rtl.tools import synth_tools
 
     raw = dict(raw or {})
     allowed = {"enabled", "device", "place_route", "cache_dir"}
@@ -66,9 +66,7 @@ def synth_settings(raw: dict | None) -> SynthSettings | None:
     device = get_device(str(raw.get("device", "ecp5-85k")), "synth.device")
     place_route = raw.get("place_route", True)
     check(isinstance(place_route, bool), "synth.place_route", "true or false", place_route)
-    find_tool("yosys")
-    if place_route and device.place_route:
-        find_tool("nextpnr-ecp5")
+    synth_tools(place_route and device.place_route)
     cache = raw.get("cache_dir")
     return SynthSettings(device.name, place_route,
                          Path(str(cache)) if cache else default_cache_dir())

@@ -293,9 +293,8 @@ def evaluate_point(cfg: DictConfig, overrides: list[str], out: Path, in_launcher
                     from hw.report.resources import synthesize_engine
 
                     model_file = path if path.suffix == ".model" else point_dir / f"{name}.model"
-                    details["synth"] = synthesize_engine(model_file,
-                                                         OmegaConf.to_container(cfg.hw),
-                                                         job.synth, point_dir / "synth" / name)
+                    details["synth"] = synthesize_engine(model_file, job.hw, job.synth,
+                                                         point_dir / "synth" / name)
             except Exception as err:  # recorded; the point's other models go on
                 log.error("point %s, model %s failed: %s", pid, name, err)
                 result["failures"].append(_failure(err, name))

@@ -9,26 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from asr import atomic
+from asr.compress.artifact import read_artifact
+from hw.config import EngineConfig
+from hw.integer_model import compile_model
 from hw.report.config import SynthSettings
 from hw.rtl.design import generate_design
 from hw.rtl.devices import get_device
 from hw.rtl.synth import synthesize
 
 
-def synthesize_engine(artifact: Path, hw: dict[str, Any], settings: SynthSettings,
+def synthesize_engine(artifact: Path, cfg: EngineConfig, settings: SynthSettings,
                       folder: Path) -> dict[str, Any]:
-    """Generate the RTL of engine ``hw`` (a resolved ``hw`` group) for ``artifact`` under
-    ``folder`` and synthesize it; the result as a dict (``SynthResult.as_dict``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    engine = folder / "engine.yaml"
-    atomic.write_text(engine, OmegaConf.to_yaml(OmegaConf.create(hw)))
-    design = generate_design(str(artifact), str(engine), [], folder / "rtl")
+    """Generate the RTL of engine ``cfg`` for ``artifact`` under ``folder`` and synthesize
+    it; the result as a dict (``SynthResult.as_dict``)."""
+    design = generate_design(compile_model(read_artifact(artifact), cfg), folder / "rtl")
     result = synthesize(design.sources, get_device(settings.device), top=design.top,
                         include_dir=design.include_dir, place_route=settings.place_route,
-                        target_mhz=float(hw["clock_mhz"]), cache_dir=settings.cache_dir)
+                        target_mhz=float(cfg.clock_mhz), cache_dir=settings.cache_dir)
     return result.as_dict()
 
 

@@ -23,8 +23,7 @@ from asr import atomic
 from hw.functional import run_engine
 from hw.integer_model import EngineModel
 from hw.rtl.generate import RtlDesign
-from hw.rtl.tools import ToolError
-from hw.rtl.verilator import find_verilator
+from hw.rtl.tools import ToolError, find_verilator
 from hw.timing import frame_timing
 
 

