@@ -265,9 +265,15 @@ def test_bad_cbtd_keys_name_the_key_the_allowed_values_and_the_value(overrides, 
     assert str(err.value) == message
 
 
+@pytest.mark.parametrize("accelerator", [
+    "cpu",
+    # the draws are made on the CPU and the masks live beside GPU weights
+    pytest.param("gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                 reason="needs a CUDA GPU")),
+])
 def test_cbtd_finetuning_end_to_end_leaves_a_column_balanced_artifact(tone_model,
                                                                       tone_manifests,
-                                                                      tmp_path):
+                                                                      tmp_path, accelerator):
     from test_compress import compose_compress, tone_data
 
     from asr.compress.app import compress
@@ -278,7 +284,8 @@ def test_cbtd_finetuning_end_to_end_leaves_a_column_balanced_artifact(tone_model
     summary = compress(compose_compress(
         f"model={tone_model}", "compress=spartus", "compress.schedule.kind=targeted_dropout",
         "compress.prune.num_pes=8", "compress.prune.density=0.34", "finetune.max_epochs=2",
-        "finetune.lr=3e-3", f"out={out}", *tone_data(tone_manifests)))
+        "finetune.lr=3e-3", f"trainer.accelerator={accelerator}", "trainer.precision=32-true",
+        f"out={out}", *tone_data(tone_manifests)))
     art = read_artifact(out)
     assert art.config["compress"]["schedule"]["kind"] == "targeted_dropout"
     pruned = [n for n, e in art.matrices.items() if e.target_density < 1.0]
