@@ -1,5 +1,6 @@
 """compress=spartus: column-balanced pruning (CBTD's end state) over PEs, its gradual schedule,
-its bad inputs, and compressed delta LSTMs through the artifact file."""
+CBTD's targeted dropout schedule, its bad inputs, and compressed delta LSTMs through the
+artifact file."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from asr.compress.artifact import (
 from asr.compress.callback import CompressionCallback
 from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import column_balanced_prune, prune_model
+from asr.compress.targeted_dropout import candidates, dropout_mask
 from asr.config_errors import ConfigError
 from asr.models import DeltaLSTMCTC
 from asr.models.acoustic import GraphModel
@@ -150,3 +152,149 @@ def test_a_bad_threshold_in_the_file_is_named(tmp_path, value, shown):
     with pytest.raises(ArtifactError, match=rf"delta\.model: graph\.ops\[layers\.1\]\.theta_h.*"
                                             rf"expected a threshold >= 0, got {shown}"):
         read_artifact(path)
+
+
+# -- CBTD: column-balanced targeted dropout (compress.schedule.kind=targeted_dropout) ---------
+
+def cbtd_preset(*overrides: str):
+    return compress_preset("spartus", "compress.schedule.kind=targeted_dropout", *overrides)
+
+
+def test_cbtd_candidates_are_the_smallest_weights_of_every_pe_column():
+    torch.manual_seed(0)
+    w = torch.randn(64, 20)
+    cfg = cbtd_preset("compress.prune.num_pes=4").prune
+    cand = candidates(w, 0.25, cfg)            # 16 local rows, gamma 0.75: 12 candidates each
+    assert bool((per_pe_column_counts(cand, 4) == 12).all())
+    for pe in range(4):
+        share = w[pe::4].abs()
+        for col in range(20):
+            smallest = set(share[:, col].topk(12, largest=False).indices.tolist())
+            assert set(cand[pe::4][:, col].nonzero()[:, 0].tolist()) == smallest
+    assert candidates(w, 1.0, cfg) is None     # a dense matrix has none
+
+
+def test_cbtd_drop_probability_alpha():
+    torch.manual_seed(0)
+    w = torch.randn(256, 64)
+    cand = candidates(w, 0.125, cbtd_preset("compress.prune.num_pes=8").prune)
+    assert bool(dropout_mask(cand, 0.0).all())                    # alpha 0: nothing dropped
+    end = dropout_mask(cand, 1.0)                                 # alpha 1: the balanced mask
+    assert torch.equal(end, column_balanced_prune(w, 0.125, 8))
+    assert bool((per_pe_column_counts(end, 8) == 4).all())
+    for alpha in (0.2, 0.5, 0.9):
+        mask = dropout_mask(cand, alpha, torch.Generator().manual_seed(1))
+        assert bool(mask[~cand].all())                            # only candidates go
+        dropped = (~mask[cand]).float().mean().item()             # 14,336 candidates
+        assert abs(dropped - alpha) < 0.015, (alpha, dropped)
+        again = dropout_mask(cand, alpha, torch.Generator().manual_seed(1))
+        assert torch.equal(mask, again)                           # seeded: the same draw
+    assert not torch.equal(dropout_mask(cand, 0.5, torch.Generator().manual_seed(2)),
+                           dropout_mask(cand, 0.5, torch.Generator().manual_seed(3)))
+
+
+def test_cbtd_schedule_drops_for_one_step_then_fixes_the_balanced_mask():
+    from types import SimpleNamespace
+
+    cfg = cbtd_preset("compress.prune.num_pes=8", "compress.prune.density=0.25",
+                      "compress.schedule.begin=0.2", "compress.schedule.end=0.6")
+    assert cfg.schedule.kind == "targeted_dropout"
+    torch.manual_seed(0)
+    module = SimpleNamespace(model=DeltaLSTMCTC(16, 12, hidden_size=64, proj_size=32,
+                                                num_layers=1))
+    views = module.model.matrices()
+    densities = validate_against_model(cfg, views, module.model.model_type)
+    trainer = SimpleNamespace(global_step=0, estimated_stepping_batches=50,
+                              sanity_checking=False)
+    cb = CompressionCallback(cfg, densities, seed=0)
+    cb.on_fit_start(trainer, module)
+    assert cb.settle_step == 30          # alpha reaches 1 at 0.6 of 50 steps (QAT from 0.5)
+    name = "layers.0.W_ir"               # 64 rows over 8 PEs: 8 local rows, 6 candidates
+    for step in range(50):
+        trainer.global_step = step
+        alpha = 1.0 if step >= 30 else max((step / 50 - 0.2) / 0.4, 0.0)
+        before = views[name].detach().clone()
+        cb.on_train_batch_start(trainer, module, None, step)
+        applied = views[name].detach().clone()
+        cand = candidates(before, 0.25, cfg.prune)
+        if alpha == 0.0:
+            assert bool((applied != 0).all())
+        else:
+            assert bool((applied[~cand] != 0).all())         # only candidates are dropped
+            dropped = (applied[cand] == 0).float().mean().item()
+            assert abs(dropped - alpha) < 0.06, (step, alpha, dropped)
+        cb.on_before_optimizer_step(trainer, module, None)
+        with torch.no_grad():
+            views[name].add_(0.001)                          # an optimizer step
+        cb.on_train_batch_end(trainer, module, None, None, step)
+        if alpha < 1.0:                                      # a draw zeroes nothing for good
+            assert bool((views[name] != 0).all()), step
+        else:
+            assert torch.equal(views[name] != 0, cb.masks[name]), step
+            counts = per_pe_column_counts(cb.masks[name], 8)
+            assert bool((counts == 2).all())                 # 8 - floor(8 * 0.75)
+        if step == 20:                                       # alpha 0.5: validation sees the
+            cb.on_validation_start(trainer, module)          # end state, not the draw
+            shown = views[name] != 0
+            cb.on_validation_end(trainer, module)
+            assert torch.equal(shown, column_balanced_prune(views[name], 0.25, 8))
+    state = cb.state_dict()
+    assert state["progress"] == 1.0 and not state["transient"]
+    restored = CompressionCallback(cfg, densities, seed=5)
+    restored.load_state_dict(state)
+    assert torch.equal(restored.generator.get_state(), cb.generator.get_state())
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("compress.schedule.kind=cbtd",),
+     "compress.schedule.kind: expected one of ('one_shot', 'agp', 'dsd', 'targeted_dropout'), "
+     "got 'cbtd'"),
+    (("compress.schedule.kind=targeted_dropout", "compress.schedule.begin=0.7"),
+     "compress.schedule.begin/end: expected 0 <= begin <= end <= 1, got (0.7, 0.5)"),
+    (("compress.schedule.kind=targeted_dropout", "compress.prune.method=none"),
+     "compress.prune.method: expected one of ['magnitude', 'block', 'bank_balanced', "
+     "'load_balanced', 'column_balanced'] with compress.schedule.kind=targeted_dropout "
+     "(column_balanced: CBTD), got 'none'"),
+    (("compress.schedule.kind=targeted_dropout", "compress.prune.density=1.2"),
+     "compress.prune.density: expected in (0, 1] (1 - gamma, CBTD's target sparsity gamma in "
+     "[0, 1)), got 1.2"),
+])
+def test_bad_cbtd_keys_name_the_key_the_allowed_values_and_the_value(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        compress_preset("spartus", *overrides)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("accelerator", [
+    "cpu",
+    # the draws are made on the CPU and the masks live beside GPU weights
+    pytest.param("gpu", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                 reason="needs a CUDA GPU")),
+])
+def test_cbtd_finetuning_end_to_end_leaves_a_column_balanced_artifact(tone_model,
+                                                                      tone_manifests,
+                                                                      tmp_path, accelerator):
+    from test_compress import compose_compress, tone_data
+
+    from asr.compress.app import compress
+    from asr.compress.artifact import read_artifact
+
+    out = tmp_path / "cbtd.model"
+    # the tone model's LSTM matrices have 48 and 24 rows: 8 PEs hold 6 and 3 local rows
+    summary = compress(compose_compress(
+        f"model={tone_model}", "compress=spartus", "compress.schedule.kind=targeted_dropout",
+        "compress.prune.num_pes=8", "compress.prune.density=0.34", "finetune.max_epochs=2",
+        "finetune.lr=3e-3", f"trainer.accelerator={accelerator}", "trainer.precision=32-true",
+        f"out={out}", *tone_data(tone_manifests)))
+    art = read_artifact(out)
+    assert art.config["compress"]["schedule"]["kind"] == "targeted_dropout"
+    pruned = [n for n, e in art.matrices.items() if e.target_density < 1.0]
+    assert pruned
+    for name in pruned:
+        mask = art.matrices[name].mask
+        mask = mask.reshape(mask.shape[0], -1)
+        local = mask.shape[0] // 8
+        keep = local - math.floor(local * 0.66 + 1e-9)
+        assert bool((per_pe_column_counts(mask, 8) == keep).all()), name
+    assert summary["finetune"]["checkpoint"] != "last"       # a settled epoch was kept
+    assert summary["dev"]["compressed"]["cer"] < 0.6

@@ -7,10 +7,11 @@
 
 Without fine-tuning (``finetune.max_epochs=0``) it prunes one-shot and quantizes post-training;
 with ``data=<corpus>`` and epochs it fine-tunes on that corpus under the preset's schedule (AGP,
-one-shot or DSD) with quantization-aware training, through Lightning, with the augmentation the
-checkpoint was trained with (``finetune.augment=data``: ``data.augment``). It keeps the epoch
-of best dev WER once the masks are final (``finetune.keep=best``; ``last``: the last epoch), or
-the average of the ``finetune.average_best`` best such epochs when dev finds it no worse.
+one-shot, DSD or targeted dropout) with quantization-aware training, through Lightning, with
+the augmentation the checkpoint was trained with (``finetune.augment=data``: ``data.augment``).
+It keeps the epoch of best dev WER once the masks are final (``finetune.keep=best``; ``last``:
+the last epoch), or the average of the ``finetune.average_best`` best such epochs when dev finds
+it no worse.
 Beside ``out`` it writes ``<stem>.config.yaml`` (the resolved config), ``<stem>.storage.md``/
 ``.json`` (the per-matrix storage table) and, when data is given, ``<stem>.metrics.json``
 (greedy WER/CER of the float and the compressed model on the dev set, which fine-tuning epoch
@@ -219,7 +220,7 @@ def _finetune(cfg: DictConfig, job: CompressJob) -> tuple[dict[str, torch.Tensor
                               ft.distill_temperature)
     module.model.load_state_dict(job.model.model.state_dict())
     run_dir = job.out.with_suffix(".finetune")
-    callback = CompressionCallback(job.compress, job.densities, qat=ft.qat)
+    callback = CompressionCallback(job.compress, job.densities, qat=ft.qat, seed=int(cfg.seed))
     last = run_dir / "checkpoints" / "last.ckpt"
     resuming = bool(cfg.resume) and last.exists()
     if resuming:  # masks and weights of one preset must not be finished under another

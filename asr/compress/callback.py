@@ -4,16 +4,25 @@ The model's weights are the *latent* float weights that the optimizer updates. A
 training step the callback
 
 1. refreshes the masks when the schedule moves (one-shot, AGP every ``frequency`` steps, DSD's
-   sparse/dense phases), ranking the latent weights;
+   sparse/dense phases), ranking the latent weights; under targeted dropout (CBTD with
+   ``column_balanced``) it draws a fresh mask every step while ``0 < alpha < 1``: the
+   structure's drop candidates, ranked on the latent weights, each dropped with probability
+   ``alpha`` (:mod:`asr.compress.targeted_dropout`);
 2. writes ``Q(latent * mask)`` into the weights before the forward pass (``Q`` is the weight
    quantizer once QAT has begun, the identity before);
 3. puts the latent weights back before the optimizer step, so the gradient taken at the
    quantized point updates the latent weights: the straight-through estimator;
-4. re-applies the masks after the step, so pruned weights stay exactly zero.
+4. re-applies the masks after the step, so pruned weights stay exactly zero (not a targeted
+   dropout draw: the dropped weights keep their latent values and may come back).
 
-Validation sees the pruned, quantized model. k-means weight sharing keeps each weight's
-cluster fixed once QAT begins and moves every centroid to its cluster's mean latent weight:
-Deep Compression's centroid fine-tuning (the centroid follows its cluster's mean gradient).
+Validation sees the pruned, quantized model. Under targeted dropout, before ``alpha`` reaches 1
+it sees the structure's deterministic mask at the target density on the current weights (the
+end state; the authors' code evaluates its randomly dropped weights, but those epochs are never
+the kept one); from ``alpha = 1`` on the mask is fixed, as AGP's at its end.
+
+k-means weight sharing keeps each weight's cluster fixed once QAT begins and moves every
+centroid to its cluster's mean latent weight: Deep Compression's centroid fine-tuning (the
+centroid follows its cluster's mean gradient).
 Masks and the schedule's position travel in Lightning checkpoints, so a killed fine-tuning
 resumes with the same masks.
 
@@ -34,6 +43,7 @@ from asr.compress.config import CompressConfig
 from asr.compress.pruning import prune_mask
 from asr.compress.quantize import quantize_matrix
 from asr.compress.schedule import density_at, prune_progress
+from asr.compress.targeted_dropout import candidates, dropout_mask
 from asr.train.checkpoint import RunCheckpoint
 
 
@@ -44,9 +54,12 @@ class CompressionCallback(pl.Callback):
         cfg: the compression config (prune, quant, schedule).
         densities: target density of every matrix (from ``validate_against_model``).
         qat: quantize weights during fine-tuning (from ``schedule.qat_begin`` on).
+        seed: seeds targeted dropout's draws (its own generator: the data order and the
+            model's dropout keep theirs).
     """
 
-    def __init__(self, cfg: CompressConfig, densities: dict[str, float], qat: bool = True):
+    def __init__(self, cfg: CompressConfig, densities: dict[str, float], qat: bool = True,
+                 seed: int = 0):
         self.cfg = cfg
         self.densities = densities
         self.qat = qat and cfg.quant.weights.kind != "none"
@@ -56,6 +69,9 @@ class CompressionCallback(pl.Callback):
         self.settle_step = 0
         self._latent: dict[str, torch.Tensor] | None = None
         self._clusters: dict[str, torch.Tensor] = {}
+        self.targeted = cfg.schedule.kind == "targeted_dropout"
+        self.generator = torch.Generator().manual_seed(seed)
+        self.transient = False  # self.masks is one step's targeted dropout draw
 
     # -- the schedule -------------------------------------------------------------------------
     def _views(self, pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
@@ -64,15 +80,41 @@ class CompressionCallback(pl.Callback):
 
     def update_masks(self, views: dict[str, torch.Tensor], step: int) -> None:
         progress = prune_progress(self.cfg.schedule, step, self.total_steps)
+        if self.targeted and 0.0 < progress < 1.0:
+            self._draw_masks(views, progress)
+            return
         if progress == self.progress:
             return
         self.progress = progress
+        self.transient = False
         self.masks = {}
         for name, w in views.items():
             mask = prune_mask(w, density_at(self.densities[name], progress), self.cfg.prune)
             if mask is not None:
                 self.masks[name] = mask
         self._clusters = {}  # cluster membership follows the masks
+
+    def _draw_masks(self, views: dict[str, torch.Tensor], alpha: float) -> None:
+        """Targeted dropout: this step's candidates (on the latent weights), each dropped with
+        probability ``alpha``."""
+        self.progress = alpha
+        self.transient = True
+        self.masks = {}
+        for name, w in views.items():
+            candidate = candidates(w, self.densities[name], self.cfg.prune)
+            if candidate is not None:
+                self.masks[name] = dropout_mask(candidate, alpha, self.generator)
+        self._clusters = {}
+
+    def end_masks(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The structure's masks at the target densities on the current weights: targeted
+        dropout's state at ``alpha = 1``."""
+        masks = {}
+        for name, w in views.items():
+            mask = prune_mask(w, self.densities[name], self.cfg.prune)
+            if mask is not None:
+                masks[name] = mask
+        return masks
 
     def qat_active(self, step: int) -> bool:
         return self.qat and step >= self.cfg.schedule.qat_begin * self.total_steps
@@ -91,8 +133,9 @@ class CompressionCallback(pl.Callback):
         return step
 
     # -- latent <-> applied weights -----------------------------------------------------------
-    def _fake_quant(self, name: str, latent: torch.Tensor) -> torch.Tensor:
-        fmt, mask = self.cfg.quant.weights, self.masks.get(name)
+    def _fake_quant(self, name: str, latent: torch.Tensor, mask: torch.Tensor | None
+                    ) -> torch.Tensor:
+        fmt = self.cfg.quant.weights
         if fmt.kind == "kmeans":
             if name not in self._clusters:
                 # k-means runs on the CPU (the artifact's quantizer); codes follow the weights
@@ -110,16 +153,21 @@ class CompressionCallback(pl.Callback):
         return q.dequantize().to(latent.dtype)
 
     @torch.no_grad()
-    def apply(self, pl_module: pl.LightningModule, quantize: bool) -> None:
-        """Stash the latent weights and write the masked (and quantized) ones in their place."""
+    def apply(self, pl_module: pl.LightningModule, quantize: bool,
+              masks: dict[str, torch.Tensor] | None = None) -> None:
+        """Stash the latent weights and write the masked (and quantized) ones in their place
+        (``masks``: these instead of the schedule's)."""
         views = self._views(pl_module)
+        masks = self.masks if masks is None else masks
         self._latent = {k: v.detach().clone() for k, v in views.items()}
         for name, view in views.items():
             w = self._latent[name]
-            if name in self.masks:
-                w = w * self.masks[name].to(w.device)
+            mask = masks.get(name)
+            if mask is not None:
+                mask = mask.to(w.device)
+                w = w * mask
             if quantize:
-                w = self._fake_quant(name, w)
+                w = self._fake_quant(name, w, mask)
             view.copy_(w)
 
     @torch.no_grad()
@@ -156,12 +204,19 @@ class CompressionCallback(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         self.restore(pl_module)  # a skipped optimizer step (NaN loss) still restores
-        self._mask_latent(pl_module)
+        if not self.transient:
+            self._mask_latent(pl_module)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self.apply(pl_module, self.qat_active(trainer.global_step))
+        masks = None
+        if self.targeted and self.progress != 1.0:
+            masks = self.end_masks(self._views(pl_module))
+            self._clusters = {}  # k-means clusters follow the masks: none of training's
+        self.apply(pl_module, self.qat_active(trainer.global_step), masks)
+        if masks is not None:
+            self._clusters = {}
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.restore(pl_module)
@@ -170,14 +225,19 @@ class CompressionCallback(pl.Callback):
         # Leave the masked latent weights: the artifact quantizes them (after batch-norm
         # folding, for WaveNet) with the same quantizer.
         self.restore(pl_module)
-        self._mask_latent(pl_module)
+        if not self.transient:  # a draw is no mask: the schedule's end point is made after
+            self._mask_latent(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"masks": self.masks, "progress": self.progress}
+        return {"masks": self.masks, "progress": self.progress, "transient": self.transient,
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks = state_dict["masks"]
         self.progress = state_dict["progress"]
+        self.transient = state_dict.get("transient", False)
+        if "generator" in state_dict:
+            self.generator.set_state(state_dict["generator"])
 
 
 class SettledBestCheckpoint(RunCheckpoint):

@@ -21,7 +21,7 @@ from asr.config_errors import ConfigError, check
 
 LAYER_TYPES = ("input", "recurrent", "projection", "conv", "output")
 WEIGHT_KINDS = ("fixed", "flexpoint", "kmeans", "pow2", "none")
-SCHEDULES = ("one_shot", "agp", "dsd")
+SCHEDULES = ("one_shot", "agp", "dsd", "targeted_dropout")
 STORAGE = ("csc", "csb", "dense")
 
 
@@ -131,7 +131,12 @@ class ScheduleConfig:
     ``one_shot``: prune once at the start. ``agp``: automated gradual pruning (Zhu & Gupta's
     cubic) from density 1 at ``begin`` to the target at ``end``, masks refreshed every
     ``frequency`` steps. ``dsd``: ``cycles`` of sparse then dense phases (DSD), ending sparse
-    when ``final_sparse``. ``qat_begin``: where quantization-aware training starts."""
+    when ``final_sparse``. ``targeted_dropout``: every step, the weights the pruning structure
+    would drop at the target density (``column_balanced``: CBTD's ``floor(local_rows * gamma)``
+    smallest of every PE column, ``gamma = 1 - prune.density``) are each dropped for that step
+    with probability ``alpha``, which rises linearly from 0 at ``begin`` to 1 at ``end``; from
+    ``end`` on the mask is the structure's, fixed. ``qat_begin``: where quantization-aware
+    training starts."""
 
     kind: str = "one_shot"
     begin: float = 0.0
@@ -159,6 +164,14 @@ class CompressConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        # Targeted dropout draws from the structure's drop candidates: without a pruning
+        # method there are none, and the schedule would silently train dense.
+        check(self.schedule.kind != "targeted_dropout" or self.prune.method != "none",
+              "compress.prune.method", f"one of {list(PRUNERS)} with "
+              "compress.schedule.kind=targeted_dropout (column_balanced: CBTD)",
+              self.prune.method)
 
 
 def layer_type(name: str, model_type: str) -> str:
