@@ -183,7 +183,10 @@ class LayerKernels:
              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """:func:`layer_step` with this layer's formats."""
         if self.compiled is not None:
-            return self.compiled[0](products, inputs, bias, c, *self.tables)
+            try:
+                return self.compiled[0](products, inputs, bias, c, *self.tables)
+            except Exception as err:   # the backend's failure, not the datapath's
+                self._eager(err)
         return layer_step(products, inputs, bias, c, self.sigmoid, self.tanh, self.f)
 
     def project(self, sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -191,8 +194,15 @@ class LayerKernels:
         if self.p is None:
             raise ValueError("this LSTM layer has no projection")
         if self.compiled is not None and self.compiled[1] is not None:
-            return self.compiled[1](sums)
+            try:
+                return self.compiled[1](sums)
+            except Exception as err:   # the backend's failure, not the datapath's
+                self._eager(err)
         return project_step(sums, self.p)
+
+    def _eager(self, err: Exception) -> None:
+        log.warning("a compiled LSTM step failed (%s); this layer steps eagerly", err)
+        self.compiled = None
 
 
 # Compiled kernels by what their code depends on: the formats and the units' shapes (the
