@@ -43,6 +43,7 @@ from hw.config import load_engine
 from hw.engine import EngineModule
 from hw.functional import run_engine, run_engine_batch
 from hw.integer_model import compile_model
+from hw.lstm_cell import COMPILED
 
 
 def best_of(fn, repeats: int) -> float:
@@ -75,8 +76,11 @@ def test_set(count: int) -> tuple[list[torch.Tensor], float, str]:
 
 
 def check_compiled_steps(engine, batch: list[torch.Tensor]) -> None:
-    """The timed runs step the LSTM through torch.compile: their integers must equal the
-    eager step's (which the MAC-by-MAC reference tests hold), here on this very model."""
+    """The timed runs step the LSTM through compiled kernels (:class:`hw.lstm_cell.LayerKernels`):
+    their integers must equal the eager step's (which the MAC-by-MAC reference tests hold),
+    here on this very model."""
+    if not COMPILED or None in COMPILED.values():
+        raise SystemExit("hw_speed: the LSTM steps were not compiled (see the warnings above)")
     compiled = run_engine_batch(engine, batch)
     threshold = functional.COMPILE_MIN_HIDDEN
     functional.COMPILE_MIN_HIDDEN = 1 << 30      # every step eager
@@ -86,7 +90,8 @@ def check_compiled_steps(engine, batch: list[torch.Tensor]) -> None:
         functional.COMPILE_MIN_HIDDEN = threshold
     same = all(torch.equal(c.logits, e.logits) and c.events == e.events
                for c, e in zip(compiled, eager))
-    print(f"compiled steps bit-exact against the eager steps ({len(batch)} utterances): "
+    print(f"compiled steps ({len(COMPILED)} layer formats) bit-exact against the eager steps "
+          f"({len(batch)} utterances): "
           f"{'yes' if same else 'NO'}")
     if not same:
         raise SystemExit("hw_speed: the compiled LSTM step computed other integers")
@@ -117,8 +122,8 @@ def main() -> None:
     with torch.inference_mode():
         float_s = best_of(lambda: model(feats[None], torch.tensor([args.frames])),
                           args.repeats)
-    # Operands prepared once, as a loaded engine would, and (layers of 512 cells or more) the
-    # LSTM step compiled: for one utterance, then for a batch whose size shrinks.
+    # Operands prepared once, as a loaded engine would, and (layers of 512 cells or more) each
+    # layer's step compiled, once for any number of rows; a batch's first run of its own.
     t0 = time.perf_counter()
     run_engine(engine, feats[:5])
     run_engine_batch(engine, [feats[:5], feats[:3]])
@@ -126,7 +131,7 @@ def main() -> None:
     engine_s = best_of(lambda: run_engine(engine, feats), args.repeats)
     print(f"{args.model} ({mcfg.num_layers} x {mcfg.hidden_size} cells, projection "
           f"{mcfg.proj_size}), {args.frames} frames, {torch.get_num_threads()} threads")
-    print(f"warm-up (operands; torch.compile of the LSTM step, cached on disk) {warmup_s:.1f} s")
+    print(f"warm-up (operands; compiling each LSTM layer's step, cached on disk) {warmup_s:.1f} s")
     print(f"float PyTorch forward   {1e3 * float_s:8.1f} ms")
     print(f"bit-accurate engine     {1e3 * engine_s:8.1f} ms")
     print(f"ratio engine / float    {engine_s / float_s:8.2f}   (one utterance alone)")

@@ -59,12 +59,17 @@ class ActivationUnit:
         integers, without re-running the ROM look-up, interpolation and rounding per value."""
         if self.bits > MAX_TABULATED_BITS:
             return self.rom_datapath(q)
+        # index_select: several times faster than advanced indexing on CPU
+        return self.outputs().index_select(0, (q - self.lo).reshape(-1)).view(q.shape).long()
+
+    def outputs(self) -> torch.Tensor:
+        """The unit's output for every input code, lowest first (int32; units up to
+        ``MAX_TABULATED_BITS`` bits), computed on first use."""
         if self._outputs is None:
             codes = torch.arange(self.lo, self.lo + (1 << self.bits), dtype=torch.int64)
             # held as int32 (outputs are ``bits``-wide codes): half the cache of int64
             self._outputs = self.rom_datapath(codes).to(torch.int32)
-        # index_select: several times faster than advanced indexing on CPU
-        return self._outputs.index_select(0, (q - self.lo).reshape(-1)).view(q.shape).long()
+        return self._outputs
 
     def rom_datapath(self, q: torch.Tensor) -> torch.Tensor:
         """The unit as the hardware computes it: the ROM entry of ``q``'s bin (lut), plus the

@@ -45,7 +45,7 @@ from asr.models.ops import dispatch, register
 from hw.arith import EventCounter, RowEventCounter
 from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
-from hw.lstm_cell import STEP_EVENTS, CellFormats, cell_step, compiled_lstm_step, lstm_step
+from hw.lstm_cell import STEP_EVENTS, CellFormats, LayerKernels, ProjectionFormat, cell_step
 
 EXACT_LIMIT = 2 ** 53
 # An LSTM's input products are computed for this many rows (frames) at a time.
@@ -241,7 +241,7 @@ class Datapath:
         # running, stored from start[t], so nothing is computed or held for ended ones.
         running = (torch.tensor(lengths)[None] > torch.arange(steps)[:, None]).sum(1)
         start = torch.cumsum(running, 0) - running
-        starts, counts = start.tolist(), running.tolist()
+        starts, counts_per_step = start.tolist(), running.tolist()
         packed = [start[:n] + k for k, n in enumerate(lengths)]   # each frame's packed row
         xp = torch.cat(xs) if xs else torch.zeros(0, wx.shape[1], dtype=torch.int64)
         if rows > 1:
@@ -256,36 +256,71 @@ class Datapath:
         formats = self.cell_formats(hidden, gs.fc, fm, frac, shift_r, shift_x,
                                     wrap_products=self.product_bound(wr) >= limit,
                                     wrap_gates=gate_bound >= limit)
-        step = self.step_function(formats)
-        shift_y = scalar_if_uniform(proj.frac + fm - fy) if proj is not None else 0
-        sig, tanh = m.units["sigmoid"], m.units["tanh"]
+        projection = None if proj is None else ProjectionFormat(
+            proj.shape[0], scalar_if_uniform(proj.frac + fm - fy), self.cfg.activation_bits,
+            self.cfg.saturate, rounding, self.cfg.accumulator_bits,
+            self.product_bound(proj) >= limit)
+        kernels = self.layer_kernels(formats, projection, [wr, proj])
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
-        y = torch.zeros(rows, out_dim, dtype=torch.int64)
-        out = torch.empty(xp.shape[0], out_dim, dtype=torch.int64)
-        clipped = torch.zeros(rows, len(STEP_EVENTS), dtype=torch.int64)
+        # the layer's output in float64: the recurrent product's operand
+        y_operand = torch.zeros(rows, out_dim, dtype=torch.float64)
+        ys, counts, projected = [], [], []
         # Input products do not depend on the recurrence: one product for the frames of
         # several steps (a block small enough to stay in cache).
         block = max(1, INPUT_BLOCK_ROWS // max(rows, 1))
         for t0 in range(0, steps, block):
             t1 = min(t0 + block, steps)
-            r0, r1 = starts[t0], starts[t1 - 1] + counts[t1 - 1]
+            r0, r1 = starts[t0], starts[t1 - 1] + counts_per_step[t1 - 1]
             inputs = self.input_products(wx, xp[r0:r1], utterance[r0:r1])
             for t in range(t0, t1):
-                first, active = starts[t] - r0, counts[t]
-                c, mo, n = step(self.products(wr, y[:active]), inputs[first:first + active],
-                                bias, c[:active], sig, tanh, formats)
-                clipped[:active] += n
+                first, active = starts[t] - r0, counts_per_step[t]
+                c, y, y_operand, n = kernels.step(
+                    self.sums(wr, y_operand[:active]), inputs[first:first + active], bias,
+                    c[:active])
+                counts.append(n)
                 if proj is not None:   # narrowed by the shift computed once
-                    y = self.events.narrow(
-                        name, shift_round(self.matvec(proj, mo), shift_y, rounding),
-                        self.cfg.activation_bits, self.cfg.saturate)
-                else:
-                    y = mo
-                out[r0 + first:r0 + first + active] = y
-        # the steps' events, counted once per utterance
-        self.cell_events(name, hidden, clipped.tolist(), lengths, STEP_EVENTS)
+                    y, y_operand, n = kernels.project(self.sums(proj, y_operand))
+                    projected.append(n)
+                ys.append(y)
+        # Every step's rows in time-packed order, as the outputs and counts were appended:
+        # the steps' events are counted once per utterance.
+        per_row = torch.zeros(rows, len(STEP_EVENTS), dtype=torch.int64)
+        if counts:
+            per_row.index_add_(0, utterance, torch.cat(counts))
+        if proj is not None:
+            self.projection_events(name, proj.name, utterance, projected, lengths, out_dim)
+        self.cell_events(name, hidden, per_row.tolist(), lengths, STEP_EVENTS)
+        out = torch.cat(ys) if ys else torch.zeros(0, out_dim, dtype=torch.int64)
         return [out[rows_k] for rows_k in packed], fy
+
+    def projection_events(self, name: str, proj: str, utterance: torch.Tensor,
+                          counts: list[torch.Tensor], steps: list[int], width: int) -> None:
+        """Report the projection's events per utterance: its sums that left the accumulator
+        (under ``proj``) and the outputs the narrowing clipped (under ``name``), from each
+        step's counts ``(rows, 2)`` in time-packed order, and the ``width`` values of each of
+        utterance ``k``'s ``steps[k]`` steps."""
+        clip = "saturation" if self.cfg.saturate else "wrap"
+        per_row = torch.zeros(len(steps), 2, dtype=torch.int64)
+        if counts:
+            per_row.index_add_(0, utterance, torch.cat(counts))
+        for k, ((n_acc, n_clip), n) in enumerate(zip(per_row.tolist(), steps)):
+            events = self.utterance_events(k)
+            events.add(proj, "accumulator_overflow", n_acc)
+            events.add(name, clip, n_clip)
+            events.add(name, "values", n * width)
+
+    def sums(self, mat: IntMatrix, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`products` of codes ``x`` held in float64 (``(rows, cols)``, as the LSTM
+        step returns them), left in float64 where they are exact (int64 beyond)."""
+        if self.product_bound(mat) >= EXACT_LIMIT:   # beyond float64's exact integers
+            return x.to(torch.int64) @ mat.weights.t()   # int64 (slow, rare)
+        w = mat.matmul_operand()
+        if w.layout != torch.sparse_csr:
+            return x @ w.t()
+        if x.shape[0] == 1:
+            return torch.mv(w, x[0])[None]   # twice the speed of a one-column product
+        return (w @ x.t()).t().contiguous()   # the sparse product comes out (out, rows)
 
     def cell_events(self, name: str, hidden: int, clipped: list[list[int]], steps: list[int],
                     kinds: tuple[tuple[str, str], ...]) -> None:
@@ -317,12 +352,14 @@ class Datapath:
                 self.utterance_events(k).add(mat.name, "accumulator_overflow", count)
         return wrapped
 
-    def step_function(self, formats: CellFormats):
-        """:func:`~hw.lstm_cell.lstm_step`, compiled for layers of at least
-        ``COMPILE_MIN_HIDDEN`` cells (where compiling pays off) that it computes exactly."""
-        if formats.hidden >= COMPILE_MIN_HIDDEN and formats.compilable:
-            return compiled_lstm_step()
-        return lstm_step
+    def layer_kernels(self, formats: CellFormats, projection: ProjectionFormat | None,
+                      mats: list[IntMatrix | None]) -> LayerKernels:
+        """The layer's step functions, compiled for layers of at least ``COMPILE_MIN_HIDDEN``
+        cells (where compiling pays off) whose products ``mats`` are exact in float64."""
+        exact = all(mat is None or self.product_bound(mat) < EXACT_LIMIT for mat in mats)
+        units = self.m.units
+        return LayerKernels(formats, projection, units["sigmoid"], units["tanh"],
+                            compiled=formats.hidden >= COMPILE_MIN_HIDDEN and exact)
 
     def cell_formats(self, hidden: int, fc: int, fm: int, frac: int | torch.Tensor,
                      shift_r: int | torch.Tensor = 0, shift_x: int | torch.Tensor = 0,

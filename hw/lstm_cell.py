@@ -3,25 +3,23 @@
 :func:`lstm_step` takes a step's recurrent and input products (exact integer sums) and the
 bias, and returns the new cell state, the cell output ``m`` and, per row, how many
 values each narrowing clipped; it has no Python branch on tensor values and reports no event
-itself, so that :func:`compiled_lstm_step` can hand the whole step to ``torch.compile`` (one
-fused loop instead of some thirty int64 passes over the gates). The arithmetic is
-:mod:`asr.compress.fixed_point`'s (``shift_round``, ``fit``), with the datapath's formats held in
-:class:`CellFormats`; the compiled step computes the same integers (tests hold it equal to the
-per-MAC reference).
-"""
+itself, so that :class:`LayerKernels` can hand the whole step to inductor (one fused loop
+instead of some thirty int64 passes over the gates), and likewise the projection's narrowing
+(:func:`project_step`). The arithmetic is :mod:`asr.compress.fixed_point`'s (``shift_round``,
+``fit``), with the datapath's formats held in :class:`CellFormats` and
+:class:`ProjectionFormat`; the compiled step computes the same integers (tests hold it equal
+to the per-MAC reference)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 
 from asr.compress.fixed_point import Rounding, fit, shift_round
-from hw.activation_unit import ActivationUnit
+from hw.activation_unit import MAX_TABULATED_BITS, ActivationUnit
 
 # What the columns of lstm_step's counts are: (event layer suffix, kind); "clip" is
 # "saturation" or "wrap" by the engine's overflow mode.
@@ -121,30 +119,156 @@ def cell_step(acc: torch.Tensor, frac: int | torch.Tensor, c: torch.Tensor,
     return c, m, torch.stack([n_gates, n_cacc, n_c, n_t, n_m], dim=-1)
 
 
-class CompiledStep:
-    """:func:`lstm_step` compiled by ``torch.compile`` (inductor, CPU: one C++ loop nest per
-    step; compiled on first use for each layer format and batch-size range, cached on disk
-    by torch). Where compiling fails (no C++ compiler), it warns once and steps eagerly: the
-    same integers."""
+@dataclass(frozen=True)
+class ProjectionFormat:
+    """A projection's ``width`` sums to the layer's output: wrapped into ``accumulator_bits``
+    (where ``wrap_sums``: a sum may leave it), shifted by ``shift`` with the rounding, then
+    fitted into ``bits`` (saturated or wrapped)."""
 
-    def __init__(self) -> None:
-        # dynamic=False: every int (widths, shifts) stays a constant of its graph; only the
-        # number of rows varies, marked per call
-        self.compiled: Callable | None = torch.compile(lstm_step, dynamic=False)
+    width: int
+    shift: int | torch.Tensor     # tensors (one per row) run eagerly only
+    bits: int
+    saturate: bool
+    rounding: Rounding
+    accumulator_bits: int
+    wrap_sums: bool
 
-    def __call__(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def compilable(self) -> bool:
+        return isinstance(self.shift, int) and abs(self.shift) < 31
+
+
+def layer_step(products: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor,
+               c: torch.Tensor, sigmoid: ActivationUnit, tanh: ActivationUnit, f: CellFormats
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`lstm_step` on the products as the sparse product returns them (float64
+    holding exact integers, or int64), returning also ``m`` in float64, the next product's
+    operand (exact: ``m`` is an ``activation_bits`` code): ``(c, m, m as float64, counts)``."""
+    c, m, counts = lstm_step(products.to(torch.int64), inputs, bias, c, sigmoid, tanh, f)
+    return c, m, m.to(torch.float64), counts
+
+
+def project_step(sums: torch.Tensor, p: ProjectionFormat
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A projection's exact sums ``(rows, width)`` (float64 or int64) to the layer's output:
+    the codes, the same in float64 (the recurrent product's operand), and per row the sums
+    that left the accumulator and the codes the fit clipped ``(rows, 2)``."""
+    q = sums.to(torch.int64)
+    n_acc = torch.zeros(q.shape[:-1], dtype=torch.int64)
+    if p.wrap_sums:
+        q, n_acc = _clip(q, p.accumulator_bits, saturate=False)
+    y, n_clip = _clip(shift_round(q, p.shift, p.rounding), p.bits, p.saturate)
+    return y, y.to(torch.float64), torch.stack([n_acc, n_clip], dim=-1)
+
+
+class LayerKernels:
+    """One LSTM layer's per-step functions, :func:`layer_step` and :func:`project_step` with
+    the layer's formats and activation tables bound: eager, or compiled by inductor (one C++
+    loop nest each, for any number of rows). Compiled as exported graphs (``torch.export``,
+    then ``torch._inductor.standalone_compile``, which reuses torch's on-disk cache): a call
+    runs the compiled code alone, without ``torch.compile``'s per-call guard checks (tens of
+    microseconds, as long as the step itself). Where compiling fails (no C++ compiler), it
+    warns and steps eagerly: the same integers."""
+
+    def __init__(self, f: CellFormats, p: ProjectionFormat | None, sigmoid: ActivationUnit,
+                 tanh: ActivationUnit, compiled: bool) -> None:
+        self.f, self.p, self.sigmoid, self.tanh = f, p, sigmoid, tanh
+        self.compiled: tuple[Callable, Callable | None] | None = None
+        # (the compiled look-ups index the tables unchecked: units of the codes' width)
+        if (compiled and f.compilable and (p is None or p.compilable)
+                and sigmoid.bits == tanh.bits == f.activation_bits <= MAX_TABULATED_BITS):
+            self.compiled = _compiled_kernels(f, p, sigmoid, tanh)
+            self.tables = (sigmoid.outputs(), tanh.outputs())
+
+    def step(self, products: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor,
+             c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`layer_step` with this layer's formats."""
         if self.compiled is not None:
-            for rows in args[:2] + args[3:4]:   # products, inputs, c
-                torch._dynamo.maybe_mark_dynamic(rows, 0)
             try:
-                return self.compiled(*args)
+                return self.compiled[0](products, inputs, bias, c, *self.tables)
             except Exception as err:   # the backend's failure, not the datapath's
-                log.warning("torch.compile failed (%s); LSTM steps run eagerly", err)
-                self.compiled = None
-        return lstm_step(*args)
+                self._eager(err)
+        return layer_step(products, inputs, bias, c, self.sigmoid, self.tanh, self.f)
+
+    def project(self, sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`project_step` with this layer's projection format."""
+        if self.p is None:
+            raise ValueError("this LSTM layer has no projection")
+        if self.compiled is not None and self.compiled[1] is not None:
+            try:
+                return self.compiled[1](sums)
+            except Exception as err:   # the backend's failure, not the datapath's
+                self._eager(err)
+        return project_step(sums, self.p)
+
+    def _eager(self, err: Exception) -> None:
+        log.warning("a compiled LSTM step failed (%s); this layer steps eagerly", err)
+        self.compiled = None
 
 
-@functools.cache
-def compiled_lstm_step() -> CompiledStep:
-    """The process's one :class:`CompiledStep`."""
-    return CompiledStep()
+# Compiled kernels by what their code depends on: the formats and the units' shapes (the
+# tables are inputs); None where compiling failed.
+COMPILED: dict[tuple, tuple[Callable, Callable | None] | None] = {}
+
+
+class _Step(torch.nn.Module):
+    """:func:`layer_step` as a module to export; the tables are inputs (the compiled graph
+    holds no tensor constants)."""
+
+    def __init__(self, f: CellFormats, sigmoid: ActivationUnit, tanh: ActivationUnit) -> None:
+        super().__init__()
+        self.f, self.sigmoid, self.tanh = f, sigmoid, tanh
+
+    def forward(self, products, inputs, bias, c, sig_table, tanh_table):
+        return layer_step(products, inputs, bias, c, replace(self.sigmoid, _outputs=sig_table),
+                          replace(self.tanh, _outputs=tanh_table), self.f)
+
+
+class _Project(torch.nn.Module):
+    """:func:`project_step` as a module to export."""
+
+    def __init__(self, p: ProjectionFormat) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, sums):
+        return project_step(sums, self.p)
+
+
+def _compiled_kernels(f: CellFormats, p: ProjectionFormat | None, sigmoid: ActivationUnit,
+                      tanh: ActivationUnit) -> tuple[Callable, Callable | None] | None:
+    units = tuple((u.kind, u.bits, u.in_frac, u.out_frac, u.rounding, u.outputs().numel())
+                  for u in (sigmoid, tanh))
+    key = (f, p, units)
+    if key in COMPILED:
+        return COMPILED[key]
+    h, rows = f.hidden, torch.export.Dim("rows")
+    # examples of two rows: export would specialize sizes 0 and 1
+    step_args = (torch.zeros(2, 4 * h, dtype=torch.float64),
+                 torch.zeros(2, 4 * h, dtype=torch.int64), torch.zeros(4 * h, dtype=torch.int64),
+                 torch.zeros(2, h, dtype=torch.int64), sigmoid.outputs(), tanh.outputs())
+    try:
+        run_step = _exported(_Step(f, sigmoid, tanh), step_args,
+                             ({0: rows}, {0: rows}, None, {0: rows}, None, None))
+        run_project = None if p is None else _exported(
+            _Project(p), (torch.zeros(2, p.width, dtype=torch.float64),), ({0: rows},))
+        COMPILED[key] = (run_step, run_project)
+    except Exception as err:   # the backend's failure, not the datapath's
+        log.warning("compiling the LSTM step failed (%s); its steps run eagerly", err)
+        COMPILED[key] = None
+    return COMPILED[key]
+
+
+def _exported(module: torch.nn.Module, args: tuple[torch.Tensor, ...], dynamic: tuple
+              ) -> Callable:
+    """``module`` compiled for tensors shaped as ``args`` (the ``dynamic`` dimensions any
+    size)."""
+    graph = torch.export.export(module, args, dynamic_shapes=dynamic).graph_module
+    examples = [node.meta["val"] for node in graph.graph.nodes if node.op == "placeholder"]
+    if len(examples) != len(args):   # a lifted constant would be a further input
+        raise RuntimeError(f"the exported step has {len(examples)} inputs, not {len(args)}")
+    # No bounds check per table look-up (a few percent of a batch's run): every index is a
+    # code fitted into the unit's width just before, so within its 2**bits entries.
+    with torch._inductor.config.patch(assert_indirect_indexing=False):
+        artifact = torch._inductor.standalone_compile(graph, examples)
+    return lambda *xs: tuple(artifact(*xs))

@@ -22,7 +22,7 @@ from asr.compress.artifact import (
     read_artifact,
 )
 from asr.compress.config import compress_preset, validate_against_model
-from asr.compress.fixed_point import narrow, shift_round
+from asr.compress.fixed_point import Rounding, narrow, shift_round
 from asr.compress.pruning import prune_model
 from asr.config_errors import ConfigError
 from asr.data.manifest import read_manifest
@@ -38,7 +38,7 @@ from hw.config import ActivationUnitConfig, load_engine
 from hw.engine import activity, engine_acoustic_model
 from hw.functional import Datapath, run_engine, run_engine_batch
 from hw.integer_model import compile_model
-from hw.lstm_cell import compiled_lstm_step
+from hw.lstm_cell import COMPILED, LayerKernels, ProjectionFormat
 from hw.reference import fit_int, run_reference, shift_round_int
 from hw.timing import column_broadcast_cycles, frame_timing
 from hw.validation import (
@@ -153,14 +153,13 @@ def test_compiled_lstm_steps_are_bit_exact_against_the_per_mac_reference(case, m
     # Large layers step through torch.compile; forced here on the small LSTM (compiling takes
     # tens of seconds with an empty cache).
     monkeypatch.setattr(functional, "COMPILE_MIN_HIDDEN", 0)
-    torch._dynamo.reset()   # no graphs of other cases (dynamo runs eagerly past its limit)
-    torch._dynamo.utils.counters.clear()
+    COMPILED.clear()
     em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
                        load_engine("ese", ["num_pes=4", *COMPILED_CASES[case]]))
     feats = [torch.randn(n, 16) * (3 if case == "nearest" else 12) for n in (7, 3, 11, 1)]
     batch = run_engine_batch(em, feats)
-    assert compiled_lstm_step().compiled is not None, "the step ran eagerly: compiling failed"
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
+    assert len(COMPILED) == 2, "one compile per layer format"
+    assert all(kernels is not None for kernels in COMPILED.values()), "compiling failed"
     for run, f in zip(batch, feats):
         logits, frac, events = run_reference(em, f)
         alone = run_engine(em, f)
@@ -170,6 +169,34 @@ def test_compiled_lstm_steps_are_bit_exact_against_the_per_mac_reference(case, m
     if case != "nearest":
         kinds = {k for run in batch for counts in run.events.values() for k in counts}
         assert kinds & {"saturation", "wrap", "accumulator_overflow"}
+
+
+def test_compiled_layer_kernels_equal_the_eager_ones_for_any_rows_and_every_clip():
+    # The kernels' own contract, on operands that overflow every narrowing: wrapped recurrent
+    # and gate sums, wrapped projection sums, wrapping fits; one compile for every row count.
+    em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
+                       load_engine("ese", ["num_pes=4", "saturate=false", "rounding=floor"]))
+    dp = Datapath(em)
+    f = dp.cell_formats(32, 13, 14, 20, shift_r=9, shift_x=-2, wrap_products=True,
+                        wrap_gates=True)
+    p = ProjectionFormat(16, 5, 16, False, Rounding.FLOOR, 32, True)
+    units = em.units["sigmoid"], em.units["tanh"]
+    compiled = LayerKernels(f, p, *units, compiled=True)
+    eager = LayerKernels(f, p, *units, compiled=False)
+    assert compiled.compiled is not None and eager.compiled is None
+    gen = torch.Generator().manual_seed(0)
+    for rows in (1, 2, 7):
+        products = torch.randint(-2 ** 40, 2 ** 40, (rows, 128), generator=gen).double()
+        inputs = torch.randint(-2 ** 31, 2 ** 31, (rows, 128), generator=gen)
+        bias = torch.randint(-2 ** 20, 2 ** 20, (128,), generator=gen)
+        c = torch.randint(-2 ** 15, 2 ** 15, (rows, 32), generator=gen)
+        sums = torch.randint(-2 ** 40, 2 ** 40, (rows, 16), generator=gen).double()
+        for got, want in ((compiled.step(products, inputs, bias, c),
+                           eager.step(products, inputs, bias, c)),
+                          (compiled.project(sums), eager.project(sums))):
+            assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+        counts = eager.step(products, inputs, bias, c)[3]   # both wraps before the cell
+        assert (counts[:, :2] > 0).all() and (eager.project(sums)[2] > 0).all()
 
 
 def test_steps_with_shifts_of_31_bits_or_more_are_not_compiled():
