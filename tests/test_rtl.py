@@ -47,7 +47,7 @@ ENGINES = {
                                "activation_unit.entries=128", "accumulator_bits=26",
                                "product_bits=24", "guard_bits=2"]), 12),
     "ese-floor-wrap": (("ese", "compress.prune.num_pes=4"),
-                       ("ese", ["num_pes=4", "macs_per_pe=2", "elementwise_lanes=8",
+                       ("ese", ["num_pes=4", "elementwise_lanes=8",
                                 "activation_queue_depth=1", "rounding=floor",
                                 "saturate=false", "activation_bits=10",
                                 "accumulator_bits=24", "product_bits=22"]), 12),
@@ -141,10 +141,14 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                                                                 "sparse_format=dense"])))
     with pytest.raises(ConfigError, match="hw.skip_zero_activations"):
         check_supported(compile_model(art, load_engine("eie_like", ["num_pes=4"])))
-    # the weight memories' registered read is one of the product's pipeline stages
-    with pytest.raises(ConfigError, match=r"hw.pipeline_depth: .*needs >= 2.*got 1"):
-        check_supported(compile_model(art, load_engine("ese", ["num_pes=4",
-                                                                "pipeline_depth=1"])))
+    # the weight memories' registered read, the multiply and the accumulator memory's
+    # read-modify-write are the product's pipeline stages; its registered read, one of the
+    # element-wise unit's; one write port per PE's accumulator memory
+    for over, match in (("pipeline_depth=2", r"hw.pipeline_depth: .*needs >= 3.*got 2"),
+                        ("elementwise_depth=0", r"hw.elementwise_depth: .*needs >= 1.*got 0"),
+                        ("macs_per_pe=2", r"hw.macs_per_pe: .*builds 1 on csc.*got 2")):
+        with pytest.raises(ConfigError, match=match):
+            check_supported(compile_model(art, load_engine("ese", ["num_pes=4", over])))
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
     with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
         generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)

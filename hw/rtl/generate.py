@@ -56,6 +56,7 @@ from hw.integer_model import EngineModel, IntMatrix, compile_model
 from hw.timing import placement
 
 RTL_FORMATS = ("csc", "csb")
+NSLOT = len(LSTMOp.GATE_MATRICES)   # accumulator memories per PE: a layer's gate matrices
 SHIFT_BITS = 8      # per-row shift ROM words (two's complement)
 CONST_BITS = 64     # aligned-bias ROM words
 
@@ -85,6 +86,7 @@ class MatrixPlan:
     load_cycles: int = 0
     wbase: int = 0        # first word of the matrix in each PE's weight memories
     pbase: int = 0        # first word of the matrix in each PE's pointer memory
+    slot: int = -1        # the accumulator memory of a gate matrix (-1: the register file)
 
 
 @dataclass
@@ -140,10 +142,19 @@ def check_supported(model: EngineModel) -> None:
     if cfg.skip_zero_activations:
         raise ConfigError("hw.skip_zero_activations: the RTL generator builds false (every "
                           "column is broadcast), got true")
-    if cfg.pipeline_depth < 2:
-        # the PE memories' registered read is one of the product's pipeline stages
-        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 2 (the weight "
-                          f"memory read and the multiply-accumulate), got {cfg.pipeline_depth}")
+    if cfg.pipeline_depth < 3:
+        # the PE memories' registered read, the multiply and the accumulator memory's
+        # read-modify-write are the product's pipeline stages
+        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 3 (the weight "
+                          f"memory read, the multiply, the accumulator read-modify-write), "
+                          f"got {cfg.pipeline_depth}")
+    if cfg.elementwise_depth < 1:
+        raise ConfigError(f"hw.elementwise_depth: the RTL generator needs >= 1 (the "
+                          f"accumulator memories' registered read), got "
+                          f"{cfg.elementwise_depth}")
+    if cfg.sparse_format == "csc" and cfg.macs_per_pe != 1:
+        raise ConfigError(f"hw.macs_per_pe: the RTL generator builds 1 on csc (a PE's "
+                          f"accumulator memory has one write port), got {cfg.macs_per_pe}")
     ops = model.graph.ops
     ok = (len(ops) >= 2 and all(type(op) is LSTMOp for op in ops[:-1])
           and isinstance(ops[-1], LinearOp))
@@ -352,6 +363,8 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
             w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
         out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
         layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell))
+        for slot, g in enumerate(gates):
+            mats[g].slot = slot
         src, fx = y, fy
     out = ops[-1]
     omat = model.matrices[out.name]
@@ -404,7 +417,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     bin_shift = unit.bin_shift
     csc = cfg.sparse_format == "csc"
     ebmax = max(m.entry_bits for m in mats)
-    nres = max(m.res_off + m.rows for m in mats)
+    npres = max(m.rows for m in mats if m.slot < 0)
     vocab = output["rows"]
     P, D = cfg.num_pes, cfg.activation_queue_depth
     L: list[str] = []
@@ -420,7 +433,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "AB": cfg.activation_bits, "A": cfg.accumulator_bits, "P": P, "MACS": cfg.macs_per_pe,
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes,
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
-        "NRES": nres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
+        "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
     }
     for k, v in consts.items():
@@ -511,14 +524,15 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         f'    $readmemh("const/{on}.ba.hex", oba);')
     add("  end\n")
     # -- signals --
-    add("  // signals: the frame's input, each layer's cell state, m and y, the accumulators")
+    add("  // signals: the frame's input, each layer's cell state, m and y, the projection's")
+    add("  // and output layer's accumulators (registers: read whole as their product ends)")
     add("  logic signed [AB-1:0] fin [0:IN-1];\n  logic signed [AB-1:0] feat [0:IN-1];")
     for ly in layers:
         add(f"  logic signed [AB-1:0] c_{ly.index} [0:{ly.hidden - 1}];")
         add(f"  logic signed [AB-1:0] m_{ly.index} [0:{ly.hidden - 1}];")
         if ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
-    add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] res [0:NRES-1];")
+    add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] pres [0:NPRES-1];")
     add("  integer fin_cnt, ocnt, ph, pc, drain;\n  logic fin_full, out_busy, run;")
     add("")
     # -- phase table and per-matrix constants --
@@ -536,7 +550,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         add(f"      {ly.index}: ew_len = {math.ceil(ly.hidden / cfg.elementwise_lanes)} + ED;")
     add("      default: ew_len = 1;\n    endcase\n  endfunction")
     add("  integer kind, cm, cur_rows, cur_cols, cur_roff, cur_load, cur_banks, cur_k, "
-        "cur_bs, cur_rounds, cur_rpe, cur_wb;")
+        "cur_bs, cur_rounds, cur_rpe, cur_wb, cur_slot;")
     add("  logic idle, ph_last, start;")
     add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
     add("    case (cm)")
@@ -545,12 +559,14 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         add(f"      {m.index}: begin cur_rows = {m.rows}; cur_cols = {m.cols}; "
             f"cur_roff = {m.res_off}; cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
             f"cur_k = {m.per_bank}; cur_bs = {m.bank_size}; cur_rounds = {rounds}; "
-            f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; end")
+            f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; cur_slot = {m.slot}; end")
     add("      default: begin cur_rows = 0; cur_cols = 0; cur_roff = 0; cur_load = 0; "
-        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; end")
+        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; "
+        "cur_slot = -1; end")
     add("    endcase\n  end\n")
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(mats, cfg, csc))
+    add(_acc_memories(layers, cfg, csc))
     add(_product_comb(csc, mats, cfg))
     add(_mac_stage(csc, mats, cfg.macs_per_pe))
     add("""
@@ -601,7 +617,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_product_state(csc))
     add(_res_block(csc, mats))
     for ly in layers:
-        add(_layer_block(ly, mats, phases, cfg.activation_unit.kind))
+        add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
+                         cfg.elementwise_lanes))
     add(_output_block(output, mats, phases))
     add("endmodule")
     return "\n".join(L) + "\n"
@@ -645,8 +662,17 @@ def _render_csc() -> str:
   integer s1_rot [0:P-1];
   integer s2_rot [0:P-1];
   logic mac_en [0:P*MACS-1];
-  integer mac_addr [0:P*MACS-1];
+  integer mac_row [0:P*MACS-1];
   logic signed [63:0] mac_prod [0:P*MACS-1];
+  // the read-modify-write stage (s3): the row's accumulator read on the last edge, or the
+  // sum written on it when the row is the same (forwarded), plus the product
+  logic a3_en [0:P-1];
+  logic a3_fwd [0:P-1];
+  logic a3_v [0:P-1];
+  integer a3_row [0:P-1];
+  logic signed [63:0] a3_prod [0:P-1];
+  logic signed [A-1:0] a3_fv [0:P-1];
+  logic signed [A-1:0] a3_sum [0:P-1];
 """
 
 
@@ -659,7 +685,7 @@ def _render_csb() -> str:
   integer row_addr [0:P-1];
   // issued to the multiply stage (s1: this cycle, s2: registered)
   logic s1_act, s2_act, s1_first, s2_first, s1_last, s2_last;
-  integer s1_rnd, s2_rnd;
+  integer s1_rnd, s2_rnd, s2_rl;
   logic s1_ok [0:P-1];
   logic s2_ok [0:P-1];
   integer s1_raddr [0:P-1];
@@ -734,6 +760,85 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
           "    pa_n = PAB'(pbase(cn) + bn);",
           "  end",
           "  always_ff @(posedge clk) begin", *reads, "  end"]
+    return "\n".join(L) + "\n"
+
+
+def acc_depth(layers: list[LayerPlan], num_pes: int) -> int:
+    """Words of each accumulator memory: a PE's rows of the widest layer's gate matrix (row
+    ``r`` lies in PE ``r mod num_pes``, word ``r div num_pes``)."""
+    return max(math.ceil(ly.hidden / num_pes) for ly in layers)
+
+
+def acc_copies(layers: list[LayerPlan], num_pes: int, lanes: int) -> int:
+    """Copies of each accumulator memory: the element-wise unit reads ``lanes`` consecutive
+    cells a cycle, and a PE serves one word of them per copy (the copies are written alike
+    and read at their own addresses)."""
+    return max(((b % num_pes) + min(lanes, ly.hidden - b) - 1) // num_pes + 1
+               for ly in layers for b in range(0, ly.hidden, lanes))
+
+
+def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
+    """The gate matrices' accumulators: per PE, one block RAM per gate matrix of a layer
+    (``NSLOT``, the element-wise unit reads the eight of a cell at once), ``RC`` copies when
+    it reads several cells of a PE a cycle; written at one address a cycle, read on the clock
+    edge. csc keeps a valid bit per accumulator (cleared as its product starts: a block RAM
+    cannot be cleared in a cycle); csb writes every row once, as its last bank is done."""
+    P = cfg.num_pes
+    dep = acc_depth(layers, P)
+    rc = acc_copies(layers, P, cfg.elementwise_lanes)
+    L = ["  // accumulator memories (gate matrices): written by the multiply-accumulate, read by",
+         "  // the element-wise unit one cycle before it uses them (its cycle pc reads group pc)",
+         f"  localparam integer NSLOT = {NSLOT}, DEP = {dep}, RC = {rc}, "
+         f"AAB = {max(1, (dep - 1).bit_length())};",
+         "  logic [NSLOT*P-1:0] awe;",
+         "  logic [P-1:0][AAB-1:0] awa;",
+         "  logic [P-1:0][A-1:0] awd;",
+         "  logic [P*RC-1:0][AAB-1:0] ara;",
+         "  logic [NSLOT*P*RC-1:0][A-1:0] aq;",
+         "  integer eb, ew_q;"]
+    for sl in range(NSLOT):
+        for p in range(P):
+            for c in range(rc):
+                name = f"acc_{p}_{sl}_{c}"
+                # no_rw_check: a read of the word being written (csc's back-to-back MACs into
+                # one row) is forwarded around the memory, so its collision value is unused
+                L.append(f'  (* ram_style = "block", no_rw_check *) '
+                         f'logic [A-1:0] {name} [0:DEP-1];')
+                L.append(f"  always_ff @(posedge clk) begin\n"
+                         f"    if (awe[{sl * P + p}]) {name}[awa[{p}]] <= awd[{p}];\n"
+                         f"    aq[{(sl * P + p) * rc + c}] <= {name}[ara[{p * rc + c}]];\n"
+                         f"  end")
+    mac_read = "      if (kind == KIND_PRODUCT) ara[p * RC] = AAB'(mac_row[p]);\n" if csc else ""
+    valid = "avq[(s * P + pp) * RC + c]" if csc else "1'b1"
+    L.append(f"""  // cell k = eb + lane lies in PE k mod P, word k div P: copy (k div P - eb div P)
+  always_comb ew_q = {_div("pc * LANES", P)};
+  always_comb begin : acc_raddr
+    for (integer p = 0; p < P; p++) begin
+      for (integer c = 0; c < RC; c++) ara[p * RC + c] = AAB'(ew_q + c);
+{mac_read}    end
+  end
+  always_ff @(posedge clk) eb <= pc * LANES;
+  logic signed [A-1:0] ev [0:NSLOT*LANES-1];
+  always_comb begin : ew_acc
+    integer k, pp, c;
+    k = 0; pp = 0; c = 0;
+    for (integer ln = 0; ln < LANES; ln++) begin
+      k = eb + ln;
+      pp = {_mod("k", P)};
+      c = {_div("k", P)} - {_div("eb", P)};
+      for (integer s = 0; s < NSLOT; s++)
+        ev[s * LANES + ln] = (c < RC && {valid}) ? aq[(s * P + pp) * RC + c] : '0;
+    end
+  end""")
+    if csc:
+        L.append("""  // valid bits: an accumulator not yet written in this product reads as zero
+  logic [NSLOT*P*DEP-1:0] av;
+  logic [NSLOT*P*RC-1:0] avq;
+  always_ff @(posedge clk)
+    for (integer s = 0; s < NSLOT; s++)
+      for (integer p = 0; p < P; p++)
+        for (integer c = 0; c < RC; c++)
+          avq[(s * P + p) * RC + c] <= ew_q + c < DEP && av[(s * P + p) * DEP + ew_q + c];""")
     return "\n".join(L) + "\n"
 
 
@@ -818,7 +923,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
     for (integer p = 0; p < P; p++) begin
       row = rl * P + p;
       s1_ok[p] = s1_act && row < cur_rows;
-      s1_raddr[p] = cur_roff + row;
+      s1_raddr[p] = row;
       // multiplier mm's memory holds banks mm, mm + MACS, ...: one word per row, round, entry
       for (integer mm = 0; mm < MACS; mm++) begin
         wa[p * MACS + mm] = WAB'(cur_wb + (rl * cur_rounds + rnd) * cur_k + kk);
@@ -849,7 +954,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
       xv = s2_x[p];
       for (integer k = 0; k < MACS; k++) begin
         mac_en[p * MACS + k] = 1'b0;
-        mac_addr[p * MACS + k] = 0;
+        mac_row[p * MACS + k] = 0;
         mac_prod[p * MACS + k] = 64'sd0;
         if (s2_en[p * MACS + k]) begin
           wd = wq[p * MACS + {_mod("s2_rot[p] + k", M)}];
@@ -860,7 +965,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
           rel = wd & ((1 << {mats[0].index_bits}) - 1);
           r = r + rel + 1;
           mac_en[p * MACS + k] = 1'b1;
-          mac_addr[p * MACS + k] = cur_roff + r * P + p;
+          mac_row[p * MACS + k] = r;
           mac_prod[p * MACS + k] = wv * xv;
         end
       end
@@ -871,6 +976,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
     return f"""  // multiply stage: each multiplier's word, its input at the bank position, row sums
   always_ff @(posedge clk) begin
     s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
+    s2_rl <= rl;
     for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
     for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
   end
@@ -899,6 +1005,9 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
       row_we[p] = s2_ok[p] && s2_last;
       row_addr[p] = s2_raddr[p];
       nacc[p] = A'((s2_first ? 64'sd0 : 64'(pacc[p])) + sum);
+      awa[p] = AAB'(s2_rl);
+      awd[p] = nacc[p];
+      for (integer s = 0; s < NSLOT; s++) awe[s * P + p] = row_we[p] && cur_slot == s;
     end
   end
 """
@@ -963,16 +1072,43 @@ def _product_state(csc: bool) -> str:
 
 def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
     if not csc:
-        return """  // the accumulators: a row's sum lands when its last entry is done
+        return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
+  // memory (above) or the register file
   always_ff @(posedge clk) begin
     for (integer p = 0; p < P; p++)
-      if (row_we[p]) res[row_addr[p]] <= nacc[p];
+      if (row_we[p] && cur_slot < 0) pres[row_addr[p]] <= nacc[p];
   end
 """
     clears = "\n".join(
-        f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) res[{m.res_off} + i] <= '0;"
+        f"          {m.index}: av[{m.slot}*P*DEP +: P*DEP] <= '0;" if m.slot >= 0 else
+        f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
         for m in mats)
-    return f"""  // the accumulators: cleared as their product starts, one MAC per stored entry
+    return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
+  // matrix's memory), one MAC per stored entry, read, added and written back in s3
+  always_comb begin : acc_rmw
+    logic signed [A-1:0] base;
+    base = '0;
+    for (integer p = 0; p < P; p++) begin
+      if (cur_slot < 0) base = pres[a3_row[p] * P + p];
+      else if (a3_fwd[p]) base = a3_fv[p];
+      else if (a3_v[p]) base = aq[(cur_slot * P + p) * RC];
+      else base = '0;
+      a3_sum[p] = A'(base + A'(a3_prod[p]));
+      awa[p] = AAB'(a3_row[p]);
+      awd[p] = a3_sum[p];
+      for (integer s = 0; s < NSLOT; s++) awe[s * P + p] = a3_en[p] && cur_slot == s;
+    end
+  end
+  always_ff @(posedge clk) begin
+    for (integer p = 0; p < P; p++) begin
+      a3_en[p] <= !rst && mac_en[p];
+      a3_row[p] <= mac_row[p];
+      a3_prod[p] <= mac_prod[p];
+      a3_fwd[p] <= a3_en[p] && a3_row[p] == mac_row[p];
+      a3_fv[p] <= a3_sum[p];
+      a3_v[p] <= cur_slot >= 0 && av[(cur_slot * P + p) * DEP + mac_row[p]];
+    end
+  end
   integer nxt;
   always_comb nxt = start ? 0 : ph + 1;
   always_ff @(posedge clk) begin
@@ -982,8 +1118,11 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
         default: ;
       endcase
     end
-    for (integer i = 0; i < P * MACS; i++)
-      if (mac_en[i]) res[mac_addr[i]] <= A'(res[mac_addr[i]] + A'(mac_prod[i]));
+    for (integer p = 0; p < P; p++)
+      if (a3_en[p]) begin
+        if (cur_slot >= 0) av[(cur_slot * P + p) * DEP + a3_row[p]] <= 1'b1;
+        else pres[a3_row[p] * P + p] <= a3_sum[p];
+      end
   end
 """
 
@@ -992,10 +1131,11 @@ def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
     return next(i for i, p in enumerate(phases) if p.kind == kind and p.target == target)
 
 
-def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str) -> str:
+def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str,
+                 lanes: int) -> str:
     i, H = ly.index, ly.hidden
     ew = _phase_of(phases, "elementwise", i)
-    offs = [mats[g].res_off for g in ly.gates]
+    groups = math.ceil(H / lanes)
     cell = ly.cell
 
     def act(fn: str, q: str) -> str:
@@ -1007,22 +1147,22 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     for g, name in enumerate("ifco"):
         row = f"{g * H} + k"
         gates.append(
-            f"          g{name} = narrow(wrap_acc(sr64(64'(res[{offs[g]} + k]), sx_{i}[{row}]) "
-            f"+ ba_{i}[{row}] + sr64(64'(res[{offs[4 + g]} + k]), sr_{i}[{row}])), "
-            f"sn_{i}[{row}]);")
+            f"          g{name} = narrow(wrap_acc(sr64(64'(ev[{g} * LANES + ln]), "
+            f"sx_{i}[{row}]) + ba_{i}[{row}] + sr64(64'(ev[{4 + g} * LANES + ln]), "
+            f"sr_{i}[{row}])), sn_{i}[{row}]);")
     gates_text = "\n".join(gates)
     proj = ""
     if ly.proj is not None:
-        pm = mats[ly.proj]
         pp = _phase_of(phases, "product", ly.proj)
         proj = f"""      // the projection narrows its accumulators as its product ends
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++)
-          y_{i}[k] <= narrow(64'(res[{pm.res_off} + k]), ysh_{i}[k]);
+          y_{i}[k] <= narrow(64'(pres[k]), ysh_{i}[k]);
 """
     reset_y = (f"\n        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
-    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle
+    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle: group pc - 1 in cycle pc,
+  // as its accumulators were read on the last edge
   always_ff @(posedge clk) begin : ew_{i}
     logic signed [AB-1:0] gi, gf, gc, go, si, sf, tg, so, cn, hh;
     logic signed [63:0] ta, tb, tc, td;
@@ -1030,9 +1170,9 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     if (rst) begin
       for (integer j = 0; j < {H}; j++) begin c_{i}[j] <= '0; m_{i}[j] <= '0; end{reset_y}
     end else begin
-      if (run && ph == {ew}) begin
+      if (run && ph == {ew} && pc >= 1 && pc <= {groups}) begin
         for (integer ln = 0; ln < LANES; ln++) begin
-          k = pc * LANES + ln;
+          k = eb + ln;
           if (k < {H}) begin
 {gates_text}
             si = {act("sigmoid", "gi")};
@@ -1056,7 +1196,6 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 
 
 def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> str:
-    m = mats[output["matrix"]]
     pp = _phase_of(phases, "product", output["matrix"])
     relu = "\n          if (t < 0) t = 64'sd0;" if output["relu"] else ""
     return f"""  // {output['name']}: bias and narrowing as the output product ends
@@ -1064,7 +1203,7 @@ def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> 
     logic signed [63:0] t;
     if (run && ph_last && ph == {pp})
       for (integer k = 0; k < V; k++) begin
-          t = wrap_acc(sr64(64'(res[{m.res_off} + k]), osm[k]) + oba[k]);{relu}
+          t = wrap_acc(sr64(64'(pres[k]), osm[k]) + oba[k]);{relu}
           logits[k] <= narrow(t, osn[k]);
       end
   end
