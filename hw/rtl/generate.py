@@ -15,16 +15,21 @@ The design is one sequential engine per sparse format, cycle for cycle what
   column pointers; a free PE pops the columns it has no entries in, up to and including the
   next one it has, and spends ``ceil(entries / macs_per_pe)`` cycles on that one, decoding
   the relative row indices; each stored entry is one multiply-accumulate into the row's
-  ``accumulator_bits`` register (wrap-around).
+  ``accumulator_bits`` accumulator (wrap-around), read, added and written back in the stage
+  after the multiply, the sum forwarded when the next entry hits the same row.
+- the gate matrices' accumulators are block RAMs, per PE one per gate matrix (copies where
+  the element-wise unit reads several of a PE's cells a cycle), with a valid bit per
+  accumulator on ``csc`` (cleared as the product starts); the projection's and output
+  layer's are registers.
 - ``csb`` (BBS): every PE takes one row at a time, ``macs_per_pe`` multipliers each on a
   bank, one stored entry per multiplier per cycle: ``ceil(banks / macs_per_pe) * per_bank``
   cycles a row.
 - after the last MAC of a product, ``pipeline_depth`` cycles (fill/drain); weights placed off
   chip hold the product for their DDR load time (ceil of the model's).
 - the element-wise stage: ``elementwise_lanes`` cells a cycle (gate alignment, rounding
-  shifter, saturation, the sigmoid/tanh ROMs, cell state, output), then
-  ``elementwise_depth`` cycles; the projection and output layer narrow their accumulators
-  as the product ends.
+  shifter, saturation, the sigmoid/tanh ROMs, cell state, output), each group's
+  accumulators read the cycle before, then ``elementwise_depth`` cycles; the projection
+  and output layer narrow their accumulators as the product ends.
 - a streaming top: features in (one code per beat, valid/ready, double-buffered), logits out
   (valid/ready, ``out_last`` on the last of a frame).
 
@@ -72,7 +77,6 @@ class MatrixPlan:
     rows: int
     cols: int
     src: str              # the SystemVerilog array the product reads
-    res_off: int          # first accumulator of the product's rows
     words: int            # words per PE memory (>= 1)
     entry_bits: int
     value_bits: int
@@ -220,15 +224,15 @@ def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
     return replace(mat, storage=storage, index_bits=storage.index_bits, _cache={})
 
 
-def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, res_off: int,
-                 on_chip: bool, w: _Writer, images: list) -> MatrixPlan:
+def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, on_chip: bool,
+                 w: _Writer, images: list) -> MatrixPlan:
     bytes_ = mat.bytes
     mat = _as_sparse(mat, cfg)
     rows, cols = mat.shape
     mems = pe_memories(mat, cfg)
     images.append(mems)
     words = max([1] + [len(v[0]) for v in mems.values()])
-    plan = MatrixPlan(i, mat.name, rows, cols, src, res_off, words, mat.entry_bits,
+    plan = MatrixPlan(i, mat.name, rows, cols, src, words, mat.entry_bits,
                       mat.value_bits, mat.index_bits, {})
     for pe, (entries, pointers) in mems.items():
         if entries:
@@ -315,15 +319,12 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     layers: list[LayerPlan] = []
     phases: list[Phase] = []
     mems: list[dict[int, tuple[list[int], list[int]]]] = []
-    res_off = 0
     unit_in, fg = model.unit_in_frac, model.gate_frac
     guard = cfg.guard_bits
 
     def add_matrix(name: str, src: str) -> int:
-        nonlocal res_off
         mat = model.matrices[name]
-        plan = _matrix_plan(len(mats), mat, cfg, src, res_off, onchip[name], w, mems)
-        res_off += mat.shape[0]
+        plan = _matrix_plan(len(mats), mat, cfg, src, onchip[name], w, mems)
         mats.append(plan)
         phases.append(Phase("product", name, plan.index))
         return plan.index
@@ -337,9 +338,8 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         fy = model.signal(name) if proj_mat is not None else fm
         fc = model.signal(f"{name}.c")
         y = f"y_{li}" if proj_mat is not None else f"m_{li}"
-        # accumulators are reused: a layer's gate products are consumed by its element-wise
-        # stage before the projection or the next layer's products start
-        res_off = 0
+        # accumulators are reused: a layer's gate products (one accumulator memory each) are
+        # consumed by its element-wise stage before the next layer's products start
         gates = [add_matrix(f"{name}.{g}", src if g.endswith("x") else y)
                  for g in LSTMOp.GATE_MATRICES]
         # the gate accumulator's per-row format, as hw.functional.Datapath.lstm
@@ -358,7 +358,6 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         phases.append(Phase("elementwise", f"{name}.elementwise", li))
         proj = None
         if proj_mat is not None:
-            res_off = 0
             proj = add_matrix(f"{name}.W_ym", f"m_{li}")
             w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
         out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
@@ -371,7 +370,6 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     ob, ofb = model.biases[f"{out.name}.bias"]
     out_frac = model.signal(out.name)
     ofr = torch.stack([omat.frac + fx, ofb]).amax(dim=0).clamp(max=out_frac + guard)
-    res_off = 0
     oi = add_matrix(out.name, src)
     w.hexfile(f"const/{out.name}.sm.hex", _ints(omat.frac + fx - ofr), SHIFT_BITS)
     w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), CONST_BITS)
@@ -549,7 +547,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     for ly in layers:
         add(f"      {ly.index}: ew_len = {math.ceil(ly.hidden / cfg.elementwise_lanes)} + ED;")
     add("      default: ew_len = 1;\n    endcase\n  endfunction")
-    add("  integer kind, cm, cur_rows, cur_cols, cur_roff, cur_load, cur_banks, cur_k, "
+    add("  integer kind, cm, cur_rows, cur_cols, cur_load, cur_banks, cur_k, "
         "cur_bs, cur_rounds, cur_rpe, cur_wb, cur_slot;")
     add("  logic idle, ph_last, start;")
     add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
@@ -557,10 +555,10 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     for m in mats:
         rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
         add(f"      {m.index}: begin cur_rows = {m.rows}; cur_cols = {m.cols}; "
-            f"cur_roff = {m.res_off}; cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
+            f"cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
             f"cur_k = {m.per_bank}; cur_bs = {m.bank_size}; cur_rounds = {rounds}; "
             f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; cur_slot = {m.slot}; end")
-    add("      default: begin cur_rows = 0; cur_cols = 0; cur_roff = 0; cur_load = 0; "
+    add("      default: begin cur_rows = 0; cur_cols = 0; cur_load = 0; "
         "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; "
         "cur_slot = -1; end")
     add("    endcase\n  end\n")
