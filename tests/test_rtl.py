@@ -145,7 +145,7 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
     # read-modify-write are the product's pipeline stages; its registered read, one of the
     # element-wise unit's; one write port per PE's accumulator memory
     for over, match in (("pipeline_depth=2", r"hw.pipeline_depth: .*needs >= 3.*got 2"),
-                        ("elementwise_depth=0", r"hw.elementwise_depth: .*needs >= 1.*got 0"),
+                        ("elementwise_depth=3", r"hw.elementwise_depth: .*needs >= 4.*got 3"),
                         ("macs_per_pe=2", r"hw.macs_per_pe: .*builds 1 on csc.*got 2")):
         with pytest.raises(ConfigError, match=match):
             check_supported(compile_model(art, load_engine("ese", ["num_pes=4", over])))

@@ -104,6 +104,7 @@ class LayerPlan:
     gates: list[int]      # matrix indices, GATE_MATRICES order
     proj: int | None
     cell: dict[str, int]  # the element-wise stage's shifts (scalars)
+    shifts: dict[str, int] = field(default_factory=dict)   # ranges of the per-row shift ROMs
 
 
 @dataclass
@@ -152,9 +153,11 @@ def check_supported(model: EngineModel) -> None:
         raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 3 (the weight "
                           f"memory read, the multiply, the accumulator read-modify-write), "
                           f"got {cfg.pipeline_depth}")
-    if cfg.elementwise_depth < 1:
-        raise ConfigError(f"hw.elementwise_depth: the RTL generator needs >= 1 (the "
-                          f"accumulator memories' registered read), got "
+    if cfg.elementwise_depth < 4:
+        # the last group's accumulators are read in the unit's last counted cycle; its four
+        # stages follow
+        raise ConfigError(f"hw.elementwise_depth: the RTL generator needs >= 4 (the "
+                          f"element-wise unit's four stages after the accumulator read), got "
                           f"{cfg.elementwise_depth}")
     if cfg.sparse_format == "csc" and cfg.macs_per_pe != 1:
         raise ConfigError(f"hw.macs_per_pe: the RTL generator builds 1 on csc (a PE's "
@@ -348,9 +351,12 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         fb = torch.cat([model.biases[f"{name}.b_{g}"][1] for g in "ifco"])
         fxr, frr = wx.frac + fx, wr.frac + fy
         frac = torch.stack([fxr, frr, fb]).amax(dim=0).clamp(max=unit_in + guard)
-        w.hexfile(f"const/{name}.sx.hex", _ints(fxr - frac), SHIFT_BITS)
-        w.hexfile(f"const/{name}.sr.hex", _ints(frr - frac), SHIFT_BITS)
-        w.hexfile(f"const/{name}.sn.hex", _ints(frac - unit_in), SHIFT_BITS)
+        sx, sr, sn = _ints(fxr - frac), _ints(frr - frac), _ints(frac - unit_in)
+        w.hexfile(f"const/{name}.sx.hex", sx, SHIFT_BITS)
+        w.hexfile(f"const/{name}.sr.hex", sr, SHIFT_BITS)
+        w.hexfile(f"const/{name}.sn.hex", sn, SHIFT_BITS)
+        shifts = {"align_right": max(sx + sr), "narrow_left": max(0, -min(sn)),
+                  "narrow_right": max(sn)}
         w.hexfile(f"const/{name}.ba.hex", _ints(_sr(b, fb - frac, rounding)), CONST_BITS)
         fcell = min(max(fg + fc, 2 * fg), fc + guard)
         cell = {"cs1": fg + fc - fcell, "cs2": 2 * fg - fcell, "cn": fcell - fc,
@@ -361,7 +367,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
             proj = add_matrix(f"{name}.W_ym", f"m_{li}")
             w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
         out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
-        layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell))
+        layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell, shifts))
         for slot, g in enumerate(gates):
             mats[g].slot = slot
         src, fx = y, fy
@@ -384,15 +390,49 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
 
 # -- SystemVerilog ---------------------------------------------------------------------------
 
-def _sv_rounding(mode: Rounding) -> str:
+def _sv_rounding(mode: Rounding, fn: str = "sr64", width: str = "64") -> str:
     return {
-        Rounding.NEAREST: "sr64 = (v + half) >>> s;",
-        Rounding.FLOOR: "sr64 = fl;",
-        Rounding.ZERO: "sr64 = (v < 0) ? -((-v) >>> s) : fl;",
+        Rounding.NEAREST: f"{fn} = (v + half) >>> s;",
+        Rounding.FLOOR: f"{fn} = fl;",
+        Rounding.ZERO: f"{fn} = (v < 0) ? -((-v) >>> s) : fl;",
         Rounding.NEAREST_EVEN: "rem = v - (fl <<< s);\n"
-                               "      sr64 = fl + (((rem > half) || (rem == half && fl[0])) ?"
-                               " 64'sd1 : 64'sd0);",
+                               f"      {fn} = fl + (((rem > half) || (rem == half && fl[0])) ?"
+                               f" {width}'(1) : {width}'(0));",
     }[mode]
+
+
+def _sr_function(fn: str, width: str, mode: Rounding) -> str:
+    """shift_round at ``width`` bits (a SystemVerilog constant expression)."""
+    return f"""  function automatic logic signed [{width}-1:0] {fn}(
+      input logic signed [{width}-1:0] v, input integer s);
+    logic signed [{width}-1:0] fl, rem, half;
+    begin
+      rem = '0;
+      fl = v >>> s;
+      half = (s > 0) ? ({width}'(1) <<< (s - 1)) : {width}'(0);
+      if (s <= 0) {fn} = v <<< (-s);
+      else begin
+        {_sv_rounding(mode, fn, width)}
+      end
+    end
+  endfunction
+"""
+
+
+def gate_widths(layers: list[LayerPlan], acc_bits: int) -> tuple[int, int]:
+    """The element-wise unit's gate arithmetic widths: (alignment, narrowing).
+
+    Alignment: the accumulator register keeps the low ``A`` bits of the aligned sum, and those
+    depend only on the low ``A`` bits of each term (a left shift) or fit in ``A`` bits (a
+    right shift, rounded within one more bit while it is at most ``A - 1``): ``A + 1``.
+    Narrowing: a left shift by up to ``L`` (the layers' largest) before saturation needs
+    ``A + L + 1``. Shifts outside those ranges keep 64 bits."""
+    right = max(ly.shifts["align_right"] for ly in layers)
+    align = acc_bits + 1 if right <= acc_bits - 1 else 64
+    left = max(ly.shifts["narrow_left"] for ly in layers)
+    nright = max(ly.shifts["narrow_right"] for ly in layers)
+    narrow = acc_bits + left + 1 if nright <= acc_bits - 1 and acc_bits + left + 1 <= 64 else 64
+    return align, narrow
 
 
 def _src_read(target: str, index: str, mats: list[MatrixPlan]) -> str:
@@ -433,6 +473,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
         "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
+        "GW1": gate_widths(layers, cfg.accumulator_bits)[0],
+        "GW2": gate_widths(layers, cfg.accumulator_bits)[1],
     }
     for k, v in consts.items():
         add(f"  localparam integer {k} = {v};")
@@ -471,6 +513,24 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 
   function automatic logic signed [AB-1:0] narrow(input logic signed [63:0] v, input integer s);
     narrow = fit(sr64(v, s));
+  endfunction
+
+  // the gates in GW1 bits (alignment) and GW2 bits (narrowing): see hw.rtl.generate.gate_widths
+{_sr_function("sr_al", "GW1", rounding_mode(cfg.rounding))}
+{_sr_function("sr_gn", "GW2", rounding_mode(cfg.rounding))}
+  function automatic logic signed [A-1:0] wrap_al(input logic signed [GW1-1:0] v);
+    wrap_al = v[A - 1:0];
+  endfunction
+
+  function automatic logic signed [AB-1:0] narrow_g(input logic signed [A-1:0] v,
+                                                    input integer s);
+    logic signed [GW2-1:0] t;
+    begin
+      t = sr_gn(GW2'(v), s);
+      if (SAT != 0 && t > GW2'(AMAXV)) narrow_g = AMAXV[AB-1:0];
+      else if (SAT != 0 && t < GW2'(AMINV)) narrow_g = AMINV[AB-1:0];
+      else narrow_g = t[AB-1:0];
+    end
   endfunction
 
   // the activation ROMs: entry of the input's bin; pwl interpolates to the next entry
@@ -1131,6 +1191,11 @@ def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
 
 def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str,
                  lanes: int) -> str:
+    """A layer's element-wise unit, four stages after the accumulators' read (its cycle ``pc``
+    reads group ``pc``): e1 aligns and narrows the gates, e2 looks up their activations, e3
+    updates the cell state and narrows it for tanh, e4 computes ``m``. Between the stages,
+    ``activation_bits`` registers; the last group's ``m`` lands in cycle ``groups + 3``, inside
+    the ``elementwise_depth`` wait (>= 4)."""
     i, H = ly.index, ly.hidden
     ew = _phase_of(phases, "elementwise", i)
     groups = math.ceil(H / lanes)
@@ -1142,13 +1207,17 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
         return f"act_y({q}, {rom}[act_k({q})], {nxt})"
 
     gates = []
-    for g, name in enumerate("ifco"):
+    for g in range(4):
         row = f"{g * H} + k"
         gates.append(
-            f"          g{name} = narrow(wrap_acc(sr64(64'(ev[{g} * LANES + ln]), "
-            f"sx_{i}[{row}]) + ba_{i}[{row}] + sr64(64'(ev[{4 + g} * LANES + ln]), "
-            f"sr_{i}[{row}])), sn_{i}[{row}]);")
+            f"            e1_g_{i}[{g} * LANES + ln] <= narrow_g(wrap_al(sr_al(GW1'(ev[{g} * "
+            f"LANES + ln]), sx_{i}[{row}]) + GW1'(ba_{i}[{row}]) + sr_al(GW1'(ev[{4 + g} * "
+            f"LANES + ln]), sr_{i}[{row}])), sn_{i}[{row}]);")
     gates_text = "\n".join(gates)
+    acts = "\n".join(
+        f"            e2_a_{i}[{g} * LANES + ln] <= "
+        f"{act('tanh' if g == 2 else 'sigmoid', f'e1_g_{i}[{g} * LANES + ln]')};"
+        for g in range(4))
     proj = ""
     if ly.proj is not None:
         pp = _phase_of(phases, "product", ly.proj)
@@ -1157,35 +1226,52 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
         for (integer k = 0; k < {ly.out_dim}; k++)
           y_{i}[k] <= narrow(64'(pres[k]), ysh_{i}[k]);
 """
-    reset_y = (f"\n        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
+    reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
-    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle: group pc - 1 in cycle pc,
-  // as its accumulators were read on the last edge
+    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle in four stages: group
+  // pc - 1 in e1 in cycle pc, as its accumulators were read on the last edge
+  logic signed [AB-1:0] e1_g_{i} [0:4*LANES-1];
+  logic signed [AB-1:0] e2_a_{i} [0:4*LANES-1];
+  logic signed [AB-1:0] e3_h_{i} [0:LANES-1];
+  logic signed [AB-1:0] e3_o_{i} [0:LANES-1];
+  logic e1_v_{i}, e2_v_{i}, e3_v_{i};
+  integer e1_b_{i}, e2_b_{i}, e3_b_{i};
   always_ff @(posedge clk) begin : ew_{i}
-    logic signed [AB-1:0] gi, gf, gc, go, si, sf, tg, so, cn, hh;
+    logic signed [AB-1:0] cn, hh;
     logic signed [63:0] ta, tb, tc, td;
     integer k;
+    e1_v_{i} <= !rst && run && ph == {ew} && pc >= 1 && pc <= {groups};
+    e2_v_{i} <= !rst && e1_v_{i};
+    e3_v_{i} <= !rst && e2_v_{i};
+    e1_b_{i} <= eb; e2_b_{i} <= e1_b_{i}; e3_b_{i} <= e2_b_{i};
+    for (integer ln = 0; ln < LANES; ln++) begin
+      k = eb + ln;
+      if (k < {H}) begin
+{gates_text}
+      end
+{acts}
+    end
     if (rst) begin
       for (integer j = 0; j < {H}; j++) begin c_{i}[j] <= '0; m_{i}[j] <= '0; end{reset_y}
     end else begin
-      if (run && ph == {ew} && pc >= 1 && pc <= {groups}) begin
-        for (integer ln = 0; ln < LANES; ln++) begin
-          k = eb + ln;
-          if (k < {H}) begin
-{gates_text}
-            si = {act("sigmoid", "gi")};
-            sf = {act("sigmoid", "gf")};
-            tg = {act("tanh", "gc")};
-            so = {act("sigmoid", "go")};
-            ta = sf; tb = c_{i}[k]; tc = si; td = tg;
-            cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
-                        {cell['cn']});
-            hh = narrow(64'(cn), {cell['ct']});
-            hh = {act("tanh", "hh")};
-            ta = so; tb = hh;
-            c_{i}[k] <= cn;
-            m_{i}[k] <= narrow(ta * tb, {cell['cm']});
-          end
+      for (integer ln = 0; ln < LANES; ln++) begin
+        k = e2_b_{i} + ln;
+        if (e2_v_{i} && k < {H}) begin
+          // e3: the cell state from the activations and the previous frame's c
+          ta = e2_a_{i}[LANES + ln]; tb = c_{i}[k];
+          tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
+          cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
+                      {cell['cn']});
+          c_{i}[k] <= cn;
+          e3_h_{i}[ln] <= narrow(64'(cn), {cell['ct']});
+          e3_o_{i}[ln] <= e2_a_{i}[3 * LANES + ln];
+        end
+        k = e3_b_{i} + ln;
+        if (e3_v_{i} && k < {H}) begin
+          // e4: m = o * tanh(c)
+          hh = {act("tanh", f"e3_h_{i}[ln]")};
+          ta = e3_o_{i}[ln]; tb = hh;
+          m_{i}[k] <= narrow(ta * tb, {cell['cm']});
         end
       end
 {proj}    end
