@@ -22,7 +22,16 @@ from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl import verilator
 from hw.rtl.cosim import build, cosimulate, default_cache
-from hw.rtl.generate import RtlError, bank_words, check_supported, generate_rtl
+from hw.rtl.generate import (
+    LayerPlan,
+    RtlError,
+    acc_copies,
+    acc_depth,
+    bank_words,
+    check_supported,
+    gate_widths,
+    generate_rtl,
+)
 from hw.rtl.tools import ToolError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -153,6 +162,29 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
     with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
         generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)
     assert not any(tmp_path.iterdir())     # refused before any file is written
+
+
+def _layer(hidden: int, align_right: int = 3, narrow_left: int = 0,
+           narrow_right: int = 2) -> LayerPlan:
+    return LayerPlan(0, "l", hidden, hidden, "feat", "m_0", list(range(8)), None, {},
+                     {"align_right": align_right, "narrow_left": narrow_left,
+                      "narrow_right": narrow_right})
+
+
+def test_accumulator_memory_shape_and_gate_widths():
+    # cell k in PE k mod P, word k div P: the words one group of lanes needs from one PE
+    assert acc_depth([_layer(16), _layer(10)], 4) == 4
+    assert acc_copies([_layer(16)], 4, 4) == 1            # lanes = PEs: one word each
+    assert acc_copies([_layer(16)], 4, 8) == 2
+    assert acc_copies([_layer(16)], 4, 32) == 4           # the 16 cells of one group
+    assert acc_copies([_layer(10)], 4, 3) == 2            # cells 3-5: PE 3, then PEs 0-1
+    assert acc_copies([_layer(8)], 4, 2) == 1
+    # alignment in A + 1 bits while right shifts stay below A; narrowing adds the left shift
+    assert gate_widths([_layer(8)], 32) == (33, 33)
+    assert gate_widths([_layer(8, narrow_left=5), _layer(8, narrow_left=2)], 32) == (33, 38)
+    assert gate_widths([_layer(8, align_right=32)], 32) == (64, 33)
+    assert gate_widths([_layer(8, narrow_right=40)], 32) == (33, 64)
+    assert gate_widths([_layer(8, narrow_left=40)], 32) == (33, 64)
 
 
 def test_rtl_commands_name_bad_inputs(tmp_path, capsys, monkeypatch):
