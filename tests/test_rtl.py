@@ -179,12 +179,14 @@ def test_accumulator_memory_shape_and_gate_widths():
     assert acc_copies([_layer(16)], 4, 32) == 4           # the 16 cells of one group
     assert acc_copies([_layer(10)], 4, 3) == 2            # cells 3-5: PE 3, then PEs 0-1
     assert acc_copies([_layer(8)], 4, 2) == 1
-    # alignment in A + 1 bits while right shifts stay below A; narrowing adds the left shift
-    assert gate_widths([_layer(8)], 32) == (33, 33)
-    assert gate_widths([_layer(8, narrow_left=5), _layer(8, narrow_left=2)], 32) == (33, 38)
-    assert gate_widths([_layer(8, align_right=32)], 32) == (64, 33)
-    assert gate_widths([_layer(8, narrow_right=40)], 32) == (33, 64)
-    assert gate_widths([_layer(8, narrow_left=40)], 32) == (33, 64)
+    # alignment in A + 1 bits while right shifts stay below A; narrowing adds the largest
+    # left shift (of the gates', projections' and output layer's)
+    assert gate_widths([_layer(8).shifts], 32) == (33, 33)
+    two = [_layer(8, narrow_left=5).shifts, _layer(8, narrow_left=2).shifts]
+    assert gate_widths(two, 32) == (33, 38)
+    assert gate_widths([_layer(8, align_right=32).shifts], 32) == (64, 33)
+    assert gate_widths([_layer(8, narrow_right=40).shifts], 32) == (33, 64)
+    assert gate_widths([_layer(8, narrow_left=40).shifts], 32) == (33, 64)
 
 
 def test_rtl_commands_name_bad_inputs(tmp_path, capsys, monkeypatch):

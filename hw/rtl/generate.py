@@ -63,7 +63,6 @@ from hw.timing import placement
 RTL_FORMATS = ("csc", "csb")
 NSLOT = len(LSTMOp.GATE_MATRICES)   # accumulator memories per PE: a layer's gate matrices
 SHIFT_BITS = 8      # per-row shift ROM words (two's complement)
-CONST_BITS = 64     # aligned-bias ROM words
 
 
 class RtlError(ValueError):
@@ -324,6 +323,7 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     mems: list[dict[int, tuple[list[int], list[int]]]] = []
     unit_in, fg = model.unit_in_frac, model.gate_frac
     guard = cfg.guard_bits
+    acc_bits = cfg.accumulator_bits
 
     def add_matrix(name: str, src: str) -> int:
         mat = model.matrices[name]
@@ -357,7 +357,8 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         w.hexfile(f"const/{name}.sn.hex", sn, SHIFT_BITS)
         shifts = {"align_right": max(sx + sr), "narrow_left": max(0, -min(sn)),
                   "narrow_right": max(sn)}
-        w.hexfile(f"const/{name}.ba.hex", _ints(_sr(b, fb - frac, rounding)), CONST_BITS)
+        # the aligned biases' low accumulator_bits bits: all the wrapped sum depends on
+        w.hexfile(f"const/{name}.ba.hex", _ints(_sr(b, fb - frac, rounding)), acc_bits)
         fcell = min(max(fg + fc, 2 * fg), fc + guard)
         cell = {"cs1": fg + fc - fcell, "cs2": 2 * fg - fcell, "cn": fcell - fc,
                 "ct": fc - unit_in, "cm": 2 * fg - fm}
@@ -365,7 +366,10 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         proj = None
         if proj_mat is not None:
             proj = add_matrix(f"{name}.W_ym", f"m_{li}")
-            w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
+            ysh = _ints(proj_mat.frac + fm - fy)
+            w.hexfile(f"const/{name}.ysh.hex", ysh, SHIFT_BITS)
+            shifts["narrow_left"] = max(shifts["narrow_left"], -min(ysh))
+            shifts["narrow_right"] = max(shifts["narrow_right"], max(ysh))
         out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
         layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell, shifts))
         for slot, g in enumerate(gates):
@@ -377,13 +381,16 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     out_frac = model.signal(out.name)
     ofr = torch.stack([omat.frac + fx, ofb]).amax(dim=0).clamp(max=out_frac + guard)
     oi = add_matrix(out.name, src)
-    w.hexfile(f"const/{out.name}.sm.hex", _ints(omat.frac + fx - ofr), SHIFT_BITS)
-    w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), CONST_BITS)
-    w.hexfile(f"const/{out.name}.sn.hex", _ints(ofr - out_frac), SHIFT_BITS)
+    osm, osn = _ints(omat.frac + fx - ofr), _ints(ofr - out_frac)
+    w.hexfile(f"const/{out.name}.sm.hex", osm, SHIFT_BITS)
+    w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), acc_bits)
+    w.hexfile(f"const/{out.name}.sn.hex", osn, SHIFT_BITS)
     for fn, unit in model.units.items():
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
     output = {"name": out.name, "matrix": oi, "rows": omat.shape[0], "relu":
-              out.activation == "relu"}
+              out.activation == "relu", "shifts": {"align_right": max(osm),
+                                                   "narrow_left": max(0, -min(osn)),
+                                                   "narrow_right": max(osn)}}
     write_pe_memories(mats, mems, cfg, w)
     return mats, layers, output, phases, w.files
 
@@ -419,18 +426,19 @@ def _sr_function(fn: str, width: str, mode: Rounding) -> str:
 """
 
 
-def gate_widths(layers: list[LayerPlan], acc_bits: int) -> tuple[int, int]:
-    """The element-wise unit's gate arithmetic widths: (alignment, narrowing).
+def gate_widths(ranges: list[dict[str, int]], acc_bits: int) -> tuple[int, int]:
+    """The widths of the arithmetic on accumulators, (alignment, narrowing), for the shift
+    ranges of the layers' gates and projections and of the output layer.
 
     Alignment: the accumulator register keeps the low ``A`` bits of the aligned sum, and those
     depend only on the low ``A`` bits of each term (a left shift) or fit in ``A`` bits (a
     right shift, rounded within one more bit while it is at most ``A - 1``): ``A + 1``.
     Narrowing: a left shift by up to ``L`` (the layers' largest) before saturation needs
     ``A + L + 1``. Shifts outside those ranges keep 64 bits."""
-    right = max(ly.shifts["align_right"] for ly in layers)
+    right = max(r["align_right"] for r in ranges)
     align = acc_bits + 1 if right <= acc_bits - 1 else 64
-    left = max(ly.shifts["narrow_left"] for ly in layers)
-    nright = max(ly.shifts["narrow_right"] for ly in layers)
+    left = max(r["narrow_left"] for r in ranges)
+    nright = max(r["narrow_right"] for r in ranges)
     narrow = acc_bits + left + 1 if nright <= acc_bits - 1 and acc_bits + left + 1 <= 64 else 64
     return align, narrow
 
@@ -457,6 +465,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     ebmax = max(m.entry_bits for m in mats)
     npres = max(m.rows for m in mats if m.slot < 0)
     vocab = output["rows"]
+    widths = gate_widths([ly.shifts for ly in layers] + [output["shifts"]], cfg.accumulator_bits)
     P, D = cfg.num_pes, cfg.activation_queue_depth
     L: list[str] = []
     add = L.append
@@ -473,8 +482,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
         "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
-        "GW1": gate_widths(layers, cfg.accumulator_bits)[0],
-        "GW2": gate_widths(layers, cfg.accumulator_bits)[1],
+        "GW1": widths[0], "GW2": widths[1],
     }
     for k, v in consts.items():
         add(f"  localparam integer {k} = {v};")
@@ -515,7 +523,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     narrow = fit(sr64(v, s));
   endfunction
 
-  // the gates in GW1 bits (alignment) and GW2 bits (narrowing): see hw.rtl.generate.gate_widths
+  // accumulators aligned in GW1 bits and narrowed in GW2 bits (hw.rtl.generate.gate_widths)
 {_sr_function("sr_al", "GW1", rounding_mode(cfg.rounding))}
 {_sr_function("sr_gn", "GW2", rounding_mode(cfg.rounding))}
   function automatic logic signed [A-1:0] wrap_al(input logic signed [GW1-1:0] v);
@@ -563,12 +571,12 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         n4 = 4 * ly.hidden
         for c in ("sx", "sr", "sn"):
             add(f"  logic signed [{SHIFT_BITS - 1}:0] {c}_{ly.index} [0:{n4 - 1}];")
-        add(f"  logic signed [{CONST_BITS - 1}:0] ba_{ly.index} [0:{n4 - 1}];")
+        add(f"  logic signed [A-1:0] ba_{ly.index} [0:{n4 - 1}];")
         if ly.proj is not None:
             add(f"  logic signed [{SHIFT_BITS - 1}:0] ysh_{ly.index} [0:{ly.out_dim - 1}];")
     add(f"  logic signed [{SHIFT_BITS - 1}:0] osm [0:V-1];\n"
         f"  logic signed [{SHIFT_BITS - 1}:0] osn [0:V-1];\n"
-        f"  logic signed [{CONST_BITS - 1}:0] oba [0:V-1];")
+        "  logic signed [A-1:0] oba [0:V-1];")
     add("  initial begin")
     add('    $readmemh("tables/sigmoid.hex", sig_rom);\n'
         '    $readmemh("tables/tanh.hex", tanh_rom);')
@@ -1224,7 +1232,7 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
         proj = f"""      // the projection narrows its accumulators as its product ends
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++)
-          y_{i}[k] <= narrow(64'(pres[k]), ysh_{i}[k]);
+          y_{i}[k] <= narrow_g(pres[k], ysh_{i}[k]);
 """
     reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
@@ -1281,14 +1289,14 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 
 def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> str:
     pp = _phase_of(phases, "product", output["matrix"])
-    relu = "\n          if (t < 0) t = 64'sd0;" if output["relu"] else ""
+    relu = "\n          if (t < 0) t = '0;" if output["relu"] else ""
     return f"""  // {output['name']}: bias and narrowing as the output product ends
   always_ff @(posedge clk) begin : out_layer
-    logic signed [63:0] t;
+    logic signed [A-1:0] t;
     if (run && ph_last && ph == {pp})
       for (integer k = 0; k < V; k++) begin
-          t = wrap_acc(sr64(64'(pres[k]), osm[k]) + oba[k]);{relu}
-          logits[k] <= narrow(t, osn[k]);
+          t = wrap_al(sr_al(GW1'(pres[k]), osm[k]) + GW1'(oba[k]));{relu}
+          logits[k] <= narrow_g(t, osn[k]);
       end
   end
 """
