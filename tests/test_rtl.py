@@ -22,7 +22,16 @@ from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl import tools
 from hw.rtl.cosim import build, cosimulate, default_cache
-from hw.rtl.generate import RtlError, bank_words, check_supported, generate_rtl
+from hw.rtl.generate import (
+    LayerPlan,
+    RtlError,
+    acc_copies,
+    acc_depth,
+    bank_words,
+    check_supported,
+    gate_widths,
+    generate_rtl,
+)
 from hw.rtl.tools import ToolError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -47,7 +56,7 @@ ENGINES = {
                                "activation_unit.entries=128", "accumulator_bits=26",
                                "product_bits=24", "guard_bits=2"]), 12),
     "ese-floor-wrap": (("ese", "compress.prune.num_pes=4"),
-                       ("ese", ["num_pes=4", "macs_per_pe=2", "elementwise_lanes=8",
+                       ("ese", ["num_pes=4", "elementwise_lanes=8",
                                 "activation_queue_depth=1", "rounding=floor",
                                 "saturate=false", "activation_bits=10",
                                 "accumulator_bits=24", "product_bits=22"]), 12),
@@ -141,14 +150,43 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                                                                 "sparse_format=dense"])))
     with pytest.raises(ConfigError, match="hw.skip_zero_activations"):
         check_supported(compile_model(art, load_engine("eie_like", ["num_pes=4"])))
-    # the weight memories' registered read is one of the product's pipeline stages
-    with pytest.raises(ConfigError, match=r"hw.pipeline_depth: .*needs >= 2.*got 1"):
-        check_supported(compile_model(art, load_engine("ese", ["num_pes=4",
-                                                                "pipeline_depth=1"])))
+    # the weight memories' registered read, the multiply and the accumulator memory's
+    # read-modify-write are the product's pipeline stages; its registered read, one of the
+    # element-wise unit's; one write port per PE's accumulator memory
+    for over, match in (("pipeline_depth=2", r"hw.pipeline_depth: .*needs >= 3.*got 2"),
+                        ("elementwise_depth=3", r"hw.elementwise_depth: .*needs >= 4.*got 3"),
+                        ("macs_per_pe=2", r"hw.macs_per_pe: .*builds 1 on csc.*got 2")):
+        with pytest.raises(ConfigError, match=match):
+            check_supported(compile_model(art, load_engine("ese", ["num_pes=4", over])))
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
     with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
         generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)
     assert not any(tmp_path.iterdir())     # refused before any file is written
+
+
+def _layer(hidden: int, align_right: int = 3, narrow_left: int = 0,
+           narrow_right: int = 2) -> LayerPlan:
+    return LayerPlan(0, "l", hidden, hidden, "feat", "m_0", list(range(8)), None, {},
+                     {"align_right": align_right, "narrow_left": narrow_left,
+                      "narrow_right": narrow_right})
+
+
+def test_accumulator_memory_shape_and_gate_widths():
+    # cell k in PE k mod P, word k div P: the words one group of lanes needs from one PE
+    assert acc_depth([_layer(16), _layer(10)], 4) == 4
+    assert acc_copies([_layer(16)], 4, 4) == 1            # lanes = PEs: one word each
+    assert acc_copies([_layer(16)], 4, 8) == 2
+    assert acc_copies([_layer(16)], 4, 32) == 4           # the 16 cells of one group
+    assert acc_copies([_layer(10)], 4, 3) == 2            # cells 3-5: PE 3, then PEs 0-1
+    assert acc_copies([_layer(8)], 4, 2) == 1
+    # alignment in A + 1 bits while right shifts stay below A; narrowing adds the largest
+    # left shift (of the gates', projections' and output layer's)
+    assert gate_widths([_layer(8).shifts], 32) == (33, 33)
+    two = [_layer(8, narrow_left=5).shifts, _layer(8, narrow_left=2).shifts]
+    assert gate_widths(two, 32) == (33, 38)
+    assert gate_widths([_layer(8, align_right=32).shifts], 32) == (64, 33)
+    assert gate_widths([_layer(8, narrow_right=40).shifts], 32) == (33, 64)
+    assert gate_widths([_layer(8, narrow_left=40).shifts], 32) == (33, 64)
 
 
 def test_rtl_commands_name_bad_inputs(tmp_path, capsys, monkeypatch):

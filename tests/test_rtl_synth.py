@@ -249,13 +249,14 @@ def _micro_engine(tmp_path: Path):
     return art, generate_design(compile_model(read_artifact(art), cfg), tmp_path / "rtl")
 
 
-def test_generated_engine_weight_memories_map_to_block_ram(tmp_path, monkeypatch, capsys):
-    """Each PE's weight memory and its two pointer memories are DP16KDs, not LUTs or FFs:
-    the generated memories are read on the clock edge (the first generator's, read without
-    a clock, became flip-flops and multiplexers and kept Yosys busy for over 40 minutes).
-    ``asr-hw synth MODEL`` and the report's synthesis then generate the same design (their
-    result comes from the cache), reading and compiling the model once for the RTL and the
-    frame timing."""
+def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsys):
+    """Each PE's weight memory, its two pointer memories and its eight gate accumulator
+    memories are DP16KDs, not LUTs or FFs: the generated memories are read on the clock edge
+    (the first generator's, read without a clock, became flip-flops and multiplexers and
+    kept Yosys busy for over 40 minutes; its accumulators, one flip-flop array, held 78% of
+    an ECP5-85k's flip-flops for the demo's LSTM). ``asr-hw synth MODEL`` and the report's
+    synthesis then generate the same design (their result comes from the cache), reading and
+    compiling the model once for the RTL and the frame timing."""
     import asr.compress.artifact
     import hw.integer_model
     from hw.cli import main as hw_main
@@ -270,9 +271,10 @@ def test_generated_engine_weight_memories_map_to_block_ram(tmp_path, monkeypatch
                    include_dir=design.include_dir, place_route=False,
                    cache_dir=cache, timeout=600)
     assert r.fits and r.used("dsp") >= 2 and r.used("ff") > 0
-    assert r.cells.get("DP16KD") == 2 * 3 == r.used("bram")
+    assert r.cells.get("DP16KD") == 2 * 3 + 2 * 8 == r.used("bram")
     log = (Path(r.log_dir) / "yosys.log").read_text()
-    for mem in ("wm_0_0", "wm_1_0", "pl_0", "ph_1"):
+    for mem in ("wm_0_0", "wm_1_0", "pl_0", "ph_1", "acc_0_0_0", "acc_1_7_0"):
+        assert f"asr_engine.{mem}" in log
         assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
     calls: list[str] = []
 
@@ -307,4 +309,4 @@ def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
                    include_dir=design.include_dir, target_mhz=50,
                    cache_dir=tmp_path / "cache", timeout=1800)
     assert not r.estimate and r.fits and 1 < r.fmax_mhz < 500
-    assert r.used("bram") == 6 and r.used("dsp") >= 2
+    assert r.used("bram") == 6 + 16 and r.used("dsp") >= 2

@@ -15,16 +15,21 @@ The design is one sequential engine per sparse format, cycle for cycle what
   column pointers; a free PE pops the columns it has no entries in, up to and including the
   next one it has, and spends ``ceil(entries / macs_per_pe)`` cycles on that one, decoding
   the relative row indices; each stored entry is one multiply-accumulate into the row's
-  ``accumulator_bits`` register (wrap-around).
+  ``accumulator_bits`` accumulator (wrap-around), read, added and written back in the stage
+  after the multiply, the sum forwarded when the next entry hits the same row.
+- the gate matrices' accumulators are block RAMs, per PE one per gate matrix (copies where
+  the element-wise unit reads several of a PE's cells a cycle), with a valid bit per
+  accumulator on ``csc`` (cleared as the product starts); the projection's and output
+  layer's are registers.
 - ``csb`` (BBS): every PE takes one row at a time, ``macs_per_pe`` multipliers each on a
   bank, one stored entry per multiplier per cycle: ``ceil(banks / macs_per_pe) * per_bank``
   cycles a row.
 - after the last MAC of a product, ``pipeline_depth`` cycles (fill/drain); weights placed off
   chip hold the product for their DDR load time (ceil of the model's).
 - the element-wise stage: ``elementwise_lanes`` cells a cycle (gate alignment, rounding
-  shifter, saturation, the sigmoid/tanh ROMs, cell state, output), then
-  ``elementwise_depth`` cycles; the projection and output layer narrow their accumulators
-  as the product ends.
+  shifter, saturation, the sigmoid/tanh ROMs, cell state, output), each group's
+  accumulators read the cycle before, then ``elementwise_depth`` cycles; the projection
+  and output layer narrow their accumulators as the product ends.
 - a streaming top: features in (one code per beat, valid/ready, double-buffered), logits out
   (valid/ready, ``out_last`` on the last of a frame).
 
@@ -56,8 +61,8 @@ from hw.integer_model import EngineModel, IntMatrix, compile_model
 from hw.timing import placement
 
 RTL_FORMATS = ("csc", "csb")
+NSLOT = len(LSTMOp.GATE_MATRICES)   # accumulator memories per PE: a layer's gate matrices
 SHIFT_BITS = 8      # per-row shift ROM words (two's complement)
-CONST_BITS = 64     # aligned-bias ROM words
 
 
 class RtlError(ValueError):
@@ -71,7 +76,6 @@ class MatrixPlan:
     rows: int
     cols: int
     src: str              # the SystemVerilog array the product reads
-    res_off: int          # first accumulator of the product's rows
     words: int            # words per PE memory (>= 1)
     entry_bits: int
     value_bits: int
@@ -85,6 +89,7 @@ class MatrixPlan:
     load_cycles: int = 0
     wbase: int = 0        # first word of the matrix in each PE's weight memories
     pbase: int = 0        # first word of the matrix in each PE's pointer memory
+    slot: int = -1        # the accumulator memory of a gate matrix (-1: the register file)
 
 
 @dataclass
@@ -98,6 +103,7 @@ class LayerPlan:
     gates: list[int]      # matrix indices, GATE_MATRICES order
     proj: int | None
     cell: dict[str, int]  # the element-wise stage's shifts (scalars)
+    shifts: dict[str, int] = field(default_factory=dict)   # ranges of the per-row shift ROMs
 
 
 @dataclass
@@ -140,10 +146,21 @@ def check_supported(model: EngineModel) -> None:
     if cfg.skip_zero_activations:
         raise ConfigError("hw.skip_zero_activations: the RTL generator builds false (every "
                           "column is broadcast), got true")
-    if cfg.pipeline_depth < 2:
-        # the PE memories' registered read is one of the product's pipeline stages
-        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 2 (the weight "
-                          f"memory read and the multiply-accumulate), got {cfg.pipeline_depth}")
+    if cfg.pipeline_depth < 3:
+        # the PE memories' registered read, the multiply and the accumulator memory's
+        # read-modify-write are the product's pipeline stages
+        raise ConfigError(f"hw.pipeline_depth: the RTL generator needs >= 3 (the weight "
+                          f"memory read, the multiply, the accumulator read-modify-write), "
+                          f"got {cfg.pipeline_depth}")
+    if cfg.elementwise_depth < 4:
+        # the last group's accumulators are read in the unit's last counted cycle; its four
+        # stages follow
+        raise ConfigError(f"hw.elementwise_depth: the RTL generator needs >= 4 (the "
+                          f"element-wise unit's four stages after the accumulator read), got "
+                          f"{cfg.elementwise_depth}")
+    if cfg.sparse_format == "csc" and cfg.macs_per_pe != 1:
+        raise ConfigError(f"hw.macs_per_pe: the RTL generator builds 1 on csc (a PE's "
+                          f"accumulator memory has one write port), got {cfg.macs_per_pe}")
     ops = model.graph.ops
     ok = (len(ops) >= 2 and all(type(op) is LSTMOp for op in ops[:-1])
           and isinstance(ops[-1], LinearOp))
@@ -207,15 +224,15 @@ def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
     return replace(mat, storage=storage, index_bits=storage.index_bits, _cache={})
 
 
-def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, res_off: int,
-                 on_chip: bool, w: _Writer, images: list) -> MatrixPlan:
+def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, on_chip: bool,
+                 w: _Writer, images: list) -> MatrixPlan:
     bytes_ = mat.bytes
     mat = _as_sparse(mat, cfg)
     rows, cols = mat.shape
     mems = pe_memories(mat, cfg)
     images.append(mems)
     words = max([1] + [len(v[0]) for v in mems.values()])
-    plan = MatrixPlan(i, mat.name, rows, cols, src, res_off, words, mat.entry_bits,
+    plan = MatrixPlan(i, mat.name, rows, cols, src, words, mat.entry_bits,
                       mat.value_bits, mat.index_bits, {})
     for pe, (entries, pointers) in mems.items():
         if entries:
@@ -303,15 +320,13 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
     layers: list[LayerPlan] = []
     phases: list[Phase] = []
     mems: list[dict[int, tuple[list[int], list[int]]]] = []
-    res_off = 0
     unit_in, fg = model.unit_in_frac, model.gate_frac
     guard = cfg.guard_bits
+    acc_bits = cfg.accumulator_bits
 
     def add_matrix(name: str, src: str) -> int:
-        nonlocal res_off
         mat = model.matrices[name]
-        plan = _matrix_plan(len(mats), mat, cfg, src, res_off, onchip[name], w, mems)
-        res_off += mat.shape[0]
+        plan = _matrix_plan(len(mats), mat, cfg, src, onchip[name], w, mems)
         mats.append(plan)
         phases.append(Phase("product", name, plan.index))
         return plan.index
@@ -325,57 +340,101 @@ def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], li
         fy = model.signal(name) if proj_mat is not None else fm
         fc = model.signal(f"{name}.c")
         y = f"y_{li}" if proj_mat is not None else f"m_{li}"
-        # accumulators are reused: a layer's gate products are consumed by its element-wise
-        # stage before the projection or the next layer's products start
-        res_off = 0
+        # accumulators are reused: a layer's gate products (one accumulator memory each) are
+        # consumed by its element-wise stage before the next layer's products start
         gates = [add_matrix(f"{name}.{g}", src if g.endswith("x") else y)
                  for g in LSTMOp.GATE_MATRICES]
         # the gate accumulator's per-row format, as hw.functional.Datapath.lstm
         gs = gate_setup(model, name, fx)
-        w.hexfile(f"const/{name}.sx.hex", _ints(gs.shift_x), SHIFT_BITS)
-        w.hexfile(f"const/{name}.sr.hex", _ints(gs.shift_r), SHIFT_BITS)
-        w.hexfile(f"const/{name}.sn.hex", _ints(gs.frac - unit_in), SHIFT_BITS)
-        w.hexfile(f"const/{name}.ba.hex", _ints(gs.bias), CONST_BITS)
+        sx, sr, sn = _ints(gs.shift_x), _ints(gs.shift_r), _ints(gs.frac - unit_in)
+        w.hexfile(f"const/{name}.sx.hex", sx, SHIFT_BITS)
+        w.hexfile(f"const/{name}.sr.hex", sr, SHIFT_BITS)
+        w.hexfile(f"const/{name}.sn.hex", sn, SHIFT_BITS)
+        shifts = {"align_right": max(sx + sr), "narrow_left": max(0, -min(sn)),
+                  "narrow_right": max(sn)}
+        # the aligned biases' low accumulator_bits bits: all the wrapped sum depends on
+        w.hexfile(f"const/{name}.ba.hex", _ints(gs.bias), acc_bits)
         fcell = min(max(fg + fc, 2 * fg), fc + guard)
         cell = {"cs1": fg + fc - fcell, "cs2": 2 * fg - fcell, "cn": fcell - fc,
                 "ct": fc - unit_in, "cm": 2 * fg - fm}
         phases.append(Phase("elementwise", f"{name}.elementwise", li))
         proj = None
         if proj_mat is not None:
-            res_off = 0
             proj = add_matrix(f"{name}.W_ym", f"m_{li}")
-            w.hexfile(f"const/{name}.ysh.hex", _ints(proj_mat.frac + fm - fy), SHIFT_BITS)
+            ysh = _ints(proj_mat.frac + fm - fy)
+            w.hexfile(f"const/{name}.ysh.hex", ysh, SHIFT_BITS)
+            shifts["narrow_left"] = max(shifts["narrow_left"], -min(ysh))
+            shifts["narrow_right"] = max(shifts["narrow_right"], max(ysh))
         out_dim = proj_mat.shape[0] if proj_mat is not None else hidden
-        layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell))
+        layers.append(LayerPlan(li, name, hidden, out_dim, src, y, gates, proj, cell, shifts))
+        for slot, g in enumerate(gates):
+            mats[g].slot = slot
         src, fx = y, fy
     out = ops[-1]
     omat = model.matrices[out.name]
     ob, ofb = model.biases[f"{out.name}.bias"]
     out_frac = model.signal(out.name)
     ofr = torch.stack([omat.frac + fx, ofb]).amax(dim=0).clamp(max=out_frac + guard)
-    res_off = 0
     oi = add_matrix(out.name, src)
-    w.hexfile(f"const/{out.name}.sm.hex", _ints(omat.frac + fx - ofr), SHIFT_BITS)
-    w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), CONST_BITS)
-    w.hexfile(f"const/{out.name}.sn.hex", _ints(ofr - out_frac), SHIFT_BITS)
+    osm, osn = _ints(omat.frac + fx - ofr), _ints(ofr - out_frac)
+    w.hexfile(f"const/{out.name}.sm.hex", osm, SHIFT_BITS)
+    w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), acc_bits)
+    w.hexfile(f"const/{out.name}.sn.hex", osn, SHIFT_BITS)
     for fn, unit in model.units.items():
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
     output = {"name": out.name, "matrix": oi, "rows": omat.shape[0], "relu":
-              out.activation == "relu"}
+              out.activation == "relu", "shifts": {"align_right": max(osm),
+                                                   "narrow_left": max(0, -min(osn)),
+                                                   "narrow_right": max(osn)}}
     return mats, layers, output, phases, write_pe_memories(mats, mems, cfg, w)
 
 
 # -- SystemVerilog ---------------------------------------------------------------------------
 
-def _sv_rounding(mode: Rounding) -> str:
+def _sv_rounding(mode: Rounding, fn: str = "sr64", width: str = "64") -> str:
     return {
-        Rounding.NEAREST: "sr64 = (v + half) >>> s;",
-        Rounding.FLOOR: "sr64 = fl;",
-        Rounding.ZERO: "sr64 = (v < 0) ? -((-v) >>> s) : fl;",
+        Rounding.NEAREST: f"{fn} = (v + half) >>> s;",
+        Rounding.FLOOR: f"{fn} = fl;",
+        Rounding.ZERO: f"{fn} = (v < 0) ? -((-v) >>> s) : fl;",
         Rounding.NEAREST_EVEN: "rem = v - (fl <<< s);\n"
-                               "      sr64 = fl + (((rem > half) || (rem == half && fl[0])) ?"
-                               " 64'sd1 : 64'sd0);",
+                               f"      {fn} = fl + (((rem > half) || (rem == half && fl[0])) ?"
+                               f" {width}'(1) : {width}'(0));",
     }[mode]
+
+
+def _sr_function(fn: str, width: str, mode: Rounding) -> str:
+    """shift_round at ``width`` bits (a SystemVerilog constant expression)."""
+    return f"""  function automatic logic signed [{width}-1:0] {fn}(
+      input logic signed [{width}-1:0] v, input integer s);
+    logic signed [{width}-1:0] fl, rem, half;
+    begin
+      rem = '0;
+      fl = v >>> s;
+      half = (s > 0) ? ({width}'(1) <<< (s - 1)) : {width}'(0);
+      if (s <= 0) {fn} = v <<< (-s);
+      else begin
+        {_sv_rounding(mode, fn, width)}
+      end
+    end
+  endfunction
+"""
+
+
+def gate_widths(ranges: list[dict[str, int]], acc_bits: int) -> tuple[int, int]:
+    """The widths of the arithmetic on accumulators, (alignment, narrowing), for the shift
+    ranges of the layers' gates and projections and of the output layer.
+
+    Alignment: the accumulator register keeps the low ``A`` bits of the aligned sum, and those
+    depend only on the low ``A`` bits of each term (a left shift) or fit in ``A`` bits (a
+    right shift, rounded within one more bit while it is at most ``A - 1``): ``A + 1``.
+    Narrowing: a left shift by up to ``L`` (the layers' largest) before saturation needs
+    ``A + L + 1``. Shifts outside those ranges keep 64 bits."""
+    right = max(r["align_right"] for r in ranges)
+    align = acc_bits + 1 if right <= acc_bits - 1 else 64
+    left = max(r["narrow_left"] for r in ranges)
+    nright = max(r["narrow_right"] for r in ranges)
+    narrow = acc_bits + left + 1 if nright <= acc_bits - 1 and acc_bits + left + 1 <= 64 else 64
+    return align, narrow
 
 
 def _src_read(target: str, index: str, mats: list[MatrixPlan]) -> str:
@@ -398,8 +457,9 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     bin_shift = unit.bin_shift
     csc = cfg.sparse_format == "csc"
     ebmax = max(m.entry_bits for m in mats)
-    nres = max(m.res_off + m.rows for m in mats)
+    npres = max(m.rows for m in mats if m.slot < 0)
     vocab = output["rows"]
+    widths = gate_widths([ly.shifts for ly in layers] + [output["shifts"]], cfg.accumulator_bits)
     P, D = cfg.num_pes, cfg.activation_queue_depth
     L: list[str] = []
     add = L.append
@@ -414,8 +474,9 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "AB": cfg.activation_bits, "A": cfg.accumulator_bits, "P": P, "MACS": cfg.macs_per_pe,
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes,
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
-        "NRES": nres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
+        "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
+        "GW1": widths[0], "GW2": widths[1],
     }
     for k, v in consts.items():
         add(f"  localparam integer {k} = {v};")
@@ -456,6 +517,24 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     narrow = fit(sr64(v, s));
   endfunction
 
+  // accumulators aligned in GW1 bits and narrowed in GW2 bits (hw.rtl.generate.gate_widths)
+{_sr_function("sr_al", "GW1", rounding_mode(cfg.rounding))}
+{_sr_function("sr_gn", "GW2", rounding_mode(cfg.rounding))}
+  function automatic logic signed [A-1:0] wrap_al(input logic signed [GW1-1:0] v);
+    wrap_al = v[A - 1:0];
+  endfunction
+
+  function automatic logic signed [AB-1:0] narrow_g(input logic signed [A-1:0] v,
+                                                    input integer s);
+    logic signed [GW2-1:0] t;
+    begin
+      t = sr_gn(GW2'(v), s);
+      if (SAT != 0 && t > GW2'(AMAXV)) narrow_g = AMAXV[AB-1:0];
+      else if (SAT != 0 && t < GW2'(AMINV)) narrow_g = AMINV[AB-1:0];
+      else narrow_g = t[AB-1:0];
+    end
+  endfunction
+
   // the activation ROMs: entry of the input's bin; pwl interpolates to the next entry
   function automatic integer act_k(input logic signed [AB-1:0] q);
     logic [AB-1:0] off;
@@ -486,12 +565,12 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         n4 = 4 * ly.hidden
         for c in ("sx", "sr", "sn"):
             add(f"  logic signed [{SHIFT_BITS - 1}:0] {c}_{ly.index} [0:{n4 - 1}];")
-        add(f"  logic signed [{CONST_BITS - 1}:0] ba_{ly.index} [0:{n4 - 1}];")
+        add(f"  logic signed [A-1:0] ba_{ly.index} [0:{n4 - 1}];")
         if ly.proj is not None:
             add(f"  logic signed [{SHIFT_BITS - 1}:0] ysh_{ly.index} [0:{ly.out_dim - 1}];")
     add(f"  logic signed [{SHIFT_BITS - 1}:0] osm [0:V-1];\n"
         f"  logic signed [{SHIFT_BITS - 1}:0] osn [0:V-1];\n"
-        f"  logic signed [{CONST_BITS - 1}:0] oba [0:V-1];")
+        "  logic signed [A-1:0] oba [0:V-1];")
     add("  initial begin")
     add('    $readmemh("tables/sigmoid.hex", sig_rom);\n'
         '    $readmemh("tables/tanh.hex", tanh_rom);')
@@ -505,14 +584,15 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         f'    $readmemh("const/{on}.ba.hex", oba);')
     add("  end\n")
     # -- signals --
-    add("  // signals: the frame's input, each layer's cell state, m and y, the accumulators")
+    add("  // signals: the frame's input, each layer's cell state, m and y, the projection's")
+    add("  // and output layer's accumulators (registers: read whole as their product ends)")
     add("  logic signed [AB-1:0] fin [0:IN-1];\n  logic signed [AB-1:0] feat [0:IN-1];")
     for ly in layers:
         add(f"  logic signed [AB-1:0] c_{ly.index} [0:{ly.hidden - 1}];")
         add(f"  logic signed [AB-1:0] m_{ly.index} [0:{ly.hidden - 1}];")
         if ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
-    add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] res [0:NRES-1];")
+    add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] pres [0:NPRES-1];")
     add("  integer fin_cnt, ocnt, ph, pc, drain;\n  logic fin_full, out_busy, run;")
     add("")
     # -- phase table and per-matrix constants --
@@ -529,22 +609,24 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     for ly in layers:
         add(f"      {ly.index}: ew_len = {math.ceil(ly.hidden / cfg.elementwise_lanes)} + ED;")
     add("      default: ew_len = 1;\n    endcase\n  endfunction")
-    add("  integer kind, cm, cur_rows, cur_cols, cur_roff, cur_load, cur_banks, cur_k, "
-        "cur_bs, cur_rounds, cur_rpe, cur_wb;")
+    add("  integer kind, cm, cur_rows, cur_cols, cur_load, cur_banks, cur_k, "
+        "cur_bs, cur_rounds, cur_rpe, cur_wb, cur_slot;")
     add("  logic idle, ph_last, start;")
     add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
     add("    case (cm)")
     for m in mats:
         rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
         add(f"      {m.index}: begin cur_rows = {m.rows}; cur_cols = {m.cols}; "
-            f"cur_roff = {m.res_off}; cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
+            f"cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
             f"cur_k = {m.per_bank}; cur_bs = {m.bank_size}; cur_rounds = {rounds}; "
-            f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; end")
-    add("      default: begin cur_rows = 0; cur_cols = 0; cur_roff = 0; cur_load = 0; "
-        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; end")
+            f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; cur_slot = {m.slot}; end")
+    add("      default: begin cur_rows = 0; cur_cols = 0; cur_load = 0; "
+        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; "
+        "cur_slot = -1; end")
     add("    endcase\n  end\n")
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(mats, cfg, csc))
+    add(_acc_memories(layers, cfg, csc))
     add(_product_comb(csc, mats, cfg))
     add(_mac_stage(csc, mats, cfg.macs_per_pe))
     add("""
@@ -595,7 +677,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_product_state(csc))
     add(_res_block(csc, mats))
     for ly in layers:
-        add(_layer_block(ly, mats, phases, cfg.activation_unit.kind))
+        add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
+                         cfg.elementwise_lanes))
     add(_output_block(output, mats, phases))
     add("endmodule")
     return "\n".join(L) + "\n"
@@ -639,8 +722,17 @@ def _render_csc() -> str:
   integer s1_rot [0:P-1];
   integer s2_rot [0:P-1];
   logic mac_en [0:P*MACS-1];
-  integer mac_addr [0:P*MACS-1];
+  integer mac_row [0:P*MACS-1];
   logic signed [63:0] mac_prod [0:P*MACS-1];
+  // the read-modify-write stage (s3): the row's accumulator read on the last edge, or the
+  // sum written on it when the row is the same (forwarded), plus the product
+  logic a3_en [0:P-1];
+  logic a3_fwd [0:P-1];
+  logic a3_v [0:P-1];
+  integer a3_row [0:P-1];
+  logic signed [63:0] a3_prod [0:P-1];
+  logic signed [A-1:0] a3_fv [0:P-1];
+  logic signed [A-1:0] a3_sum [0:P-1];
 """
 
 
@@ -653,7 +745,7 @@ def _render_csb() -> str:
   integer row_addr [0:P-1];
   // issued to the multiply stage (s1: this cycle, s2: registered)
   logic s1_act, s2_act, s1_first, s2_first, s1_last, s2_last;
-  integer s1_rnd, s2_rnd;
+  integer s1_rnd, s2_rnd, s2_rl;
   logic s1_ok [0:P-1];
   logic s2_ok [0:P-1];
   integer s1_raddr [0:P-1];
@@ -728,6 +820,85 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
           "    pa_n = PAB'(pbase(cn) + bn);",
           "  end",
           "  always_ff @(posedge clk) begin", *reads, "  end"]
+    return "\n".join(L) + "\n"
+
+
+def acc_depth(layers: list[LayerPlan], num_pes: int) -> int:
+    """Words of each accumulator memory: a PE's rows of the widest layer's gate matrix (row
+    ``r`` lies in PE ``r mod num_pes``, word ``r div num_pes``)."""
+    return max(math.ceil(ly.hidden / num_pes) for ly in layers)
+
+
+def acc_copies(layers: list[LayerPlan], num_pes: int, lanes: int) -> int:
+    """Copies of each accumulator memory: the element-wise unit reads ``lanes`` consecutive
+    cells a cycle, and a PE serves one word of them per copy (the copies are written alike
+    and read at their own addresses)."""
+    return max(((b % num_pes) + min(lanes, ly.hidden - b) - 1) // num_pes + 1
+               for ly in layers for b in range(0, ly.hidden, lanes))
+
+
+def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
+    """The gate matrices' accumulators: per PE, one block RAM per gate matrix of a layer
+    (``NSLOT``, the element-wise unit reads the eight of a cell at once), ``RC`` copies when
+    it reads several cells of a PE a cycle; written at one address a cycle, read on the clock
+    edge. csc keeps a valid bit per accumulator (cleared as its product starts: a block RAM
+    cannot be cleared in a cycle); csb writes every row once, as its last bank is done."""
+    P = cfg.num_pes
+    dep = acc_depth(layers, P)
+    rc = acc_copies(layers, P, cfg.elementwise_lanes)
+    L = ["  // accumulator memories (gate matrices): written by the multiply-accumulate, read by",
+         "  // the element-wise unit one cycle before it uses them (its cycle pc reads group pc)",
+         f"  localparam integer NSLOT = {NSLOT}, DEP = {dep}, RC = {rc}, "
+         f"AAB = {max(1, (dep - 1).bit_length())};",
+         "  logic [NSLOT*P-1:0] awe;",
+         "  logic [P-1:0][AAB-1:0] awa;",
+         "  logic [P-1:0][A-1:0] awd;",
+         "  logic [P*RC-1:0][AAB-1:0] ara;",
+         "  logic [NSLOT*P*RC-1:0][A-1:0] aq;",
+         "  integer eb, ew_q;"]
+    for sl in range(NSLOT):
+        for p in range(P):
+            for c in range(rc):
+                name = f"acc_{p}_{sl}_{c}"
+                # no_rw_check: a read of the word being written (csc's back-to-back MACs into
+                # one row) is forwarded around the memory, so its collision value is unused
+                L.append(f'  (* ram_style = "block", no_rw_check *) '
+                         f'logic [A-1:0] {name} [0:DEP-1];')
+                L.append(f"  always_ff @(posedge clk) begin\n"
+                         f"    if (awe[{sl * P + p}]) {name}[awa[{p}]] <= awd[{p}];\n"
+                         f"    aq[{(sl * P + p) * rc + c}] <= {name}[ara[{p * rc + c}]];\n"
+                         f"  end")
+    mac_read = "      if (kind == KIND_PRODUCT) ara[p * RC] = AAB'(mac_row[p]);\n" if csc else ""
+    valid = "avq[(s * P + pp) * RC + c]" if csc else "1'b1"
+    L.append(f"""  // cell k = eb + lane lies in PE k mod P, word k div P: copy (k div P - eb div P)
+  always_comb ew_q = {_div("pc * LANES", P)};
+  always_comb begin : acc_raddr
+    for (integer p = 0; p < P; p++) begin
+      for (integer c = 0; c < RC; c++) ara[p * RC + c] = AAB'(ew_q + c);
+{mac_read}    end
+  end
+  always_ff @(posedge clk) eb <= pc * LANES;
+  logic signed [A-1:0] ev [0:NSLOT*LANES-1];
+  always_comb begin : ew_acc
+    integer k, pp, c;
+    k = 0; pp = 0; c = 0;
+    for (integer ln = 0; ln < LANES; ln++) begin
+      k = eb + ln;
+      pp = {_mod("k", P)};
+      c = {_div("k", P)} - {_div("eb", P)};
+      for (integer s = 0; s < NSLOT; s++)
+        ev[s * LANES + ln] = (c < RC && {valid}) ? aq[(s * P + pp) * RC + c] : '0;
+    end
+  end""")
+    if csc:
+        L.append("""  // valid bits: an accumulator not yet written in this product reads as zero
+  logic [NSLOT*P*DEP-1:0] av;
+  logic [NSLOT*P*RC-1:0] avq;
+  always_ff @(posedge clk)
+    for (integer s = 0; s < NSLOT; s++)
+      for (integer p = 0; p < P; p++)
+        for (integer c = 0; c < RC; c++)
+          avq[(s * P + p) * RC + c] <= ew_q + c < DEP && av[(s * P + p) * DEP + ew_q + c];""")
     return "\n".join(L) + "\n"
 
 
@@ -812,7 +983,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
     for (integer p = 0; p < P; p++) begin
       row = rl * P + p;
       s1_ok[p] = s1_act && row < cur_rows;
-      s1_raddr[p] = cur_roff + row;
+      s1_raddr[p] = row;
       // multiplier mm's memory holds banks mm, mm + MACS, ...: one word per row, round, entry
       for (integer mm = 0; mm < MACS; mm++) begin
         wa[p * MACS + mm] = WAB'(cur_wb + (rl * cur_rounds + rnd) * cur_k + kk);
@@ -843,7 +1014,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
       xv = s2_x[p];
       for (integer k = 0; k < MACS; k++) begin
         mac_en[p * MACS + k] = 1'b0;
-        mac_addr[p * MACS + k] = 0;
+        mac_row[p * MACS + k] = 0;
         mac_prod[p * MACS + k] = 64'sd0;
         if (s2_en[p * MACS + k]) begin
           wd = wq[p * MACS + {_mod("s2_rot[p] + k", M)}];
@@ -854,7 +1025,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
           rel = wd & ((1 << {mats[0].index_bits}) - 1);
           r = r + rel + 1;
           mac_en[p * MACS + k] = 1'b1;
-          mac_addr[p * MACS + k] = cur_roff + r * P + p;
+          mac_row[p * MACS + k] = r;
           mac_prod[p * MACS + k] = wv * xv;
         end
       end
@@ -865,6 +1036,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
     return f"""  // multiply stage: each multiplier's word, its input at the bank position, row sums
   always_ff @(posedge clk) begin
     s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
+    s2_rl <= rl;
     for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
     for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
   end
@@ -893,6 +1065,9 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
       row_we[p] = s2_ok[p] && s2_last;
       row_addr[p] = s2_raddr[p];
       nacc[p] = A'((s2_first ? 64'sd0 : 64'(pacc[p])) + sum);
+      awa[p] = AAB'(s2_rl);
+      awd[p] = nacc[p];
+      for (integer s = 0; s < NSLOT; s++) awe[s * P + p] = row_we[p] && cur_slot == s;
     end
   end
 """
@@ -957,16 +1132,43 @@ def _product_state(csc: bool) -> str:
 
 def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
     if not csc:
-        return """  // the accumulators: a row's sum lands when its last entry is done
+        return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
+  // memory (above) or the register file
   always_ff @(posedge clk) begin
     for (integer p = 0; p < P; p++)
-      if (row_we[p]) res[row_addr[p]] <= nacc[p];
+      if (row_we[p] && cur_slot < 0) pres[row_addr[p]] <= nacc[p];
   end
 """
     clears = "\n".join(
-        f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) res[{m.res_off} + i] <= '0;"
+        f"          {m.index}: av[{m.slot}*P*DEP +: P*DEP] <= '0;" if m.slot >= 0 else
+        f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
         for m in mats)
-    return f"""  // the accumulators: cleared as their product starts, one MAC per stored entry
+    return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
+  // matrix's memory), one MAC per stored entry, read, added and written back in s3
+  always_comb begin : acc_rmw
+    logic signed [A-1:0] base;
+    base = '0;
+    for (integer p = 0; p < P; p++) begin
+      if (cur_slot < 0) base = pres[a3_row[p] * P + p];
+      else if (a3_fwd[p]) base = a3_fv[p];
+      else if (a3_v[p]) base = aq[(cur_slot * P + p) * RC];
+      else base = '0;
+      a3_sum[p] = A'(base + A'(a3_prod[p]));
+      awa[p] = AAB'(a3_row[p]);
+      awd[p] = a3_sum[p];
+      for (integer s = 0; s < NSLOT; s++) awe[s * P + p] = a3_en[p] && cur_slot == s;
+    end
+  end
+  always_ff @(posedge clk) begin
+    for (integer p = 0; p < P; p++) begin
+      a3_en[p] <= !rst && mac_en[p];
+      a3_row[p] <= mac_row[p];
+      a3_prod[p] <= mac_prod[p];
+      a3_fwd[p] <= a3_en[p] && a3_row[p] == mac_row[p];
+      a3_fv[p] <= a3_sum[p];
+      a3_v[p] <= cur_slot >= 0 && av[(cur_slot * P + p) * DEP + mac_row[p]];
+    end
+  end
   integer nxt;
   always_comb nxt = start ? 0 : ph + 1;
   always_ff @(posedge clk) begin
@@ -976,8 +1178,11 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
         default: ;
       endcase
     end
-    for (integer i = 0; i < P * MACS; i++)
-      if (mac_en[i]) res[mac_addr[i]] <= A'(res[mac_addr[i]] + A'(mac_prod[i]));
+    for (integer p = 0; p < P; p++)
+      if (a3_en[p]) begin
+        if (cur_slot >= 0) av[(cur_slot * P + p) * DEP + a3_row[p]] <= 1'b1;
+        else pres[a3_row[p] * P + p] <= a3_sum[p];
+      end
   end
 """
 
@@ -986,10 +1191,16 @@ def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
     return next(i for i, p in enumerate(phases) if p.kind == kind and p.target == target)
 
 
-def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str) -> str:
+def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str,
+                 lanes: int) -> str:
+    """A layer's element-wise unit, four stages after the accumulators' read (its cycle ``pc``
+    reads group ``pc``): e1 aligns and narrows the gates, e2 looks up their activations, e3
+    updates the cell state and narrows it for tanh, e4 computes ``m``. Between the stages,
+    ``activation_bits`` registers; the last group's ``m`` lands in cycle ``groups + 3``, inside
+    the ``elementwise_depth`` wait (>= 4)."""
     i, H = ly.index, ly.hidden
     ew = _phase_of(phases, "elementwise", i)
-    offs = [mats[g].res_off for g in ly.gates]
+    groups = math.ceil(H / lanes)
     cell = ly.cell
 
     def act(fn: str, q: str) -> str:
@@ -998,50 +1209,71 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
         return f"act_y({q}, {rom}[act_k({q})], {nxt})"
 
     gates = []
-    for g, name in enumerate("ifco"):
+    for g in range(4):
         row = f"{g * H} + k"
         gates.append(
-            f"          g{name} = narrow(wrap_acc(sr64(64'(res[{offs[g]} + k]), sx_{i}[{row}]) "
-            f"+ ba_{i}[{row}] + sr64(64'(res[{offs[4 + g]} + k]), sr_{i}[{row}])), "
-            f"sn_{i}[{row}]);")
+            f"            e1_g_{i}[{g} * LANES + ln] <= narrow_g(wrap_al(sr_al(GW1'(ev[{g} * "
+            f"LANES + ln]), sx_{i}[{row}]) + GW1'(ba_{i}[{row}]) + sr_al(GW1'(ev[{4 + g} * "
+            f"LANES + ln]), sr_{i}[{row}])), sn_{i}[{row}]);")
     gates_text = "\n".join(gates)
+    acts = "\n".join(
+        f"            e2_a_{i}[{g} * LANES + ln] <= "
+        f"{act('tanh' if g == 2 else 'sigmoid', f'e1_g_{i}[{g} * LANES + ln]')};"
+        for g in range(4))
     proj = ""
     if ly.proj is not None:
-        pm = mats[ly.proj]
         pp = _phase_of(phases, "product", ly.proj)
         proj = f"""      // the projection narrows its accumulators as its product ends
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++)
-          y_{i}[k] <= narrow(64'(res[{pm.res_off} + k]), ysh_{i}[k]);
+          y_{i}[k] <= narrow_g(pres[k], ysh_{i}[k]);
 """
-    reset_y = (f"\n        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
+    reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
-    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle
+    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle in four stages: group
+  // pc - 1 in e1 in cycle pc, as its accumulators were read on the last edge
+  logic signed [AB-1:0] e1_g_{i} [0:4*LANES-1];
+  logic signed [AB-1:0] e2_a_{i} [0:4*LANES-1];
+  logic signed [AB-1:0] e3_h_{i} [0:LANES-1];
+  logic signed [AB-1:0] e3_o_{i} [0:LANES-1];
+  logic e1_v_{i}, e2_v_{i}, e3_v_{i};
+  integer e1_b_{i}, e2_b_{i}, e3_b_{i};
   always_ff @(posedge clk) begin : ew_{i}
-    logic signed [AB-1:0] gi, gf, gc, go, si, sf, tg, so, cn, hh;
+    logic signed [AB-1:0] cn, hh;
     logic signed [63:0] ta, tb, tc, td;
     integer k;
+    e1_v_{i} <= !rst && run && ph == {ew} && pc >= 1 && pc <= {groups};
+    e2_v_{i} <= !rst && e1_v_{i};
+    e3_v_{i} <= !rst && e2_v_{i};
+    e1_b_{i} <= eb; e2_b_{i} <= e1_b_{i}; e3_b_{i} <= e2_b_{i};
+    for (integer ln = 0; ln < LANES; ln++) begin
+      k = eb + ln;
+      if (k < {H}) begin
+{gates_text}
+      end
+{acts}
+    end
     if (rst) begin
       for (integer j = 0; j < {H}; j++) begin c_{i}[j] <= '0; m_{i}[j] <= '0; end{reset_y}
     end else begin
-      if (run && ph == {ew}) begin
-        for (integer ln = 0; ln < LANES; ln++) begin
-          k = pc * LANES + ln;
-          if (k < {H}) begin
-{gates_text}
-            si = {act("sigmoid", "gi")};
-            sf = {act("sigmoid", "gf")};
-            tg = {act("tanh", "gc")};
-            so = {act("sigmoid", "go")};
-            ta = sf; tb = c_{i}[k]; tc = si; td = tg;
-            cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
-                        {cell['cn']});
-            hh = narrow(64'(cn), {cell['ct']});
-            hh = {act("tanh", "hh")};
-            ta = so; tb = hh;
-            c_{i}[k] <= cn;
-            m_{i}[k] <= narrow(ta * tb, {cell['cm']});
-          end
+      for (integer ln = 0; ln < LANES; ln++) begin
+        k = e2_b_{i} + ln;
+        if (e2_v_{i} && k < {H}) begin
+          // e3: the cell state from the activations and the previous frame's c
+          ta = e2_a_{i}[LANES + ln]; tb = c_{i}[k];
+          tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
+          cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
+                      {cell['cn']});
+          c_{i}[k] <= cn;
+          e3_h_{i}[ln] <= narrow(64'(cn), {cell['ct']});
+          e3_o_{i}[ln] <= e2_a_{i}[3 * LANES + ln];
+        end
+        k = e3_b_{i} + ln;
+        if (e3_v_{i} && k < {H}) begin
+          // e4: m = o * tanh(c)
+          hh = {act("tanh", f"e3_h_{i}[ln]")};
+          ta = e3_o_{i}[ln]; tb = hh;
+          m_{i}[k] <= narrow(ta * tb, {cell['cm']});
         end
       end
 {proj}    end
@@ -1050,16 +1282,15 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 
 
 def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> str:
-    m = mats[output["matrix"]]
     pp = _phase_of(phases, "product", output["matrix"])
-    relu = "\n          if (t < 0) t = 64'sd0;" if output["relu"] else ""
+    relu = "\n          if (t < 0) t = '0;" if output["relu"] else ""
     return f"""  // {output['name']}: bias and narrowing as the output product ends
   always_ff @(posedge clk) begin : out_layer
-    logic signed [63:0] t;
+    logic signed [A-1:0] t;
     if (run && ph_last && ph == {pp})
       for (integer k = 0; k < V; k++) begin
-          t = wrap_acc(sr64(64'(res[{m.res_off} + k]), osm[k]) + oba[k]);{relu}
-          logits[k] <= narrow(t, osn[k]);
+          t = wrap_al(sr_al(GW1'(pres[k]), osm[k]) + GW1'(oba[k]));{relu}
+          logits[k] <= narrow_g(t, osn[k]);
       end
   end
 """
