@@ -31,6 +31,7 @@ from hw.rtl.generate import (
     check_supported,
     gate_widths,
     generate_rtl,
+    write_rtl,
 )
 from hw.rtl.tools import ToolError
 
@@ -216,3 +217,25 @@ def test_missing_compiler_names_the_setup(monkeypatch):
     monkeypatch.setattr(tools, "_script", lambda name: "/bin/true")
     with pytest.raises(ToolError, match=r"g\+\+ is not installed.*make setup"):
         tools.find_verilator()
+
+
+def test_asr_hw_rtl_replaces_its_folder_whole(tmp_path, monkeypatch):
+    from hw.rtl import generate
+
+    art, _ = tiny("ese")
+    out = tmp_path / "rtl"
+    design = write_rtl(art, load_engine("ese", ENGINES["ese"][1][1]), out)
+    assert json.loads((out / "rtl.json").read_text())["out_dir"] == str(out) == design.out_dir
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert any(".pe3." in p.name for p in before)
+
+    def dies(*args):
+        raise OSError("no space left writing engine.sv")
+    monkeypatch.setattr(generate, "render_engine", dies)
+    with pytest.raises(OSError, match="no space left"):
+        write_rtl(art, load_engine("ese", ["num_pes=2", "elementwise_lanes=2"]), out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rtl"]
+    monkeypatch.undo()
+    write_rtl(art, load_engine("ese", ["num_pes=2", "elementwise_lanes=2"]), out)
+    assert not any(".pe3." in p.name for p in out.rglob("*"))   # none of the 4-PE images

@@ -129,8 +129,9 @@ class RtlDesign:
     source_hash: str
     memories: list[str] = field(default_factory=list)   # the PE memories' images the RTL reads
 
-    def save(self) -> Path:
-        path = Path(self.out_dir) / "rtl.json"
+    def save(self, folder: Path | None = None) -> Path:
+        """Write ``rtl.json`` into ``folder`` (default: the design's own)."""
+        path = Path(folder or self.out_dir) / "rtl.json"
         atomic.write_text(path, json.dumps(asdict(self), indent=1))
         return path
 
@@ -1394,5 +1395,13 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
 
 
 def write_rtl(artifact: Artifact, cfg: EngineConfig, out_dir: Path) -> RtlDesign:
-    """``asr-hw rtl``: compile ``artifact`` for ``cfg`` and write its design."""
-    return generate_rtl(compile_model(artifact, cfg), out_dir)
+    """``asr-hw rtl``: compile ``artifact`` for ``cfg`` and write its design into a temporary
+    folder that then replaces ``out_dir`` whole (the SystemVerilog reads its images by
+    relative paths), so a killed run leaves the previous design as it was."""
+    model = compile_model(artifact, cfg)
+    out_dir = Path(out_dir)
+    with atomic.replacing_dir(out_dir) as tmp:
+        design = generate_rtl(model, tmp)
+        design.out_dir = str(out_dir)
+        design.save(tmp)
+    return design
