@@ -12,7 +12,7 @@ process killed mid-write leaves the previous file as it was (and a hidden
     with atomic_open(path) as f:          # for writers that stream into a file object
         for line in lines:
             f.write(line)
-    with replacing_dir(out_dir) as tmp:   # a folder of files, replaced as one
+    with replacing_dir(out_dir, "manifest.json") as tmp:   # a folder, replaced as one
         write_images(tmp)
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -123,15 +124,20 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 @contextmanager
-def replacing_dir(path: str | Path) -> Iterator[Path]:
+def replacing_dir(path: str | Path, marker: str) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; when the block ends without an error
     the folder replaces ``path`` whole: a reader sees the old folder or the new one, never a
     mix of their files. On an error ``path`` is untouched and the temporary folder removed.
+
+    Replacing deletes what the old folder held, so ``path`` must be new, empty, or hold
+    ``marker`` (a file the block writes: a folder this writer made); anything else, and the
+    working folder or one above it, is refused with a :class:`FileExistsError`.
 
     POSIX cannot swap two folders in one rename, so the old folder is first renamed aside to
     ``.<name>.<pid>.old``; a kill between the two renames leaves it there, and the next
     ``replacing_dir`` of ``path`` moves it back before it starts."""
     path = Path(path)
+    _check_replaceable(path, marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     _recover_dir(path)
     stem = f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
@@ -155,18 +161,37 @@ def replacing_dir(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _check_replaceable(path: Path, marker: str) -> None:
+    here = Path.cwd().resolve()
+    if path.resolve() == here or path.resolve() in here.parents:
+        raise FileExistsError(f"{path}: the working folder or one above it cannot be an output "
+                              "folder (it is replaced whole): give a new or empty folder")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: is a file; the output must be a folder (new or empty)")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
+        raise FileExistsError(
+            f"{path}: holds files that this command did not write (no {marker}); it replaces "
+            "its output folder whole, so give it a new or empty folder")
+
+
+_LEFTOVER = r"\.{name}\.(\d+)\.[0-9a-f]{{8}}\.(tmp|old)"
+
+
 def _recover_dir(path: Path) -> None:
     """Undo what killed :func:`replacing_dir` calls of ``path`` left: put an old folder back
     where ``path`` is missing, and remove dead writers' temporary and old folders."""
     if os.name != "posix":
         return
+    pattern = re.compile(_LEFTOVER.format(name=re.escape(path.name)))
     for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.*")):
-        pid, kind = leftover.name[len(path.name) + 2:].split(".", 1)[0], leftover.suffix
-        if not (pid.isdigit() and kind in (".tmp", ".old") and leftover.is_dir()):
+        # exactly this writer's names: a sibling such as "run.99999" has leftovers too
+        match = pattern.fullmatch(leftover.name)
+        if match is None or not leftover.is_dir():
             continue
-        if int(pid) == os.getpid() or _alive(int(pid)):
+        pid, kind = int(match[1]), match[2]
+        if pid == os.getpid() or _alive(pid):
             continue
-        if kind == ".old" and not path.exists():
+        if kind == "old" and not path.exists():
             os.rename(leftover, path)
         else:
             shutil.rmtree(leftover, ignore_errors=True)

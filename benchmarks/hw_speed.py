@@ -43,7 +43,7 @@ from hw.config import load_engine
 from hw.engine import EngineModule
 from hw.functional import run_engine, run_engine_batch
 from hw.integer_model import compile_model
-from hw.lstm_cell import COMPILED
+from hw.lstm_cell import COMPILED, RUN_FAILURES
 
 
 def best_of(fn, repeats: int) -> float:
@@ -79,8 +79,9 @@ def check_compiled_steps(engine, batch: list[torch.Tensor]) -> None:
     """The timed runs step the LSTM through compiled kernels (:class:`hw.lstm_cell.LayerKernels`):
     their integers must equal the eager step's (which the MAC-by-MAC reference tests hold),
     here on this very model."""
-    if not COMPILED or None in COMPILED.values():
-        raise SystemExit("hw_speed: the LSTM steps were not compiled (see the warnings above)")
+    if not COMPILED or None in COMPILED.values() or RUN_FAILURES:
+        raise SystemExit("hw_speed: the LSTM steps were not compiled, or a compiled step "
+                         "failed and fell back to eager steps (see the warnings above)")
     compiled = run_engine_batch(engine, batch)
     threshold = functional.COMPILE_MIN_HIDDEN
     functional.COMPILE_MIN_HIDDEN = 1 << 30      # every step eager

@@ -74,7 +74,7 @@ def export_engine(artifact: Artifact, cfg: EngineConfig, out_dir: Path,
     outputs of their first ``frames`` frames) to ``out_dir``, which they replace whole: a
     killed export leaves the previous images as they were. Returns the files written."""
     model = compile_model(artifact, cfg)
-    with atomic.replacing_dir(out_dir) as tmp:
+    with atomic.replacing_dir(out_dir, "manifest.json") as tmp:
         rels = _write_images(model, cfg, tmp, features, frames)
     return [out_dir / rel for rel in rels]
 

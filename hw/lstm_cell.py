@@ -203,7 +203,13 @@ class LayerKernels:
 
     def _eager(self, err: Exception) -> None:
         log.warning("a compiled LSTM step failed (%s); this layer steps eagerly", err)
+        RUN_FAILURES.append(repr(err))
         self.compiled = None
+
+
+# Compiled calls that failed while running, and so fell back to eager steps (the same
+# integers): what a benchmark of the compiled steps must check is empty.
+RUN_FAILURES: list[str] = []
 
 
 # Compiled kernels by what their code depends on: the formats and the units' shapes (the

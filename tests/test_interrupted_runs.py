@@ -177,18 +177,44 @@ def test_a_failed_memory_image_export_keeps_the_previous_images(tmp_path, monkey
 
 def test_a_folder_replacement_killed_between_its_renames_is_undone(tmp_path):
     out = tmp_path / "images"
-    with atomic.replacing_dir(out) as tmp:
+    with atomic.replacing_dir(out, "a.hex") as tmp:
         (tmp / "a.hex").write_text("old")
     # a writer killed after moving the old folder aside, before moving the new one in
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    os.rename(out, tmp_path / f".images.{dead}.0000.old")
-    (tmp_path / f".images.{dead}.0000.tmp").mkdir()       # and its half-written folder
-    with pytest.raises(RuntimeError), atomic.replacing_dir(out) as tmp:
+    os.rename(out, tmp_path / f".images.{dead}.deadbeef.old")
+    (tmp_path / f".images.{dead}.0badcafe.tmp").mkdir()   # and its half-written folder
+    # a sibling's leftovers ("images.7": a name that ends in digits) are not this writer's
+    sibling = tmp_path / f".images.7.{dead}.deadbeef.old"
+    sibling.mkdir()
+    with pytest.raises(RuntimeError), atomic.replacing_dir(out, "a.hex") as tmp:
         (tmp / "a.hex").write_text("torn")
         raise RuntimeError("killed")
     assert (out / "a.hex").read_text() == "old"            # the old folder is back
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [sibling.name, "images"]
+
+
+def test_a_folder_replacement_refuses_a_folder_it_did_not_write(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.ckpt").write_text("weights")
+    with pytest.raises(FileExistsError, match=r"run: holds files that this command did not "
+                                              r"write \(no manifest.json\)"):
+        with atomic.replacing_dir(run, "manifest.json"):
+            pass
+    assert (run / "model.ckpt").read_text() == "weights"
+    monkeypatch.chdir(run)
+    for here in (Path("."), tmp_path):
+        with pytest.raises(FileExistsError, match="the working folder or one above it"):
+            with atomic.replacing_dir(here, "manifest.json"):
+                pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        with atomic.replacing_dir(tmp_path / "file", "manifest.json"):
+            pass
+    with atomic.replacing_dir(tmp_path / "empty", "manifest.json") as tmp:   # new: fine
+        (tmp / "manifest.json").write_text("{}")
+    assert (run / "model.ckpt").is_file() and (tmp_path / "empty" / "manifest.json").is_file()
 
 
 def test_a_failed_skipped_list_keeps_the_previous_one(tmp_path, fail_before_rename):
@@ -464,3 +490,27 @@ def test_a_sigkill_while_writing_keeps_the_previous_model(tone_model, tmp_path):
     assert read_artifact(out).compress.name == "bbs"
     # the killed writer's temporary file went with the next write of the file
     assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_export_and_rtl_refuse_a_folder_of_other_files(tmp_path, capsys):
+    from test_hw import make_artifact, small_lstm
+
+    from asr.compress.artifact import save_artifact
+    from hw.cli import main as hw_main
+
+    art = save_artifact(tmp_path / "m.model",
+                        make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.ckpt").write_text("weights")
+    for command in ("export", "rtl"):
+        assert hw_main([command, str(art), str(run), "--set", "num_pes=4"]) == 2
+        err = capsys.readouterr().err
+        assert f"asr-hw {command}: error: {run}: holds files that this command did not write" \
+            in " ".join(err.split()), err
+    assert sorted(p.name for p in run.iterdir()) == ["model.ckpt"]
+    # an export's folder is the export's to replace, not the RTL's
+    assert hw_main(["export", str(art), str(tmp_path / "ex"), "--set", "num_pes=4"]) == 0
+    assert hw_main(["rtl", str(art), str(tmp_path / "ex"), "--set", "num_pes=4"]) == 2
+    assert "(no rtl.json)" in capsys.readouterr().err
+    assert hw_main(["export", str(art), str(tmp_path / "ex"), "--set", "num_pes=4"]) == 0

@@ -1400,7 +1400,7 @@ def write_rtl(artifact: Artifact, cfg: EngineConfig, out_dir: Path) -> RtlDesign
     relative paths), so a killed run leaves the previous design as it was."""
     model = compile_model(artifact, cfg)
     out_dir = Path(out_dir)
-    with atomic.replacing_dir(out_dir) as tmp:
+    with atomic.replacing_dir(out_dir, "rtl.json") as tmp:
         design = generate_rtl(model, tmp)
         design.out_dir = str(out_dir)
         design.save(tmp)

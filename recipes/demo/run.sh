@@ -77,6 +77,9 @@ if run_stage 0; then
     log "synthesizing the demo corpus"
     "$BIN/asr-data" synth --text "$ROOT/asr/resources/demo_digits.txt" \
         --out "$ROOT/data/demo" --num-utts 2400 --extra-train-voices 112 --extra-test-utts 800 --seed 0
+fi
+if [ ! -f "$ROOT/$LM" ] || [ "$ROOT/data/demo/train.jsonl" -nt "$ROOT/$LM" ]; then
+    # whatever stage the demo starts at: stages 4 and 5 decode with it
     "$BIN/asr-lm" build "$ROOT/data/demo/train.jsonl" --order 3 --out "$ROOT/$LM"
 fi
 background wavenet_job "$LOGS/wavenet.log"
@@ -104,7 +107,8 @@ if run_stage 6; then
     mapfile -t utts < <(head -n 3 "$ROOT/data/demo/test.jsonl" | \
         "$BIN/python" -c 'import json, sys; [print(json.loads(l)["audio_filepath"]) for l in sys.stdin]')
     for engine in ese bbs; do
-        model=$(ls "$ROOT"/$REPORT/points/${engine}_*/lstm.model | head -n 1)
+        # the newest point: a tree from an earlier demo keeps the points of its test set
+        model=$(ls -t "$ROOT"/$REPORT/points/${engine}_*/lstm.model | head -n 1)
         (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine $engine \
             > $REPORT/cosim_$engine.txt) || { cat "$ROOT/$REPORT/cosim_$engine.txt"; exit 1; }
         grep "bit-exact" "$ROOT/$REPORT/cosim_$engine.txt" | sed "s|^|$engine: |"
