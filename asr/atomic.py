@@ -85,15 +85,29 @@ def _alive(pid: int) -> bool:
 
 
 def _remove_stale_temps(path: Path) -> None:
-    """Remove the temporary files of ``path`` left by writers that were killed (their PID is
-    in the name and no longer runs): a killed checkpoint write would otherwise leave its
-    size on disk for good."""
-    if os.name != "posix":  # os.kill(pid, 0) is no liveness probe elsewhere
+    """Remove the temporary files of ``path`` left by writers that were killed: a killed
+    checkpoint write would otherwise leave its size on disk for good."""
+    for leftover, kind in _dead_leftovers(path):
+        if kind == "tmp" and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
+# what a writer of <name> leaves beside it: .<name>.<pid>.<8 hex>.tmp (a file, or the folder of
+# replacing_dir) and replacing_dir's .<name>.<pid>.<8 hex>.old
+_LEFTOVER = r"\.{name}\.(\d+)\.[0-9a-f]{{8}}\.(tmp|old)"
+
+
+def _dead_leftovers(path: Path) -> Iterator[tuple[Path, str]]:
+    """``(leftover, "tmp" or "old")`` of the writers of ``path`` that no longer run (their
+    PID is in the name); matched by the exact name, so a sibling such as ``run.99999`` is
+    not taken for one. Nothing where ``os.kill(pid, 0)`` is no liveness probe (not POSIX)."""
+    if os.name != "posix":
         return
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+    pattern = re.compile(_LEFTOVER.format(name=re.escape(path.name)))
+    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.*")):
+        match = pattern.fullmatch(leftover.name)
+        if match and int(match[1]) != os.getpid() and not _alive(int(match[1])):
+            yield leftover, match[2]
 
 
 @contextmanager
@@ -174,22 +188,11 @@ def _check_replaceable(path: Path, marker: str) -> None:
             "its output folder whole, so give it a new or empty folder")
 
 
-_LEFTOVER = r"\.{name}\.(\d+)\.[0-9a-f]{{8}}\.(tmp|old)"
-
-
 def _recover_dir(path: Path) -> None:
     """Undo what killed :func:`replacing_dir` calls of ``path`` left: put an old folder back
     where ``path`` is missing, and remove dead writers' temporary and old folders."""
-    if os.name != "posix":
-        return
-    pattern = re.compile(_LEFTOVER.format(name=re.escape(path.name)))
-    for leftover in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.*")):
-        # exactly this writer's names: a sibling such as "run.99999" has leftovers too
-        match = pattern.fullmatch(leftover.name)
-        if match is None or not leftover.is_dir():
-            continue
-        pid, kind = int(match[1]), match[2]
-        if pid == os.getpid() or _alive(pid):
+    for leftover, kind in _dead_leftovers(path):
+        if not leftover.is_dir():
             continue
         if kind == "old" and not path.exists():
             os.rename(leftover, path)

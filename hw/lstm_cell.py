@@ -62,7 +62,7 @@ class CellFormats:
 
     @property
     def compilable(self) -> bool:
-        """Whether :func:`compiled_lstm_step` computes this step exactly: one format per row,
+        """Whether :class:`LayerKernels` compiles this step exactly: one format per row,
         and every shift below 31 bits (a margin: inductor's C++ computes ``1 << s`` of a
         symbolic shift in 32 bits; the shifts are compiled as constants, but stay in range)."""
         shifts = (self.shift_r, self.shift_x, self.frac, self.gate + self.c - self.cell_frac,

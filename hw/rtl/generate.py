@@ -129,10 +129,10 @@ class RtlDesign:
     source_hash: str
     memories: list[str] = field(default_factory=list)   # the PE memories' images the RTL reads
 
-    def save(self, folder: Path | None = None) -> Path:
-        """Write ``rtl.json`` into ``folder`` (default: the design's own)."""
-        path = Path(folder or self.out_dir) / "rtl.json"
-        atomic.write_text(path, json.dumps(asdict(self), indent=1))
+    def save(self, folder: Path) -> Path:
+        """Write ``rtl.json`` into ``folder`` (where the design is being written)."""
+        path = Path(folder) / "rtl.json"
+        path.write_text(json.dumps(asdict(self), indent=1))
         return path
 
 
@@ -202,7 +202,8 @@ class _Writer:
 
     def hexfile(self, rel: str, values: list[int], bits: int) -> str:
         path = self.out / rel
-        atomic.write_text(path, "\n".join(hex_words(values, bits)) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(hex_words(values, bits)) + "\n")
         return rel
 
 
@@ -1372,8 +1373,11 @@ endmodule
 """
 
 
-def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
-    """Write the design of ``model`` (compiled for its engine) to ``out_dir``."""
+def generate_rtl(model: EngineModel, out_dir: Path, final_dir: Path | None = None
+                 ) -> RtlDesign:
+    """Write the design of ``model`` (compiled for its engine) to ``out_dir``, as plain files:
+    its callers write into a folder of their own (:func:`write_rtl` into one that replaces
+    its output whole). The design records ``final_dir`` (default ``out_dir``) as its folder."""
     check_supported(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1384,13 +1388,13 @@ def generate_rtl(model: EngineModel, out_dir: Path) -> RtlDesign:
     dumps += [(ly.name, ly.y, ly.out_dim) for ly in layers]
     dumps.append((output["name"], "logits", output["rows"]))
     tb = render_testbench(dumps, model.cfg)
-    atomic.write_text(out_dir / "engine.sv", engine)
-    atomic.write_text(out_dir / "tb.sv", tb)
+    (out_dir / "engine.sv").write_text(engine)
+    (out_dir / "tb.sv").write_text(tb)
     digest = hashlib.sha256((engine + tb).encode()).hexdigest()[:16]
-    design = RtlDesign(str(out_dir), model.cfg.name, model.cfg.sparse_format,
+    design = RtlDesign(str(final_dir or out_dir), model.cfg.name, model.cfg.sparse_format,
                        model.cfg.activation_bits, input_dim, output["rows"], phases, dumps,
                        mats, digest, mem_files)
-    design.save()
+    design.save(out_dir)
     return design
 
 
@@ -1401,7 +1405,4 @@ def write_rtl(artifact: Artifact, cfg: EngineConfig, out_dir: Path) -> RtlDesign
     model = compile_model(artifact, cfg)
     out_dir = Path(out_dir)
     with atomic.replacing_dir(out_dir, "rtl.json") as tmp:
-        design = generate_rtl(model, tmp)
-        design.out_dir = str(out_dir)
-        design.save(tmp)
-    return design
+        return generate_rtl(model, tmp, out_dir)
