@@ -64,18 +64,22 @@ class ImportResult:
         return sum(u.duration for u in self.utterances) / 3600
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    """Kaldi two-column table: first token is the key, the rest of the line the value. As in
-    Kaldi, any run of whitespace (spaces or tabs) separates the key from the value."""
-    table = {}
+def _table_lines(path: Path, maxsplit: int = -1) -> Iterator[tuple[int, str, list[str]]]:
+    """The non-blank lines of a Kaldi table file as (line number, the line, its fields). As in
+    Kaldi, any run of whitespace (spaces or tabs) separates the fields."""
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(maxsplit=1)
-        key, value = parts[0], parts[1] if len(parts) > 1 else ""
-        if not value.strip():
+        fields = line.split(maxsplit=maxsplit)
+        if fields:
+            yield lineno, line, fields
+
+
+def _read_table(path: Path) -> dict[str, str]:
+    """Kaldi two-column table: first token is the key, the rest of the line the value."""
+    table = {}
+    for lineno, line, fields in _table_lines(path, maxsplit=1):
+        if len(fields) < 2:
             raise CorpusFormatError(f"{path}:{lineno}: expected '<key> <value>', got {line!r}")
-        table[key] = value.strip()
+        table[fields[0]] = fields[1].strip()
     return table
 
 
@@ -133,10 +137,7 @@ def _read_segments(path: Path, recordings: dict[str, str]) -> list[_Segment]:
     every line is checked before any audio is read."""
     segments: list[_Segment] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
+    for lineno, line, fields in _table_lines(path):
         where = f"{path}:{lineno}"
         if len(fields) != 4:
             raise CorpusFormatError(f"{where}: expected '<utt-id> <recording-id> "
@@ -168,16 +169,18 @@ def _segment_file_name(utt_id: str) -> str:
     return re.sub(r"[^\w.-]", "_", utt_id).lstrip(".") + ".wav"
 
 
-def _cut(info: AudioInfo, start: float, end: float, out: Path) -> None:
-    """Write seconds [start, end) of ``info``'s file to WAV ``out`` (atomically), in the
-    source's sample format where WAV holds it, else float."""
-    with sf.SoundFile(info.path) as f:
-        f.seek(round(start * info.sample_rate))
-        data = f.read(round(end * info.sample_rate) - f.tell(), dtype="float64",
-                      always_2d=True)
+def _cut(info: AudioInfo, cuts: list[tuple[float, float, Path]]) -> None:
+    """Write seconds [start, end) of ``info``'s file to WAV ``out`` (atomically) for each
+    ``(start, end, out)`` of ``cuts``, in the source's sample format where WAV holds it, else
+    float. The recording is opened once for all its cuts."""
     subtype = info.subtype if sf.check_format("WAV", info.subtype) else "FLOAT"
-    with atomic.replacing(out) as tmp:
-        sf.write(str(tmp), data, info.sample_rate, subtype=subtype, format="WAV")
+    with sf.SoundFile(info.path) as f:
+        for start, end, out in cuts:
+            f.seek(round(start * info.sample_rate))
+            data = f.read(round(end * info.sample_rate) - f.tell(), dtype="float64",
+                          always_2d=True)
+            with atomic.replacing(out) as tmp:
+                sf.write(str(tmp), data, info.sample_rate, subtype=subtype, format="WAV")
 
 
 def _cut_segments(src: Path, wavs: dict[str, str], texts: dict[str, str],
@@ -190,8 +193,11 @@ def _cut_segments(src: Path, wavs: dict[str, str], texts: dict[str, str],
                                 "them (segments_dir)")
     # Each recording's header (or why it cannot be used), then every end checked against it
     # before the first file is cut.
+    by_recording: dict[str, list[_Segment]] = {}
+    for seg in segments:
+        by_recording.setdefault(seg.recording, []).append(seg)
     recordings: dict[str, AudioInfo | str] = {}
-    for rec in dict.fromkeys(s.recording for s in segments):
+    for rec in by_recording:
         audio = _kaldi_audio(src, wavs[rec])
         try:
             recordings[rec] = (audio_info(audio, min_duration=0) if audio is not None
@@ -219,17 +225,22 @@ def _cut_segments(src: Path, wavs: dict[str, str], texts: dict[str, str],
         ends[seg.utt_id] = end
     for utt_id in sorted(texts.keys() - {s.utt_id for s in segments}):
         skipped.append((utt_id, "in text but not in segments"))
-    for seg in segments:
-        info = recordings[seg.recording]
-        if seg.utt_id not in texts:
-            skipped.append((seg.utt_id, "in segments but not in text"))
-        elif isinstance(info, str):
-            skipped.append((seg.utt_id, f"recording {seg.recording!r}: {info}"))
-        else:
-            out = segments_dir / _segment_file_name(seg.utt_id)
-            _cut(info, seg.start, ends[seg.utt_id], out)
-            yield _Entry(out, texts[seg.utt_id], spk.get(seg.utt_id), seg.utt_id,
-                         {"recording": seg.recording, "segment_start": seg.start,
+    # A recording at a time (in order of first use), so that each is opened once.
+    for rec, of_rec in by_recording.items():
+        info = recordings[rec]
+        for seg in of_rec:
+            if seg.utt_id not in texts:
+                skipped.append((seg.utt_id, "in segments but not in text"))
+            elif isinstance(info, str):
+                skipped.append((seg.utt_id, f"recording {rec!r}: {info}"))
+        kept = [seg for seg in of_rec if seg.utt_id in texts]
+        if isinstance(info, str) or not kept:
+            continue
+        outs = {seg.utt_id: segments_dir / _segment_file_name(seg.utt_id) for seg in kept}
+        _cut(info, [(seg.start, ends[seg.utt_id], outs[seg.utt_id]) for seg in kept])
+        for seg in kept:
+            yield _Entry(outs[seg.utt_id], texts[seg.utt_id], spk.get(seg.utt_id), seg.utt_id,
+                         {"recording": rec, "segment_start": seg.start,
                           "segment_end": ends[seg.utt_id]})
 
 
