@@ -42,16 +42,17 @@ report_points() {
         out=$REPORT "${DECODE[@]}" "$@")
 }
 
-# background JOB LOG: run the shell function JOB in the background, its output in LOG
+# background PID_VAR JOB LOG: run the shell function JOB in the background, its output in LOG;
+# its PID goes into the variable named PID_VAR (each job its own, for join)
 background() {
-    log "$1 in the background (log: ${2#"$ROOT"/})"
-    "$1" > "$2" 2>&1 &
-    BG_PID=$!
+    log "$2 in the background (log: ${3#"$ROOT"/})"
+    "$2" > "$3" 2>&1 &
+    printf -v "$1" '%s' "$!"
 }
-# join LOG: wait for the background job; on failure show its log's end and stop
+# join PID LOG: wait for the background job PID; on failure show its log's end and stop
 join() {
-    wait "$BG_PID" || { tail -n 30 "$1"; log "failed: see $1"; exit 1; }
-    log "background job done (${1#"$ROOT"/})"
+    wait "$1" || { tail -n 30 "$2"; log "failed: see $2"; exit 1; }
+    log "background job done (${2#"$ROOT"/})"
 }
 
 wavenet_job() {
@@ -82,20 +83,17 @@ if [ ! -f "$ROOT/$LM" ] || [ "$ROOT/data/demo/train.jsonl" -nt "$ROOT/$LM" ]; th
     # whatever stage the demo starts at: stages 4 and 5 decode with it
     "$BIN/asr-lm" build "$ROOT/data/demo/train.jsonl" --order 3 --out "$ROOT/$LM"
 fi
-background wavenet_job "$LOGS/wavenet.log"
+background WAVENET_PID wavenet_job "$LOGS/wavenet.log"
 if run_stage 1; then
     train_model demo_lstm
 fi
-WAVENET_LOG=$LOGS/wavenet.log
-WAVENET_PID=$BG_PID
-background delta_job "$LOGS/delta_lstm.log"
+background DELTA_PID delta_job "$LOGS/delta_lstm.log"
 if run_stage 4; then
     log "compressing the LSTM (ese, bbs) and evaluating it on the modeled engines"
     report_points lstm exp/demo_lstm/model.ckpt "${COMPRESS[@]}"
 fi
-join "$LOGS/delta_lstm.log"
-BG_PID=$WAVENET_PID
-join "$WAVENET_LOG"
+join "$DELTA_PID" "$LOGS/delta_lstm.log"
+join "$WAVENET_PID" "$LOGS/wavenet.log"
 if run_stage 4 || run_stage 5; then
     # the points are cached: this only gathers all of them into the report, now that no job
     # that writes it is left running
