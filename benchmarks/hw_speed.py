@@ -37,13 +37,12 @@ from asr.data.synth import SynthConfig, synthesize_corpus
 from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
 from asr.models import LSTMCTC
+from asr.models.graph import LSTMOp
 from asr.train.config import CONF_DIR
-from hw import functional
 from hw.config import load_engine
 from hw.engine import EngineModule
-from hw.functional import run_engine, run_engine_batch
+from hw.functional import EngineRun, run_engine, run_engine_batch
 from hw.integer_model import compile_model
-from hw.lstm_cell import COMPILED, RUN_FAILURES
 
 
 def best_of(fn, repeats: int) -> float:
@@ -75,23 +74,22 @@ def test_set(count: int) -> tuple[list[torch.Tensor], float, str]:
     return feats, sum(lengths) / 100, f"{count} noise feature sequences of 1-4 s (no espeak-ng)"
 
 
-def check_compiled_steps(engine, batch: list[torch.Tensor]) -> None:
-    """The timed runs step the LSTM through compiled kernels (:class:`hw.lstm_cell.LayerKernels`):
-    their integers must equal the eager step's (which the MAC-by-MAC reference tests hold),
-    here on this very model."""
-    if not COMPILED or None in COMPILED.values() or RUN_FAILURES:
-        raise SystemExit("hw_speed: the LSTM steps were not compiled, or a compiled step "
-                         "failed and fell back to eager steps (see the warnings above)")
+def check_compiled_steps(engine, batch: list[torch.Tensor], timed: list[EngineRun]) -> None:
+    """The ``timed`` runs stepped every LSTM layer through compiled kernels
+    (:class:`hw.lstm_cell.LayerKernels`), none falling back to eager steps, and their integers
+    equal the eager steps' (which the MAC-by-MAC reference tests hold), here on this very
+    model."""
     compiled = run_engine_batch(engine, batch)
-    threshold = functional.COMPILE_MIN_HIDDEN
-    functional.COMPILE_MIN_HIDDEN = 1 << 30      # every step eager
-    try:
-        eager = run_engine_batch(engine, batch)
-    finally:
-        functional.COMPILE_MIN_HIDDEN = threshold
+    layers = [op.name for op in engine.graph.ops if type(op) is LSTMOp]
+    runs = [*timed, *compiled]
+    if any(run.compiled_layers != layers or run.fallbacks for run in runs):
+        failed = {k: v for run in runs for k, v in run.fallbacks.items()}
+        raise SystemExit(f"hw_speed: the LSTM layers {layers} did not all step compiled "
+                         f"(failures: {failed or 'none; not compiled'})")
+    eager = run_engine_batch(engine, batch, compiled=False)
     same = all(torch.equal(c.logits, e.logits) and c.events == e.events
                for c, e in zip(compiled, eager))
-    print(f"compiled steps ({len(COMPILED)} layer formats) bit-exact against the eager steps "
+    print(f"compiled steps ({len(layers)} layers) bit-exact against the eager steps "
           f"({len(batch)} utterances): "
           f"{'yes' if same else 'NO'}")
     if not same:
@@ -129,7 +127,8 @@ def main() -> None:
     run_engine(engine, feats[:5])
     run_engine_batch(engine, [feats[:5], feats[:3]])
     warmup_s = time.perf_counter() - t0
-    engine_s = best_of(lambda: run_engine(engine, feats), args.repeats)
+    timed: list[EngineRun] = []   # every timed engine run, checked to have stepped compiled
+    engine_s = best_of(lambda: timed.append(run_engine(engine, feats)), args.repeats)
     print(f"{args.model} ({mcfg.num_layers} x {mcfg.hidden_size} cells, projection "
           f"{mcfg.proj_size}), {args.frames} frames, {torch.get_num_threads()} threads")
     print(f"warm-up (operands; compiling each LSTM layer's step, cached on disk) {warmup_s:.1f} s")
@@ -148,7 +147,7 @@ def main() -> None:
 
     def engine_set() -> None:
         for batch in batches:
-            run_engine_batch(engine, batch)
+            timed.extend(run_engine_batch(engine, batch))
 
     float_set_s = best_of(float_set, args.repeats)
     engine_set_s = best_of(engine_set, args.repeats)
@@ -158,7 +157,7 @@ def main() -> None:
         print(f"{label:<23} {secs:8.2f} s   {n / secs:7.1f} utterances/s   "
               f"{seconds / secs:7.1f} x real time")
     print(f"ratio engine / float    {engine_set_s / float_set_s:8.2f}   (target <= 1.0)")
-    check_compiled_steps(engine, batches[0])
+    check_compiled_steps(engine, batches[0], timed)
     # Timing and energy of a test set: 1,000 utterances of 300 frames.
     module = EngineModule(engine)
     t0 = time.perf_counter()

@@ -50,7 +50,8 @@ from hw.lstm_cell import STEP_EVENTS, CellFormats, LayerKernels, ProjectionForma
 EXACT_LIMIT = 2 ** 53
 # An LSTM's input products are computed for this many rows (frames) at a time.
 INPUT_BLOCK_ROWS = 32
-# LSTM layers of at least this many cells run their steps compiled (hw.lstm_cell).
+# LSTM layers of at least this many cells run their steps compiled (hw.lstm_cell), unless a
+# run says otherwise (``compiled``).
 COMPILE_MIN_HIDDEN = 512
 DATAPATH = "datapath"
 
@@ -60,12 +61,16 @@ Signal = tuple[torch.Tensor, int]   # (int64 codes, fractional length)
 @dataclass
 class EngineRun:
     """Integer logits ``(time, vocab)`` with fractional length ``frac``, the events counted per
-    layer, and (when traced) every op's output as ``(codes, frac)``."""
+    layer, (when traced) every op's output as ``(codes, frac)``, the LSTM layers whose steps
+    all ran compiled (:class:`~hw.lstm_cell.LayerKernels`), and the layers whose compiling or
+    compiled step failed, by why: they stepped eagerly (the same integers)."""
 
     logits: torch.Tensor
     frac: int
     events: dict[str, dict[str, int]]
     trace: dict[str, tuple[torch.Tensor, int]] = field(default_factory=dict)
+    compiled_layers: list[str] = field(default_factory=list)
+    fallbacks: dict[str, str] = field(default_factory=dict)
 
     def logits_float(self) -> torch.Tensor:
         return self.logits.double() * 2.0 ** -self.frac
@@ -84,16 +89,21 @@ def im2col(x: torch.Tensor, kernel: int, dilation: int) -> torch.Tensor:
 
 class Datapath:
     """The engine's arithmetic on tensors; ``events`` collects saturations and overflows,
-    ``skip`` is the running skip sum of the gated residual blocks run so far."""
+    ``skip`` is the running skip sum of the gated residual blocks run so far. ``compiled``:
+    whether LSTM steps run compiled (None: layers of at least ``COMPILE_MIN_HIDDEN`` cells);
+    ``kernels`` holds each LSTM layer's step functions, as they ran."""
 
     def __init__(self, model: EngineModel, trace: bool = False,
-                 events: EventCounter | RowEventCounter | None = None):
+                 events: EventCounter | RowEventCounter | None = None,
+                 compiled: bool | None = None):
         self.m = model
         self.cfg = model.cfg
         self.rounding = rounding_mode(model.cfg.rounding)
         self.events = events if events is not None else EventCounter()
         self.trace: dict[str, tuple[torch.Tensor, int]] | None = {} if trace else None
         self.skip: tuple[torch.Tensor, int] | None = None
+        self.compiled = compiled
+        self.kernels: dict[str, LayerKernels] = {}
 
     # -- primitives -------------------------------------------------------------------------
 
@@ -260,7 +270,7 @@ class Datapath:
             proj.shape[0], scalar_if_uniform(proj.frac + fm - fy), self.cfg.activation_bits,
             self.cfg.saturate, rounding, self.cfg.accumulator_bits,
             self.product_bound(proj) >= limit)
-        kernels = self.layer_kernels(formats, projection, [wr, proj])
+        kernels = self.kernels[name] = self.layer_kernels(formats, projection, [wr, proj])
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
         # the layer's output in float64: the recurrent product's operand
@@ -354,12 +364,21 @@ class Datapath:
 
     def layer_kernels(self, formats: CellFormats, projection: ProjectionFormat | None,
                       mats: list[IntMatrix | None]) -> LayerKernels:
-        """The layer's step functions, compiled for layers of at least ``COMPILE_MIN_HIDDEN``
-        cells (where compiling pays off) whose products ``mats`` are exact in float64."""
+        """The layer's step functions, compiled where ``compiled`` says (by default for
+        layers of at least ``COMPILE_MIN_HIDDEN`` cells, where compiling pays off) and the
+        products ``mats`` are exact in float64."""
         exact = all(mat is None or self.product_bound(mat) < EXACT_LIMIT for mat in mats)
+        wanted = (formats.hidden >= COMPILE_MIN_HIDDEN if self.compiled is None
+                  else self.compiled)
         units = self.m.units
         return LayerKernels(formats, projection, units["sigmoid"], units["tanh"],
-                            compiled=formats.hidden >= COMPILE_MIN_HIDDEN and exact)
+                            compiled=wanted and exact)
+
+    def kernel_report(self) -> tuple[list[str], dict[str, str]]:
+        """The LSTM layers run so far whose steps all ran compiled, and those whose compiling
+        or compiled step failed (by why), which stepped eagerly."""
+        return ([name for name, k in self.kernels.items() if k.compiled is not None],
+                {name: k.failure for name, k in self.kernels.items() if k.failure is not None})
 
     def cell_formats(self, hidden: int, fc: int, fm: int, frac: int | torch.Tensor,
                      shift_r: int | torch.Tensor = 0, shift_x: int | torch.Tensor = 0,
@@ -552,22 +571,26 @@ def _linear(op: LinearOp, dp: Datapath, x: torch.Tensor, fx: int) -> Signal:
     return dp.dense(op.name, x, fx, op.activation, f"{op.name}.bias")
 
 
-def run_engine(model: EngineModel, features: torch.Tensor, trace: bool = False) -> EngineRun:
-    """Run one utterance's ``(time, input_dim)`` features through the engine."""
-    dp = Datapath(model, trace)
+def run_engine(model: EngineModel, features: torch.Tensor, trace: bool = False,
+               compiled: bool | None = None) -> EngineRun:
+    """Run one utterance's ``(time, input_dim)`` features through the engine (``compiled``:
+    whether LSTM steps run compiled, see :class:`Datapath`)."""
+    dp = Datapath(model, trace, compiled=compiled)
     x, fx = dp.input(features)
     dp.record("input", x, fx)
     for op in model.graph.ops:
         x, fx = dispatch(DATAPATH, op, dp, x, fx)
         dp.record(op.name, x, fx)
-    return EngineRun(x, fx, dp.events.as_dict(), dp.trace or {})
+    return EngineRun(x, fx, dp.events.as_dict(), dp.trace or {}, *dp.kernel_report())
 
 
-def run_engine_batch(model: EngineModel, features: list[torch.Tensor]) -> list[EngineRun]:
+def run_engine_batch(model: EngineModel, features: list[torch.Tensor],
+                     compiled: bool | None = None) -> list[EngineRun]:
     """Run several utterances side by side: LSTM layers step all of them at once (one sparse
     product per step for the batch), every other op runs per utterance. Each returned run
     (in the order of ``features``) has the integers and events of :func:`run_engine` on that
-    utterance alone; tests hold the two equal."""
+    utterance alone; tests hold the two equal. ``compiled``: whether LSTM steps run
+    compiled (None: by the layer's size, see :class:`Datapath`)."""
     order = sorted(range(len(features)), key=lambda i: -int(features[i].shape[0]))
     events = RowEventCounter(len(order))
     rows = [Datapath(model, events=events.row(k)) for k in range(len(order))]
@@ -575,7 +598,7 @@ def run_engine_batch(model: EngineModel, features: list[torch.Tensor]) -> list[E
     for k, i in enumerate(order):
         x, fx = rows[k].input(features[i])
         xs.append(x)
-    batch = Datapath(model, events=events)
+    batch = Datapath(model, events=events, compiled=compiled)
     for op in model.graph.ops:
         if type(op) is LSTMOp:
             xs, fx = batch.lstm(op, xs, fx)
@@ -583,7 +606,8 @@ def run_engine_batch(model: EngineModel, features: list[torch.Tensor]) -> list[E
             outs = [dispatch(DATAPATH, op, dp, x, fx) for dp, x in zip(rows, xs)]
             xs, fx = [o[0] for o in outs], (outs[0][1] if outs else fx)
     counts = events.as_dicts()
+    compiled_layers, fallbacks = batch.kernel_report()
     runs: list[EngineRun | None] = [None] * len(order)
     for k, i in enumerate(order):
-        runs[i] = EngineRun(xs[k], fx, counts[k])
+        runs[i] = EngineRun(xs[k], fx, counts[k], {}, list(compiled_layers), dict(fallbacks))
     return runs  # type: ignore[return-value]

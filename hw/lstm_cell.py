@@ -167,18 +167,23 @@ class LayerKernels:
     loop nest each, for any number of rows). Compiled as exported graphs (``torch.export``,
     then ``torch._inductor.standalone_compile``, which reuses torch's on-disk cache): a call
     runs the compiled code alone, without ``torch.compile``'s per-call guard checks (tens of
-    microseconds, as long as the step itself). Where compiling fails (no C++ compiler), it
-    warns and steps eagerly: the same integers."""
+    microseconds, as long as the step itself). Where compiling or a compiled call fails (no
+    C++ compiler), it warns, keeps why in ``failure`` and steps eagerly: the same integers."""
 
     def __init__(self, f: CellFormats, p: ProjectionFormat | None, sigmoid: ActivationUnit,
                  tanh: ActivationUnit, compiled: bool) -> None:
         self.f, self.p, self.sigmoid, self.tanh = f, p, sigmoid, tanh
         self.compiled: tuple[Callable, Callable | None] | None = None
+        self.failure: str | None = None
         # (the compiled look-ups index the tables unchecked: units of the codes' width)
         if (compiled and f.compilable and (p is None or p.compilable)
                 and sigmoid.bits == tanh.bits == f.activation_bits <= MAX_TABULATED_BITS):
-            self.compiled = _compiled_kernels(f, p, sigmoid, tanh)
-            self.tables = (sigmoid.outputs(), tanh.outputs())
+            kernels = _compiled_kernels(f, p, sigmoid, tanh)
+            if isinstance(kernels, str):
+                self.failure = f"compiling failed: {kernels}"
+            else:
+                self.compiled = kernels
+                self.tables = (sigmoid.outputs(), tanh.outputs())
 
     def step(self, products: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor,
              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -203,18 +208,13 @@ class LayerKernels:
 
     def _eager(self, err: Exception) -> None:
         log.warning("a compiled LSTM step failed (%s); this layer steps eagerly", err)
-        RUN_FAILURES.append(repr(err))
+        self.failure = f"a compiled step failed: {err!r}"
         self.compiled = None
 
 
-# Compiled calls that failed while running, and so fell back to eager steps (the same
-# integers): what a benchmark of the compiled steps must check is empty.
-RUN_FAILURES: list[str] = []
-
-
 # Compiled kernels by what their code depends on: the formats and the units' shapes (the
-# tables are inputs); None where compiling failed.
-COMPILED: dict[tuple, tuple[Callable, Callable | None] | None] = {}
+# tables are inputs); where compiling failed, why (so that it is not tried again).
+COMPILED: dict[tuple, tuple[Callable, Callable | None] | str] = {}
 
 
 class _Step(torch.nn.Module):
@@ -242,7 +242,7 @@ class _Project(torch.nn.Module):
 
 
 def _compiled_kernels(f: CellFormats, p: ProjectionFormat | None, sigmoid: ActivationUnit,
-                      tanh: ActivationUnit) -> tuple[Callable, Callable | None] | None:
+                      tanh: ActivationUnit) -> tuple[Callable, Callable | None] | str:
     units = tuple((u.kind, u.bits, u.in_frac, u.out_frac, u.rounding, u.outputs().numel())
                   for u in (sigmoid, tanh))
     key = (f, p, units)
@@ -261,7 +261,7 @@ def _compiled_kernels(f: CellFormats, p: ProjectionFormat | None, sigmoid: Activ
         COMPILED[key] = (run_step, run_project)
     except Exception as err:   # the backend's failure, not the datapath's
         log.warning("compiling the LSTM step failed (%s); its steps run eagerly", err)
-        COMPILED[key] = None
+        COMPILED[key] = repr(err)
     return COMPILED[key]
 
 

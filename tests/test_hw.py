@@ -28,10 +28,10 @@ from asr.config_errors import ConfigError
 from asr.data.manifest import read_manifest
 from asr.decode.recognizer import greedy_error_rates
 from asr.models import LSTMCTC, WaveNetCTC
-from asr.models.graph import run_graph
+from asr.models.graph import LSTMOp, run_graph
 from asr.models.ops import OPS, UnregisteredOpError
 from asr.train.config import CONF_DIR
-from hw import functional
+from hw import lstm_cell
 from hw.activation_unit import build_activation_unit
 from hw.cli import main as hw_main
 from hw.config import ActivationUnitConfig, load_engine
@@ -149,20 +149,22 @@ COMPILED_CASES = {
 # the clipping cases, each a compile of its own, in the slow run.
 @pytest.mark.parametrize("case", [c if c == "nearest" else pytest.param(c, marks=pytest.mark.slow)
                                   for c in sorted(COMPILED_CASES)])
-def test_compiled_lstm_steps_are_bit_exact_against_the_per_mac_reference(case, monkeypatch):
+def test_compiled_lstm_steps_are_bit_exact_against_the_per_mac_reference(case):
     # Large layers step through torch.compile; forced here on the small LSTM (compiling takes
     # tens of seconds with an empty cache).
-    monkeypatch.setattr(functional, "COMPILE_MIN_HIDDEN", 0)
     COMPILED.clear()
     em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
                        load_engine("ese", ["num_pes=4", *COMPILED_CASES[case]]))
     feats = [torch.randn(n, 16) * (3 if case == "nearest" else 12) for n in (7, 3, 11, 1)]
-    batch = run_engine_batch(em, feats)
+    assert run_engine_batch(em, feats[:1])[0].compiled_layers == [], "small layers step eagerly"
+    batch = run_engine_batch(em, feats, compiled=True)
     assert len(COMPILED) == 2, "one compile per layer format"
-    assert all(kernels is not None for kernels in COMPILED.values()), "compiling failed"
+    layers = [op.name for op in em.graph.ops if type(op) is LSTMOp]
     for run, f in zip(batch, feats):
+        assert run.compiled_layers == layers and run.fallbacks == {}, "compiling failed"
         logits, frac, events = run_reference(em, f)
-        alone = run_engine(em, f)
+        alone = run_engine(em, f, compiled=True)
+        assert alone.compiled_layers == layers
         assert torch.equal(run.logits, logits) and torch.equal(alone.logits, logits)
         assert run.frac == alone.frac == frac
         assert run.events == alone.events == events
@@ -197,6 +199,37 @@ def test_compiled_layer_kernels_equal_the_eager_ones_for_any_rows_and_every_clip
             assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
         counts = eager.step(products, inputs, bias, c)[3]   # both wraps before the cell
         assert (counts[:, :2] > 0).all() and (eager.project(sums)[2] > 0).all()
+
+
+@pytest.mark.parametrize("where", ["compiling", "a compiled step"])
+def test_a_failed_compiled_step_falls_back_to_eager_steps_and_the_run_says_so(where,
+                                                                              monkeypatch):
+    # (no C++ compiler here: compiling, or the compiled code, raises)
+    def broken(*_):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(lstm_cell, "COMPILED", {})   # the real cache stays as it is
+    if where == "compiling":
+        monkeypatch.setattr(lstm_cell, "_exported", broken)
+    else:
+        monkeypatch.setattr(lstm_cell, "_compiled_kernels", lambda *_: (broken, broken))
+    em = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
+                       load_engine("ese", ["num_pes=4"]))
+    feats = [torch.randn(n, 16) * 3 for n in (7, 3)]
+    layers = [op.name for op in em.graph.ops if type(op) is LSTMOp]
+    for _ in range(2):   # every run says so, not only the first
+        runs = [*run_engine_batch(em, feats, compiled=True),
+                run_engine(em, feats[0], compiled=True)]
+        for run in runs:
+            assert run.compiled_layers == []
+            assert list(run.fallbacks) == layers
+            assert all(v.startswith(f"{where} failed") and "no C++ compiler" in v
+                       for v in run.fallbacks.values())
+    # the same integers as eager steps, and a run that asks for none reports no failure
+    eager = run_engine_batch(em, feats, compiled=False)
+    assert all(run.fallbacks == {} and run.compiled_layers == [] for run in eager)
+    for got, want in zip(runs, [*eager, eager[0]], strict=True):
+        assert torch.equal(got.logits, want.logits) and got.events == want.events
 
 
 def test_steps_with_shifts_of_31_bits_or_more_are_not_compiled():
