@@ -215,6 +215,7 @@ def test_cbtd_schedule_drops_for_one_step_then_fixes_the_balanced_mask():
         alpha = 1.0 if step >= 30 else max((step / 50 - 0.2) / 0.4, 0.0)
         before = views[name].detach().clone()
         cb.on_train_batch_start(trainer, module, None, step)
+        assert cb.transient == (0.0 < alpha < 1.0), step   # a draw, for this step only
         applied = views[name].detach().clone()
         cand = candidates(before, 0.25, cfg.prune)
         if alpha == 0.0:
@@ -239,9 +240,10 @@ def test_cbtd_schedule_drops_for_one_step_then_fixes_the_balanced_mask():
             cb.on_validation_end(trainer, module)
             assert torch.equal(shown, column_balanced_prune(views[name], 0.25, 8))
     state = cb.state_dict()
-    assert state["progress"] == 1.0 and not state["transient"]
+    assert state["progress"] == 1.0 and not cb.transient
     restored = CompressionCallback(cfg, densities, seed=5)
     restored.load_state_dict(state)
+    assert restored.progress == 1.0 and not restored.transient
     assert torch.equal(restored.generator.get_state(), cb.generator.get_state())
 
 

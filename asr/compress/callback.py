@@ -43,7 +43,7 @@ from asr.compress.config import CompressConfig
 from asr.compress.pruning import prune_mask
 from asr.compress.quantize import quantize_matrix
 from asr.compress.schedule import density_at, prune_progress
-from asr.compress.targeted_dropout import candidates, dropout_mask
+from asr.compress.targeted_dropout import dropout_mask
 from asr.train.checkpoint import RunCheckpoint
 
 
@@ -71,12 +71,16 @@ class CompressionCallback(pl.Callback):
         self._clusters: dict[str, torch.Tensor] = {}
         self.targeted = cfg.schedule.kind == "targeted_dropout"
         self.generator = torch.Generator().manual_seed(seed)
-        self.transient = False  # self.masks is one step's targeted dropout draw
 
     # -- the schedule -------------------------------------------------------------------------
     def _views(self, pl_module: pl.LightningModule) -> dict[str, torch.Tensor]:
         views = pl_module.model.matrices()
         return {k: views[k] for k in self.densities}
+
+    @property
+    def transient(self) -> bool:
+        """Whether ``masks`` is one step's targeted dropout draw (``0 < alpha < 1``)."""
+        return self.targeted and self.progress is not None and 0.0 < self.progress < 1.0
 
     def update_masks(self, views: dict[str, torch.Tensor], step: int) -> None:
         progress = prune_progress(self.cfg.schedule, step, self.total_steps)
@@ -86,32 +90,30 @@ class CompressionCallback(pl.Callback):
         if progress == self.progress:
             return
         self.progress = progress
-        self.transient = False
-        self.masks = {}
-        for name, w in views.items():
-            mask = prune_mask(w, density_at(self.densities[name], progress), self.cfg.prune)
-            if mask is not None:
-                self.masks[name] = mask
+        self.masks = self._structure_masks(
+            views, {name: density_at(d, progress) for name, d in self.densities.items()})
         self._clusters = {}  # cluster membership follows the masks
 
     def _draw_masks(self, views: dict[str, torch.Tensor], alpha: float) -> None:
-        """Targeted dropout: this step's candidates (on the latent weights), each dropped with
-        probability ``alpha``."""
+        """Targeted dropout: this step's candidates (on the latent weights: what the structure
+        drops at the target densities), each dropped with probability ``alpha``."""
         self.progress = alpha
-        self.transient = True
-        self.masks = {}
-        for name, w in views.items():
-            candidate = candidates(w, self.densities[name], self.cfg.prune)
-            if candidate is not None:
-                self.masks[name] = dropout_mask(candidate, alpha, self.generator)
+        self.masks = {name: dropout_mask(~keep, alpha, self.generator)
+                      for name, keep in self.end_masks(views).items()}
         self._clusters = {}
 
     def end_masks(self, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The structure's masks at the target densities on the current weights: targeted
         dropout's state at ``alpha = 1``."""
+        return self._structure_masks(views, self.densities)
+
+    def _structure_masks(self, views: dict[str, torch.Tensor], densities: dict[str, float]
+                         ) -> dict[str, torch.Tensor]:
+        """The pruning structure's masks of ``views`` at ``densities`` (by name), ranked on
+        the current weights; none for a matrix that stays dense."""
         masks = {}
         for name, w in views.items():
-            mask = prune_mask(w, self.densities[name], self.cfg.prune)
+            mask = prune_mask(w, densities[name], self.cfg.prune)
             if mask is not None:
                 masks[name] = mask
         return masks
@@ -229,13 +231,12 @@ class CompressionCallback(pl.Callback):
             self._mask_latent(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"masks": self.masks, "progress": self.progress, "transient": self.transient,
+        return {"masks": self.masks, "progress": self.progress,
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks = state_dict["masks"]
-        self.progress = state_dict["progress"]
-        self.transient = state_dict.get("transient", False)
+        self.progress = state_dict["progress"]   # (and so whether the masks are a draw)
         if "generator" in state_dict:
             self.generator.set_state(state_dict["generator"])
 
