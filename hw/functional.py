@@ -45,7 +45,14 @@ from asr.models.ops import dispatch, register
 from hw.arith import EventCounter, RowEventCounter
 from hw.config import EngineConfig
 from hw.integer_model import EngineModel, IntMatrix
-from hw.lstm_cell import STEP_EVENTS, CellFormats, LayerKernels, ProjectionFormat, cell_step
+from hw.lstm_cell import (
+    STEP_EVENTS,
+    CellFormats,
+    LayerKernels,
+    ProjectionFormat,
+    cell_step,
+    project_step,
+)
 
 EXACT_LIMIT = 2 ** 53
 # An LSTM's input products are computed for this many rows (frames) at a time.
@@ -246,7 +253,6 @@ class Datapath:
         # every step's shifts take the scalar path.
         frac, shift_r = scalar_if_uniform(gs.frac), scalar_if_uniform(gs.shift_r)
         shift_x = scalar_if_uniform(gs.shift_x)
-        rounding = self.rounding
         # Packed by time step (as PackedSequence): step t's rows are the utterances still
         # running, stored from start[t], so nothing is computed or held for ended ones.
         running = (torch.tensor(lengths)[None] > torch.arange(steps)[:, None]).sum(1)
@@ -266,10 +272,7 @@ class Datapath:
         formats = self.cell_formats(hidden, gs.fc, fm, frac, shift_r, shift_x,
                                     wrap_products=self.product_bound(wr) >= limit,
                                     wrap_gates=gate_bound >= limit)
-        projection = None if proj is None else ProjectionFormat(
-            proj.shape[0], scalar_if_uniform(proj.frac + fm - fy), self.cfg.activation_bits,
-            self.cfg.saturate, rounding, self.cfg.accumulator_bits,
-            self.product_bound(proj) >= limit)
+        projection = self.projection_format(proj, fm, fy)
         kernels = self.kernels[name] = self.layer_kernels(formats, projection, [wr, proj])
         out_dim = proj.shape[0] if proj is not None else hidden
         c = torch.zeros(rows, hidden, dtype=torch.int64)
@@ -380,6 +383,17 @@ class Datapath:
         return ([name for name, k in self.kernels.items() if k.compiled is not None],
                 {name: k.failure for name, k in self.kernels.items() if k.failure is not None})
 
+    def projection_format(self, proj: IntMatrix | None, fm: int, fy: int
+                          ) -> ProjectionFormat | None:
+        """How projection ``proj`` narrows its sums of the cell output (fractional length
+        ``fm``) to the layer's output (``fy``); None without a projection."""
+        if proj is None:
+            return None
+        return ProjectionFormat(
+            proj.shape[0], scalar_if_uniform(proj.frac + fm - fy), self.cfg.activation_bits,
+            self.cfg.saturate, self.rounding, self.cfg.accumulator_bits,
+            self.product_bound(proj) >= 1 << (self.cfg.accumulator_bits - 1))
+
     def cell_formats(self, hidden: int, fc: int, fm: int, frac: int | torch.Tensor,
                      shift_r: int | torch.Tensor = 0, shift_x: int | torch.Tensor = 0,
                      wrap_products: bool = False, wrap_gates: bool = False) -> CellFormats:
@@ -393,18 +407,23 @@ class Datapath:
         return self.events.row(k) if isinstance(self.events, RowEventCounter) else self.events
 
     def cell(self, name: str, acc: torch.Tensor, c: torch.Tensor, formats: CellFormats,
-             proj: IntMatrix | None, fy: int) -> tuple[torch.Tensor, torch.Tensor]:
+             proj: IntMatrix | None, projection: ProjectionFormat | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of a delta LSTM cell from its gates' accumulators ``acc`` (i, f, c, o
         stacked, in the layer's ``formats``): the new cell state and output ``y`` (projected
-        to fractional length ``fy`` when ``proj`` is set)."""
+        by ``proj``, narrowed as ``projection`` says, when ``proj`` is set)."""
         m = self.m
         c, mo, clipped = cell_step(acc, formats.frac, c, m.units["sigmoid"], m.units["tanh"],
                                    formats)
         counted = clipped.reshape(-1, clipped.shape[-1]).tolist()
         self.cell_events(name, formats.hidden, counted, [1] * len(counted), STEP_EVENTS[2:])
-        if proj is None:
+        if proj is None or projection is None:
             return c, mo
-        return c, self.narrow(name, self.matvec(proj, mo[None])[0], proj.frac + formats.m, fy)
+        # the plain LSTM's narrowing (and events), on one row
+        y, _, n = project_step(self.products(proj, mo[None]), projection)
+        self.projection_events(name, proj.name, torch.zeros(1, dtype=torch.int64), [n], [1],
+                               projection.width)
+        return c, y[0]
 
     def deltas(self, layer: str, x: torch.Tensor, memory: torch.Tensor, theta: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -442,6 +461,7 @@ class Datapath:
         px = shift_round(self.matvec(wx, dx), gs.shift_x, rounding)
         acc = self.wrap_accumulator(f"{name}.gates", gs.bias)
         formats = self.cell_formats(hidden, gs.fc, gs.fm, gs.frac)
+        projection = self.projection_format(proj, gs.fm, fy)
         c = torch.zeros(hidden, dtype=torch.int64)
         y = torch.zeros(proj.shape[0] if proj is not None else hidden, dtype=torch.int64)
         y_hat = torch.zeros_like(y)
@@ -452,7 +472,7 @@ class Datapath:
             y_hats.append(y_hat)
             pr = shift_round(self.matvec(wr, dy[None])[0], gs.shift_r, rounding)
             acc = self.wrap_accumulator(f"{name}.gates", acc + px[t] + pr)
-            c, y = self.cell(name, acc, c, formats, proj, fy)
+            c, y = self.cell(name, acc, c, formats, proj, projection)
             outputs.append(y)
         self.record(f"{name}.dx", dx, fx)
         self.record(f"{name}.x_hat", torch.stack(x_hats) if x_hats else dx, fx)
