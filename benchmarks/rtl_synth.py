@@ -2,47 +2,56 @@
 LUTs and flip-flops beside the device's capacity (XCKU060: 2,760 DSP48E2, 1,080 RAMB36).
 
 The layer is ``benchmarks/rtl_cosim.py``'s (153 inputs, 1024 cells, projection 512, ESE's
-per-matrix densities, random weights, 32 outputs), compressed with the ``ese`` preset and run
-through ``asr-hw synth``. The Xilinx counts are Yosys estimates: there is no open place and
-route for the part. Yosys takes long on a design this size (docs/rtl-synthesis.md); a result is
-cached (``asr-hw synth``'s cache), so a second run prints at once.
+per-matrix densities, random weights, 32 outputs), compressed with the ``ese`` preset. Yosys
+runs ``asr-hw synth``'s script for the part (``hw/rtl/devices.py``) with one ``stat`` more,
+after block-RAM mapping: the DSP and block-RAM counts are known there, long before the LUT
+mapping ends (hours on this design). A run stopped by ``--timeout`` prints those; a finished
+one prints the final counts too, which are ``asr-hw synth``'s. The Xilinx counts are Yosys
+estimates: there is no open place and route for the part.
 
-    python benchmarks/rtl_synth.py --ese-layer-xcku060 [--num-pes 32] [--timeout 14400]
+    python benchmarks/rtl_synth.py --ese-layer-xcku060 [--num-pes 32] [--rtl-dir DIR]
+        [--timeout SECONDS] [--set elementwise_lanes=4 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rtl_cosim import ese_layer_artifact
 
-from asr.compress.artifact import save_artifact
+from asr.compress.artifact import read_artifact, save_artifact
 from asr.tables import markdown_table
 from hw.config import load_engine
+from hw.integer_model import compile_model
+from hw.rtl.design import generate_design
+from hw.rtl.devices import RESOURCES, Device, get_device
+from hw.rtl.synth import count_resources
+from hw.rtl.tools import ToolError, run_tool, synth_tools
 
 
-def synth_ese_layer(device: str, num_pes: int, timeout: float | None, force: bool,
-                    cache_dir: str | None) -> tuple[list[str], dict]:
-    """``asr-hw synth`` of ESE's layer on the ``ese`` engine with ``num_pes`` PEs: the command
-    (as typed, with the artifact's temporary path) and its JSON result."""
-    with tempfile.TemporaryDirectory(prefix="ese-layer-") as tmp:
-        art = save_artifact(Path(tmp) / "ese_layer.model", ese_layer_artifact())
-        cmd = ["asr-hw", "synth", str(art), "--engine", "ese", "--set", f"num_pes={num_pes}",
-               "--device", device, "--json"]
-        cmd += [f"--timeout={timeout:g}"] if timeout else []
-        cmd += ["--force"] if force else []
-        cmd += [f"--cache-dir={cache_dir}"] if cache_dir else []
-        # exit 1 is "does not fit": the counts are printed all the same
-        done = subprocess.run([sys.executable, "-m", "hw.cli", *cmd[1:]], capture_output=True,
-                              text=True)
-    if done.returncode not in (0, 1):
-        sys.exit(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr}")
-    return cmd, json.loads(done.stdout)
+def staged_script(device: Device, source: str) -> str:
+    """``asr-hw synth``'s Yosys script for ``device`` with a ``stat`` into
+    ``stat_memory.json`` after block-RAM mapping and the final one into ``stat.json``."""
+    *head, _ = device.yosys_commands()     # the last runs from block-RAM mapping to the end
+    return "\n".join([f"read_verilog -sv {source}", "hierarchy -check -auto-top", *head,
+                      f"{device.synth} -run {device.after_coarse}:map_ffram",
+                      "tee -q -o stat_memory.json stat -json",
+                      f"{device.synth} -run map_ffram:", "tee -q -o stat.json stat -json", ""])
+
+
+def resource_rows(stat: Path, device: Device) -> list[list[str]] | None:
+    """Resource, primitive, used, available and % from Yosys' ``stat -json`` file, or None
+    when Yosys did not get that far."""
+    if not stat.is_file():
+        return None
+    cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+    used = count_resources({k: int(v) for k, v in cells.items()}, device)
+    return [[name, device.labels[name], f"{used[name]:,g}", f"{device.capacity[name]:,}",
+             f"{100 * used[name] / device.capacity[name]:.1f}"] for name in RESOURCES]
 
 
 def main() -> None:
@@ -51,26 +60,43 @@ def main() -> None:
     parser.add_argument("--ese-layer-xcku060", action="store_true", required=True,
                         help="ESE's layer on ESE's part (the one design this benchmark has)")
     parser.add_argument("--num-pes", type=int, default=32, help="the ese engine's PEs")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more ese engine overrides")
+    parser.add_argument("--rtl-dir", default=None,
+                        help="generate the RTL and run Yosys here (kept; default: a temporary "
+                             "folder)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="stop Yosys after this long")
-    parser.add_argument("--force", action="store_true", help="ignore a cached result")
-    parser.add_argument("--cache-dir", default=None)
+                        help="stop Yosys after this long (the counts after block-RAM mapping "
+                             "are printed if it got there)")
     args = parser.parse_args()
-    cmd, r = synth_ese_layer("xcku060", args.num_pes, args.timeout, args.force, args.cache_dir)
-    cfg = load_engine("ese", [f"num_pes={args.num_pes}"])
-    rows = [[name, res["label"], f"{res['used']:,g}", f"{res['available']:,}",
-             f"{res['percent']:.1f}"] for name, res in r["resources"].items()]
-    print(" ".join(cmd))
-    print(f"{r['top']} on {r['device']} ({r['part']}): Yosys estimates, "
-          f"{'fits' if r['fits'] else 'does NOT fit: ' + str(r['reason'])}; "
-          f"{', '.join(r['tools'].values())}; Yosys {r['seconds'].get('yosys', 0):,.0f} s"
-          f"{' (cached)' if r['cached'] else ''}; logs: {r['log_dir']}")
-    print(markdown_table(["resource", "primitive", "used", "available", "%"], rows))
-    print(f"engine: {cfg.num_pes} PEs x {cfg.macs_per_pe} multiplier, "
-          f"{cfg.elementwise_lanes} element-wise lanes, {cfg.weight_bits}-bit weights with "
-          f"{cfg.index_bits}-bit indices, {cfg.activation_bits}-bit activations; one frame "
-          f"{r['frame_cycles']:,.0f} cycles ({r['latency_per_frame_us']:.2f} us at "
-          f"{r['clock_mhz']:g} MHz, timing model)")
+    device = get_device("xcku060")
+    cfg = load_engine("ese", [f"num_pes={args.num_pes}", *args.set])
+    yosys, _ = synth_tools(False)
+    with tempfile.TemporaryDirectory(prefix="ese-layer-") as tmp:
+        out = Path(args.rtl_dir or tmp)
+        # through a file, as asr-hw synth reads it
+        art = read_artifact(save_artifact(Path(tmp) / "ese_layer.model", ese_layer_artifact()))
+        design = generate_design(compile_model(art, cfg), out)
+        (out / "synth.ys").write_text(staged_script(device, design.sources[0].name))
+        t0 = time.perf_counter()
+        stopped = None
+        try:
+            run_tool(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], out,
+                     out / "yosys.log", args.timeout)
+        except ToolError as err:
+            stopped = str(err)
+        seconds = time.perf_counter() - t0
+        stages = [(what, resource_rows(out / stat, device)) for what, stat in (
+            ("after block-RAM mapping (DSPs and block RAMs final; LUTs and FFs not yet mapped)",
+             "stat_memory.json"), ("final (asr-hw synth's counts)", "stat.json"))]
+    engine = ", ".join(f"{k}={getattr(cfg, k)}" for k in (
+        "num_pes", "macs_per_pe", "elementwise_lanes", "activation_queue_depth"))
+    print(f"ESE's layer on ese ({engine}), {device.part}, {yosys.version}: Yosys estimates; "
+          f"{seconds:,.0f} s" + (f"; stopped: {stopped}" if stopped else ""))
+    for what, rows in stages:
+        if rows is not None:
+            print(f"\n{what}:\n" + markdown_table(
+                ["resource", "primitive", "used", "available", "%"], rows))
 
 
 if __name__ == "__main__":
