@@ -11,12 +11,18 @@ estimates: there is no open place and route for the part.
 
     python benchmarks/rtl_synth.py --ese-layer-xcku060 [--num-pes 32] [--rtl-dir DIR]
         [--timeout SECONDS] [--set elementwise_lanes=4 ...]
+    python benchmarks/rtl_synth.py --ese-layer-xcku060 --pe-memories
+
+``--pe-memories`` synthesizes only PE 0's memories of the generated design, as it declares and
+reads them (``benchmarks/rtl/pe_memories.sv``, with PE 0's memory images): the weight
+memory, the two pointer copies and the accumulators, each alone and all together (a minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +35,7 @@ from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl.design import generate_design
 from hw.rtl.devices import RESOURCES, Device, get_device
-from hw.rtl.synth import count_resources
+from hw.rtl.synth import count_resources, synthesize
 from hw.rtl.tools import ToolError, run_tool, synth_tools
 
 
@@ -54,6 +60,38 @@ def resource_rows(stat: Path, device: Device) -> list[list[str]] | None:
              f"{100 * used[name] / device.capacity[name]:.1f}"] for name in RESOURCES]
 
 
+PE_MEMORIES = Path(__file__).parent / "rtl" / "pe_memories.sv"
+
+
+def pe_memories(out: Path, cfg, device: Device) -> None:
+    """Block RAMs of PE 0's memories in the design generated in ``out``, by kind."""
+    engine = (out / "engine.sv").read_text()
+
+    def param(name: str) -> int:
+        m = re.search(rf"\b{name} = (\d+)", engine)
+        if m is None:
+            raise SystemExit(f"{out / 'engine.sv'}: no localparam {name}")
+        return int(m.group(1))
+
+    def depth(name: str) -> int:
+        return len((out / "mem" / name).read_text().split())
+
+    params = {"WDEPTH": depth("pe0.w0.hex"), "EB": cfg.weight_bits + cfg.index_bits,
+              "PDEPTH": depth("pe0.ptr.hex"), "PB": param("PB"), "NSLOT": param("NSLOT"),
+              "DEP": param("DEP"), "A": cfg.accumulator_bits}
+    print(f"PE 0's memories: {params}")
+    rows = []
+    for sel, what in ((1, "weights"), (2, "pointers (2 copies)"),
+                      (4, f"accumulators ({params['NSLOT']})"), (7, "all")):
+        r = synthesize([PE_MEMORIES], device, top="pe_memories", include_dir=out,
+                       params={**params, "SEL": sel}, cache_dir=out / "synth")
+        ram = {k: v for k, v in r.cells.items() if k.startswith("RAMB")}
+        rows.append([what, ", ".join(f"{v} {k}" for k, v in sorted(ram.items())),
+                     f"{r.used('bram'):g}", f"{cfg.num_pes * r.used('bram'):g}"])
+    print(markdown_table(["memories", "cells", f"{device.labels['bram']} (PE 0)",
+                          f"x {cfg.num_pes} PEs"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +106,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="stop Yosys after this long (the counts after block-RAM mapping "
                              "are printed if it got there)")
+    parser.add_argument("--pe-memories", action="store_true",
+                        help="only PE 0's memories, by kind (benchmarks/rtl/pe_memories.sv)")
     args = parser.parse_args()
     device = get_device("xcku060")
     cfg = load_engine("ese", [f"num_pes={args.num_pes}", *args.set])
@@ -77,6 +117,9 @@ def main() -> None:
         # through a file, as asr-hw synth reads it
         art = read_artifact(save_artifact(Path(tmp) / "ese_layer.model", ese_layer_artifact()))
         design = generate_design(compile_model(art, cfg), out)
+        if args.pe_memories:
+            pe_memories(out, cfg, device)
+            return
         (out / "synth.ys").write_text(staged_script(device, design.sources[0].name))
         t0 = time.perf_counter()
         stopped = None
