@@ -40,10 +40,12 @@ from hw.rtl.tools import ToolError, run_tool, synth_tools
 
 
 def staged_script(device: Device, source: str) -> str:
-    """``asr-hw synth``'s Yosys script for ``device`` with a ``stat`` into
-    ``stat_memory.json`` after block-RAM mapping and the final one into ``stat.json``."""
-    *head, _ = device.yosys_commands()     # the last runs from block-RAM mapping to the end
-    return "\n".join([f"read_verilog -sv {source}", "hierarchy -check -auto-top", *head,
+    """``asr-hw synth``'s Yosys script for ``device`` with a ``stat`` into ``stat_dsp.json``
+    after DSP mapping, one into ``stat_memory.json`` after block-RAM mapping and the final one
+    into ``stat.json``."""
+    first, *coarse, _ = device.yosys_commands()   # the last from block-RAM mapping on
+    return "\n".join([f"read_verilog -sv {source}", "hierarchy -check -auto-top", first,
+                      "tee -q -o stat_dsp.json stat -json", *coarse,
                       f"{device.synth} -run {device.after_coarse}:map_ffram",
                       "tee -q -o stat_memory.json stat -json",
                       f"{device.synth} -run map_ffram:", "tee -q -o stat.json stat -json", ""])
@@ -130,6 +132,7 @@ def main() -> None:
             stopped = str(err)
         seconds = time.perf_counter() - t0
         stages = [(what, resource_rows(out / stat, device)) for what, stat in (
+            ("after DSP mapping (DSPs final)", "stat_dsp.json"),
             ("after block-RAM mapping (DSPs and block RAMs final; LUTs and FFs not yet mapped)",
              "stat_memory.json"), ("final (asr-hw synth's counts)", "stat.json"))]
     engine = ", ".join(f"{k}={getattr(cfg, k)}" for k in (
