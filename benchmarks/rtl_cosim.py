@@ -10,6 +10,7 @@ with each engine's preset and run on random features.
     python benchmarks/rtl_cosim.py [--frames 20]
     python benchmarks/rtl_cosim.py --ese-model ESE.model --bbs-model BBS.model --audio A.flac ...
     python benchmarks/rtl_cosim.py --ese-layer     # ESE's layer: RTL times beside ESE's table
+    python benchmarks/rtl_cosim.py --write-ese-layer ESE_LAYER.model   # the layer, for asr-hw
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from asr.audio import load_audio
-from asr.compress.artifact import build_artifact, read_artifact
+from asr.compress.artifact import Artifact, build_artifact, read_artifact, save_artifact
 from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.features.config import FeatureConfig
@@ -36,6 +37,19 @@ from hw.integer_model import compile_model
 from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import generate_rtl
 from hw.validation import ESE_TABLE, ese_shaped_artifact
+
+ESE_INPUTS = 153
+
+
+def ese_layer_artifact() -> Artifact:
+    """ESE's layer (153 inputs, 1024 cells, projection 512, ESE's per-matrix densities, random
+    weights; 32 outputs) compressed with the ``ese`` preset and calibrated on random features,
+    so that ``asr-hw rtl`` / ``synth`` take it as a file like any compressed model."""
+    torch.manual_seed(2)
+    art = ese_shaped_artifact(compress_preset("ese"),
+                              calibration=[torch.randn(100, ESE_INPUTS) * 2])
+    art.vocab_tokens = [str(i) for i in range(32)]
+    return art
 
 
 def ese_layer(cache: Path | None, frames: int) -> None:
@@ -52,7 +66,7 @@ def ese_layer(cache: Path | None, frames: int) -> None:
         binary = build(design, cache or default_cache())
         build_s = time.perf_counter() - t0
         torch.manual_seed(1)
-        r = cosimulate(model, design, binary, torch.randn(frames, 153) * 2, "random")
+        r = cosimulate(model, design, binary, torch.randn(frames, ESE_INPUTS) * 2, "random")
     rows = []
     for ph in r.phases:
         key = ph["name"].rsplit(".", 1)[-1]
@@ -94,7 +108,12 @@ def main() -> None:
     parser.add_argument("--cache", default=None)
     parser.add_argument("--ese-layer", action="store_true",
                         help="co-simulate ESE's layer on the ese engine instead")
+    parser.add_argument("--write-ese-layer", default=None, metavar="PATH",
+                        help="only save ESE's layer as a compressed model at PATH")
     args = parser.parse_args()
+    if args.write_ese_layer:
+        print(save_artifact(args.write_ese_layer, ese_layer_artifact()))
+        return
     if args.ese_layer:
         ese_layer(Path(args.cache) if args.cache else None, min(args.frames, 3))
         return

@@ -35,11 +35,13 @@ BBS_GOPS = 304.1
 LSTM_LAYER = {f"layers.0.{k}" for k in ESE_TABLE} | {"layers.0.elementwise"}
 
 
-def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool = True
-                        ) -> Artifact:
+def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool = True,
+                        calibration: list[torch.Tensor] | None = None) -> Artifact:
     """The layer compressed by ``cfg``. BBS's banks of 16 need a row length they divide, so
     bank-balanced presets get the 153 inputs zero-padded to 160. ``padding_free=False`` keeps
-    the plain load-balanced pattern, padding entries and all. ``cfg`` itself is left as given."""
+    the plain load-balanced pattern, padding entries and all. ``calibration``: feature sequences
+    whose signal ranges the artifact records (the RTL needs them). ``cfg`` itself is left as
+    given."""
     cfg = copy.deepcopy(cfg)  # ESE's per-matrix densities are this layer's, not the caller's preset
     inputs = 160 if cfg.prune.method == "bank_balanced" else 153
     torch.manual_seed(seed)
@@ -51,7 +53,8 @@ def ese_shaped_artifact(cfg: CompressConfig, seed: int = 0, padding_free: bool =
             cfg.prune.max_zero_run = 2 ** cfg.storage.index_bits - 1
     views = model.matrices()
     densities = validate_against_model(cfg, views, "lstm")
-    return build_artifact(model, prune_model(views, densities, cfg.prune), densities, cfg)
+    return build_artifact(model, prune_model(views, densities, cfg.prune), densities, cfg,
+                          calibration)
 
 
 # -- Spartus (Gao et al., IEEE TNNLS 2022): a delta LSTM layer -------------------------------

@@ -239,3 +239,28 @@ def test_asr_hw_rtl_replaces_its_folder_whole(tmp_path, monkeypatch):
     monkeypatch.undo()
     write_rtl(art, load_engine("ese", ["num_pes=2", "elementwise_lanes=2"]), out)
     assert not any(".pe3." in p.name for p in out.rglob("*"))   # none of the 4-PE images
+
+
+def test_ese_layer_needs_calibration_and_fills_one_weight_memory_per_pe(tmp_path):
+    from asr.compress.artifact import ArtifactError, storage_object
+    from asr.compress.config import compress_preset
+    from hw.validation import ese_shaped_artifact
+
+    cfg = load_engine("ese")
+    with pytest.raises(ArtifactError, match="no calibrated range for signal 'input'"):
+        generate_rtl(compile_model(ese_shaped_artifact(compress_preset("ese")), cfg), tmp_path)
+    torch.manual_seed(0)
+    art = ese_shaped_artifact(compress_preset("ese"), calibration=[torch.randn(10, 153)])
+    assert {"input", "output"} <= set(art.activations)
+    generate_rtl(compile_model(art, cfg), tmp_path)
+    # every PE's memory gives each sparse matrix the words of its largest PE share (padding
+    # included), one word an entry; the dense output layer (32 x 512) one row's 512; and
+    # one spare word at the end
+    words = {m["name"]: m["words"] for m in json.loads((tmp_path / "rtl.json").read_text())
+             ["matrices"]}
+    sparse = {k: storage_object(m) for k, m in art.matrices.items() if k != "output"}
+    assert words == {"output": 512, **{k: int(s.pe_entries().max()) for k, s in sparse.items()}}
+    for p in (0, 31):
+        assert len((tmp_path / "mem" / f"pe{p}.w0.hex").read_text().split()) == sum(
+            words.values()) + 1
+    assert not (tmp_path / "mem" / "pe32.w0.hex").exists()

