@@ -439,9 +439,20 @@ def gate_widths(ranges: list[dict[str, int]], acc_bits: int) -> tuple[int, int]:
     return align, narrow
 
 
-def _src_read(target: str, index: str, mats: list[MatrixPlan]) -> str:
+def _src_read(target: str, index: str, mats: list[MatrixPlan],
+              narrowed: dict[str, str] | None = None) -> str:
+    """``target = `` the input vector of matrix ``cm`` at ``index``, one read per distinct
+    vector; ``narrowed`` maps a vector held as raw accumulators (csc projections) to its
+    per-row narrowing shifts, applied as it is read."""
+    srcs: dict[str, list[int]] = {}
+    for m in mats:
+        srcs.setdefault(m.src, []).append(m.index)
     lines = ["case (cm)"]
-    lines += [f"  {m.index}: {target} = {m.src}[{index}];" for m in mats]
+    for src, idx in srcs.items():
+        read = f"{src}[{index}]"
+        if narrowed and src in narrowed:
+            read = f"narrow_g({read}, {narrowed[src]}[{index}])"
+        lines.append(f"  {', '.join(map(str, idx))}: {target} = {read};")
     lines += [f"  default: {target} = '0;", "endcase"]
     return "\n".join(lines)
 
@@ -592,7 +603,15 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     for ly in layers:
         add(f"  logic signed [AB-1:0] c_{ly.index} [0:{ly.hidden - 1}];")
         add(f"  logic signed [AB-1:0] m_{ly.index} [0:{ly.hidden - 1}];")
-        if ly.proj is not None:
+        if ly.proj is not None and csc:
+            # csc: the projection's accumulators, narrowed where the broadcast reads them
+            # (one narrowing unit instead of one per row)
+            add(f"  logic signed [A-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
+            add(f"`ifndef SYNTHESIS\n  // simulation only: the layer's output as the broadcast "
+                f"reads it\n  logic signed [AB-1:0] yv_{ly.index} [0:{ly.out_dim - 1}];\n"
+                f"  always_comb for (integer k = 0; k < {ly.out_dim}; k++)\n"
+                f"    yv_{ly.index}[k] = narrow_g(y_{ly.index}[k], ysh_{ly.index}[k]);\n`endif")
+        elif ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
     add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] pres [0:NPRES-1];")
     add("  integer fin_cnt, ocnt, ph, pc, drain;\n  logic fin_full, out_busy, run;")
@@ -629,7 +648,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(mats, cfg, csc))
     add(_acc_memories(layers, cfg, csc))
-    add(_product_comb(csc, mats, cfg))
+    add(_product_comb(csc, mats, cfg, layers))
     add(_mac_stage(csc, mats, cfg.macs_per_pe))
     add("""
   always_comb begin
@@ -680,7 +699,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_res_block(csc, mats))
     for ly in layers:
         add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
-                         cfg.elementwise_lanes))
+                         cfg.elementwise_lanes, csc))
     add(_output_block(output, mats, phases))
     add("endmodule")
     return "\n".join(L) + "\n"
@@ -797,7 +816,8 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     pdepth = sum(m.cols + 1 for m in mats) + 1
     pb = max([1] + [m.ptr_bits for m in mats])
     L += ["  // pointers: read one cycle ahead, at the column the broadcast counter moves to;",
-          "  // two copies give a column's first and one-past-last entry in the same cycle",
+          "  // the memory's two read ports give a column's first and one-past-last entry in the",
+          "  // same cycle (one true-dual-port block RAM)",
           f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())}, PB = {pb};",
           "  logic [PAB-1:0] pa_n;",
           "  logic [P-1:0][PB-1:0] pq0;",
@@ -807,11 +827,9 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     L += ["      default: pbase = 0;\n    endcase\n  endfunction"]
     reads = []
     for p in range(P):
-        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pl_{p} [0:{pdepth - 1}];')
-        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] ph_{p} [0:{pdepth - 1}];')
-        L.append(f'  initial begin $readmemh("mem/pe{p}.ptr.hex", pl_{p}); '
-                 f'$readmemh("mem/pe{p}.ptr.hex", ph_{p}); end')
-        reads.append(f"    pq0[{p}] <= pl_{p}[pa_n];\n    pq1[{p}] <= ph_{p}[pa_n + 1'b1];")
+        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pm_{p} [0:{pdepth - 1}];')
+        L.append(f'  initial $readmemh("mem/pe{p}.ptr.hex", pm_{p});')
+        reads.append(f"    pq0[{p}] <= pm_{p}[pa_n];\n    pq1[{p}] <= pm_{p}[pa_n + 1'b1];")
     L += ["  always_comb begin : ptr_addr",
           "    integer bn, cn;",
           "    if (start || (run && ph_last)) begin",
@@ -904,9 +922,11 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
     return "\n".join(L) + "\n"
 
 
-def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
+def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
+                  layers: list[LayerPlan]) -> str:
     M = cfg.macs_per_pe
     if csc:
+        narrowed = {ly.y: f"ysh_{ly.index}" for ly in layers if ly.proj is not None}
         return f"""  always_comb begin : csc_decide
     logic all_ok, found, take, inprod, nw;
     integer fk, slot, base, lim, kb;
@@ -922,7 +942,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
     bx = '0;
     for (integer p = 0; p < P; p++) begin be0[p] = 0; be1[p] = 0; end
     if (bj < cur_cols) begin
-{_indent(_src_read("bx", "bj", mats), 6)}
+{_indent(_src_read("bx", "bj", mats, narrowed), 6)}
       for (integer p = 0; p < P; p++) begin be0[p] = pq0[p]; be1[p] = pq1[p]; end
     end
     // a free PE pops the queued columns it has no entries in, up to and including the first
@@ -1194,7 +1214,7 @@ def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
 
 
 def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str,
-                 lanes: int) -> str:
+                 lanes: int, csc: bool) -> str:
     """A layer's element-wise unit, four stages after the accumulators' read (its cycle ``pc``
     reads group ``pc``): e1 aligns and narrows the gates, e2 looks up their activations, e3
     updates the cell state and narrows it for tanh, e4 computes ``m``. Between the stages,
@@ -1225,11 +1245,15 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     proj = ""
     if ly.proj is not None:
         pp = _phase_of(phases, "product", ly.proj)
-        proj = f"""      // the projection narrows its accumulators as its product ends
+        keep = (f"""      // the projection's accumulators, kept as its product ends (narrowed as read)
+      if (run && ph_last && ph == {pp})
+        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= pres[k];
+""" if csc else f"""      // the projection narrows its accumulators as its product ends
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++)
           y_{i}[k] <= narrow_g(pres[k], ysh_{i}[k]);
-"""
+""")
+        proj = keep
     reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
     return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle in four stages: group
@@ -1385,7 +1409,9 @@ def generate_rtl(model: EngineModel, out_dir: Path, final_dir: Path | None = Non
     input_dim = mats[layers[0].gates[0]].cols
     engine = render_engine(model, mats, layers, output, phases, input_dim)
     dumps = [("input", "feat", input_dim)]
-    dumps += [(ly.name, ly.y, ly.out_dim) for ly in layers]
+    csc = model.cfg.sparse_format == "csc"
+    dumps += [(ly.name, f"yv_{ly.index}" if csc and ly.proj is not None else ly.y, ly.out_dim)
+              for ly in layers]
     dumps.append((output["name"], "logits", output["rows"]))
     tb = render_testbench(dumps, model.cfg)
     (out_dir / "engine.sv").write_text(engine)
