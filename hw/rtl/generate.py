@@ -889,7 +889,21 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
                          f"    aq[{(sl * P + p) * rc + c}] <= {name}[ara[{p * rc + c}]];\n"
                          f"  end")
     mac_read = "      if (kind == KIND_PRODUCT) ara[p * RC] = AAB'(mac_row[p]);\n" if csc else ""
-    valid = "avq[(s * P + pp) * RC + c]" if csc else "1'b1"
+    eob = max(1, (P - 1).bit_length())
+    lanes = cfg.elementwise_lanes
+    cases = []
+    for o in sorted({(g * lanes) % P for g in range(P)}):
+        body = []
+        for ln in range(lanes):
+            pp, c = (o + ln) % P, (o + ln) // P
+            if c >= rc:
+                continue
+            for sl in range(NSLOT):
+                j = (sl * P + pp) * rc + c
+                word = f"(avq[{j}] ? aq[{j}] : '0)" if csc else f"aq[{j}]"
+                body.append(f"        ev[{sl * lanes + ln}] = {word};")
+        cases.append(f"      {o}: begin\n" + "\n".join(body) + "\n      end")
+    cases = "\n".join(cases)
     L.append(f"""  // cell k = eb + lane lies in PE k mod P, word k div P: copy (k div P - eb div P)
   always_comb ew_q = {_div("pc * LANES", P)};
   always_comb begin : acc_raddr
@@ -898,17 +912,17 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
 {mac_read}    end
   end
   always_ff @(posedge clk) eb <= pc * LANES;
+  // the group's first cell lies in PE eo (a few values: LANES is constant): each lane's
+  // accumulators are one of those few words, selected by eo (not an index into all of aq)
+  logic [{eob - 1}:0] eo;
+  always_ff @(posedge clk) eo <= {eob}'({_mod("pc * LANES", P)});
   logic signed [A-1:0] ev [0:NSLOT*LANES-1];
   always_comb begin : ew_acc
-    integer k, pp, c;
-    k = 0; pp = 0; c = 0;
-    for (integer ln = 0; ln < LANES; ln++) begin
-      k = eb + ln;
-      pp = {_mod("k", P)};
-      c = {_div("k", P)} - {_div("eb", P)};
-      for (integer s = 0; s < NSLOT; s++)
-        ev[s * LANES + ln] = (c < RC && {valid}) ? aq[(s * P + pp) * RC + c] : '0;
-    end
+    for (integer i = 0; i < NSLOT * LANES; i++) ev[i] = '0;
+    case (eo)
+{cases}
+      default: ;
+    endcase
   end""")
     if csc:
         L.append("""  // valid bits: an accumulator not yet written in this product reads as zero
