@@ -926,13 +926,14 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
   end""")
     if csc:
         L.append("""  // valid bits: an accumulator not yet written in this product reads as zero
-  logic [NSLOT*P*DEP-1:0] av;
+  // (a vector per memory, indexed by constants but the word: no index into all of them)
+  logic [NSLOT-1:0][P-1:0][DEP-1:0] av;
   logic [NSLOT*P*RC-1:0] avq;
   always_ff @(posedge clk)
     for (integer s = 0; s < NSLOT; s++)
       for (integer p = 0; p < P; p++)
         for (integer c = 0; c < RC; c++)
-          avq[(s * P + p) * RC + c] <= ew_q + c < DEP && av[(s * P + p) * DEP + ew_q + c];""")
+          avq[(s * P + p) * RC + c] <= ew_q + c < DEP && av[s][p][AAB'(ew_q + c)];""")
     return "\n".join(L) + "\n"
 
 
@@ -1176,7 +1177,7 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
   end
 """
     clears = "\n".join(
-        f"          {m.index}: av[{m.slot}*P*DEP +: P*DEP] <= '0;" if m.slot >= 0 else
+        f"          {m.index}: av[{m.slot}] <= '0;" if m.slot >= 0 else
         f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
         for m in mats)
     return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
@@ -1202,7 +1203,9 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
       a3_prod[p] <= mac_prod[p];
       a3_fwd[p] <= a3_en[p] && a3_row[p] == mac_row[p];
       a3_fv[p] <= a3_sum[p];
-      a3_v[p] <= cur_slot >= 0 && av[(cur_slot * P + p) * DEP + mac_row[p]];
+      a3_v[p] <= 1'b0;
+      for (integer s = 0; s < NSLOT; s++)
+        if (cur_slot == s) a3_v[p] <= av[s][p][AAB'(mac_row[p])];
     end
   end
   integer nxt;
@@ -1216,8 +1219,9 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
     end
     for (integer p = 0; p < P; p++)
       if (a3_en[p]) begin
-        if (cur_slot >= 0) av[(cur_slot * P + p) * DEP + a3_row[p]] <= 1'b1;
-        else pres[a3_row[p] * P + p] <= a3_sum[p];
+        for (integer s = 0; s < NSLOT; s++)
+          if (cur_slot == s) av[s][p][AAB'(a3_row[p])] <= 1'b1;
+        if (cur_slot < 0) pres[a3_row[p] * P + p] <= a3_sum[p];
       end
   end
 """
