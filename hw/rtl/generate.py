@@ -439,19 +439,33 @@ def gate_widths(ranges: list[dict[str, int]], acc_bits: int) -> tuple[int, int]:
     return align, narrow
 
 
-def _src_read(target: str, index: str, mats: list[MatrixPlan],
+def vector_read(src: str, index: str, lanes: int, narrowed: dict[str, str]) -> str:
+    """The expression reading element ``index`` of the signal vector ``src``: the input
+    buffer's bank the frame reads, a layer's ``m`` (a word of ``lanes`` cells per group, zero
+    until the layer's first element-wise stage), a projection's output (a register; on csc its
+    accumulator, narrowed as it is read: ``narrowed`` maps it to its shifts)."""
+    if src == "feat":
+        return f"fbuf[frb ? IN + ({index}) : ({index})]"
+    if src.startswith("m_"):
+        i = src[2:]
+        word = f"{src}[{_div(index, lanes)}]" if lanes > 1 else f"{src}[{index}]"
+        cell = f"lane_of({word}, {_mod(index, lanes)})" if lanes > 1 else word
+        return f"(st_{i} ? AB'({cell}) : AB'(0))"
+    if src in narrowed:
+        return f"narrow_g({src}[{index}], {narrowed[src]}[{index}])"
+    return f"{src}[{index}]"
+
+
+def _src_read(target: str, index: str, mats: list[MatrixPlan], lanes: int,
               narrowed: dict[str, str] | None = None) -> str:
     """``target = `` the input vector of matrix ``cm`` at ``index``, one read per distinct
-    vector; ``narrowed`` maps a vector held as raw accumulators (csc projections) to its
-    per-row narrowing shifts, applied as it is read."""
+    vector (:func:`vector_read`)."""
     srcs: dict[str, list[int]] = {}
     for m in mats:
         srcs.setdefault(m.src, []).append(m.index)
     lines = ["case (cm)"]
     for src, idx in srcs.items():
-        read = f"{src}[{index}]"
-        if narrowed and src in narrowed:
-            read = f"narrow_g({read}, {narrowed[src]}[{index}])"
+        read = vector_read(src, index, lanes, narrowed or {})
         lines.append(f"  {', '.join(map(str, idx))}: {target} = {read};")
     lines += [f"  default: {target} = '0;", "endcase"]
     return "\n".join(lines)
@@ -597,12 +611,19 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         f'    $readmemh("const/{on}.ba.hex", oba);')
     add("  end\n")
     # -- signals --
-    add("  // signals: the frame's input, each layer's cell state, m and y, the projection's")
-    add("  // and output layer's accumulators (registers: read whole as their product ends)")
-    add("  logic signed [AB-1:0] fin [0:IN-1];\n  logic signed [AB-1:0] feat [0:IN-1];")
+    add("  // signals: the frame's input (two banks in distributed RAM: one filled while the")
+    add("  // frame reads the other), each layer's cell state and m (distributed RAM, in the")
+    add("  // element-wise unit's block), y, the projection's and output layer's accumulators")
+    add("  // (registers: read whole as their product ends)")
+    add("  (* ram_style = \"distributed\" *) logic [AB-1:0] fbuf [0:2*IN-1];")
+    add("  logic fwb, frb;   // the bank being filled, the bank the frame reads")
+    add("`ifndef SYNTHESIS\n  // simulation only: the frame's input\n"
+        "  logic signed [AB-1:0] feat [0:IN-1];\n"
+        "  always_comb for (integer k = 0; k < IN; k++) feat[k] = fbuf[frb ? IN + k : k];\n"
+        "`endif")
+    add("  function automatic logic [AB-1:0] lane_of(input logic [LANES*AB-1:0] w, "
+        "input integer l);\n    lane_of = w[l * AB +: AB];\n  endfunction")
     for ly in layers:
-        add(f"  logic signed [AB-1:0] c_{ly.index} [0:{ly.hidden - 1}];")
-        add(f"  logic signed [AB-1:0] m_{ly.index} [0:{ly.hidden - 1}];")
         if ly.proj is not None and csc:
             # csc: the projection's accumulators, narrowed where the broadcast reads them
             # (one narrowing unit instead of one per row)
@@ -649,7 +670,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_pe_memories(mats, cfg, csc))
     add(_acc_memories(layers, cfg, csc))
     add(_product_comb(csc, mats, cfg, layers))
-    add(_mac_stage(csc, mats, cfg.macs_per_pe))
+    add(_mac_stage(csc, mats, cfg.macs_per_pe, cfg.elementwise_lanes))
     add("""
   always_comb begin
     if (kind == KIND_PRODUCT)
@@ -665,14 +686,16 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 
   // control: input buffer, frame start, phase stepping, output stream
   assign start = !run && fin_full && !out_busy;
+  always_ff @(posedge clk)
+    if (!rst && in_valid && !fin_full) fbuf[fwb ? IN + fin_cnt : fin_cnt] <= in_data;
   always_ff @(posedge clk) begin
     if (rst) begin
       run <= 1'b0; fin_full <= 1'b0; fin_cnt <= 0; out_busy <= 1'b0; ocnt <= 0;
+      fwb <= 1'b0; frb <= 1'b1;
       frame_done <= 1'b0; ph <= 0; pc <= 0; drain <= 0;
     end else begin
       frame_done <= 1'b0;
       if (in_valid && !fin_full) begin
-        fin[fin_cnt] <= in_data;
         if (fin_cnt == IN - 1) begin fin_cnt <= 0; fin_full <= 1'b1; end
         else fin_cnt <= fin_cnt + 1;
       end
@@ -681,7 +704,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         else ocnt <= ocnt + 1;
       end
       if (start) begin
-        for (integer i = 0; i < IN; i++) feat[i] <= fin[i];
+        frb <= fwb; fwb <= !fwb;
         fin_full <= 1'b0; run <= 1'b1; ph <= 0; pc <= 0; drain <= 0;
       end else if (run && ph_last) begin
         pc <= 0; drain <= 0;
@@ -875,7 +898,7 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
          "  logic [P-1:0][A-1:0] awd;",
          "  logic [P*RC-1:0][AAB-1:0] ara;",
          "  logic [NSLOT*P*RC-1:0][A-1:0] aq;",
-         "  integer eb, ew_q;"]
+         "  integer eb, eg, ew_q;"]
     for sl in range(NSLOT):
         for p in range(P):
             for c in range(rc):
@@ -911,7 +934,7 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
       for (integer c = 0; c < RC; c++) ara[p * RC + c] = AAB'(ew_q + c);
 {mac_read}    end
   end
-  always_ff @(posedge clk) eb <= pc * LANES;
+  always_ff @(posedge clk) begin eb <= pc * LANES; eg <= pc; end
   // the group's first cell lies in PE eo (a few values: LANES is constant): each lane's
   // accumulators are one of those few words, selected by eo (not an index into all of aq)
   logic [{eob - 1}:0] eo;
@@ -957,7 +980,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
     bx = '0;
     for (integer p = 0; p < P; p++) begin be0[p] = 0; be1[p] = 0; end
     if (bj < cur_cols) begin
-{_indent(_src_read("bx", "bj", mats, narrowed), 6)}
+{_indent(_src_read("bx", "bj", mats, cfg.elementwise_lanes, narrowed), 6)}
       for (integer p = 0; p < P; p++) begin be0[p] = pq0[p]; be1[p] = pq1[p]; end
     end
     // a free PE pops the queued columns it has no entries in, up to and including the first
@@ -1031,7 +1054,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
 """
 
 
-def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
+def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int, lanes: int) -> str:
     """The multiply stage: the words read on the last clock edge, decoded and multiplied."""
     if csc:
         return f"""  // multiply stage: relative row indices decoded, products into the accumulators
@@ -1094,7 +1117,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
                       f"((1 << {m.index_bits}) - 1); end" for m in mats), 12)}
             default: begin wv = 64'sd0; pos = 0; end
           endcase
-{_indent(_src_read("x", "bank * cur_bs + pos", mats), 10)}
+{_indent(_src_read("x", "bank * cur_bs + pos", mats, lanes), 10)}
           xv = x;
           sum = sum + wv * xv;
         end
@@ -1274,6 +1297,12 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
         proj = keep
     reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
+    view = ("" if ly.proj is not None else f"""`ifndef SYNTHESIS
+  // simulation only: the layer's output
+  logic signed [AB-1:0] mv_{i} [0:{H - 1}];
+  always_comb for (integer k = 0; k < {H}; k++) mv_{i}[k] = {vector_read(f"m_{i}", "k", lanes, {})};
+`endif
+""")
     return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle in four stages: group
   // pc - 1 in e1 in cycle pc, as its accumulators were read on the last edge
   logic signed [AB-1:0] e1_g_{i} [0:4*LANES-1];
@@ -1281,15 +1310,44 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
   logic signed [AB-1:0] e3_h_{i} [0:LANES-1];
   logic signed [AB-1:0] e3_o_{i} [0:LANES-1];
   logic e1_v_{i}, e2_v_{i}, e3_v_{i};
-  integer e1_b_{i}, e2_b_{i}, e3_b_{i};
-  always_ff @(posedge clk) begin : ew_{i}
-    logic signed [AB-1:0] cn, hh;
+  integer e1_b_{i}, e2_b_{i}, e3_b_{i}, e1_w_{i}, e2_w_{i}, e3_w_{i};
+  // the cell state and m: a word of LANES cells per group in distributed RAM (one write port,
+  // read without a clock); st: they hold a frame's values (after reset they read as zero)
+  (* ram_style = "distributed" *) logic [LANES*AB-1:0] c_{i} [0:{groups - 1}];
+  (* ram_style = "distributed" *) logic [LANES*AB-1:0] m_{i} [0:{groups - 1}];
+  logic st_{i};
+  logic [LANES*AB-1:0] cr_{i}, cw_{i}, mw_{i};
+  logic signed [AB-1:0] cn_{i} [0:LANES-1];
+  always_comb cr_{i} = c_{i}[e2_w_{i}];
+  always_ff @(posedge clk) begin
+    if (e2_v_{i}) c_{i}[e2_w_{i}] <= cw_{i};
+    if (e3_v_{i}) m_{i}[e3_w_{i}] <= mw_{i};
+  end
+{view}  always_comb begin : e34_{i}
+    logic signed [AB-1:0] hh;
     logic signed [63:0] ta, tb, tc, td;
+    hh = '0; ta = 64'sd0; tb = 64'sd0; tc = 64'sd0; td = 64'sd0;
+    for (integer ln = 0; ln < LANES; ln++) begin
+      // e3: the cell state from the activations and the previous frame's c
+      ta = e2_a_{i}[LANES + ln];
+      tb = st_{i} ? 64'($signed(cr_{i}[ln * AB +: AB])) : 64'sd0;
+      tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
+      cn_{i}[ln] = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
+                         {cell['cn']});
+      cw_{i}[ln * AB +: AB] = cn_{i}[ln];
+      // e4: m = o * tanh(c)
+      hh = {act("tanh", f"e3_h_{i}[ln]")};
+      ta = e3_o_{i}[ln]; tb = hh;
+      mw_{i}[ln * AB +: AB] = narrow(ta * tb, {cell['cm']});
+    end
+  end
+  always_ff @(posedge clk) begin : ew_{i}
     integer k;
     e1_v_{i} <= !rst && run && ph == {ew} && pc >= 1 && pc <= {groups};
     e2_v_{i} <= !rst && e1_v_{i};
     e3_v_{i} <= !rst && e2_v_{i};
     e1_b_{i} <= eb; e2_b_{i} <= e1_b_{i}; e3_b_{i} <= e2_b_{i};
+    e1_w_{i} <= eg; e2_w_{i} <= e1_w_{i}; e3_w_{i} <= e2_w_{i};
     for (integer ln = 0; ln < LANES; ln++) begin
       k = eb + ln;
       if (k < {H}) begin
@@ -1298,28 +1356,14 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 {acts}
     end
     if (rst) begin
-      for (integer j = 0; j < {H}; j++) begin c_{i}[j] <= '0; m_{i}[j] <= '0; end{reset_y}
+      st_{i} <= 1'b0;{reset_y}
     end else begin
-      for (integer ln = 0; ln < LANES; ln++) begin
-        k = e2_b_{i} + ln;
-        if (e2_v_{i} && k < {H}) begin
-          // e3: the cell state from the activations and the previous frame's c
-          ta = e2_a_{i}[LANES + ln]; tb = c_{i}[k];
-          tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
-          cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
-                      {cell['cn']});
-          c_{i}[k] <= cn;
-          e3_h_{i}[ln] <= narrow(64'(cn), {cell['ct']});
+      if (run && ph_last && ph == {ew}) st_{i} <= 1'b1;
+      for (integer ln = 0; ln < LANES; ln++)
+        if (e2_v_{i}) begin
+          e3_h_{i}[ln] <= narrow(64'(cn_{i}[ln]), {cell['ct']});
           e3_o_{i}[ln] <= e2_a_{i}[3 * LANES + ln];
         end
-        k = e3_b_{i} + ln;
-        if (e3_v_{i} && k < {H}) begin
-          // e4: m = o * tanh(c)
-          hh = {act("tanh", f"e3_h_{i}[ln]")};
-          ta = e3_o_{i}[ln]; tb = hh;
-          m_{i}[k] <= narrow(ta * tb, {cell['cm']});
-        end
-      end
 {proj}    end
   end
 """
@@ -1428,8 +1472,8 @@ def generate_rtl(model: EngineModel, out_dir: Path, final_dir: Path | None = Non
     engine = render_engine(model, mats, layers, output, phases, input_dim)
     dumps = [("input", "feat", input_dim)]
     csc = model.cfg.sparse_format == "csc"
-    dumps += [(ly.name, f"yv_{ly.index}" if csc and ly.proj is not None else ly.y, ly.out_dim)
-              for ly in layers]
+    dumps += [(ly.name, f"yv_{ly.index}" if csc and ly.proj is not None else
+               ly.y if ly.proj is not None else f"mv_{ly.index}", ly.out_dim) for ly in layers]
     dumps.append((output["name"], "logits", output["rows"]))
     tb = render_testbench(dumps, model.cfg)
     (out_dir / "engine.sv").write_text(engine)
