@@ -251,7 +251,8 @@ def _micro_engine(tmp_path: Path):
 
 def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsys):
     """Each PE's weight memory, its pointer memory (one true-dual-port block RAM read at a
-    column's first and one-past-last entry) and its eight gate accumulator memories are DP16KDs, not LUTs or FFs: the generated memories are read on the clock edge
+    column's first and one-past-last entry) and its eight gate accumulator memories are
+    DP16KDs, not LUTs or FFs: the generated memories are read on the clock edge
     (the first generator's, read without a clock, became flip-flops and multiplexers and
     kept Yosys busy for over 40 minutes; its accumulators, one flip-flop array, held 78% of
     an ECP5-85k's flip-flops for the demo's LSTM). ``asr-hw synth MODEL`` and the report's

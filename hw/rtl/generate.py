@@ -1286,7 +1286,7 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     proj = ""
     if ly.proj is not None:
         pp = _phase_of(phases, "product", ly.proj)
-        keep = (f"""      // the projection's accumulators, kept as its product ends (narrowed as read)
+        keep = (f"""      // its accumulators, kept as the projection ends (narrowed when read)
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= pres[k];
 """ if csc else f"""      // the projection narrows its accumulators as its product ends
