@@ -500,6 +500,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     consts = {
         "AB": cfg.activation_bits, "A": cfg.accumulator_bits, "P": P, "MACS": cfg.macs_per_pe,
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes,
+        "PB": max([1] + [m.ptr_bits for m in mats]),
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
         "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
@@ -733,8 +734,10 @@ def _render_csc() -> str:
   // the PE's pointers (read as it is broadcast), so that columns with no entries for a PE pass
   // through it without costing a cycle
   integer bj;
-  integer qe0 [0:P*D-1];
-  integer qe1 [0:P*D-1];
+  // (PE p's queue is entries p*D ... p*D+D-1, read and written at constant indices: a slot
+  // is picked among its D entries, not among all P*D)
+  logic [PB-1:0] qe0 [0:P*D-1];
+  logic [PB-1:0] qe1 [0:P*D-1];
   logic signed [AB-1:0] qx [0:P*D-1];
   integer qh [0:P-1];
   integer qn [0:P-1];
@@ -837,11 +840,10 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     if not csc:
         return "\n".join(L) + "\n"
     pdepth = sum(m.cols + 1 for m in mats) + 1
-    pb = max([1] + [m.ptr_bits for m in mats])
     L += ["  // pointers: read one cycle ahead, at the column the broadcast counter moves to;",
           "  // the memory's two read ports give a column's first and one-past-last entry in the",
           "  // same cycle (one true-dual-port block RAM)",
-          f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())}, PB = {pb};",
+          f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())};",
           "  logic [PAB-1:0] pa_n;",
           "  logic [P-1:0][PB-1:0] pq0;",
           "  logic [P-1:0][PB-1:0] pq1;",
@@ -971,9 +973,10 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
     logic signed [AB-1:0] x;
     logic found_q [0:P-1];
     integer fslot [0:P-1];
+    logic [D-1:0] ne;
     // every temporary assigned on every path (no latches)
     found = 1'b0; take = 1'b0; nw = 1'b0; fk = 0; slot = 0; base = 0; lim = 0; kb = 0;
-    x = '0;
+    x = '0; ne = '0;
     for (integer p = 0; p < P; p++) begin found_q[p] = 1'b0; fslot[p] = 0; end
     inprod = run && kind == KIND_PRODUCT;
     all_ok = 1'b1;
@@ -987,10 +990,12 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
     // one it has entries in (which it starts)
     for (integer p = 0; p < P; p++) begin
       found = 1'b0; fk = 0; fslot[p] = 0;
+      // which queued columns hold entries for the PE
+      for (integer j = 0; j < D; j++) ne[j] = qe1[p * D + j] > qe0[p * D + j];
       for (integer i = 0; i < D; i++) begin
         slot = qh[p] + i;
         if (slot >= D) slot = slot - D;
-        if (!found && i < qn[p] && qe1[p * D + slot] > qe0[p * D + slot]) begin
+        if (!found && i < qn[p] && ne[slot]) begin
           found = 1'b1; fk = i; fslot[p] = slot;
         end
       end
@@ -1008,8 +1013,11 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
       base = ce[p]; lim = cend[p]; x = cx[p]; nw = 1'b0;
       work[p] = inprod && act[p];
       if (inprod && !act[p] && found_q[p]) begin
-        base = qe0[p * D + fslot[p]]; lim = qe1[p * D + fslot[p]];
-        x = qx[p * D + fslot[p]]; work[p] = 1'b1; nw = 1'b1;
+        for (integer j = 0; j < D; j++)
+          if (fslot[p] == j) begin
+            base = qe0[p * D + j]; lim = qe1[p * D + j]; x = qx[p * D + j];
+          end
+        work[p] = 1'b1; nw = 1'b1;
       end else if (take && be1[p] > be0[p]) begin
         base = be0[p]; lim = be1[p]; x = bx; work[p] = 1'b1; nw = 1'b1;
       end
@@ -1159,7 +1167,10 @@ def _product_state(csc: bool) -> str:
         head = qh[p] + npop[p];
         if (head >= D) head = head - D;
         if (enq[p]) begin
-          qe0[p * D + tail] <= be0[p]; qe1[p * D + tail] <= be1[p]; qx[p * D + tail] <= bx;
+          for (integer j = 0; j < D; j++)
+            if (tail == j) begin
+              qe0[p * D + j] <= PB'(be0[p]); qe1[p * D + j] <= PB'(be1[p]); qx[p * D + j] <= bx;
+            end
         end
         qh[p] <= head;
         qn[p] <= qn[p] - npop[p] + (enq[p] ? 1 : 0);
