@@ -720,7 +720,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
   end
 """)
     add(_product_state(csc))
-    add(_res_block(csc, mats))
+    add(_res_block(csc, mats, cfg))
     for ly in layers:
         add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
                          cfg.elementwise_lanes, csc))
@@ -950,15 +950,19 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
     endcase
   end""")
     if csc:
-        L.append("""  // valid bits: an accumulator not yet written in this product reads as zero
-  // (a vector per memory, indexed by constants but the word: no index into all of them)
-  logic [NSLOT-1:0][P-1:0][DEP-1:0] av;
+        # one vector per memory (av_<slot>_<pe>), indexed by the word only: an index into
+        # one vector of all of them is a shifter and a mask as wide as all of them
+        decl = " ".join(f"av_{sl}_{p}," for sl in range(NSLOT) for p in range(P))[:-1]
+        reads = "\n".join(
+            f"    avq[{(sl * P + p) * rc + c}] <= ew_q + {c} < DEP && "
+            f"av_{sl}_{p}[AAB'(ew_q + {c})];"
+            for sl in range(NSLOT) for p in range(P) for c in range(rc))
+        L.append(f"""  // valid bits: an accumulator not yet written in this product reads as zero
+  logic [DEP-1:0] {decl};
   logic [NSLOT*P*RC-1:0] avq;
-  always_ff @(posedge clk)
-    for (integer s = 0; s < NSLOT; s++)
-      for (integer p = 0; p < P; p++)
-        for (integer c = 0; c < RC; c++)
-          avq[(s * P + p) * RC + c] <= ew_q + c < DEP && av[s][p][AAB'(ew_q + c)];""")
+  always_ff @(posedge clk) begin
+{reads}
+  end""")
     return "\n".join(L) + "\n"
 
 
@@ -1201,7 +1205,7 @@ def _product_state(csc: bool) -> str:
   end
 """
 
-def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
+def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
     if not csc:
         return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
   // memory (above) or the register file
@@ -1210,10 +1214,20 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
       if (row_we[p] && cur_slot < 0) pres[row_addr[p]] <= nacc[p];
   end
 """
+    P = cfg.num_pes
     clears = "\n".join(
-        f"          {m.index}: av[{m.slot}] <= '0;" if m.slot >= 0 else
+        f"          {m.index}: begin "
+        + " ".join(f"av_{m.slot}_{p} <= '0;" for p in range(P)) + " end" if m.slot >= 0 else
         f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
         for m in mats)
+    valid_reads = "\n".join(
+        "    case (cur_slot)\n"
+        + "\n".join(f"      {sl}: a3_v[{p}] <= av_{sl}_{p}[AAB'(mac_row[{p}])];"
+                    for sl in range(NSLOT))
+        + f"\n      default: a3_v[{p}] <= 1'b0;\n    endcase" for p in range(P))
+    valid_writes = "\n".join(
+        f"    if (a3_en[{p}] && cur_slot == {sl}) av_{sl}_{p}[AAB'(a3_row[{p}])] <= 1'b1;"
+        for p in range(P) for sl in range(NSLOT))
     return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
   // matrix's memory), one MAC per stored entry, read, added and written back in s3
   always_comb begin : acc_rmw
@@ -1222,8 +1236,10 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
     for (integer p = 0; p < P; p++) begin
       if (cur_slot < 0) base = pres[a3_row[p] * P + p];
       else if (a3_fwd[p]) base = a3_fv[p];
-      else if (a3_v[p]) base = aq[(cur_slot * P + p) * RC];
-      else base = '0;
+      else if (a3_v[p]) begin
+        base = '0;
+        for (integer s = 0; s < NSLOT; s++) if (cur_slot == s) base = aq[(s * P + p) * RC];
+      end else base = '0;
       a3_sum[p] = A'(base + A'(a3_prod[p]));
       awa[p] = AAB'(a3_row[p]);
       awd[p] = a3_sum[p];
@@ -1237,10 +1253,8 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
       a3_prod[p] <= mac_prod[p];
       a3_fwd[p] <= a3_en[p] && a3_row[p] == mac_row[p];
       a3_fv[p] <= a3_sum[p];
-      a3_v[p] <= 1'b0;
-      for (integer s = 0; s < NSLOT; s++)
-        if (cur_slot == s) a3_v[p] <= av[s][p][AAB'(mac_row[p])];
     end
+{valid_reads}
   end
   integer nxt;
   always_comb nxt = start ? 0 : ph + 1;
@@ -1251,12 +1265,9 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
         default: ;
       endcase
     end
+{valid_writes}
     for (integer p = 0; p < P; p++)
-      if (a3_en[p]) begin
-        for (integer s = 0; s < NSLOT; s++)
-          if (cur_slot == s) av[s][p][AAB'(a3_row[p])] <= 1'b1;
-        if (cur_slot < 0) pres[a3_row[p] * P + p] <= a3_sum[p];
-      end
+      if (a3_en[p] && cur_slot < 0) pres[a3_row[p] * P + p] <= a3_sum[p];
   end
 """
 
