@@ -1352,7 +1352,8 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     for (integer ln = 0; ln < LANES; ln++) begin
       // e3: the cell state from the activations and the previous frame's c
       ta = e2_a_{i}[LANES + ln];
-      tb = st_{i} ? 64'($signed(cr_{i}[ln * AB +: AB])) : 64'sd0;
+      // (selected at AB bits, then sign-extended: the multiplier stays AB bits wide)
+      tb = 64'($signed(st_{i} ? cr_{i}[ln * AB +: AB] : AB'(0)));
       tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
       cn_{i}[ln] = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
                          {cell['cn']});
