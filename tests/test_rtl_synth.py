@@ -277,6 +277,10 @@ def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsy
     for mem in ("wm_0_0", "wm_1_0", "pm_0", "pm_1", "acc_0_0_0", "acc_1_7_0"):
         assert f"asr_engine.{mem}" in log
         assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
+    # the input buffer, the cell state and m: distributed RAM, not register arrays
+    for mem in ("fbuf", "c_0", "m_0"):
+        assert f"mapping memory asr_engine.{mem} via $__TRELLIS_DPR16X4_" in log
+    assert r.cells.get("TRELLIS_DPR16X4", 0) > 0
     calls: list[str] = []
 
     def counted(name: str, real):
