@@ -56,9 +56,28 @@ EW_PARTS = [
      "projection narrowing"),
     (r"e1_g_\d+\[.*narrow_g", "element-wise e1: gate alignment, bias, narrowing, row ROMs"),
     (r"e2_a_\d+\[.*act_y", "element-wise e2: sigmoid/tanh"),
-    (r"c_\d+\[|m_\d+\[|cr_\d+|cw_\d+|mw_\d+|st_\d+", "element-wise: c and m storage"),
+    (r"c_\d+\[|m_\d+\[|cr_\d+|cw_\d+|mw_\d+|st_\d+",
+     "element-wise: c and m storage, input buffer"),
     (r"cn_\d+|ta = |tc = |tb = |e3_", "element-wise e3/e4: cell state, m"),
 ]
+
+
+# memories (Yosys' $mem cells carry no source line): their part, by the array's name
+MEMORIES = [
+    (r"wm_\d+_\d+$", "PE weight memories"), (r"pm_\d+$", "pointer memories"),
+    (r"acc_\d+_\d+_\d+$", "accumulator memories"),
+    (r"(fbuf|c_\d+|m_\d+)$", "element-wise: c and m storage, input buffer"),
+    (r"(sx|sr|sn|ba|ysh)_\d+$|^(osm|osn|oba)$", "per-row constant ROMs"),
+    (r"^(sig_rom|tanh_rom)$", "sigmoid/tanh ROMs"), (r"^(qe0|qe1|qx)$", "queue and PE state"),
+    (r"^y_\d+$", "projection outputs (y)"), (r"^pres$", "projection and output accumulators"),
+    (r"^logits$", "output layer"),
+]
+
+
+def memory_part(memid: str) -> str | None:
+    """The part of a memory cell named ``memid``."""
+    name = memid.lstrip("\\")
+    return next((part for pattern, part in MEMORIES if re.search(pattern, name)), None)
 
 
 def sections(sv: Path) -> list[str]:
@@ -76,12 +95,15 @@ def sections(sv: Path) -> list[str]:
     return out
 
 
-def _parse(il: Path) -> tuple[dict[str, int | None], dict[str, set[str]], dict[str, set[str]]]:
-    """Cells of module asr_engine (name -> src line), wire -> cells, wire aliases."""
+def _parse(il: Path) -> tuple[dict[str, int | None], dict[str, set[str]], dict[str, set[str]],
+                             dict[str, str]]:
+    """Cells of module asr_engine (name -> src line), wire -> cells, wire aliases, memory
+    cells' names."""
     tok = re.compile(r"(\\\S+|\$\S+)")
     cells: dict[str, int | None] = {}
     wire_cells: dict[str, set[str]] = collections.defaultdict(set)
     alias: dict[str, set[str]] = collections.defaultdict(set)
+    memids: dict[str, str] = {}
     cur = src = mod = None
     for raw in il.open():
         s = raw.strip()
@@ -99,6 +121,8 @@ def _parse(il: Path) -> tuple[dict[str, int | None], dict[str, set[str]], dict[s
         elif cur and s.startswith("connect "):
             for w in tok.findall(s.split(None, 2)[2]):
                 wire_cells[w].add(cur)
+        elif cur and s.startswith("parameter \\MEMID "):
+            memids[cur] = s.split('"')[1]
         elif cur and s == "end":
             cur = None
         elif not cur and s.startswith("connect "):
@@ -106,7 +130,7 @@ def _parse(il: Path) -> tuple[dict[str, int | None], dict[str, set[str]], dict[s
             for a in ws:
                 alias[a].update(w for w in ws if w != a)
         src = None
-    return cells, wire_cells, alias
+    return cells, wire_cells, alias, memids
 
 
 def label_cells(il: Path, sv: Path) -> dict[str, str]:
@@ -114,8 +138,12 @@ def label_cells(il: Path, sv: Path) -> dict[str, str]:
     through the ``$func$engine.sv:LINE`` wires or the cells it is wired to."""
     part = sections(sv)
     func = {i for i, p in enumerate(part) if p in ("functions", "phase table")}
-    cells, wire_cells, alias = _parse(il)
+    cells, wire_cells, alias, memids = _parse(il)
     label = {c: part[ln] for c, ln in cells.items() if ln is not None and ln not in func}
+    for c, memid in memids.items():
+        mpart = memory_part(memid)
+        if mpart:
+            label[c] = mpart
     call = re.compile(r"\$func\$engine\.sv:(\d+)\$")
     for w, cs in wire_cells.items():
         lines = [int(m.group(1)) - 1 for m in call.finditer(w)]
@@ -145,7 +173,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def breakdown(rtl_dir: Path, out: Path, device_name: str, timeout: float | None) -> list:
+def breakdown(rtl_dir: Path, out: Path, device_name: str, timeout: float | None,
+              reuse: bool = False) -> list:
+    """Each part's resources (name, counts), largest LUT count first; ``reuse``: the coarse
+    netlist of an earlier run in ``out``."""
     device = get_device(device_name)
     if device.family != "ecp5":
         raise SystemExit(f"--device: the breakdown maps with synth_ecp5, got {device_name!r}")
@@ -153,6 +184,7 @@ def breakdown(rtl_dir: Path, out: Path, device_name: str, timeout: float | None)
     out.mkdir(parents=True, exist_ok=True)
     sv = rtl_dir / "engine.sv"
     coarse = out / "coarse.il"
+    reuse = reuse and coarse.is_file()
     # the flow's coarse section, flat, as asr-hw synth runs it
     cmds = device.yosys_commands()
     coarse_cmds = cmds[:cmds.index(next(c for c in cmds if "-run map_ram" in c))]
@@ -160,8 +192,9 @@ def breakdown(rtl_dir: Path, out: Path, device_name: str, timeout: float | None)
     script.write_text("\n".join([f"read_verilog -sv {relative(sv, rtl_dir)}",
                                  "hierarchy -check -top asr_engine", *coarse_cmds,
                                  f"write_rtlil {relative(coarse, rtl_dir)}", ""]))
-    run_tool(yosys, ["-q", "-l", relative(out / "coarse.log", rtl_dir), "-s",
-                     relative(script, rtl_dir)], rtl_dir, out / "coarse.log", timeout)
+    if not reuse:
+        run_tool(yosys, ["-q", "-l", relative(out / "coarse.log", rtl_dir), "-s",
+                         relative(script, rtl_dir)], rtl_dir, out / "coarse.log", timeout)
     labels = label_cells(coarse, sv)
     # asr_engine alone (the cell library is read again by synth_ecp5's begin section)
     keep, inside = [], False
@@ -206,11 +239,13 @@ def main() -> None:
                     help="work folder (default: RTL_DIR/breakdown)")
     ap.add_argument("--device", default="ecp5-85k")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per Yosys run")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the coarse netlist of an earlier run in --out")
     args = ap.parse_args()
     if not (args.rtl_dir / "engine.sv").is_file():
         raise SystemExit(f"{args.rtl_dir}: no engine.sv (write one with asr-hw rtl)")
     rows = breakdown(args.rtl_dir, args.out or args.rtl_dir / "breakdown", args.device,
-                     args.timeout)
+                     args.timeout, args.reuse)
     total = {k: sum(r[k] for _, r in rows) for k in ("lut", "ff", "dsp", "bram")}
     table = [[name, f"{r['lut']:,}", f"{r['ff']:,}", f"{r['dsp']:g}", f"{r['bram']:g}"]
              for name, r in rows]
