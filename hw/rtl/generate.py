@@ -32,6 +32,12 @@ The design is one sequential engine per sparse format, cycle for cycle what
   and output layer narrow their accumulators as the product ends.
 - a streaming top: features in (one code per beat, valid/ready, double-buffered), logits out
   (valid/ready, ``out_last`` on the last of a frame).
+- the input buffer's two banks and each layer's ``c`` and ``m`` are distributed RAM (one
+  write port, read without a clock; a word of ``elementwise_lanes`` cells), not register
+  arrays: a register array read at a variable index is a multiplexer over all of it. Other
+  arrays are read and written at constant indices where the index is known to lie in a part
+  (a PE's queue, a memory's valid bits), and a ``csc`` projection's row is narrowed where the
+  broadcast reads it (one narrowing unit, not one per row).
 
 Supported: LSTM models (LSTM layers with or without projection, a linear output) on ``csc``
 and ``csb`` engines with fixed-point weights of one fractional length per row. Anything else
