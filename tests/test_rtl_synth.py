@@ -250,8 +250,9 @@ def _micro_engine(tmp_path: Path):
 
 
 def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsys):
-    """Each PE's weight memory, its two pointer memories and its eight gate accumulator
-    memories are DP16KDs, not LUTs or FFs: the generated memories are read on the clock edge
+    """Each PE's weight memory, its pointer memory (one true-dual-port block RAM read at a
+    column's first and one-past-last entry) and its eight gate accumulator memories are
+    DP16KDs, not LUTs or FFs: the generated memories are read on the clock edge
     (the first generator's, read without a clock, became flip-flops and multiplexers and
     kept Yosys busy for over 40 minutes; its accumulators, one flip-flop array, held 78% of
     an ECP5-85k's flip-flops for the demo's LSTM). ``asr-hw synth MODEL`` and the report's
@@ -271,11 +272,15 @@ def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsy
                    include_dir=design.include_dir, place_route=False,
                    cache_dir=cache, timeout=600)
     assert r.fits and r.used("dsp") >= 2 and r.used("ff") > 0
-    assert r.cells.get("DP16KD") == 2 * 3 + 2 * 8 == r.used("bram")
+    assert r.cells.get("DP16KD") == 2 * 2 + 2 * 8 == r.used("bram")
     log = (Path(r.log_dir) / "yosys.log").read_text()
-    for mem in ("wm_0_0", "wm_1_0", "pl_0", "ph_1", "acc_0_0_0", "acc_1_7_0"):
+    for mem in ("wm_0_0", "wm_1_0", "pm_0", "pm_1", "acc_0_0_0", "acc_1_7_0"):
         assert f"asr_engine.{mem}" in log
         assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
+    # the input buffer, the cell state and m: distributed RAM, not register arrays
+    for mem in ("fbuf", "c_0", "m_0"):
+        assert f"mapping memory asr_engine.{mem} via $__TRELLIS_DPR16X4_" in log
+    assert r.cells.get("TRELLIS_DPR16X4", 0) > 0
     calls: list[str] = []
 
     def counted(name: str, real):
@@ -309,7 +314,7 @@ def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
                    include_dir=design.include_dir, target_mhz=50,
                    cache_dir=tmp_path / "cache", timeout=1800)
     assert not r.estimate and r.fits and 1 < r.fmax_mhz < 500
-    assert r.used("bram") == 6 + 16 and r.used("dsp") >= 2
+    assert r.used("bram") == 4 + 16 and r.used("dsp") >= 2
 
 
 def test_a_webassembly_crash_is_named_as_one(tmp_path):

@@ -32,6 +32,12 @@ The design is one sequential engine per sparse format, cycle for cycle what
   and output layer narrow their accumulators as the product ends.
 - a streaming top: features in (one code per beat, valid/ready, double-buffered), logits out
   (valid/ready, ``out_last`` on the last of a frame).
+- the input buffer's two banks and each layer's ``c`` and ``m`` are distributed RAM (one
+  write port, read without a clock; a word of ``elementwise_lanes`` cells), not register
+  arrays: a register array read at a variable index is a multiplexer over all of it. Other
+  arrays are read and written at constant indices where the index is known to lie in a part
+  (a PE's queue, a memory's valid bits), and a ``csc`` projection's row is narrowed where the
+  broadcast reads it (one narrowing unit, not one per row).
 
 Supported: LSTM models (LSTM layers with or without projection, a linear output) on ``csc``
 and ``csb`` engines with fixed-point weights of one fractional length per row. Anything else
@@ -439,9 +445,34 @@ def gate_widths(ranges: list[dict[str, int]], acc_bits: int) -> tuple[int, int]:
     return align, narrow
 
 
-def _src_read(target: str, index: str, mats: list[MatrixPlan]) -> str:
+def vector_read(src: str, index: str, lanes: int, narrowed: dict[str, str]) -> str:
+    """The expression reading element ``index`` of the signal vector ``src``: the input
+    buffer's bank the frame reads, a layer's ``m`` (a word of ``lanes`` cells per group, zero
+    until the layer's first element-wise stage), a projection's output (a register; on csc its
+    accumulator, narrowed as it is read: ``narrowed`` maps it to its shifts)."""
+    if src == "feat":
+        return f"fbuf[frb ? IN + ({index}) : ({index})]"
+    if src.startswith("m_"):
+        i = src[2:]
+        word = f"{src}[{_div(index, lanes)}]" if lanes > 1 else f"{src}[{index}]"
+        cell = f"lane_of({word}, {_mod(index, lanes)})" if lanes > 1 else word
+        return f"(st_{i} ? AB'({cell}) : AB'(0))"
+    if src in narrowed:
+        return f"narrow_g({src}[{index}], {narrowed[src]}[{index}])"
+    return f"{src}[{index}]"
+
+
+def _src_read(target: str, index: str, mats: list[MatrixPlan], lanes: int,
+              narrowed: dict[str, str] | None = None) -> str:
+    """``target = `` the input vector of matrix ``cm`` at ``index``, one read per distinct
+    vector (:func:`vector_read`)."""
+    srcs: dict[str, list[int]] = {}
+    for m in mats:
+        srcs.setdefault(m.src, []).append(m.index)
     lines = ["case (cm)"]
-    lines += [f"  {m.index}: {target} = {m.src}[{index}];" for m in mats]
+    for src, idx in srcs.items():
+        read = vector_read(src, index, lanes, narrowed or {})
+        lines.append(f"  {', '.join(map(str, idx))}: {target} = {read};")
     lines += [f"  default: {target} = '0;", "endcase"]
     return "\n".join(lines)
 
@@ -475,6 +506,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     consts = {
         "AB": cfg.activation_bits, "A": cfg.accumulator_bits, "P": P, "MACS": cfg.macs_per_pe,
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes,
+        "PB": max([1] + [m.ptr_bits for m in mats]),
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
         "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
@@ -586,13 +618,28 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         f'    $readmemh("const/{on}.ba.hex", oba);')
     add("  end\n")
     # -- signals --
-    add("  // signals: the frame's input, each layer's cell state, m and y, the projection's")
-    add("  // and output layer's accumulators (registers: read whole as their product ends)")
-    add("  logic signed [AB-1:0] fin [0:IN-1];\n  logic signed [AB-1:0] feat [0:IN-1];")
+    add("  // signals: the frame's input (two banks in distributed RAM: one filled while the")
+    add("  // frame reads the other), each layer's cell state and m (distributed RAM, in the")
+    add("  // element-wise unit's block), y, the projection's and output layer's accumulators")
+    add("  // (registers: read whole as their product ends)")
+    add("  (* ram_style = \"distributed\" *) logic [AB-1:0] fbuf [0:2*IN-1];")
+    add("  logic fwb, frb;   // the bank being filled, the bank the frame reads")
+    add("`ifndef SYNTHESIS\n  // simulation only: the frame's input\n"
+        "  logic signed [AB-1:0] feat [0:IN-1];\n"
+        "  always_comb for (integer k = 0; k < IN; k++) feat[k] = fbuf[frb ? IN + k : k];\n"
+        "`endif")
+    add("  function automatic logic [AB-1:0] lane_of(input logic [LANES*AB-1:0] w, "
+        "input integer l);\n    lane_of = w[l * AB +: AB];\n  endfunction")
     for ly in layers:
-        add(f"  logic signed [AB-1:0] c_{ly.index} [0:{ly.hidden - 1}];")
-        add(f"  logic signed [AB-1:0] m_{ly.index} [0:{ly.hidden - 1}];")
-        if ly.proj is not None:
+        if ly.proj is not None and csc:
+            # csc: the projection's accumulators, narrowed where the broadcast reads them
+            # (one narrowing unit instead of one per row)
+            add(f"  logic signed [A-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
+            add(f"`ifndef SYNTHESIS\n  // simulation only: the layer's output as the broadcast "
+                f"reads it\n  logic signed [AB-1:0] yv_{ly.index} [0:{ly.out_dim - 1}];\n"
+                f"  always_comb for (integer k = 0; k < {ly.out_dim}; k++)\n"
+                f"    yv_{ly.index}[k] = narrow_g(y_{ly.index}[k], ysh_{ly.index}[k]);\n`endif")
+        elif ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
     add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] pres [0:NPRES-1];")
     add("  integer fin_cnt, ocnt, ph, pc, drain;\n  logic fin_full, out_busy, run;")
@@ -629,8 +676,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(mats, cfg, csc))
     add(_acc_memories(layers, cfg, csc))
-    add(_product_comb(csc, mats, cfg))
-    add(_mac_stage(csc, mats, cfg.macs_per_pe))
+    add(_product_comb(csc, mats, cfg, layers))
+    add(_mac_stage(csc, mats, cfg.macs_per_pe, cfg.elementwise_lanes))
     add("""
   always_comb begin
     if (kind == KIND_PRODUCT)
@@ -646,14 +693,16 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 
   // control: input buffer, frame start, phase stepping, output stream
   assign start = !run && fin_full && !out_busy;
+  always_ff @(posedge clk)
+    if (!rst && in_valid && !fin_full) fbuf[fwb ? IN + fin_cnt : fin_cnt] <= in_data;
   always_ff @(posedge clk) begin
     if (rst) begin
       run <= 1'b0; fin_full <= 1'b0; fin_cnt <= 0; out_busy <= 1'b0; ocnt <= 0;
+      fwb <= 1'b0; frb <= 1'b1;
       frame_done <= 1'b0; ph <= 0; pc <= 0; drain <= 0;
     end else begin
       frame_done <= 1'b0;
       if (in_valid && !fin_full) begin
-        fin[fin_cnt] <= in_data;
         if (fin_cnt == IN - 1) begin fin_cnt <= 0; fin_full <= 1'b1; end
         else fin_cnt <= fin_cnt + 1;
       end
@@ -662,7 +711,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         else ocnt <= ocnt + 1;
       end
       if (start) begin
-        for (integer i = 0; i < IN; i++) feat[i] <= fin[i];
+        frb <= fwb; fwb <= !fwb;
         fin_full <= 1'b0; run <= 1'b1; ph <= 0; pc <= 0; drain <= 0;
       end else if (run && ph_last) begin
         pc <= 0; drain <= 0;
@@ -677,10 +726,10 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
   end
 """)
     add(_product_state(csc))
-    add(_res_block(csc, mats))
+    add(_res_block(csc, mats, cfg))
     for ly in layers:
         add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
-                         cfg.elementwise_lanes))
+                         cfg.elementwise_lanes, csc))
     add(_output_block(output, mats, phases))
     add("endmodule")
     return "\n".join(L) + "\n"
@@ -691,8 +740,10 @@ def _render_csc() -> str:
   // the PE's pointers (read as it is broadcast), so that columns with no entries for a PE pass
   // through it without costing a cycle
   integer bj;
-  integer qe0 [0:P*D-1];
-  integer qe1 [0:P*D-1];
+  // (PE p's queue is entries p*D ... p*D+D-1, read and written at constant indices: a slot
+  // is picked among its D entries, not among all P*D)
+  logic [PB-1:0] qe0 [0:P*D-1];
+  logic [PB-1:0] qe1 [0:P*D-1];
   logic signed [AB-1:0] qx [0:P*D-1];
   integer qh [0:P-1];
   integer qn [0:P-1];
@@ -795,10 +846,10 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     if not csc:
         return "\n".join(L) + "\n"
     pdepth = sum(m.cols + 1 for m in mats) + 1
-    pb = max([1] + [m.ptr_bits for m in mats])
     L += ["  // pointers: read one cycle ahead, at the column the broadcast counter moves to;",
-          "  // two copies give a column's first and one-past-last entry in the same cycle",
-          f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())}, PB = {pb};",
+          "  // the memory's two read ports give a column's first and one-past-last entry in the",
+          "  // same cycle (one true-dual-port block RAM)",
+          f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())};",
           "  logic [PAB-1:0] pa_n;",
           "  logic [P-1:0][PB-1:0] pq0;",
           "  logic [P-1:0][PB-1:0] pq1;",
@@ -807,11 +858,9 @@ def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
     L += ["      default: pbase = 0;\n    endcase\n  endfunction"]
     reads = []
     for p in range(P):
-        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pl_{p} [0:{pdepth - 1}];')
-        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] ph_{p} [0:{pdepth - 1}];')
-        L.append(f'  initial begin $readmemh("mem/pe{p}.ptr.hex", pl_{p}); '
-                 f'$readmemh("mem/pe{p}.ptr.hex", ph_{p}); end')
-        reads.append(f"    pq0[{p}] <= pl_{p}[pa_n];\n    pq1[{p}] <= ph_{p}[pa_n + 1'b1];")
+        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pm_{p} [0:{pdepth - 1}];')
+        L.append(f'  initial $readmemh("mem/pe{p}.ptr.hex", pm_{p});')
+        reads.append(f"    pq0[{p}] <= pm_{p}[pa_n];\n    pq1[{p}] <= pm_{p}[pa_n + 1'b1];")
     L += ["  always_comb begin : ptr_addr",
           "    integer bn, cn;",
           "    if (start || (run && ph_last)) begin",
@@ -857,7 +906,7 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
          "  logic [P-1:0][A-1:0] awd;",
          "  logic [P*RC-1:0][AAB-1:0] ara;",
          "  logic [NSLOT*P*RC-1:0][A-1:0] aq;",
-         "  integer eb, ew_q;"]
+         "  integer eb, eg, ew_q;"]
     for sl in range(NSLOT):
         for p in range(P):
             for c in range(rc):
@@ -871,7 +920,21 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
                          f"    aq[{(sl * P + p) * rc + c}] <= {name}[ara[{p * rc + c}]];\n"
                          f"  end")
     mac_read = "      if (kind == KIND_PRODUCT) ara[p * RC] = AAB'(mac_row[p]);\n" if csc else ""
-    valid = "avq[(s * P + pp) * RC + c]" if csc else "1'b1"
+    eob = max(1, (P - 1).bit_length())
+    lanes = cfg.elementwise_lanes
+    cases = []
+    for o in sorted({(g * lanes) % P for g in range(P)}):
+        body = []
+        for ln in range(lanes):
+            pp, c = (o + ln) % P, (o + ln) // P
+            if c >= rc:
+                continue
+            for sl in range(NSLOT):
+                j = (sl * P + pp) * rc + c
+                word = f"(avq[{j}] ? aq[{j}] : '0)" if csc else f"aq[{j}]"
+                body.append(f"        ev[{sl * lanes + ln}] = {word};")
+        cases.append(f"      {o}: begin\n" + "\n".join(body) + "\n      end")
+    cases = "\n".join(cases)
     L.append(f"""  // cell k = eb + lane lies in PE k mod P, word k div P: copy (k div P - eb div P)
   always_comb ew_q = {_div("pc * LANES", P)};
   always_comb begin : acc_raddr
@@ -879,60 +942,70 @@ def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
       for (integer c = 0; c < RC; c++) ara[p * RC + c] = AAB'(ew_q + c);
 {mac_read}    end
   end
-  always_ff @(posedge clk) eb <= pc * LANES;
+  always_ff @(posedge clk) begin eb <= pc * LANES; eg <= pc; end
+  // the group's first cell lies in PE eo (a few values: LANES is constant): each lane's
+  // accumulators are one of those few words, selected by eo (not an index into all of aq)
+  logic [{eob - 1}:0] eo;
+  always_ff @(posedge clk) eo <= {eob}'({_mod("pc * LANES", P)});
   logic signed [A-1:0] ev [0:NSLOT*LANES-1];
   always_comb begin : ew_acc
-    integer k, pp, c;
-    k = 0; pp = 0; c = 0;
-    for (integer ln = 0; ln < LANES; ln++) begin
-      k = eb + ln;
-      pp = {_mod("k", P)};
-      c = {_div("k", P)} - {_div("eb", P)};
-      for (integer s = 0; s < NSLOT; s++)
-        ev[s * LANES + ln] = (c < RC && {valid}) ? aq[(s * P + pp) * RC + c] : '0;
-    end
+    for (integer i = 0; i < NSLOT * LANES; i++) ev[i] = '0;
+    case (eo)
+{cases}
+      default: ;
+    endcase
   end""")
     if csc:
-        L.append("""  // valid bits: an accumulator not yet written in this product reads as zero
-  logic [NSLOT*P*DEP-1:0] av;
+        # one vector per memory (av_<slot>_<pe>), indexed by the word only: an index into
+        # one vector of all of them is a shifter and a mask as wide as all of them
+        decl = " ".join(f"av_{sl}_{p}," for sl in range(NSLOT) for p in range(P))[:-1]
+        reads = "\n".join(
+            f"    avq[{(sl * P + p) * rc + c}] <= ew_q + {c} < DEP && "
+            f"av_{sl}_{p}[AAB'(ew_q + {c})];"
+            for sl in range(NSLOT) for p in range(P) for c in range(rc))
+        L.append(f"""  // valid bits: an accumulator not yet written in this product reads as zero
+  logic [DEP-1:0] {decl};
   logic [NSLOT*P*RC-1:0] avq;
-  always_ff @(posedge clk)
-    for (integer s = 0; s < NSLOT; s++)
-      for (integer p = 0; p < P; p++)
-        for (integer c = 0; c < RC; c++)
-          avq[(s * P + p) * RC + c] <= ew_q + c < DEP && av[(s * P + p) * DEP + ew_q + c];""")
+  always_ff @(posedge clk) begin
+{reads}
+  end""")
     return "\n".join(L) + "\n"
 
 
-def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
+def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
+                  layers: list[LayerPlan]) -> str:
     M = cfg.macs_per_pe
     if csc:
+        narrowed = {ly.y: f"ysh_{ly.index}" for ly in layers if ly.proj is not None}
         return f"""  always_comb begin : csc_decide
     logic all_ok, found, take, inprod, nw;
     integer fk, slot, base, lim, kb;
     logic signed [AB-1:0] x;
     logic found_q [0:P-1];
     integer fslot [0:P-1];
+    logic [D-1:0] ne;
     // every temporary assigned on every path (no latches)
     found = 1'b0; take = 1'b0; nw = 1'b0; fk = 0; slot = 0; base = 0; lim = 0; kb = 0;
-    x = '0;
+    x = '0; ne = '0;
     for (integer p = 0; p < P; p++) begin found_q[p] = 1'b0; fslot[p] = 0; end
     inprod = run && kind == KIND_PRODUCT;
     all_ok = 1'b1;
     bx = '0;
     for (integer p = 0; p < P; p++) begin be0[p] = 0; be1[p] = 0; end
     if (bj < cur_cols) begin
-{_indent(_src_read("bx", "bj", mats), 6)}
+{_indent(_src_read("bx", "bj", mats, cfg.elementwise_lanes, narrowed), 6)}
       for (integer p = 0; p < P; p++) begin be0[p] = pq0[p]; be1[p] = pq1[p]; end
     end
     // a free PE pops the queued columns it has no entries in, up to and including the first
     // one it has entries in (which it starts)
     for (integer p = 0; p < P; p++) begin
       found = 1'b0; fk = 0; fslot[p] = 0;
+      // which queued columns hold entries for the PE
+      for (integer j = 0; j < D; j++) ne[j] = qe1[p * D + j] > qe0[p * D + j];
       for (integer i = 0; i < D; i++) begin
         slot = qh[p] + i;
         if (slot >= D) slot = slot - D;
-        if (!found && i < qn[p] && qe1[p * D + slot] > qe0[p * D + slot]) begin
+        if (!found && i < qn[p] && ne[slot]) begin
           found = 1'b1; fk = i; fslot[p] = slot;
         end
       end
@@ -950,8 +1023,11 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
       base = ce[p]; lim = cend[p]; x = cx[p]; nw = 1'b0;
       work[p] = inprod && act[p];
       if (inprod && !act[p] && found_q[p]) begin
-        base = qe0[p * D + fslot[p]]; lim = qe1[p * D + fslot[p]];
-        x = qx[p * D + fslot[p]]; work[p] = 1'b1; nw = 1'b1;
+        for (integer j = 0; j < D; j++)
+          if (fslot[p] == j) begin
+            base = qe0[p * D + j]; lim = qe1[p * D + j]; x = qx[p * D + j];
+          end
+        work[p] = 1'b1; nw = 1'b1;
       end else if (take && be1[p] > be0[p]) begin
         base = be0[p]; lim = be1[p]; x = bx; work[p] = 1'b1; nw = 1'b1;
       end
@@ -996,7 +1072,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
 """
 
 
-def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
+def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int, lanes: int) -> str:
     """The multiply stage: the words read on the last clock edge, decoded and multiplied."""
     if csc:
         return f"""  // multiply stage: relative row indices decoded, products into the accumulators
@@ -1059,7 +1135,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int) -> str:
                       f"((1 << {m.index_bits}) - 1); end" for m in mats), 12)}
             default: begin wv = 64'sd0; pos = 0; end
           endcase
-{_indent(_src_read("x", "bank * cur_bs + pos", mats), 10)}
+{_indent(_src_read("x", "bank * cur_bs + pos", mats, lanes), 10)}
           xv = x;
           sum = sum + wv * xv;
         end
@@ -1101,7 +1177,10 @@ def _product_state(csc: bool) -> str:
         head = qh[p] + npop[p];
         if (head >= D) head = head - D;
         if (enq[p]) begin
-          qe0[p * D + tail] <= be0[p]; qe1[p * D + tail] <= be1[p]; qx[p * D + tail] <= bx;
+          for (integer j = 0; j < D; j++)
+            if (tail == j) begin
+              qe0[p * D + j] <= PB'(be0[p]); qe1[p * D + j] <= PB'(be1[p]); qx[p * D + j] <= bx;
+            end
         end
         qh[p] <= head;
         qn[p] <= qn[p] - npop[p] + (enq[p] ? 1 : 0);
@@ -1132,7 +1211,7 @@ def _product_state(csc: bool) -> str:
   end
 """
 
-def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
+def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
     if not csc:
         return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
   // memory (above) or the register file
@@ -1141,10 +1220,20 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
       if (row_we[p] && cur_slot < 0) pres[row_addr[p]] <= nacc[p];
   end
 """
+    P = cfg.num_pes
     clears = "\n".join(
-        f"          {m.index}: av[{m.slot}*P*DEP +: P*DEP] <= '0;" if m.slot >= 0 else
+        f"          {m.index}: begin "
+        + " ".join(f"av_{m.slot}_{p} <= '0;" for p in range(P)) + " end" if m.slot >= 0 else
         f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
         for m in mats)
+    valid_reads = "\n".join(
+        "    case (cur_slot)\n"
+        + "\n".join(f"      {sl}: a3_v[{p}] <= av_{sl}_{p}[AAB'(mac_row[{p}])];"
+                    for sl in range(NSLOT))
+        + f"\n      default: a3_v[{p}] <= 1'b0;\n    endcase" for p in range(P))
+    valid_writes = "\n".join(
+        f"    if (a3_en[{p}] && cur_slot == {sl}) av_{sl}_{p}[AAB'(a3_row[{p}])] <= 1'b1;"
+        for p in range(P) for sl in range(NSLOT))
     return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
   // matrix's memory), one MAC per stored entry, read, added and written back in s3
   always_comb begin : acc_rmw
@@ -1153,8 +1242,10 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
     for (integer p = 0; p < P; p++) begin
       if (cur_slot < 0) base = pres[a3_row[p] * P + p];
       else if (a3_fwd[p]) base = a3_fv[p];
-      else if (a3_v[p]) base = aq[(cur_slot * P + p) * RC];
-      else base = '0;
+      else if (a3_v[p]) begin
+        base = '0;
+        for (integer s = 0; s < NSLOT; s++) if (cur_slot == s) base = aq[(s * P + p) * RC];
+      end else base = '0;
       a3_sum[p] = A'(base + A'(a3_prod[p]));
       awa[p] = AAB'(a3_row[p]);
       awd[p] = a3_sum[p];
@@ -1168,8 +1259,8 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
       a3_prod[p] <= mac_prod[p];
       a3_fwd[p] <= a3_en[p] && a3_row[p] == mac_row[p];
       a3_fv[p] <= a3_sum[p];
-      a3_v[p] <= cur_slot >= 0 && av[(cur_slot * P + p) * DEP + mac_row[p]];
     end
+{valid_reads}
   end
   integer nxt;
   always_comb nxt = start ? 0 : ph + 1;
@@ -1180,11 +1271,9 @@ def _res_block(csc: bool, mats: list[MatrixPlan]) -> str:
         default: ;
       endcase
     end
+{valid_writes}
     for (integer p = 0; p < P; p++)
-      if (a3_en[p]) begin
-        if (cur_slot >= 0) av[(cur_slot * P + p) * DEP + a3_row[p]] <= 1'b1;
-        else pres[a3_row[p] * P + p] <= a3_sum[p];
-      end
+      if (a3_en[p] && cur_slot < 0) pres[a3_row[p] * P + p] <= a3_sum[p];
   end
 """
 
@@ -1194,7 +1283,7 @@ def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
 
 
 def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str,
-                 lanes: int) -> str:
+                 lanes: int, csc: bool) -> str:
     """A layer's element-wise unit, four stages after the accumulators' read (its cycle ``pc``
     reads group ``pc``): e1 aligns and narrows the gates, e2 looks up their activations, e3
     updates the cell state and narrows it for tanh, e4 computes ``m``. Between the stages,
@@ -1225,13 +1314,23 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     proj = ""
     if ly.proj is not None:
         pp = _phase_of(phases, "product", ly.proj)
-        proj = f"""      // the projection narrows its accumulators as its product ends
+        keep = (f"""      // its accumulators, kept as the projection ends (narrowed when read)
+      if (run && ph_last && ph == {pp})
+        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= pres[k];
+""" if csc else f"""      // the projection narrows its accumulators as its product ends
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++)
           y_{i}[k] <= narrow_g(pres[k], ysh_{i}[k]);
-"""
+""")
+        proj = keep
     reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None else "")
+    view = ("" if ly.proj is not None else f"""`ifndef SYNTHESIS
+  // simulation only: the layer's output
+  logic signed [AB-1:0] mv_{i} [0:{H - 1}];
+  always_comb for (integer k = 0; k < {H}; k++) mv_{i}[k] = {vector_read(f"m_{i}", "k", lanes, {})};
+`endif
+""")
     return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle in four stages: group
   // pc - 1 in e1 in cycle pc, as its accumulators were read on the last edge
   logic signed [AB-1:0] e1_g_{i} [0:4*LANES-1];
@@ -1239,15 +1338,45 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
   logic signed [AB-1:0] e3_h_{i} [0:LANES-1];
   logic signed [AB-1:0] e3_o_{i} [0:LANES-1];
   logic e1_v_{i}, e2_v_{i}, e3_v_{i};
-  integer e1_b_{i}, e2_b_{i}, e3_b_{i};
-  always_ff @(posedge clk) begin : ew_{i}
-    logic signed [AB-1:0] cn, hh;
+  integer e1_b_{i}, e2_b_{i}, e3_b_{i}, e1_w_{i}, e2_w_{i}, e3_w_{i};
+  // the cell state and m: a word of LANES cells per group in distributed RAM (one write port,
+  // read without a clock); st: they hold a frame's values (after reset they read as zero)
+  (* ram_style = "distributed" *) logic [LANES*AB-1:0] c_{i} [0:{groups - 1}];
+  (* ram_style = "distributed" *) logic [LANES*AB-1:0] m_{i} [0:{groups - 1}];
+  logic st_{i};
+  logic [LANES*AB-1:0] cr_{i}, cw_{i}, mw_{i};
+  logic signed [AB-1:0] cn_{i} [0:LANES-1];
+  always_comb cr_{i} = c_{i}[e2_w_{i}];
+  always_ff @(posedge clk) begin
+    if (e2_v_{i}) c_{i}[e2_w_{i}] <= cw_{i};
+    if (e3_v_{i}) m_{i}[e3_w_{i}] <= mw_{i};
+  end
+{view}  always_comb begin : e34_{i}
+    logic signed [AB-1:0] hh;
     logic signed [63:0] ta, tb, tc, td;
+    hh = '0; ta = 64'sd0; tb = 64'sd0; tc = 64'sd0; td = 64'sd0;
+    for (integer ln = 0; ln < LANES; ln++) begin
+      // e3: the cell state from the activations and the previous frame's c
+      ta = e2_a_{i}[LANES + ln];
+      // (selected at AB bits, then sign-extended: the multiplier stays AB bits wide)
+      tb = 64'($signed(st_{i} ? cr_{i}[ln * AB +: AB] : AB'(0)));
+      tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
+      cn_{i}[ln] = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
+                         {cell['cn']});
+      cw_{i}[ln * AB +: AB] = cn_{i}[ln];
+      // e4: m = o * tanh(c)
+      hh = {act("tanh", f"e3_h_{i}[ln]")};
+      ta = e3_o_{i}[ln]; tb = hh;
+      mw_{i}[ln * AB +: AB] = narrow(ta * tb, {cell['cm']});
+    end
+  end
+  always_ff @(posedge clk) begin : ew_{i}
     integer k;
     e1_v_{i} <= !rst && run && ph == {ew} && pc >= 1 && pc <= {groups};
     e2_v_{i} <= !rst && e1_v_{i};
     e3_v_{i} <= !rst && e2_v_{i};
     e1_b_{i} <= eb; e2_b_{i} <= e1_b_{i}; e3_b_{i} <= e2_b_{i};
+    e1_w_{i} <= eg; e2_w_{i} <= e1_w_{i}; e3_w_{i} <= e2_w_{i};
     for (integer ln = 0; ln < LANES; ln++) begin
       k = eb + ln;
       if (k < {H}) begin
@@ -1256,28 +1385,14 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 {acts}
     end
     if (rst) begin
-      for (integer j = 0; j < {H}; j++) begin c_{i}[j] <= '0; m_{i}[j] <= '0; end{reset_y}
+      st_{i} <= 1'b0;{reset_y}
     end else begin
-      for (integer ln = 0; ln < LANES; ln++) begin
-        k = e2_b_{i} + ln;
-        if (e2_v_{i} && k < {H}) begin
-          // e3: the cell state from the activations and the previous frame's c
-          ta = e2_a_{i}[LANES + ln]; tb = c_{i}[k];
-          tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
-          cn = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
-                      {cell['cn']});
-          c_{i}[k] <= cn;
-          e3_h_{i}[ln] <= narrow(64'(cn), {cell['ct']});
+      if (run && ph_last && ph == {ew}) st_{i} <= 1'b1;
+      for (integer ln = 0; ln < LANES; ln++)
+        if (e2_v_{i}) begin
+          e3_h_{i}[ln] <= narrow(64'(cn_{i}[ln]), {cell['ct']});
           e3_o_{i}[ln] <= e2_a_{i}[3 * LANES + ln];
         end
-        k = e3_b_{i} + ln;
-        if (e3_v_{i} && k < {H}) begin
-          // e4: m = o * tanh(c)
-          hh = {act("tanh", f"e3_h_{i}[ln]")};
-          ta = e3_o_{i}[ln]; tb = hh;
-          m_{i}[k] <= narrow(ta * tb, {cell['cm']});
-        end
-      end
 {proj}    end
   end
 """
@@ -1385,7 +1500,9 @@ def generate_rtl(model: EngineModel, out_dir: Path, final_dir: Path | None = Non
     input_dim = mats[layers[0].gates[0]].cols
     engine = render_engine(model, mats, layers, output, phases, input_dim)
     dumps = [("input", "feat", input_dim)]
-    dumps += [(ly.name, ly.y, ly.out_dim) for ly in layers]
+    csc = model.cfg.sparse_format == "csc"
+    dumps += [(ly.name, f"yv_{ly.index}" if csc and ly.proj is not None else
+               ly.y if ly.proj is not None else f"mv_{ly.index}", ly.out_dim) for ly in layers]
     dumps.append((output["name"], "logits", output["rows"]))
     tb = render_testbench(dumps, model.cfg)
     (out_dir / "engine.sv").write_text(engine)
