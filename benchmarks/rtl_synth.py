@@ -15,7 +15,8 @@ estimates: there is no open place and route for the part.
 
 ``--pe-memories`` synthesizes only PE 0's memories of the generated design, as it declares and
 reads them (``benchmarks/rtl/pe_memories.sv``, with PE 0's memory images): the weight
-memory, the two pointer copies and the accumulators, each alone and all together (a minute).
+memory, the pointer memory (one, read at two addresses) and the accumulators, each alone and
+all together (a minute).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def pe_memories(out: Path, cfg, device: Device) -> None:
               "DEP": param("DEP"), "A": cfg.accumulator_bits}
     print(f"PE 0's memories: {params}")
     rows = []
-    for sel, what in ((1, "weights"), (2, "pointers (2 copies)"),
+    for sel, what in ((1, "weights"), (2, "pointers"),
                       (4, f"accumulators ({params['NSLOT']})"), (7, "all")):
         r = synthesize([PE_MEMORIES], device, top="pe_memories", include_dir=out,
                        params={**params, "SEL": sel}, cache_dir=out / "synth")

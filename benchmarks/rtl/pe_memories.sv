@@ -1,5 +1,5 @@
 // One PE's memories as the generated engine (hw/rtl/generate.py) declares and reads them:
-// the weight memory (one word an entry), the two copies of the column-pointer memory and
+// the weight memory (one word an entry), the column-pointer memory read at two addresses and
 // NSLOT gate-accumulator memories, each read on the clock edge. SEL picks the weights (1),
 // the pointers (2), the accumulators (4). benchmarks/rtl_synth.py --pe-memories runs it.
 module pe_memories #(
@@ -19,12 +19,11 @@ module pe_memories #(
     always_ff @(posedge clk) wq <= wm[addr[$clog2(WDEPTH)-1:0]];
   end
   if (SEL[1]) begin : pointers
-    (* ram_style = "block" *) logic [PB-1:0] pl [0:PDEPTH-1];
-    (* ram_style = "block" *) logic [PB-1:0] ph [0:PDEPTH-1];
-    initial begin $readmemh("mem/pe0.ptr.hex", pl); $readmemh("mem/pe0.ptr.hex", ph); end
+    (* ram_style = "block" *) logic [PB-1:0] pm [0:PDEPTH-1];
+    initial $readmemh("mem/pe0.ptr.hex", pm);
     always_ff @(posedge clk) begin
-      pq0 <= pl[addr[$clog2(PDEPTH)-1:0]];
-      pq1 <= ph[addr[$clog2(PDEPTH)-1:0] + 1'b1];
+      pq0 <= pm[addr[$clog2(PDEPTH)-1:0]];
+      pq1 <= pm[addr[$clog2(PDEPTH)-1:0] + 1'b1];
     end
   end
   if (SEL[2]) for (genvar s = 0; s < NSLOT; s++) begin : slot
