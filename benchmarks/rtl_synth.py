@@ -35,8 +35,8 @@ from asr.tables import markdown_table
 from hw.config import load_engine
 from hw.integer_model import compile_model
 from hw.rtl.design import generate_design
-from hw.rtl.devices import RESOURCES, Device, get_device
-from hw.rtl.synth import count_resources, synthesize
+from hw.rtl.devices import Device, get_device
+from hw.rtl.synth import Resource, resource_rows, stat_resources, synthesize
 from hw.rtl.tools import ToolError, run_tool, synth_tools
 
 
@@ -52,15 +52,10 @@ def staged_script(device: Device, source: str) -> str:
                       f"{device.synth} -run map_ffram:", "tee -q -o stat.json stat -json", ""])
 
 
-def resource_rows(stat: Path, device: Device) -> list[list[str]] | None:
-    """Resource, primitive, used, available and % from Yosys' ``stat -json`` file, or None
-    when Yosys did not get that far."""
-    if not stat.is_file():
-        return None
-    cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
-    used = count_resources({k: int(v) for k, v in cells.items()}, device)
-    return [[name, device.labels[name], f"{used[name]:,g}", f"{device.capacity[name]:,}",
-             f"{100 * used[name] / device.capacity[name]:.1f}"] for name in RESOURCES]
+def stage_resources(stat: Path, device: Device) -> dict[str, Resource] | None:
+    """The resources counted in Yosys' ``stat -json`` file, or None when Yosys did not get
+    that far."""
+    return stat_resources(json.loads(stat.read_text()), device)[1] if stat.is_file() else None
 
 
 PE_MEMORIES = Path(__file__).parent / "rtl" / "pe_memories.sv"
@@ -132,7 +127,7 @@ def main() -> None:
         except ToolError as err:
             stopped = str(err)
         seconds = time.perf_counter() - t0
-        stages = [(what, resource_rows(out / stat, device)) for what, stat in (
+        stages = [(what, stage_resources(out / stat, device)) for what, stat in (
             ("after DSP mapping (DSPs final)", "stat_dsp.json"),
             ("after block-RAM mapping (DSPs and block RAMs final; LUTs and FFs not yet mapped)",
              "stat_memory.json"), ("final (asr-hw synth's counts)", "stat.json"))]
@@ -140,10 +135,9 @@ def main() -> None:
         "num_pes", "macs_per_pe", "elementwise_lanes", "activation_queue_depth"))
     print(f"ESE's layer on ese ({engine}), {device.part}, {yosys.version}: Yosys estimates; "
           f"{seconds:,.0f} s" + (f"; stopped: {stopped}" if stopped else ""))
-    for what, rows in stages:
-        if rows is not None:
-            print(f"\n{what}:\n" + markdown_table(
-                ["resource", "primitive", "used", "available", "%"], rows))
+    for what, resources in stages:
+        if resources is not None:
+            print(f"\n{what}:\n" + markdown_table(*resource_rows(resources)))
 
 
 if __name__ == "__main__":

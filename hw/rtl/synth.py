@@ -222,11 +222,9 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
              timeout)
     seconds["yosys"] = round(time.perf_counter() - t0, 2)
     stat = json.loads((entry / "stat.json").read_text())
-    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    cells, resources = stat_resources(stat, device)
     modules = [m.lstrip("\\") for m in stat.get("modules", {})]
     top_name = top or (modules[0] if len(modules) == 1 else "(auto)")
-    counts = count_resources(cells, device)
-    resources = {n: Resource(device.labels[n], counts[n], device.capacity[n]) for n in RESOURCES}
     over = [n for n in RESOURCES if resources[n].used > resources[n].available]
     reason = (f"Yosys' counts exceed the device: {', '.join(over)}" if over else None)
     fmax = None
@@ -265,8 +263,23 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
     return result
 
 
-def resource_table(result: SynthResult) -> tuple[list[str], list[list[str]]]:
+def stat_resources(stat: dict[str, Any], device: Device
+                   ) -> tuple[dict[str, int], dict[str, Resource]]:
+    """The cell counts of Yosys' ``stat -json`` output and the resources they use on
+    ``device``."""
+    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    counts = count_resources(cells, device)
+    return cells, {n: Resource(device.labels[n], counts[n], device.capacity[n])
+                   for n in RESOURCES}
+
+
+def resource_rows(resources: dict[str, Resource]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (resource, primitive, used, available, %) for printing."""
     rows = [[name, r.label, f"{r.used:g}", f"{r.available:,}", f"{r.percent:.1f}"]
-            for name, r in result.resources.items()]
+            for name, r in resources.items()]
     return ["resource", "primitive", "used", "available", "%"], rows
+
+
+def resource_table(result: SynthResult) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (resource, primitive, used, available, %) for printing."""
+    return resource_rows(result.resources)
