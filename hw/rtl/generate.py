@@ -489,7 +489,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     table_words = unit.table.numel()
     bin_shift = unit.bin_shift
     csc = cfg.sparse_format == "csc"
-    ebmax = max(m.entry_bits for m in mats)
+    shape = pe_memory_shape(mats, layers, cfg)
     npres = max(m.rows for m in mats if m.slot < 0)
     vocab = output["rows"]
     widths = gate_widths([ly.shifts for ly in layers] + [output["shifts"]], cfg.accumulator_bits)
@@ -503,12 +503,12 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add("  input  logic in_valid,\n  output logic in_ready,\n  input  logic [AB-1:0] in_data,")
     add("  output logic out_valid,\n  input  logic out_ready,\n  output logic [AB-1:0] out_data,")
     add("  output logic out_last,\n  output logic frame_done\n);")
+    mem = shape.localparams()
     consts = {
-        "AB": cfg.activation_bits, "A": cfg.accumulator_bits, "P": P, "MACS": cfg.macs_per_pe,
-        "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes,
-        "PB": max([1] + [m.ptr_bits for m in mats]),
+        "AB": cfg.activation_bits, "A": mem["A"], "P": mem["P"], "MACS": mem["MACS"],
+        "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes, "PB": mem["PB"],
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
-        "NPRES": npres, "EBMAX": ebmax, "BIN_SHIFT": bin_shift, "TBL": table_words,
+        "NPRES": npres, "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift, "TBL": table_words,
         "SAT": int(cfg.saturate),
         "GW1": widths[0], "GW2": widths[1],
     }
@@ -674,8 +674,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "cur_slot = -1; end")
     add("    endcase\n  end\n")
     add(_render_csc() if csc else _render_csb())
-    add(_pe_memories(mats, cfg, csc))
-    add(_acc_memories(layers, cfg, csc))
+    add(_pe_memories(shape, mats))
+    add(_acc_memories(shape, cfg))
     add(_product_comb(csc, mats, cfg, layers))
     add(_mac_stage(csc, mats, cfg.macs_per_pe, cfg.elementwise_lanes))
     add("""
@@ -824,43 +824,148 @@ def _mod(x: str, n: int) -> str:
     return f"(({x}) % {n})"
 
 
-def _pe_memories(mats: list[MatrixPlan], cfg: EngineConfig, csc: bool) -> str:
+@dataclass(frozen=True)
+class PeMemoryShape:
+    """Widths and depths of a PE's memories (every PE's are alike): the localparams and
+    array bounds the engine declares them with."""
+
+    num_pes: int          # P
+    macs: int             # MACS: weight memories per PE
+    csc: bool             # a pointer memory per PE
+    entry_bits: int       # EBMAX: a weight memory's word
+    ptr_bits: int         # PB: a pointer memory's word
+    acc_bits: int         # A: an accumulator memory's word
+    wdepth: int           # words of each weight memory (the matrices' and one spare)
+    pdepth: int           # words of each pointer memory
+    dep: int              # DEP: words of each accumulator memory
+    rc: int               # RC: copies of each accumulator memory
+
+    @property
+    def wab(self) -> int:
+        return max(1, (self.wdepth - 1).bit_length())
+
+    @property
+    def pab(self) -> int:
+        return max(1, (self.pdepth - 1).bit_length())
+
+    @property
+    def aab(self) -> int:
+        return max(1, (self.dep - 1).bit_length())
+
+    def localparams(self) -> dict[str, int]:
+        """The engine's localparams the memories' declarations use (besides their own)."""
+        return {"A": self.acc_bits, "P": self.num_pes, "MACS": self.macs, "PB": self.ptr_bits,
+                "EBMAX": self.entry_bits}
+
+
+def pe_memory_shape(mats: list[MatrixPlan], layers: list[LayerPlan],
+                    cfg: EngineConfig) -> PeMemoryShape:
+    """The PE memories' shape of the design planned as ``mats`` and ``layers`` for ``cfg``."""
+    return PeMemoryShape(
+        num_pes=cfg.num_pes, macs=cfg.macs_per_pe, csc=cfg.sparse_format == "csc",
+        entry_bits=max(m.entry_bits for m in mats),
+        ptr_bits=max([1] + [m.ptr_bits for m in mats]), acc_bits=cfg.accumulator_bits,
+        wdepth=sum(bank_words(m, cfg) for m in mats) + 1,
+        pdepth=sum(m.cols + 1 for m in mats) + 1,
+        dep=acc_depth(layers, cfg.num_pes),
+        rc=acc_copies(layers, cfg.num_pes, cfg.elementwise_lanes))
+
+
+# One PE's memories, as declarations and reads (hw.rtl.probe puts PE 0's alone into a module).
+
+def weight_signals(s: PeMemoryShape) -> list[str]:
+    """The weight memories' address and data vectors (every PE's, every multiplier's)."""
+    return ["  // PE memories (mem/): each a block RAM read on the clock edge at the address this",
+            "  // cycle decides; the word is used the next cycle, in the multiply stage",
+            f"  localparam integer WAB = {s.wab};",
+            "  logic [P*MACS-1:0][WAB-1:0] wa;",
+            "  logic [P*MACS-1:0][EBMAX-1:0] wq;"]
+
+
+def weight_memories(s: PeMemoryShape, p: int) -> tuple[list[str], list[str]]:
+    """PE ``p``'s weight memories, one per multiplier: their declarations and their reads
+    (statements of one ``always_ff``)."""
+    decls, reads = [], []
+    for b in range(s.macs):
+        i = p * s.macs + b
+        decls.append(f'  (* ram_style = "block" *) logic [EBMAX-1:0] wm_{p}_{b} '
+                     f'[0:{s.wdepth - 1}];')
+        decls.append(f'  initial $readmemh("mem/pe{p}.w{b}.hex", wm_{p}_{b});')
+        reads.append(f"    wq[{i}] <= wm_{p}_{b}[wa[{i}]];")
+    return decls, reads
+
+
+def pointer_signals(s: PeMemoryShape) -> list[str]:
+    """The pointer memories' address (one for all PEs) and data vectors (csc)."""
+    return ["  // pointers: read one cycle ahead, at the column the broadcast counter moves to;",
+            "  // the memory's two read ports give a column's first and one-past-last entry in "
+            "the",
+            "  // same cycle (one true-dual-port block RAM)",
+            f"  localparam integer PAB = {s.pab};",
+            "  logic [PAB-1:0] pa_n;",
+            "  logic [P-1:0][PB-1:0] pq0;",
+            "  logic [P-1:0][PB-1:0] pq1;"]
+
+
+def pointer_memory(s: PeMemoryShape, p: int) -> tuple[list[str], list[str]]:
+    """PE ``p``'s pointer memory, read at two addresses: its declaration and its reads."""
+    return ([f'  (* ram_style = "block" *) logic [PB-1:0] pm_{p} [0:{s.pdepth - 1}];',
+             f'  initial $readmemh("mem/pe{p}.ptr.hex", pm_{p});'],
+            [f"    pq0[{p}] <= pm_{p}[pa_n];", f"    pq1[{p}] <= pm_{p}[pa_n + 1'b1];"])
+
+
+def acc_signals(s: PeMemoryShape) -> list[str]:
+    """The accumulator memories' localparams, write and read vectors (every PE's)."""
+    return ["  // accumulator memories (gate matrices): written by the multiply-accumulate, read "
+            "by",
+            "  // the element-wise unit one cycle before it uses them (its cycle pc reads group "
+            "pc)",
+            f"  localparam integer NSLOT = {NSLOT}, DEP = {s.dep}, RC = {s.rc}, "
+            f"AAB = {s.aab};",
+            "  logic [NSLOT*P-1:0] awe;",
+            "  logic [P-1:0][AAB-1:0] awa;",
+            "  logic [P-1:0][A-1:0] awd;",
+            "  logic [P*RC-1:0][AAB-1:0] ara;",
+            "  logic [NSLOT*P*RC-1:0][A-1:0] aq;"]
+
+
+def acc_memory(s: PeMemoryShape, p: int, sl: int, c: int) -> list[str]:
+    """Copy ``c`` of PE ``p``'s accumulator memory of gate matrix ``sl``: its declaration and
+    its ``always_ff`` (written at one address, read at its own, on the clock edge)."""
+    P, rc = s.num_pes, s.rc
+    name = f"acc_{p}_{sl}_{c}"
+    # no_rw_check: a read of the word being written (csc's back-to-back MACs into one row)
+    # is forwarded around the memory, so its collision value is unused
+    return [f'  (* ram_style = "block", no_rw_check *) logic [A-1:0] {name} [0:DEP-1];',
+            f"  always_ff @(posedge clk) begin\n"
+            f"    if (awe[{sl * P + p}]) {name}[awa[{p}]] <= awd[{p}];\n"
+            f"    aq[{(sl * P + p) * rc + c}] <= {name}[ara[{p * rc + c}]];\n"
+            f"  end"]
+
+
+def _pe_memories(s: PeMemoryShape, mats: list[MatrixPlan]) -> str:
     """One block RAM per PE and multiplier (weights) and per PE (pointers, csc), each read
     on the clock edge into a register: the standard inference pattern. ``ram_style`` keeps
     a small engine's memories in block RAM too (Yosys would put a few hundred words in
     LUTs), as the engine's PE memories are."""
-    P, M = cfg.num_pes, cfg.macs_per_pe
-    wdepth = sum(bank_words(m, cfg) for m in mats) + 1
-    L = ["  // PE memories (mem/): each a block RAM read on the clock edge at the address this",
-         "  // cycle decides; the word is used the next cycle, in the multiply stage",
-         f"  localparam integer WAB = {max(1, (wdepth - 1).bit_length())};",
-         "  logic [P*MACS-1:0][WAB-1:0] wa;",
-         "  logic [P*MACS-1:0][EBMAX-1:0] wq;"]
+    L = weight_signals(s)
     reads = []
-    for p in range(P):
-        for b in range(M):
-            L.append(f'  (* ram_style = "block" *) logic [EBMAX-1:0] wm_{p}_{b} [0:{wdepth - 1}];')
-            L.append(f'  initial $readmemh("mem/pe{p}.w{b}.hex", wm_{p}_{b});')
-            reads.append(f"    wq[{p * M + b}] <= wm_{p}_{b}[wa[{p * M + b}]];")
+    for p in range(s.num_pes):
+        decls, rd = weight_memories(s, p)
+        L += decls
+        reads += rd
     L += ["  always_ff @(posedge clk) begin", *reads, "  end"]
-    if not csc:
+    if not s.csc:
         return "\n".join(L) + "\n"
-    pdepth = sum(m.cols + 1 for m in mats) + 1
-    L += ["  // pointers: read one cycle ahead, at the column the broadcast counter moves to;",
-          "  // the memory's two read ports give a column's first and one-past-last entry in the",
-          "  // same cycle (one true-dual-port block RAM)",
-          f"  localparam integer PAB = {max(1, (pdepth - 1).bit_length())};",
-          "  logic [PAB-1:0] pa_n;",
-          "  logic [P-1:0][PB-1:0] pq0;",
-          "  logic [P-1:0][PB-1:0] pq1;",
-          "  function automatic integer pbase(input integer x);\n    case (x)"]
+    L += pointer_signals(s)
+    L += ["  function automatic integer pbase(input integer x);\n    case (x)"]
     L += [f"      {m.index}: pbase = {m.pbase};" for m in mats]
     L += ["      default: pbase = 0;\n    endcase\n  endfunction"]
     reads = []
-    for p in range(P):
-        L.append(f'  (* ram_style = "block" *) logic [PB-1:0] pm_{p} [0:{pdepth - 1}];')
-        L.append(f'  initial $readmemh("mem/pe{p}.ptr.hex", pm_{p});')
-        reads.append(f"    pq0[{p}] <= pm_{p}[pa_n];\n    pq1[{p}] <= pm_{p}[pa_n + 1'b1];")
+    for p in range(s.num_pes):
+        decls, rd = pointer_memory(s, p)
+        L += decls
+        reads += rd
     L += ["  always_comb begin : ptr_addr",
           "    integer bn, cn;",
           "    if (start || (run && ph_last)) begin",
@@ -888,37 +993,18 @@ def acc_copies(layers: list[LayerPlan], num_pes: int, lanes: int) -> int:
                for ly in layers for b in range(0, ly.hidden, lanes))
 
 
-def _acc_memories(layers: list[LayerPlan], cfg: EngineConfig, csc: bool) -> str:
+def _acc_memories(s: PeMemoryShape, cfg: EngineConfig) -> str:
     """The gate matrices' accumulators: per PE, one block RAM per gate matrix of a layer
     (``NSLOT``, the element-wise unit reads the eight of a cell at once), ``RC`` copies when
     it reads several cells of a PE a cycle; written at one address a cycle, read on the clock
     edge. csc keeps a valid bit per accumulator (cleared as its product starts: a block RAM
     cannot be cleared in a cycle); csb writes every row once, as its last bank is done."""
-    P = cfg.num_pes
-    dep = acc_depth(layers, P)
-    rc = acc_copies(layers, P, cfg.elementwise_lanes)
-    L = ["  // accumulator memories (gate matrices): written by the multiply-accumulate, read by",
-         "  // the element-wise unit one cycle before it uses them (its cycle pc reads group pc)",
-         f"  localparam integer NSLOT = {NSLOT}, DEP = {dep}, RC = {rc}, "
-         f"AAB = {max(1, (dep - 1).bit_length())};",
-         "  logic [NSLOT*P-1:0] awe;",
-         "  logic [P-1:0][AAB-1:0] awa;",
-         "  logic [P-1:0][A-1:0] awd;",
-         "  logic [P*RC-1:0][AAB-1:0] ara;",
-         "  logic [NSLOT*P*RC-1:0][A-1:0] aq;",
-         "  integer eb, eg, ew_q;"]
+    P, rc, csc = s.num_pes, s.rc, s.csc
+    L = [*acc_signals(s), "  integer eb, eg, ew_q;"]
     for sl in range(NSLOT):
         for p in range(P):
             for c in range(rc):
-                name = f"acc_{p}_{sl}_{c}"
-                # no_rw_check: a read of the word being written (csc's back-to-back MACs into
-                # one row) is forwarded around the memory, so its collision value is unused
-                L.append(f'  (* ram_style = "block", no_rw_check *) '
-                         f'logic [A-1:0] {name} [0:DEP-1];')
-                L.append(f"  always_ff @(posedge clk) begin\n"
-                         f"    if (awe[{sl * P + p}]) {name}[awa[{p}]] <= awd[{p}];\n"
-                         f"    aq[{(sl * P + p) * rc + c}] <= {name}[ara[{p * rc + c}]];\n"
-                         f"  end")
+                L += acc_memory(s, p, sl, c)
     mac_read = "      if (kind == KIND_PRODUCT) ara[p * RC] = AAB'(mac_row[p]);\n" if csc else ""
     eob = max(1, (P - 1).bit_length())
     lanes = cfg.elementwise_lanes
