@@ -13,19 +13,20 @@ estimates: there is no open place and route for the part.
         [--timeout SECONDS] [--set elementwise_lanes=4 ...]
     python benchmarks/rtl_synth.py --ese-layer-xcku060 --pe-memories
 
-``--pe-memories`` synthesizes only PE 0's memories of the generated design, as it declares and
-reads them (``benchmarks/rtl/pe_memories.sv``, with PE 0's memory images): the weight
-memory, the pointer memory (one, read at two addresses) and the accumulators, each alone and
-all together (a minute).
+``--pe-memories`` synthesizes only PE 0's memories of the generated design: the module
+``hw.rtl.probe`` builds from the generator's own plan and emitting functions, so that they are
+declared, initialized and read by the lines ``engine.sv`` has for PE 0 (it reads the design's
+``mem/pe0.*`` images). The weight memory, the pointer memory (one, read at two addresses) and
+the accumulators, each alone and all together (a few minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rtl_cosim import ese_layer_artifact
@@ -33,9 +34,12 @@ from rtl_cosim import ese_layer_artifact
 from asr.compress.artifact import read_artifact, save_artifact
 from asr.tables import markdown_table
 from hw.config import load_engine
-from hw.integer_model import compile_model
+from hw.integer_model import EngineModel, compile_model
 from hw.rtl.design import generate_design
 from hw.rtl.devices import Device, get_device
+from hw.rtl.generate import NSLOT
+from hw.rtl.probe import TOP as PROBE_TOP
+from hw.rtl.probe import memory_shape, pe_memory_probe
 from hw.rtl.synth import Resource, resource_rows, stat_resources, synthesize
 from hw.rtl.tools import ToolError, run_tool, synth_tools
 
@@ -58,31 +62,20 @@ def stage_resources(stat: Path, device: Device) -> dict[str, Resource] | None:
     return stat_resources(json.loads(stat.read_text()), device)[1] if stat.is_file() else None
 
 
-PE_MEMORIES = Path(__file__).parent / "rtl" / "pe_memories.sv"
-
-
-def pe_memories(out: Path, cfg, device: Device) -> None:
-    """Block RAMs of PE 0's memories in the design generated in ``out``, by kind."""
-    engine = (out / "engine.sv").read_text()
-
-    def param(name: str) -> int:
-        m = re.search(rf"\b{name} = (\d+)", engine)
-        if m is None:
-            raise SystemExit(f"{out / 'engine.sv'}: no localparam {name}")
-        return int(m.group(1))
-
-    def depth(name: str) -> int:
-        return len((out / "mem" / name).read_text().split())
-
-    params = {"WDEPTH": depth("pe0.w0.hex"), "EB": cfg.weight_bits + cfg.index_bits,
-              "PDEPTH": depth("pe0.ptr.hex"), "PB": param("PB"), "NSLOT": param("NSLOT"),
-              "DEP": param("DEP"), "A": cfg.accumulator_bits}
-    print(f"PE 0's memories: {params}")
+def pe_memories(out: Path, model: EngineModel, device: Device) -> None:
+    """Block RAMs of PE 0's memories of ``model``'s design (generated in ``out``, whose memory
+    images they read), by kind: each kind alone, then all together."""
+    cfg = model.cfg
+    shape = memory_shape(model)
+    print(f"PE 0's memories: {asdict(shape)}")
     rows = []
-    for sel, what in ((1, "weights"), (2, "pointers"),
-                      (4, f"accumulators ({params['NSLOT']})"), (7, "all")):
-        r = synthesize([PE_MEMORIES], device, top="pe_memories", include_dir=out,
-                       params={**params, "SEL": sel}, cache_dir=out / "synth")
+    for kinds, what in ((["weights"], "weights"), (["pointers"], "pointers"),
+                        (["accumulators"], f"accumulators ({NSLOT} x {shape.rc})"),
+                        (None, "all")):
+        sv = out / "probe" / f"pe_memories.{what.split()[0]}.sv"
+        sv.parent.mkdir(exist_ok=True)
+        sv.write_text(pe_memory_probe(model, kinds))
+        r = synthesize([sv], device, top=PROBE_TOP, include_dir=out, cache_dir=out / "synth")
         ram = {k: v for k, v in r.cells.items() if k.startswith("RAMB")}
         rows.append([what, ", ".join(f"{v} {k}" for k, v in sorted(ram.items())),
                      f"{r.used('bram'):g}", f"{cfg.num_pes * r.used('bram'):g}"])
@@ -105,7 +98,7 @@ def main() -> None:
                         help="stop Yosys after this long (the counts after block-RAM mapping "
                              "are printed if it got there)")
     parser.add_argument("--pe-memories", action="store_true",
-                        help="only PE 0's memories, by kind (benchmarks/rtl/pe_memories.sv)")
+                        help="only PE 0's memories, by kind (hw.rtl.probe)")
     args = parser.parse_args()
     device = get_device("xcku060")
     cfg = load_engine("ese", [f"num_pes={args.num_pes}", *args.set])
@@ -114,9 +107,10 @@ def main() -> None:
         out = Path(args.rtl_dir or tmp)
         # through a file, as asr-hw synth reads it
         art = read_artifact(save_artifact(Path(tmp) / "ese_layer.model", ese_layer_artifact()))
-        design = generate_design(compile_model(art, cfg), out)
+        model = compile_model(art, cfg)
+        design = generate_design(model, out)
         if args.pe_memories:
-            pe_memories(out, cfg, device)
+            pe_memories(out, model, device)
             return
         (out / "synth.ys").write_text(staged_script(device, design.sources[0].name))
         t0 = time.perf_counter()

@@ -23,6 +23,7 @@ from hw.integer_model import compile_model
 from hw.rtl import tools
 from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import (
+    NSLOT,
     LayerPlan,
     RtlError,
     acc_copies,
@@ -33,6 +34,7 @@ from hw.rtl.generate import (
     generate_rtl,
     write_rtl,
 )
+from hw.rtl.probe import memory_shape, pe_memory_probe
 from hw.rtl.tools import ToolError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -163,6 +165,55 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
     with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
         generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)
     assert not any(tmp_path.iterdir())     # refused before any file is written
+
+
+# PE 0's memories in engine.sv: declarations, $readmemh and reads/writes
+PE0_MEMORY = re.compile(r"\b(wm_0_\d+|pm_0|acc_0_\d+_\d+)\b")
+
+
+@pytest.mark.parametrize("kind", ["ese", "bbs-even-wrap"])
+def test_pe_memory_probe_has_pe0s_memory_lines_of_engine_sv(kind, tmp_path):
+    """The probe that benchmarks/rtl_synth.py --pe-memories synthesizes holds PE 0's memories
+    line for line as engine.sv declares, initializes, writes and reads them, with the same
+    localparams, and no other PE's."""
+    art, cfg = tiny(kind)
+    model = compile_model(art, cfg)
+    generate_rtl(model, tmp_path)
+    engine = (tmp_path / "engine.sv").read_text().splitlines()
+    probe = pe_memory_probe(model)
+    shape = memory_shape(model)
+    mine = [line for line in engine if PE0_MEMORY.search(line)]
+    # per weight memory: declaration, $readmemh, read; the pointer memory: declaration,
+    # $readmemh, two reads; per accumulator memory: declaration, write, read
+    assert len(mine) == 3 * cfg.macs_per_pe + 4 * shape.csc + 3 * NSLOT * shape.rc
+    lines = probe.splitlines()
+    assert [line for line in lines if PE0_MEMORY.search(line)] == mine
+    params = [line for line in engine if re.match(r"  localparam integer (A|P|MACS|PB|EBMAX|"
+                                                  r"WAB|PAB|NSLOT) = ", line)]
+    assert len(params) == 7 + shape.csc and set(params) <= set(lines)
+    assert not re.search(r"\b(wm|pm|acc)_[1-9]", probe)
+    only = pe_memory_probe(model, ["accumulators"])
+    assert "acc_0_7_0" in only and "wm_0_0" not in only and "pm_0" not in only
+    if shape.csc:
+        assert "pm_0" in pe_memory_probe(model, ["pointers"])
+    else:
+        with pytest.raises(ConfigError, match=r"PE memory kinds: one of \('weights', "
+                           r"'accumulators'\) \(a csb engine has no pointer memories\), "
+                           r"got 'pointers'"):
+            pe_memory_probe(model, ["pointers"])
+
+
+@requires_verilator
+def test_pe_memory_probe_passes_verilator_lint(tmp_path):
+    import subprocess
+
+    for kind in ("ese", "bbs-even-wrap"):
+        art, cfg = tiny(kind)
+        sv = tmp_path / f"{kind}.sv"
+        sv.write_text(pe_memory_probe(compile_model(art, cfg)))
+        proc = subprocess.run([*tools.find_verilator(), "--lint-only", str(sv)],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0 and "%" not in proc.stdout + proc.stderr, proc.stderr
 
 
 def _layer(hidden: int, align_right: int = 3, narrow_left: int = 0,

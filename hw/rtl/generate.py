@@ -203,10 +203,12 @@ def _ints(t) -> list[int]:
 
 
 class _Writer:
-    def __init__(self, out_dir: Path):
-        self.out = out_dir
+    def __init__(self, out_dir: Path | None):
+        self.out = out_dir     # None: plan only, write nothing
 
     def hexfile(self, rel: str, values: list[int], bits: int) -> str:
+        if self.out is None:
+            return rel
         path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(hex_words(values, bits)) + "\n")
@@ -316,10 +318,10 @@ def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
     return files
 
 
-def plan_design(model: EngineModel, out_dir: Path) -> tuple[list[MatrixPlan], list[LayerPlan],
-                                                           dict, list[Phase], list[str]]:
+def plan_design(model: EngineModel, out_dir: Path | None
+                ) -> tuple[list[MatrixPlan], list[LayerPlan], dict, list[Phase], list[str]]:
     """Matrices, layers, output layer and phases of the design, and its PE memory images;
-    writes the data files."""
+    writes the data files into ``out_dir`` (None: writes nothing)."""
     cfg = model.cfg
     rounding = rounding_mode(cfg.rounding)
     w = _Writer(out_dir)
