@@ -315,3 +315,28 @@ def test_ese_layer_needs_calibration_and_fills_one_weight_memory_per_pe(tmp_path
         assert len((tmp_path / "mem" / f"pe{p}.w0.hex").read_text().split()) == sum(
             words.values()) + 1
     assert not (tmp_path / "mem" / "pe32.w0.hex").exists()
+
+
+@pytest.mark.parametrize("kind", ["ese", "bbs-even-wrap"])
+def test_rtl_breakdown_finds_every_part_in_the_generated_engine(kind, tmp_path):
+    """benchmarks/rtl_breakdown.py assigns engine.sv's lines to parts by the generator's
+    section comments and its memories by name: a generator whose comments or names drift from
+    those patterns fails here instead of mislabelling the breakdown."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import rtl_breakdown
+
+    art, cfg = tiny(kind)
+    model = compile_model(art, cfg)
+    generate_rtl(model, tmp_path)
+    sv = tmp_path / "engine.sv"
+    found = set(rtl_breakdown.sections(sv))
+    parts = ({name for _, name in rtl_breakdown.SECTIONS} - {"element-wise unit"}
+             | {name for _, name in rtl_breakdown.EW_PARTS})
+    csb_lacks = {"pointer memories", "valid bits (element-wise read)"}
+    assert parts - found == (set() if memory_shape(model).csc else csb_lacks)
+    arrays = set(re.findall(r"logic(?: signed)? \[[^\]]+\] (\w+) \[", sv.read_text()))
+    named = {name for name in arrays if rtl_breakdown.memory_part(name)}
+    csb_has_none = {r"pm_\d+$", r"^(qe0|qe1|qx)$"}
+    missing = {p for p, _ in rtl_breakdown.MEMORIES if not any(re.search(p, n) for n in named)}
+    assert missing == (set() if memory_shape(model).csc else csb_has_none)
+    assert {"wm_0_0", "acc_0_0_0", "pres", "sig_rom"} <= named
