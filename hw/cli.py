@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "clock_mhz)")
     synth.add_argument("--no-pnr", action="store_true",
                        help="Yosys counts only, also on ECP5 (no nextpnr)")
+    synth.add_argument("--router", default="router1",
+                       help="nextpnr's router: router1 (its default) or router2 (faster on "
+                            "large designs)")
+    synth.add_argument("--threads", type=int, default=1,
+                       help="nextpnr's threads (placement and router2)")
     synth.add_argument("--cache-dir", default=None,
                        help="synthesis cache (default: ~/.cache/asr-fpga/synth)")
     synth.add_argument("--force", action="store_true", help="ignore a cached result")
@@ -456,7 +461,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hw.config import load_engine
     from hw.rtl.design import RtlSources, generate_design
     from hw.rtl.devices import get_device
-    from hw.rtl.synth import default_cache_dir, resource_table, synthesize
+    from hw.rtl.synth import (
+        check_nextpnr_options,
+        default_cache_dir,
+        resource_table,
+        synthesize,
+    )
     from hw.rtl.tools import synth_tools
 
     # every input is checked before any work
@@ -465,6 +475,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if (args.artifact is None) == (args.sources is None):
         raise ConfigError("give a compressed model (ARTIFACT) or --sources FILE.sv..., "
                           "not both")
+    check_nextpnr_options(args.router, args.threads)
     synth_tools(device.place_route and not args.no_pnr)
     target = args.freq
     with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
@@ -485,7 +496,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             place_route=not args.no_pnr, target_mhz=target,
                             cache_dir=Path(args.cache_dir) if args.cache_dir
                             else default_cache_dir(), force=args.force,
-                            timeout=args.timeout)
+                            timeout=args.timeout, router=args.router,
+                            threads=args.threads)
     out = result.as_dict()
     if args.artifact is not None:
         # the timing model's cycles of one frame, at the preset's clock and at the routed Fmax

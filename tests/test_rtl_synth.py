@@ -138,6 +138,11 @@ def test_bad_input_is_named_before_any_work(tmp_path):
     assert proc.returncode == 2 and "'ecp5-12k'; allowed: ecp5-25k" in proc.stderr
     proc = asr_hw_synth("--sources", str(MAC), "--param", "LANES=four", cwd=tmp_path)
     assert proc.returncode == 2 and "--param: expected KEY=INTEGER" in proc.stderr
+    proc = asr_hw_synth("--sources", str(MAC), "--router", "router3", cwd=tmp_path)
+    assert proc.returncode == 2 and ("--router: expected one of ['router1', 'router2'], got "
+                                     "'router3'") in proc.stderr
+    with pytest.raises(ConfigError, match="--threads: expected an integer >= 1, got 0"):
+        synthesize([MAC], DEVICES["ecp5-85k"], top="mac_array", cache_dir=tmp_path, threads=0)
     assert not list(tmp_path.iterdir())             # nothing was written
 
 
@@ -165,6 +170,17 @@ def test_ecp5_place_and_route_reports_fmax_and_nextpnr_counts(cache):
     assert r.used("dsp") == 1 and r.used("bram") == 2 and r.used("ff") == 56
     assert r.used("lut") >= 40 and r.resources["lut"].available == 83640
     assert (Path(r.log_dir) / "nextpnr.log").is_file()
+
+
+@pytest.mark.slow
+def test_router2_places_and_routes_under_its_own_cache_key(cache):
+    default = synthesize([MAC], get_device("ecp5-85k"), top="mac_array", target_mhz=50,
+                         cache_dir=cache)
+    r = synthesize([MAC], get_device("ecp5-85k"), top="mac_array", target_mhz=50,
+                   cache_dir=cache, router="router2", threads=2)
+    assert r.log_dir != default.log_dir and r.fits and 20 < r.fmax_mhz < 500
+    assert r.used("dsp") == default.used("dsp") and r.used("ff") == default.used("ff")
+    assert "router2" in (Path(r.log_dir) / "nextpnr.log").read_text()
 
 
 @pytest.mark.slow

@@ -164,6 +164,17 @@ def _yosys_script(device: Device, sources: Sequence[str], top: str | None,
                       *device.yosys_commands(write), f"tee -q -o {stat} stat -json", ""])
 
 
+ROUTERS = ("router1", "router2")   # nextpnr's routers; router1 is its default
+
+
+def check_nextpnr_options(router: str, threads: int) -> None:
+    """Raise ConfigError naming ``--router`` or ``--threads`` when either is not allowed."""
+    if router not in ROUTERS:
+        raise ConfigError(f"--router: expected one of {list(ROUTERS)}, got {router!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"--threads: expected an integer >= 1, got {threads!r}")
+
+
 def nextpnr_overflow(log: Path) -> str | None:
     """Why nextpnr could not place the design, when it ran out of a cell type (its log says
     ``no BELs remaining to implement cell type 'X'``), or None."""
@@ -179,7 +190,8 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
                include_dir: Path | None = None, params: dict[str, int] | None = None,
                place_route: bool = True, target_mhz: float | None = None,
                cache_dir: Path, force: bool = False, seed: int = 1,
-               timeout: float | None = None) -> SynthResult:
+               timeout: float | None = None, router: str = "router1",
+               threads: int = 1) -> SynthResult:
     """Synthesize ``sources`` for ``device`` (and, on ECP5 with ``place_route``, place and route
     them at ``target_mhz``); a cached result with the same key is returned as it stands unless
     ``force``. ``include_dir`` (default: the first source's folder) is where Yosys runs, so
@@ -190,6 +202,7 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
     include_dir = Path(include_dir) if include_dir else (
         sources[0].parent if sources else Path("."))
     _check_inputs(sources, include_dir, top, params)
+    check_nextpnr_options(router, threads)
     place_route = place_route and device.place_route
     yosys, nextpnr = synth_tools(place_route)
     data_files = sorted(p for p in include_dir.rglob("*") if p.suffix in DATA_SUFFIXES
@@ -199,6 +212,9 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
                "place_route": place_route, "target_mhz": target_mhz if place_route else None,
                "seed": seed, "tools": [yosys.version, nextpnr.version if nextpnr else None],
                "nextpnr": list(device.nextpnr or ())}
+    if place_route and (router, threads) != ("router1", 1):
+        # only when set, so that results cached with nextpnr's defaults keep their keys
+        options.update(router=router, threads=threads)
     key = cache_key(sources, data_files, include_dir, options)
     entry = Path(cache_dir) / f"{device.name}_{top or 'auto'}_{key}"
     result_path = entry / "result.json"
@@ -236,6 +252,7 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
                 "--timing-allow-fail", "--seed", str(seed), "-q", "-l", "nextpnr.log"]
         if target_mhz:
             args += ["--freq", f"{target_mhz:g}"]
+        args += ["--router", router, "--threads", str(threads)]
         t0 = time.perf_counter()
         try:
             run_tool(nextpnr, args, entry, log, timeout)
