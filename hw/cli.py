@@ -144,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--no-pnr", action="store_true",
                        help="Yosys counts only, also on ECP5 (no nextpnr)")
     synth.add_argument("--router", default="router1",
-                       help="nextpnr's router: router1 (its default) or router2 (faster on "
-                            "large designs)")
+                       help="nextpnr's router: router1 (its default) or router2 (its newer, "
+                            "multi-threaded one)")
     synth.add_argument("--threads", type=int, default=1,
                        help="nextpnr's threads (placement and router2)")
     synth.add_argument("--cache-dir", default=None,

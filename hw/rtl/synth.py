@@ -196,7 +196,8 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
     them at ``target_mhz``); a cached result with the same key is returned as it stands unless
     ``force``. ``include_dir`` (default: the first source's folder) is where Yosys runs, so
     ``$readmemh("x.hex")`` finds ``include_dir/x.hex``. Raises ConfigError on bad input,
-    ToolMissing / ToolError when a tool is missing or fails."""
+    ToolMissing / ToolError when a tool is missing or fails. ``router`` and ``threads`` are
+    nextpnr's (``router1`` is its default; ``router2`` uses the threads)."""
     sources = [Path(s) for s in sources]
     params = dict(params or {})
     include_dir = Path(include_dir) if include_dir else (
