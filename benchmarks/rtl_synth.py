@@ -122,8 +122,8 @@ def main() -> None:
             stopped = str(err)
         seconds = time.perf_counter() - t0
         stages = [(what, stage_resources(out / stat, device)) for what, stat in (
-            ("after DSP mapping (DSPs final)", "stat_dsp.json"),
-            ("after block-RAM mapping (DSPs and block RAMs final; LUTs and FFs not yet mapped)",
+            ("after DSP mapping (later passes may still remove unused DSPs)", "stat_dsp.json"),
+            ("after block-RAM mapping (DSPs and block RAMs mapped; LUTs and FFs not yet)",
              "stat_memory.json"), ("final (asr-hw synth's counts)", "stat.json"))]
     engine = ", ".join(f"{k}={getattr(cfg, k)}" for k in (
         "num_pes", "macs_per_pe", "elementwise_lanes", "activation_queue_depth"))
