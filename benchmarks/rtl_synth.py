@@ -74,7 +74,7 @@ def pe_memories(out: Path, model: EngineModel, device: Device) -> None:
                         (None, "all")):
         sv = out / "probe" / f"pe_memories.{what.split()[0]}.sv"
         sv.parent.mkdir(exist_ok=True)
-        sv.write_text(pe_memory_probe(model, kinds))
+        sv.write_text(pe_memory_probe(model, kinds, shape))
         r = synthesize([sv], device, top=PROBE_TOP, include_dir=out, cache_dir=out / "synth")
         ram = {k: v for k, v in r.cells.items() if k.startswith("RAMB")}
         rows.append([what, ", ".join(f"{v} {k}" for k, v in sorted(ram.items())),

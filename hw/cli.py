@@ -464,7 +464,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hw.rtl.synth import (
         check_nextpnr_options,
         default_cache_dir,
-        resource_table,
+        resource_rows,
         synthesize,
     )
     from hw.rtl.tools import synth_tools
@@ -517,7 +517,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                f"placed and routed: Fmax {result.fmax_mhz} MHz"
                + (f" (target {result.target_mhz:g} MHz)" if result.target_mhz else ""))
         print(f"{result.top} on {result.device} ({result.part}): {how}")
-        print(markdown_table(*resource_table(result)))
+        print(markdown_table(*resource_rows(result.resources)))
         print(f"{'fits' if result.fits else 'does NOT fit'}"
               f"{': ' + result.reason if result.reason else ''}; "
               f"{', '.join(result.tools.values())}; "

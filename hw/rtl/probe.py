@@ -110,11 +110,15 @@ def memory_shape(model: EngineModel) -> PeMemoryShape:
     return pe_memory_shape(mats, layers, model.cfg)
 
 
-def pe_memory_probe(model: EngineModel, kinds: Sequence[str] | None = None) -> str:
+def pe_memory_probe(model: EngineModel, kinds: Sequence[str] | None = None,
+                    shape: PeMemoryShape | None = None) -> str:
     """PE 0's memories of ``kinds`` (of :data:`PROBE_KINDS`; None: all the engine has) of the
     engine :func:`~hw.rtl.generate.generate_rtl` generates for ``model`` (an artifact compiled
-    for its engine), as the SystemVerilog module ``pe_memories``."""
+    for its engine), as the SystemVerilog module ``pe_memories``. ``shape``:
+    :func:`memory_shape` of ``model`` when the caller has it (planning a large design is not
+    free)."""
     cfg = model.cfg
     title = (f"engine {cfg.name!r} ({cfg.sparse_format}, {cfg.num_pes} PEs x "
              f"{cfg.macs_per_pe} MACs) and model {model.model_type!r}")
-    return render_probe(memory_shape(model), None if kinds is None else list(kinds), title)
+    return render_probe(shape or memory_shape(model), None if kinds is None else list(kinds),
+                        title)

@@ -296,8 +296,3 @@ def resource_rows(resources: dict[str, Resource]) -> tuple[list[str], list[list[
     rows = [[name, r.label, f"{r.used:g}", f"{r.available:,}", f"{r.percent:.1f}"]
             for name, r in resources.items()]
     return ["resource", "primitive", "used", "available", "%"], rows
-
-
-def resource_table(result: SynthResult) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (resource, primitive, used, available, %) for printing."""
-    return resource_rows(result.resources)
