@@ -14,7 +14,8 @@ Every sparse matrix-vector product is timed from this model's real sparsity patt
 - delta engines (``skip_zero_deltas``: Spartus, EdgeDRNN) fetch only the columns of a delta
   LSTM's non-zero input/hidden deltas, ``mac_arrays`` at a time (:func:`delta_timing`), so
   their cycles differ frame by frame: :meth:`FrameTiming.cycles_per_frame` gives them, and
-  :func:`cycle_distribution` their mean, p50, p99 and maximum.
+  :func:`cycle_distribution` their mean, p50, p99 and maximum. Their other products (a
+  projection, the output layer) deal every column to the arrays the same way.
 
 Then ``pipeline_depth`` cycles of fill/drain per product; weights that do not fit on chip (see
 :meth:`EngineConfig <hw.config.EngineConfig>`'s placement) stream from DDR every time step and
@@ -169,6 +170,17 @@ def matrix_timing(mat: IntMatrix, cfg: EngineConfig, on_chip: bool,
         compute, busy = row_bank_cycles(mat, cfg)
         macs = mat.entries
         busy_mean = busy
+    elif cfg.mac_arrays > 1:
+        # An engine of several MAC arrays (a delta engine) deals the columns of its other
+        # products (projection, output layer) to the arrays in turn, as it does the delta
+        # columns: leaving all arrays but one idle would not use its multipliers.
+        work = pe_column_work(mat, cfg)
+        per_pe = np.ceil(work / cfg.macs_per_pe)
+        act_f = np.ones((1, cols)) if active is None else active.astype(np.float64)
+        cyc = delta_column_cycles(np.maximum(1.0, per_pe.max(axis=0)), act_f, cfg.mac_arrays)
+        compute = float(cyc.mean())
+        busy_mean = (act_f @ per_pe.T).mean(axis=0)
+        macs = float((act_f @ work.sum(axis=0)).mean())
     else:
         work = pe_column_work(mat, cfg)
         cyc, busy = column_broadcast_cycles(work, cfg, active)

@@ -24,7 +24,7 @@ from hw.export import export_engine
 from hw.functional import run_engine
 from hw.integer_model import compile_model
 from hw.reference import run_reference
-from hw.timing import delta_column_cycles, frame_timing
+from hw.timing import delta_column_cycles, frame_timing, pe_column_work
 from hw.validation import (
     SPARTUS_HIDDEN,
     SPARTUS_INPUTS,
@@ -142,6 +142,26 @@ def test_delta_timing_fetches_only_non_zero_delta_columns():
     lstm = compile_model(make_artifact(small_lstm(), "ese", "compress.prune.num_pes=4"),
                          load_engine("ese", ["num_pes=4"]))
     assert frame_timing(ese).cycles == frame_timing(lstm).cycles
+
+
+def test_a_delta_engine_deals_its_other_products_to_every_array():
+    """The projection and the output layer take no deltas: their columns, every one sent, go
+    to the MAC arrays in turn (each costing its array the most entries a PE holds in it), so
+    two arrays take fewer cycles than one."""
+    art = delta_artifact(0.05, 0.02)
+    two = compile_model(art, load_engine("delta", SMALL))
+    one = compile_model(art, load_engine("delta", [*SMALL, "mac_arrays=1"]))
+    cfg = two.cfg
+    for name in ("layers.0.W_ym", "layers.1.W_ym", "output"):
+        mat = two.matrices[name]
+        per_col = np.maximum(1.0, np.ceil(pe_column_work(mat, cfg) / cfg.macs_per_pe)
+                             .max(axis=0))
+        dealt = [per_col[a::cfg.mac_arrays].sum() for a in range(cfg.mac_arrays)]
+        timed = next(m for m in frame_timing(two).matrices if m.name == name)
+        assert timed.compute_cycles == max(dealt) + cfg.pipeline_depth
+        alone = next(m for m in frame_timing(one).matrices if m.name == name)
+        assert timed.compute_cycles < alone.compute_cycles
+        assert timed.macs == pytest.approx(alone.macs)
 
 
 def test_activity_of_a_delta_layer_is_its_memories_also_when_deltas_wrap(tmp_path):
