@@ -126,11 +126,12 @@ import_and_split() {
     fi
 }
 
-# delta_point DATA CKPT OUT [overrides...]: the delta LSTM CKPT compressed column-balanced
-# (spartus) over the 8 PEs of the delta engine resized to 8, scored into the report OUT
+# delta_point DATA CKPT OUT DENSITY [overrides...]: the delta LSTM CKPT compressed
+# column-balanced (spartus) to DENSITY over the 8 PEs of the delta engine resized to 8, scored
+# into the report OUT
 delta_point() {
-    local data=$1 ckpt=$2 out=$3; shift 3
+    local data=$1 ckpt=$2 out=$3 density=$4; shift 4
     log "compressing the delta LSTM (column-balanced) and evaluating it on the delta engine"
     (cd "$ROOT" && "$BIN/asr-hw" report hw=delta "data=$data" "+models.delta_lstm=$ckpt" \
-        compress.prune.num_pes=8 compress.prune.density=0.125 hw.num_pes=8 "out=$out" "$@")
+        compress.prune.num_pes=8 "compress.prune.density=$density" hw.num_pes=8 "out=$out" "$@")
 }

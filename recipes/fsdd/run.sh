@@ -47,7 +47,7 @@ if run_stage 6; then
     train_model fsdd_delta_lstm
 fi
 if run_stage 7; then
-    delta_point fsdd exp/fsdd_delta_lstm/model.ckpt exp/fsdd_delta_lstm/report \
+    delta_point fsdd exp/fsdd_delta_lstm/model.ckpt exp/fsdd_delta_lstm/report 0.125 \
         finetune.max_epochs=${COMPRESS_EPOCHS:-10} finetune.lr=${COMPRESS_LR:-2e-3} \
         data.batch.max_batch_size=16
 fi
