@@ -6,7 +6,7 @@
 # compresses both with the ese and bbs presets (ese.model, bbs.model, with their storage tables
 # and dev WER; 4 fine-tuning epochs at lr 2e-3 unless COMPRESS_EPOCHS / COMPRESS_LR say
 # otherwise) and stage 4 evaluates the float and compressed models on the test voices
-# (eval_test/, eval_test_ese/, eval_test_bbs/; greedy, as the issue's target).
+# (eval_test/, eval_test_ese/, eval_test_bbs/; greedy, as the target in docs/results.md).
 source "$(dirname "$0")/../common.sh"
 parse_stages "$@"
 
