@@ -175,11 +175,9 @@ def matrix_timing(mat: IntMatrix, cfg: EngineConfig, on_chip: bool,
         # products (projection, output layer) to the arrays in turn, as it does the delta
         # columns: leaving all arrays but one idle would not use its multipliers.
         work = pe_column_work(mat, cfg)
-        per_pe = np.ceil(work / cfg.macs_per_pe)
         act_f = np.ones((1, cols)) if active is None else active.astype(np.float64)
-        cyc = delta_column_cycles(np.maximum(1.0, per_pe.max(axis=0)), act_f, cfg.mac_arrays)
+        cyc, busy_mean = dealt_column_cycles(work, act_f, cfg)
         compute = float(cyc.mean())
-        busy_mean = (act_f @ per_pe.T).mean(axis=0)
         macs = float((act_f @ work.sum(axis=0)).mean())
     else:
         work = pe_column_work(mat, cfg)
@@ -211,6 +209,17 @@ def delta_column_cycles(per_col: np.ndarray, active: np.ndarray, arrays: int) ->
     return np.max(per_array, axis=0)
 
 
+def dealt_column_cycles(work: np.ndarray, active: np.ndarray, cfg: EngineConfig
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Columns dealt to ``cfg.mac_arrays`` arrays (:func:`delta_column_cycles`), column ``j``
+    costing its array ``max(1, max_p ceil(work[p, j] / macs_per_pe))`` cycles. ``work`` is
+    ``(pes, cols)`` entries, ``active`` a ``(frames, cols)`` 0/1 mask of the columns sent.
+    Returns ``(compute cycles per frame, busy cycles per PE averaged over the frames)``."""
+    per_pe = np.ceil(work / cfg.macs_per_pe)
+    cycles = delta_column_cycles(np.maximum(1.0, per_pe.max(axis=0)), active, cfg.mac_arrays)
+    return cycles, (active @ per_pe.T).mean(axis=0)
+
+
 def delta_timing(name: str, mats: list[IntMatrix], cfg: EngineConfig, on_chip: bool,
                  active: np.ndarray | None) -> MatrixTiming:
     """A delta LSTM's gate products on a delta engine (``skip_zero_deltas``), as one product
@@ -231,15 +240,14 @@ def delta_timing(name: str, mats: list[IntMatrix], cfg: EngineConfig, on_chip: b
                                sum(per_matrix(m) for m in r_mats)], axis=-1)
 
     work = columns(lambda m: pe_column_work(m, cfg))   # (P, C)
-    per_col = np.maximum(1.0, np.ceil(work / cfg.macs_per_pe).max(axis=0))
     cols = work.shape[1]
     act = np.ones((1, cols), dtype=bool) if active is None else active.astype(bool)
     act_f = act.astype(np.float64)
-    compute = delta_column_cycles(per_col, act_f, cfg.mac_arrays) + cfg.pipeline_depth
+    compute, busy = dealt_column_cycles(work, act_f, cfg)
+    compute = compute + cfg.pipeline_depth
     read_bytes = act_f @ columns(_column_entries) * mats[0].entry_bits / 8   # per frame
     load = np.zeros(len(act)) if on_chip else read_bytes / (cfg.ddr_gbps * 1e9) * cfg.clock_hz
     per_frame = np.maximum(compute, load)
-    busy = (act_f @ np.ceil(work / cfg.macs_per_pe).T).mean(axis=0)   # per PE, all arrays
     return MatrixTiming.of(
         name, mats, (sum(m.shape[0] for m in x_mats), cols), cfg, on_chip,
         float(compute.mean()), float(load.mean()), float(per_frame.mean()),
