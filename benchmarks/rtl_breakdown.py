@@ -31,6 +31,7 @@ SECTIONS = [
     (r"^  function automatic (logic|integer)", "functions"),
     (r"// weight, pointer, activation and per-row", "per-row constant and activation ROMs"),
     (r"^  // signals: ", "signal registers (y, pres, logits) and input buffer"),
+    (r"^  // \S+'s projection: accumulators per PE", "projection memories, broadcast read (csc)"),
     (r"// the phases of a frame", "phase table"),
     (r"^  always_comb begin$", "phase constants"),
     (r"// csc: column broadcast|// csb: every PE", "PE queue registers"),
@@ -69,7 +70,9 @@ MEMORIES = [
     (r"(fbuf|c_\d+|m_\d+)$", "element-wise: c and m storage, input buffer"),
     (r"(sx|sr|sn|ba|ysh)_\d+$|^(osm|osn|oba)$", "per-row constant ROMs"),
     (r"^(sig_rom|tanh_rom)$", "sigmoid/tanh ROMs"), (r"^(qe0|qe1|qx)$", "queue and PE state"),
-    (r"^y_\d+$", "projection outputs (y)"), (r"^pres$", "projection and output accumulators"),
+    (r"^y_\d+$", "projection outputs (y)"),
+    (r"^yr_\d+_\d+$", "projection memories, broadcast read (csc)"),
+    (r"^pres$", "projection and output accumulators"),
     (r"^logits$", "output layer"),
 ]
 

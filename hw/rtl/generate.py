@@ -19,8 +19,9 @@ The design is one sequential engine per sparse format, cycle for cycle what
   after the multiply, the sum forwarded when the next entry hits the same row.
 - the gate matrices' accumulators are block RAMs, per PE one per gate matrix (copies where
   the element-wise unit reads several of a PE's cells a cycle), with a valid bit per
-  accumulator on ``csc`` (cleared as the product starts); the projection's and output
-  layer's are registers.
+  accumulator on ``csc`` (cleared as the product starts). A ``csc`` projection accumulates
+  in per-PE distributed RAM, with a valid bit per row, that is also the layer's output ``y``
+  (no copy); the output layer's accumulators, and csb's projections', are registers.
 - ``csb`` (BBS): every PE takes one row at a time, ``macs_per_pe`` multipliers each on a
   bank, one stored entry per multiplier per cycle: ``ceil(banks / macs_per_pe) * per_bank``
   cycles a row.
@@ -450,8 +451,9 @@ def gate_widths(ranges: list[dict[str, int]], acc_bits: int) -> tuple[int, int]:
 def vector_read(src: str, index: str, lanes: int, narrowed: dict[str, str]) -> str:
     """The expression reading element ``index`` of the signal vector ``src``: the input
     buffer's bank the frame reads, a layer's ``m`` (a word of ``lanes`` cells per group, zero
-    until the layer's first element-wise stage), a projection's output (a register; on csc its
-    accumulator, narrowed as it is read: ``narrowed`` maps it to its shifts)."""
+    until the layer's first element-wise stage), a projection's output (a register; on csc
+    the broadcast's read of its accumulators at ``bj``, narrowed: ``narrowed`` maps it to that
+    expression)."""
     if src == "feat":
         return f"fbuf[frb ? IN + ({index}) : ({index})]"
     if src.startswith("m_"):
@@ -460,7 +462,7 @@ def vector_read(src: str, index: str, lanes: int, narrowed: dict[str, str]) -> s
         cell = f"lane_of({word}, {_mod(index, lanes)})" if lanes > 1 else word
         return f"(st_{i} ? AB'({cell}) : AB'(0))"
     if src in narrowed:
-        return f"narrow_g({src}[{index}], {narrowed[src]}[{index}])"
+        return narrowed[src]
     return f"{src}[{index}]"
 
 
@@ -492,7 +494,9 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     bin_shift = unit.bin_shift
     csc = cfg.sparse_format == "csc"
     shape = pe_memory_shape(mats, layers, cfg)
-    npres = max(m.rows for m in mats if m.slot < 0)
+    # the register file: csb's projections' and output layer's accumulators, csc's output
+    # layer's (csc's projections accumulate in per-PE memories, proj_memories)
+    npres = output["rows"] if csc else max(m.rows for m in mats if m.slot < 0)
     vocab = output["rows"]
     widths = gate_widths([ly.shifts for ly in layers] + [output["shifts"]], cfg.accumulator_bits)
     P, D = cfg.num_pes, cfg.activation_queue_depth
@@ -634,13 +638,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "input integer l);\n    lane_of = w[l * AB +: AB];\n  endfunction")
     for ly in layers:
         if ly.proj is not None and csc:
-            # csc: the projection's accumulators, narrowed where the broadcast reads them
-            # (one narrowing unit instead of one per row)
-            add(f"  logic signed [A-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
-            add(f"`ifndef SYNTHESIS\n  // simulation only: the layer's output as the broadcast "
-                f"reads it\n  logic signed [AB-1:0] yv_{ly.index} [0:{ly.out_dim - 1}];\n"
-                f"  always_comb for (integer k = 0; k < {ly.out_dim}; k++)\n"
-                f"    yv_{ly.index}[k] = narrow_g(y_{ly.index}[k], ysh_{ly.index}[k]);\n`endif")
+            add(proj_memories(ly, P))
         elif ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
     add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] pres [0:NPRES-1];")
@@ -728,13 +726,58 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
   end
 """)
     add(_product_state(csc))
-    add(_res_block(csc, mats, cfg))
+    add(_res_block(csc, mats, cfg, layers))
     for ly in layers:
         add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
                          cfg.elementwise_lanes, csc))
     add(_output_block(output, mats, phases))
     add("endmodule")
     return "\n".join(L) + "\n"
+
+
+def proj_words(ly: LayerPlan, num_pes: int) -> tuple[int, int]:
+    """Words of each PE's projection memory (csc) of layer ``ly`` and their address bits."""
+    words = math.ceil(ly.out_dim / num_pes)
+    return words, max(1, (words - 1).bit_length())
+
+
+def proj_memories(ly: LayerPlan, P: int) -> str:
+    """csc: layer ``ly``'s projection accumulates in place of its output ``y``: per PE a
+    distributed RAM of its rows (row ``r`` in PE ``r mod P``, word ``r div P``: the PE's
+    read-modify-write reads and writes its own memory) and a valid bit per row (cleared as the
+    projection starts and on reset: a row no entry reached reads as zero). The broadcast reads
+    row ``bj`` of it and narrows that one row (one narrowing unit, not one per row); nothing
+    reads ``y`` while the projection runs (the layer's recurrent product comes before it, the
+    next layer's products after), so no copy is kept."""
+    i, n = ly.index, ly.out_dim
+    words, ab = proj_words(ly, P)
+    L = [f"  // {ly.name}'s projection: accumulators per PE in distributed RAM, a valid bit a row"]
+    for p in range(P):
+        L.append(f'  (* ram_style = "distributed" *) logic [A-1:0] yr_{i}_{p} [0:{words - 1}];')
+    L.append("  logic [{}:0] {};".format(words - 1, ", ".join(f"yok_{i}_{p}" for p in range(P))))
+    L.append(f"  logic signed [A-1:0] yrd_{i};   // row bj, as the broadcast reads it")
+    cases = "\n".join(
+        f"      {p}: yrd_{i} = yok_{i}_{p}[{ab}'({_div('bj', P)})] ? "
+        f"yr_{i}_{p}[{ab}'({_div('bj', P)})] : '0;" for p in range(P))
+    L.append(f"""  always_comb begin
+    case ({_mod("bj", P)})
+{cases}
+      default: yrd_{i} = '0;
+    endcase
+  end""")
+    view = "\n".join(
+        f"      if (w * P + {p} < {n}) yv_{i}[w * P + {p}] = "
+        f"narrow_g(yok_{i}_{p}[w] ? yr_{i}_{p}[w] : '0, ysh_{i}[w * P + {p}]);"
+        for p in range(P))
+    L.append(f"""`ifndef SYNTHESIS
+  // simulation only: the layer's output as the broadcast reads it
+  logic signed [AB-1:0] yv_{i} [0:{n - 1}];
+  always_comb
+    for (integer w = 0; w < {words}; w++) begin
+{view}
+    end
+`endif""")
+    return "\n".join(L)
 
 
 def _render_csc() -> str:
@@ -1064,7 +1107,8 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
                   layers: list[LayerPlan]) -> str:
     M = cfg.macs_per_pe
     if csc:
-        narrowed = {ly.y: f"ysh_{ly.index}" for ly in layers if ly.proj is not None}
+        narrowed = {ly.y: f"narrow_g(yrd_{ly.index}, ysh_{ly.index}[bj])"
+                    for ly in layers if ly.proj is not None}
         return f"""  always_comb begin : csc_decide
     logic all_ok, found, take, inprod, nw;
     integer fk, slot, base, lim, kb;
@@ -1299,7 +1343,8 @@ def _product_state(csc: bool) -> str:
   end
 """
 
-def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
+def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
+               layers: list[LayerPlan]) -> str:
     if not csc:
         return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
   // memory (above) or the register file
@@ -1309,11 +1354,38 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
   end
 """
     P = cfg.num_pes
-    clears = "\n".join(
-        f"          {m.index}: begin "
-        + " ".join(f"av_{m.slot}_{p} <= '0;" for p in range(P)) + " end" if m.slot >= 0 else
-        f"          {m.index}: for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
-        for m in mats)
+    projs = {ly.proj: ly for ly in layers if ly.proj is not None}
+
+    def clear(m: MatrixPlan) -> str:
+        if m.slot >= 0:
+            return " ".join(f"av_{m.slot}_{p} <= '0;" for p in range(P))
+        if m.index in projs:
+            return " ".join(f"yok_{projs[m.index].index}_{p} <= '0;" for p in range(P))
+        return f"for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
+
+    clears = "\n".join(f"          {m.index}: begin {clear(m)} end" for m in mats)
+    # a projection's or the output layer's accumulator at a3_row: the PE's projection memory
+    # (its valid bit) or the register file
+    res_reads = []
+    for p in range(P):
+        res_reads.append("    case (cm)")
+        for j, ly in projs.items():
+            w = f"{proj_words(ly, P)[1]}'(a3_row[{p}])"
+            res_reads.append(f"      {j}: rb[{p}] = yok_{ly.index}_{p}[{w}] ? "
+                             f"yr_{ly.index}_{p}[{w}] : '0;")
+        res_reads.append(f"      default: rb[{p}] = pres[a3_row[{p}] * P + {p}];\n    endcase")
+    res_reads = "\n".join(res_reads)
+    proj_writes = "\n".join(
+        f"  always_ff @(posedge clk)\n    if (a3_en[{p}] && cm == {j}) "
+        f"yr_{ly.index}_{p}[{proj_words(ly, P)[1]}'(a3_row[{p}])] <= a3_sum[{p}];"
+        for j, ly in projs.items() for p in range(P))
+    valid_resets = " ".join(f"yok_{ly.index}_{p} <= '0;" for ly in projs.values()
+                            for p in range(P))
+    proj_valid = "\n".join(
+        f"    if (a3_en[{p}] && cm == {j}) "
+        f"yok_{ly.index}_{p}[{proj_words(ly, P)[1]}'(a3_row[{p}])] <= 1'b1;"
+        for j, ly in projs.items() for p in range(P))
+    out_m = next(m.index for m in mats if m.slot < 0 and m.index not in projs)
     valid_reads = "\n".join(
         "    case (cur_slot)\n"
         + "\n".join(f"      {sl}: a3_v[{p}] <= av_{sl}_{p}[AAB'(mac_row[{p}])];"
@@ -1324,11 +1396,15 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
         for p in range(P) for sl in range(NSLOT))
     return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
   // matrix's memory), one MAC per stored entry, read, added and written back in s3
+  logic signed [A-1:0] rb [0:P-1];
+  always_comb begin : res_read
+{res_reads}
+  end
   always_comb begin : acc_rmw
     logic signed [A-1:0] base;
     base = '0;
     for (integer p = 0; p < P; p++) begin
-      if (cur_slot < 0) base = pres[a3_row[p] * P + p];
+      if (cur_slot < 0) base = rb[p];
       else if (a3_fwd[p]) base = a3_fv[p];
       else if (a3_v[p]) begin
         base = '0;
@@ -1360,9 +1436,12 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig) -> str:
       endcase
     end
 {valid_writes}
+{proj_valid}
     for (integer p = 0; p < P; p++)
-      if (a3_en[p] && cur_slot < 0) pres[a3_row[p] * P + p] <= a3_sum[p];
+      if (a3_en[p] && cm == {out_m}) pres[a3_row[p] * P + p] <= a3_sum[p];
+    if (rst) begin {valid_resets} end
   end
+{proj_writes}
 """
 
 
@@ -1400,19 +1479,17 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
         f"{act('tanh' if g == 2 else 'sigmoid', f'e1_g_{i}[{g} * LANES + ln]')};"
         for g in range(4))
     proj = ""
-    if ly.proj is not None:
+    if ly.proj is not None and not csc:
+        # csb: the projection narrows its accumulators as its product ends (csc's accumulate
+        # in its output's memories: proj_memories)
         pp = _phase_of(phases, "product", ly.proj)
-        keep = (f"""      // its accumulators, kept as the projection ends (narrowed when read)
-      if (run && ph_last && ph == {pp})
-        for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= pres[k];
-""" if csc else f"""      // the projection narrows its accumulators as its product ends
+        proj = f"""      // the projection narrows its accumulators as its product ends
       if (run && ph_last && ph == {pp})
         for (integer k = 0; k < {ly.out_dim}; k++)
           y_{i}[k] <= narrow_g(pres[k], ysh_{i}[k]);
-""")
-        proj = keep
+"""
     reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
-               if ly.proj is not None else "")
+               if ly.proj is not None and not csc else "")
     view = ("" if ly.proj is not None else f"""`ifndef SYNTHESIS
   // simulation only: the layer's output
   logic signed [AB-1:0] mv_{i} [0:{H - 1}];
