@@ -48,7 +48,7 @@ SECTIONS = [
     (r"// the accumulators: cleared|// a row's sum lands",
      "accumulate (read-modify-write), pres, valid bits"),
     (r"// layers\.\d+: the element-wise", "element-wise unit"),
-    (r": bias and narrowing as the output", "output layer"),
+    (r": bias and narrowing of row ocnt", "output layer"),
     (r"^endmodule", "end"),
 ]
 # within the element-wise unit's block, by the line's contents

@@ -518,6 +518,9 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "SAT": int(cfg.saturate),
         "GW1": widths[0], "GW2": widths[1],
     }
+    # the widths of the counters and indices held in registers (not integers: a 32-bit
+    # register makes each comparison and sum with it 32 bits wide)
+    consts.update(index_widths(mats, cfg, len(phases), input_dim, vocab))
     for k, v in consts.items():
         add(f"  localparam integer {k} = {v};")
     add("  localparam logic signed [63:0] AMAXV = (64'sd1 <<< (AB - 1)) - 64'sd1;")
@@ -641,8 +644,9 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
             add(proj_memories(ly, P))
         elif ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
-    add("  logic signed [AB-1:0] logits [0:V-1];\n  logic signed [A-1:0] pres [0:NPRES-1];")
-    add("  integer fin_cnt, ocnt, ph, pc, drain;\n  logic fin_full, out_busy, run;")
+    add("  logic signed [A-1:0] pres [0:NPRES-1];")
+    add("  logic [INW-1:0] fin_cnt;\n  logic [VW-1:0] ocnt;\n  logic [PHW-1:0] ph;\n"
+        "  integer pc, drain;\n  logic fin_full, out_busy, run;")
     add("")
     # -- phase table and per-matrix constants --
     add("  // the phases of a frame, in the timing model's order")
@@ -688,7 +692,6 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 
   assign in_ready = !fin_full;
   assign out_valid = out_busy;
-  assign out_data = logits[ocnt];
   assign out_last = out_busy && ocnt == V - 1;
 
   // control: input buffer, frame start, phase stepping, output stream
@@ -730,7 +733,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     for ly in layers:
         add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
                          cfg.elementwise_lanes, csc))
-    add(_output_block(output, mats, phases))
+    add(_output_block(output))
     add("endmodule")
     return "\n".join(L) + "\n"
 
@@ -780,22 +783,39 @@ def proj_memories(ly: LayerPlan, P: int) -> str:
     return "\n".join(L)
 
 
+def index_widths(mats: list[MatrixPlan], cfg: EngineConfig, phases: int, input_dim: int,
+                  vocab: int) -> dict[str, int]:
+    """Bits of the registers that count and index: the queues' head and length (``QW``: up to
+    ``2 D - 2`` before the wrap), a column's entry pointers (``EW``: a pointer, plus the
+    multipliers past it), a PE's row (``RW``, signed: -1 before its first entry), the broadcast
+    column (``BJW``), the phase (``PHW``) and the input and output counters."""
+    ptr_bits = max([1] + [m.ptr_bits for m in mats])
+    rows = max(math.ceil(m.rows / cfg.num_pes) for m in mats)
+    return {"QW": (2 * cfg.activation_queue_depth).bit_length(),
+            "EW": max(ptr_bits, (2 ** ptr_bits - 1 + cfg.macs_per_pe).bit_length()),
+            "RW": rows.bit_length() + 1, "BJW": max(m.cols for m in mats).bit_length() + 1,
+            "PHW": phases.bit_length(), "INW": max(1, input_dim.bit_length()),
+            "VW": max(1, vocab.bit_length())}
+
+
 def _render_csc() -> str:
     return """  // csc: column broadcast into per-PE activation queues; each queued column carries
   // the PE's pointers (read as it is broadcast), so that columns with no entries for a PE pass
   // through it without costing a cycle
-  integer bj;
+  logic [BJW-1:0] bj;
   // (PE p's queue is entries p*D ... p*D+D-1, read and written at constant indices: a slot
   // is picked among its D entries, not among all P*D)
   logic [PB-1:0] qe0 [0:P*D-1];
   logic [PB-1:0] qe1 [0:P*D-1];
   logic signed [AB-1:0] qx [0:P*D-1];
-  integer qh [0:P-1];
-  integer qn [0:P-1];
+  // whether the queued column has entries for the PE (decided as it is broadcast)
+  logic qne [0:P*D-1];
+  logic [QW-1:0] qh [0:P-1];
+  logic [QW-1:0] qn [0:P-1];
   logic act [0:P-1];
-  integer ce [0:P-1];
-  integer cend [0:P-1];
-  integer crow [0:P-1];
+  logic [EW-1:0] ce [0:P-1];
+  logic [EW-1:0] cend [0:P-1];
+  logic signed [RW-1:0] crow [0:P-1];
   logic signed [AB-1:0] cx [0:P-1];
   // decisions of this cycle
   logic push;
@@ -820,14 +840,14 @@ def _render_csc() -> str:
   integer s1_rot [0:P-1];
   integer s2_rot [0:P-1];
   logic mac_en [0:P*MACS-1];
-  integer mac_row [0:P*MACS-1];
+  logic signed [RW-1:0] mac_row [0:P*MACS-1];
   logic signed [63:0] mac_prod [0:P*MACS-1];
   // the read-modify-write stage (s3): the row's accumulator read on the last edge, or the
   // sum written on it when the row is the same (forwarded), plus the product
   logic a3_en [0:P-1];
   logic a3_fwd [0:P-1];
   logic a3_v [0:P-1];
-  integer a3_row [0:P-1];
+  logic signed [RW-1:0] a3_row [0:P-1];
   logic signed [63:0] a3_prod [0:P-1];
   logic signed [A-1:0] a3_fv [0:P-1];
   logic signed [A-1:0] a3_sum [0:P-1];
@@ -1133,7 +1153,7 @@ def _product_comb(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
     for (integer p = 0; p < P; p++) begin
       found = 1'b0; fk = 0; fslot[p] = 0;
       // which queued columns hold entries for the PE
-      for (integer j = 0; j < D; j++) ne[j] = qe1[p * D + j] > qe0[p * D + j];
+      for (integer j = 0; j < D; j++) ne[j] = qne[p * D + j];
       for (integer i = 0; i < D; i++) begin
         slot = qh[p] + i;
         if (slot >= D) slot = slot - D;
@@ -1312,6 +1332,7 @@ def _product_state(csc: bool) -> str:
           for (integer j = 0; j < D; j++)
             if (tail == j) begin
               qe0[p * D + j] <= PB'(be0[p]); qe1[p * D + j] <= PB'(be1[p]); qx[p * D + j] <= bx;
+              qne[p * D + j] <= be1[p] > be0[p];
             end
         end
         qh[p] <= head;
@@ -1563,18 +1584,28 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 """
 
 
-def _output_block(output: dict, mats: list[MatrixPlan], phases: list[Phase]) -> str:
-    pp = _phase_of(phases, "product", output["matrix"])
-    relu = "\n          if (t < 0) t = '0;" if output["relu"] else ""
-    return f"""  // {output['name']}: bias and narrowing as the output product ends
-  always_ff @(posedge clk) begin : out_layer
+def _output_block(output: dict) -> str:
+    relu = "\n    if (t < 0) t = '0;" if output["relu"] else ""
+    view_relu = "\n      if (tv < 0) tv = '0;" if output["relu"] else ""
+    name = output["name"]
+    return f"""  // {name}: bias and narrowing of row ocnt as the logits stream out (one unit, not
+  // one per row: a frame starts only once the last logit is out, so the accumulators hold)
+  always_comb begin : out_layer
     logic signed [A-1:0] t;
-    if (run && ph_last && ph == {pp})
-      for (integer k = 0; k < V; k++) begin
-          t = wrap_al(sr_al(GW1'(pres[k]), osm[k]) + GW1'(oba[k]));{relu}
-          logits[k] <= narrow_g(t, osn[k]);
-      end
+    t = wrap_al(sr_al(GW1'(pres[ocnt]), osm[ocnt]) + GW1'(oba[ocnt]));{relu}
+    out_data = narrow_g(t, osn[ocnt]);
   end
+`ifndef SYNTHESIS
+  // simulation only: every logit of the frame
+  logic signed [AB-1:0] logits [0:V-1];
+  always_comb begin : out_view
+    logic signed [A-1:0] tv;
+    for (integer k = 0; k < V; k++) begin
+      tv = wrap_al(sr_al(GW1'(pres[k]), osm[k]) + GW1'(oba[k]));{view_relu}
+      logits[k] = narrow_g(tv, osn[k]);
+    end
+  end
+`endif
 """
 
 
