@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 
-.PHONY: setup setup-lm setup-kenlm system-deps test-deps demo test test-slow lint clean
+.PHONY: setup setup-lm setup-kenlm system-deps test-deps demo demo-pnr test test-slow lint clean
 
 setup: $(STAMP) system-deps
 
@@ -39,6 +39,10 @@ setup-kenlm: setup
 
 demo: setup
 	bash recipes/demo/run.sh
+
+# The demo LSTM's engine placed and routed on an ECP5-85k (after make demo; longer than it).
+demo-pnr: setup
+	bash recipes/demo/run.sh --stage 7 --stop-stage 7
 
 # lint-imports checks the layers declared in pyproject.toml before the tests run.
 test: setup test-deps

@@ -39,14 +39,13 @@ SECTIONS = [
     (r"// pointers: read one cycle", "pointer memories"),
     (r"// accumulator memories", "accumulator memories"),
     (r"// cell k = eb", "element-wise accumulator selection"),
-    (r"// valid bits:", "valid bits (element-wise read)"),
     (r"csc_decide|csb_decide", "broadcast, queues, PE decode"),
     (r"// multiply stage", "multiply stage"),
     (r"ph_last = run", "control"),
     (r"// control: input buffer", "control"),
     (r"// csc product state|// csb product state", "queue and PE state"),
-    (r"// the accumulators: cleared|// a row's sum lands",
-     "accumulate (read-modify-write), pres, valid bits"),
+    (r"// the accumulators: one MAC|// a row.s sum lands",
+     "accumulate (read-modify-write), row memories' valid bits"),
     (r"// layers\.\d+: the element-wise", "element-wise unit"),
     (r": bias and narrowing of row ocnt", "output layer"),
     (r"^endmodule", "end"),
@@ -72,8 +71,8 @@ MEMORIES = [
     (r"^(sig_rom|tanh_rom)$", "sigmoid/tanh ROMs"), (r"^(qe0|qe1|qx)$", "queue and PE state"),
     (r"^y_\d+$", "projection outputs (y)"),
     (r"^yr_\d+_\d+$", "projection memories, broadcast read (csc)"),
-    (r"^pres$", "projection and output accumulators"),
-    (r"^logits$", "output layer"),
+    (r"^pres$", "projection and output accumulators (csb)"),
+    (r"^logits$|^orr_\d+$", "output layer"),
 ]
 
 

@@ -332,8 +332,7 @@ def test_rtl_breakdown_finds_every_part_in_the_generated_engine(kind, tmp_path):
     found = set(rtl_breakdown.sections(sv))
     parts = ({name for _, name in rtl_breakdown.SECTIONS} - {"element-wise unit"}
              | {name for _, name in rtl_breakdown.EW_PARTS})
-    csb_lacks = {"pointer memories", "valid bits (element-wise read)",
-                 "projection memories, broadcast read (csc)"}
+    csb_lacks = {"pointer memories", "projection memories, broadcast read (csc)"}
     # csc narrows a projection's row where the broadcast reads it, csb as its product ends
     csc_lacks = {"projection narrowing"}
     assert parts - found == (csc_lacks if memory_shape(model).csc else csb_lacks)
@@ -341,5 +340,7 @@ def test_rtl_breakdown_finds_every_part_in_the_generated_engine(kind, tmp_path):
     named = {name for name in arrays if rtl_breakdown.memory_part(name)}
     csb_has_none = {r"pm_\d+$", r"^(qe0|qe1|qx)$", r"^yr_\d+_\d+$"}
     missing = {p for p, _ in rtl_breakdown.MEMORIES if not any(re.search(p, n) for n in named)}
-    assert missing == ({r"^y_\d+$"} if memory_shape(model).csc else csb_has_none)
-    assert {"wm_0_0", "acc_0_0_0", "pres", "sig_rom"} <= named
+    assert missing == ({r"^y_\d+$", r"^pres$"} if memory_shape(model).csc else csb_has_none)
+    # csc's projection and output accumulators are per-PE memories, csb's a register file
+    assert {"wm_0_0", "acc_0_0_0", "sig_rom"} <= named
+    assert ("pres" in named) == (not memory_shape(model).csc)

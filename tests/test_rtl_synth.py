@@ -244,9 +244,9 @@ MICRO_ENGINE = ["num_pes=2", "elementwise_lanes=2", "activation_queue_depth=1"]
 
 
 def _micro_engine(tmp_path: Path):
-    """A micro LSTM (one layer of 8 cells, 8 inputs, 6 outputs) saved as a compressed model,
-    and ``asr-hw rtl``'s design of it on a 2-PE ``ese`` engine: every part of the engine,
-    small enough for Yosys in a minute."""
+    """A micro LSTM (one layer of 8 cells with projection 4, 8 inputs, 6 outputs) saved as a
+    compressed model, and ``asr-hw rtl``'s design of it on a 2-PE ``ese`` engine: every part
+    of the engine, small enough for Yosys in a minute."""
     import torch
     from test_hw import make_artifact
 
@@ -257,7 +257,7 @@ def _micro_engine(tmp_path: Path):
     from hw.rtl.design import generate_design
 
     torch.manual_seed(0)
-    model = LSTMCTC(8, 6, hidden_size=8, proj_size=0, num_layers=1).eval()
+    model = LSTMCTC(8, 6, hidden_size=8, proj_size=4, num_layers=1).eval()
     model.input_dim = 8
     art = save_artifact(tmp_path / "micro.model",
                         make_artifact(model, "ese", "compress.prune.num_pes=2"))
@@ -293,8 +293,9 @@ def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsy
     for mem in ("wm_0_0", "wm_1_0", "pm_0", "pm_1", "acc_0_0_0", "acc_1_7_0"):
         assert f"asr_engine.{mem}" in log
         assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
-    # the input buffer, the cell state and m: distributed RAM, not register arrays
-    for mem in ("fbuf", "c_0", "m_0"):
+    # the input buffer, the cell state, m and each PE's rows of the projection's
+    # accumulators: distributed RAM, not register arrays
+    for mem in ("fbuf", "c_0", "m_0", "yr_0_0", "yr_0_1"):
         assert f"mapping memory asr_engine.{mem} via $__TRELLIS_DPR16X4_" in log
     assert r.cells.get("TRELLIS_DPR16X4", 0) > 0
     calls: list[str] = []

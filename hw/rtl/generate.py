@@ -18,10 +18,13 @@ The design is one sequential engine per sparse format, cycle for cycle what
   ``accumulator_bits`` accumulator (wrap-around), read, added and written back in the stage
   after the multiply, the sum forwarded when the next entry hits the same row.
 - the gate matrices' accumulators are block RAMs, per PE one per gate matrix (copies where
-  the element-wise unit reads several of a PE's cells a cycle), with a valid bit per
-  accumulator on ``csc`` (cleared as the product starts). A ``csc`` projection accumulates
-  in per-PE distributed RAM, with a valid bit per row, that is also the layer's output ``y``
-  (no copy); the output layer's accumulators, and csb's projections', are registers.
+  the element-wise unit reads several of a PE's cells a cycle); on ``csc`` a row reads as
+  zero until the running product writes it (a valid bit per row of the product running,
+  cleared as it starts), and the element-wise unit reads a gate matrix's rows that no entry
+  reaches as zero (a bit per cell and gate matrix, ``const/<layer>.nz.hex``). A ``csc``
+  projection's and the output layer's accumulators are per-PE distributed RAM with a valid
+  bit per row (a projection's is also the layer's output ``y``: no copy); csb's are
+  registers.
 - ``csb`` (BBS): every PE takes one row at a time, ``macs_per_pe`` multipliers each on a
   bank, one stored entry per multiplier per cycle: ``ceil(banks / macs_per_pe) * per_bank``
   cycles a row.
@@ -273,13 +276,29 @@ def bank_words(m: MatrixPlan, cfg: EngineConfig) -> int:
     return max(1, math.ceil(m.words / lanes))
 
 
+def rows_reached(entries: list[int], pointers: list[int], index_bits: int) -> set[int]:
+    """The rows a csc PE's entries of one matrix reach (column by column, each a relative row
+    index below ``index_bits`` bits; a column's rows counted from -1), in the PE's own
+    numbering (``row div num_pes``): the accumulators its product writes."""
+    mask = (1 << index_bits) - 1
+    seen: set[int] = set()
+    for c in range(len(pointers) - 1):
+        row = -1
+        for e in entries[pointers[c]:pointers[c + 1]]:
+            row += (e & mask) + 1
+            seen.add(row)
+    return seen
+
+
 def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
-                      w: _Writer) -> list[str]:
+                      w: _Writer, touched: dict[int, set[int]] | None = None) -> list[str]:
     """Each PE's weight memories (``mem/pe<P>.w<L>.hex``, one per multiplier) and pointer
     memory (``mem/pe<P>.ptr.hex``): the matrices' export images one after the other, so that
     each is one block RAM read on the clock edge. A csc PE's ``macs_per_pe`` consecutive
     entries lie in its ``macs_per_pe`` memories (entry ``e`` in memory ``e mod macs``); a csb
-    PE's multiplier ``l`` reads banks ``l, l + macs, ...`` from its own memory."""
+    PE's multiplier ``l`` reads banks ``l, l + macs, ...`` from its own memory. ``touched``
+    (when given) gets, per csc matrix, the rows its entries reach: the rows its product
+    writes."""
     P, lanes = cfg.num_pes, cfg.macs_per_pe
     ebmax = max(m.entry_bits for m in mats)
     pbmax = max([1] + [m.ptr_bits for m in mats])
@@ -291,6 +310,9 @@ def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
         n = bank_words(m, cfg)
         for p in range(P):
             entries, pointers = mems.get(p, ([], []))
+            if m.ptr_files and touched is not None:
+                rows = rows_reached(entries, pointers or [0] * (m.cols + 1), m.index_bits)
+                touched.setdefault(m.index, set()).update(r * P + p for r in rows)
             for b in range(lanes):
                 if m.banks:
                     k, rounds = m.per_bank, math.ceil(m.banks / lanes)
@@ -397,7 +419,16 @@ def plan_design(model: EngineModel, out_dir: Path | None
               out.activation == "relu", "shifts": {"align_right": max(osm),
                                                    "narrow_left": max(0, -min(osn)),
                                                    "narrow_right": max(osn)}}
-    return mats, layers, output, phases, write_pe_memories(mats, mems, cfg, w)
+    touched: dict[int, set[int]] = {}
+    files = write_pe_memories(mats, mems, cfg, w, touched)
+    if cfg.sparse_format == "csc":
+        # per cell, which of its layer's gate matrices write its accumulator (bit = slot): a
+        # row no entry reaches keeps an earlier product's sum, which must read as zero
+        for ly in layers:
+            w.hexfile(f"const/{ly.name}.nz.hex",
+                      [sum(1 << s for s, g in enumerate(ly.gates) if k in touched[g])
+                       for k in range(ly.hidden)], NSLOT)
+    return mats, layers, output, phases, files
 
 
 # -- SystemVerilog ---------------------------------------------------------------------------
@@ -494,9 +525,9 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     bin_shift = unit.bin_shift
     csc = cfg.sparse_format == "csc"
     shape = pe_memory_shape(mats, layers, cfg)
-    # the register file: csb's projections' and output layer's accumulators, csc's output
-    # layer's (csc's projections accumulate in per-PE memories, proj_memories)
-    npres = output["rows"] if csc else max(m.rows for m in mats if m.slot < 0)
+    # csb's projections' and output layer's accumulators (a register file; csc's are per-PE
+    # memories, RowMemory)
+    npres = max(m.rows for m in mats if m.slot < 0)
     vocab = output["rows"]
     widths = gate_widths([ly.shifts for ly in layers] + [output["shifts"]], cfg.accumulator_bits)
     P, D = cfg.num_pes, cfg.activation_queue_depth
@@ -514,8 +545,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "AB": cfg.activation_bits, "A": mem["A"], "P": mem["P"], "MACS": mem["MACS"],
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes, "PB": mem["PB"],
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
-        "NPRES": npres, "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift, "TBL": table_words,
-        "SAT": int(cfg.saturate),
+        "NPRES": npres, "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift,
+        "TBL": table_words, "SAT": int(cfg.saturate),
         "GW1": widths[0], "GW2": widths[1],
     }
     # the widths of the counters and indices held in registers (not integers: a 32-bit
@@ -609,6 +640,8 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         for c in ("sx", "sr", "sn"):
             add(f"  logic signed [{SHIFT_BITS - 1}:0] {c}_{ly.index} [0:{n4 - 1}];")
         add(f"  logic signed [A-1:0] ba_{ly.index} [0:{n4 - 1}];")
+        if csc:
+            add(f"  logic [{NSLOT - 1}:0] nz_{ly.index} [0:{ly.hidden - 1}];")
         if ly.proj is not None:
             add(f"  logic signed [{SHIFT_BITS - 1}:0] ysh_{ly.index} [0:{ly.out_dim - 1}];")
     add(f"  logic signed [{SHIFT_BITS - 1}:0] osm [0:V-1];\n"
@@ -618,7 +651,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add('    $readmemh("tables/sigmoid.hex", sig_rom);\n'
         '    $readmemh("tables/tanh.hex", tanh_rom);')
     for ly in layers:
-        for c in ("sx", "sr", "sn", "ba"):
+        for c in ("sx", "sr", "sn", "ba") + (("nz",) if csc else ()):
             add(f'    $readmemh("const/{ly.name}.{c}.hex", {c}_{ly.index});')
         if ly.proj is not None:
             add(f'    $readmemh("const/{ly.name}.ysh.hex", ysh_{ly.index});')
@@ -639,12 +672,16 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "`endif")
     add("  function automatic logic [AB-1:0] lane_of(input logic [LANES*AB-1:0] w, "
         "input integer l);\n    lane_of = w[l * AB +: AB];\n  endfunction")
+    rmems = {rm.matrix: rm for rm in row_memories(layers, output, P)} if csc else {}
     for ly in layers:
         if ly.proj is not None and csc:
-            add(proj_memories(ly, P))
+            add(proj_memories(ly, rmems[ly.proj]))
         elif ly.proj is not None:
             add(f"  logic signed [AB-1:0] y_{ly.index} [0:{ly.out_dim - 1}];")
-    add("  logic signed [A-1:0] pres [0:NPRES-1];")
+    if csc:
+        add(row_memory_decls(rmems[output["matrix"]], f"{output['name']}", "ocnt", "ord"))
+    else:
+        add("  logic signed [A-1:0] pres [0:NPRES-1];")
     add("  logic [INW-1:0] fin_cnt;\n  logic [VW-1:0] ocnt;\n  logic [PHW-1:0] ph;\n"
         "  integer pc, drain;\n  logic fin_full, out_busy, run;")
     add("")
@@ -729,58 +766,100 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
   end
 """)
     add(_product_state(csc))
-    add(_res_block(csc, mats, cfg, layers))
+    add(_res_block(csc, mats, cfg, layers, output))
     for ly in layers:
         add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
                          cfg.elementwise_lanes, csc))
-    add(_output_block(output))
+    add(_output_block(output, rmems.get(output["matrix"])))
     add("endmodule")
     return "\n".join(L) + "\n"
 
 
-def proj_words(ly: LayerPlan, num_pes: int) -> tuple[int, int]:
-    """Words of each PE's projection memory (csc) of layer ``ly`` and their address bits."""
-    words = math.ceil(ly.out_dim / num_pes)
-    return words, max(1, (words - 1).bit_length())
+@dataclass(frozen=True)
+class RowMemory:
+    """csc: the accumulators of a projection or of the output layer, per PE a distributed RAM
+    of its rows (row ``r`` in PE ``r mod P``, word ``r div P``: a PE's read-modify-write reads
+    and writes only its own memory) and a valid bit per row (cleared as the product starts and
+    by reset: a row no entry reached reads as zero)."""
+
+    matrix: int           # the product that accumulates into it
+    mem: str              # PE p's memory is <mem>_<p>, its valid bits <valid>_<p>
+    valid: str
+    rows: int
+    num_pes: int
+
+    @property
+    def words(self) -> int:
+        return math.ceil(self.rows / self.num_pes)
+
+    @property
+    def ab(self) -> int:
+        return max(1, (self.words - 1).bit_length())
+
+    def read(self, p: int, word: str) -> str:
+        """PE ``p``'s accumulator at ``word`` (zero where its valid bit is clear)."""
+        w = f"{self.ab}'({word})"
+        return f"{self.valid}_{p}[{w}] ? {self.mem}_{p}[{w}] : '0"
 
 
-def proj_memories(ly: LayerPlan, P: int) -> str:
-    """csc: layer ``ly``'s projection accumulates in place of its output ``y``: per PE a
-    distributed RAM of its rows (row ``r`` in PE ``r mod P``, word ``r div P``: the PE's
-    read-modify-write reads and writes its own memory) and a valid bit per row (cleared as the
-    projection starts and on reset: a row no entry reached reads as zero). The broadcast reads
-    row ``bj`` of it and narrows that one row (one narrowing unit, not one per row); nothing
-    reads ``y`` while the projection runs (the layer's recurrent product comes before it, the
-    next layer's products after), so no copy is kept."""
-    i, n = ly.index, ly.out_dim
-    words, ab = proj_words(ly, P)
-    L = [f"  // {ly.name}'s projection: accumulators per PE in distributed RAM, a valid bit a row"]
+def row_memories(layers: list[LayerPlan], output: dict, num_pes: int) -> list[RowMemory]:
+    """csc's projection and output accumulators: a projection's is also the layer's output
+    ``y`` (nothing reads ``y`` while its projection runs: the layer's recurrent product comes
+    before it, the next layer's products after), so no copy is kept; the output layer's hold
+    while the logits stream out (a frame starts only once the last is out)."""
+    mems = [RowMemory(ly.proj, f"yr_{ly.index}", f"yok_{ly.index}", ly.out_dim, num_pes)
+            for ly in layers if ly.proj is not None]
+    return mems + [RowMemory(output["matrix"], "orr", "ook", output["rows"], num_pes)]
+
+
+def row_memory_decls(rm: RowMemory, title: str, index: str, read_name: str) -> str:
+    """``rm``'s memories and valid bits, and ``read_name``: its row ``index`` (one read, a
+    multiplexer over the PEs' memories, not over every row)."""
+    P = rm.num_pes
+    L = [f"  // {title}: accumulators per PE in distributed RAM, a valid bit a row"]
     for p in range(P):
-        L.append(f'  (* ram_style = "distributed" *) logic [A-1:0] yr_{i}_{p} [0:{words - 1}];')
-    L.append("  logic [{}:0] {};".format(words - 1, ", ".join(f"yok_{i}_{p}" for p in range(P))))
-    L.append(f"  logic signed [A-1:0] yrd_{i};   // row bj, as the broadcast reads it")
-    cases = "\n".join(
-        f"      {p}: yrd_{i} = yok_{i}_{p}[{ab}'({_div('bj', P)})] ? "
-        f"yr_{i}_{p}[{ab}'({_div('bj', P)})] : '0;" for p in range(P))
+        L.append(f'  (* ram_style = "distributed" *) logic [A-1:0] {rm.mem}_{p} '
+                 f'[0:{rm.words - 1}];')
+    L.append("  logic [{}:0] {};".format(rm.words - 1,
+                                        ", ".join(f"{rm.valid}_{p}" for p in range(P))))
+    L.append(f"  logic signed [A-1:0] {read_name};   // row {index}")
+    cases = "\n".join(f"      {p}: {read_name} = {rm.read(p, _div(index, P))};"
+                      for p in range(P))
     L.append(f"""  always_comb begin
-    case ({_mod("bj", P)})
+    case ({_mod(index, P)})
 {cases}
-      default: yrd_{i} = '0;
+      default: {read_name} = '0;
     endcase
   end""")
-    view = "\n".join(
-        f"      if (w * P + {p} < {n}) yv_{i}[w * P + {p}] = "
-        f"narrow_g(yok_{i}_{p}[w] ? yr_{i}_{p}[w] : '0, ysh_{i}[w * P + {p}]);"
-        for p in range(P))
-    L.append(f"""`ifndef SYNTHESIS
-  // simulation only: the layer's output as the broadcast reads it
-  logic signed [AB-1:0] yv_{i} [0:{n - 1}];
-  always_comb
-    for (integer w = 0; w < {words}; w++) begin
-{view}
-    end
-`endif""")
     return "\n".join(L)
+
+
+def _row_view(rm: RowMemory, target: str, value: str) -> str:
+    """Simulation only: ``target[k] = value`` for each row ``k`` of ``rm``, where ``value``
+    reads the row's accumulator as ``ACC`` and its index as ``K``."""
+    P = rm.num_pes
+    lines = "\n".join(
+        f"      if (w * P + {p} < {rm.rows}) {target}[w * P + {p}] = "
+        + value.replace("ACC", f"({rm.read(p, 'w')})").replace("K", f"w * P + {p}") + ";"
+        for p in range(P))
+    return f"""  always_comb
+    for (integer w = 0; w < {rm.words}; w++) begin
+{lines}
+    end"""
+
+
+def proj_memories(ly: LayerPlan, rm: RowMemory) -> str:
+    """csc: layer ``ly``'s projection accumulators (:class:`RowMemory`), which the broadcast
+    reads at row ``bj`` and narrows (one narrowing unit, not one per row)."""
+    i = ly.index
+    decls = row_memory_decls(rm, f"{ly.name}'s projection", "bj", f"yrd_{i}")
+    view = _row_view(rm, f"yv_{i}", f"narrow_g(ACC, ysh_{i}[K])")
+    return f"""{decls}
+`ifndef SYNTHESIS
+  // simulation only: the layer's output as the broadcast reads it
+  logic signed [AB-1:0] yv_{i} [0:{ly.out_dim - 1}];
+{view}
+`endif"""
 
 
 def index_widths(mats: list[MatrixPlan], cfg: EngineConfig, phases: int, input_dim: int,
@@ -1082,8 +1161,7 @@ def _acc_memories(s: PeMemoryShape, cfg: EngineConfig) -> str:
                 continue
             for sl in range(NSLOT):
                 j = (sl * P + pp) * rc + c
-                word = f"(avq[{j}] ? aq[{j}] : '0)" if csc else f"aq[{j}]"
-                body.append(f"        ev[{sl * lanes + ln}] = {word};")
+                body.append(f"        ev[{sl * lanes + ln}] = aq[{j}];")
         cases.append(f"      {o}: begin\n" + "\n".join(body) + "\n      end")
     cases = "\n".join(cases)
     L.append(f"""  // cell k = eb + lane lies in PE k mod P, word k div P: copy (k div P - eb div P)
@@ -1105,20 +1183,6 @@ def _acc_memories(s: PeMemoryShape, cfg: EngineConfig) -> str:
 {cases}
       default: ;
     endcase
-  end""")
-    if csc:
-        # one vector per memory (av_<slot>_<pe>), indexed by the word only: an index into
-        # one vector of all of them is a shifter and a mask as wide as all of them
-        decl = " ".join(f"av_{sl}_{p}," for sl in range(NSLOT) for p in range(P))[:-1]
-        reads = "\n".join(
-            f"    avq[{(sl * P + p) * rc + c}] <= ew_q + {c} < DEP && "
-            f"av_{sl}_{p}[AAB'(ew_q + {c})];"
-            for sl in range(NSLOT) for p in range(P) for c in range(rc))
-        L.append(f"""  // valid bits: an accumulator not yet written in this product reads as zero
-  logic [DEP-1:0] {decl};
-  logic [NSLOT*P*RC-1:0] avq;
-  always_ff @(posedge clk) begin
-{reads}
   end""")
     return "\n".join(L) + "\n"
 
@@ -1365,7 +1429,7 @@ def _product_state(csc: bool) -> str:
 """
 
 def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
-               layers: list[LayerPlan]) -> str:
+               layers: list[LayerPlan], output: dict) -> str:
     if not csc:
         return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
   // memory (above) or the register file
@@ -1375,48 +1439,41 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
   end
 """
     P = cfg.num_pes
-    projs = {ly.proj: ly for ly in layers if ly.proj is not None}
+    rmems = {rm.matrix: rm for rm in row_memories(layers, output, P)}
+
+    pv = " ".join(f"pv_{p}," for p in range(P))[:-1]
 
     def clear(m: MatrixPlan) -> str:
         if m.slot >= 0:
-            return " ".join(f"av_{m.slot}_{p} <= '0;" for p in range(P))
-        if m.index in projs:
-            return " ".join(f"yok_{projs[m.index].index}_{p} <= '0;" for p in range(P))
-        return f"for (integer i = 0; i < {m.rows}; i++) pres[i] <= '0;"
+            return " ".join(f"pv_{p} <= '0;" for p in range(P))
+        return " ".join(f"{rmems[m.index].valid}_{p} <= '0;" for p in range(P))
 
     clears = "\n".join(f"          {m.index}: begin {clear(m)} end" for m in mats)
-    # a projection's or the output layer's accumulator at a3_row: the PE's projection memory
-    # (its valid bit) or the register file
+    pv_writes = "\n".join(f"    if (a3_en[{p}] && cur_slot >= 0) pv_{p}[AAB'(a3_row[{p}])] <= 1'b1;"
+                          for p in range(P))
+    pv_reads = "\n".join(f"      a3_v[{p}] <= pv_{p}[AAB'(mac_row[{p}])];" for p in range(P))
+    # a projection's or the output layer's accumulator at a3_row: the PE's own memory
     res_reads = []
     for p in range(P):
         res_reads.append("    case (cm)")
-        for j, ly in projs.items():
-            w = f"{proj_words(ly, P)[1]}'(a3_row[{p}])"
-            res_reads.append(f"      {j}: rb[{p}] = yok_{ly.index}_{p}[{w}] ? "
-                             f"yr_{ly.index}_{p}[{w}] : '0;")
-        res_reads.append(f"      default: rb[{p}] = pres[a3_row[{p}] * P + {p}];\n    endcase")
+        for j, rm in rmems.items():
+            res_reads.append(f"      {j}: rb[{p}] = {rm.read(p, f'a3_row[{p}]')};")
+        res_reads.append(f"      default: rb[{p}] = '0;\n    endcase")
     res_reads = "\n".join(res_reads)
-    proj_writes = "\n".join(
+    row_writes = "\n".join(
         f"  always_ff @(posedge clk)\n    if (a3_en[{p}] && cm == {j}) "
-        f"yr_{ly.index}_{p}[{proj_words(ly, P)[1]}'(a3_row[{p}])] <= a3_sum[{p}];"
-        for j, ly in projs.items() for p in range(P))
-    valid_resets = " ".join(f"yok_{ly.index}_{p} <= '0;" for ly in projs.values()
+        f"{rm.mem}_{p}[{rm.ab}'(a3_row[{p}])] <= a3_sum[{p}];"
+        for j, rm in rmems.items() for p in range(P))
+    valid_resets = " ".join(f"{rm.valid}_{p} <= '0;" for rm in rmems.values()
                             for p in range(P))
-    proj_valid = "\n".join(
-        f"    if (a3_en[{p}] && cm == {j}) "
-        f"yok_{ly.index}_{p}[{proj_words(ly, P)[1]}'(a3_row[{p}])] <= 1'b1;"
-        for j, ly in projs.items() for p in range(P))
-    out_m = next(m.index for m in mats if m.slot < 0 and m.index not in projs)
-    valid_reads = "\n".join(
-        "    case (cur_slot)\n"
-        + "\n".join(f"      {sl}: a3_v[{p}] <= av_{sl}_{p}[AAB'(mac_row[{p}])];"
-                    for sl in range(NSLOT))
-        + f"\n      default: a3_v[{p}] <= 1'b0;\n    endcase" for p in range(P))
-    valid_writes = "\n".join(
-        f"    if (a3_en[{p}] && cur_slot == {sl}) av_{sl}_{p}[AAB'(a3_row[{p}])] <= 1'b1;"
-        for p in range(P) for sl in range(NSLOT))
-    return f"""  // the accumulators: cleared as their product starts (the valid bits of a gate
-  // matrix's memory), one MAC per stored entry, read, added and written back in s3
+    row_valid = "\n".join(
+        f"    if (a3_en[{p}] && cm == {j}) {rm.valid}_{p}[{rm.ab}'(a3_row[{p}])] <= 1'b1;"
+        for j, rm in rmems.items() for p in range(P))
+    return f"""  // the accumulators: one MAC per stored entry, read, added and written back in
+  // s3; a row reads zero until the product writes it: a valid bit per row of the gate
+  // product running (pv_<pe>: one product at a time) or of a projection's or the output
+  // layer's memory, cleared as the product starts
+  logic [DEP-1:0] {pv};
   logic signed [A-1:0] rb [0:P-1];
   always_comb begin : res_read
 {res_reads}
@@ -1445,7 +1502,7 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
       a3_fwd[p] <= a3_en[p] && a3_row[p] == mac_row[p];
       a3_fv[p] <= a3_sum[p];
     end
-{valid_reads}
+{pv_reads}
   end
   integer nxt;
   always_comb nxt = start ? 0 : ph + 1;
@@ -1456,13 +1513,11 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
         default: ;
       endcase
     end
-{valid_writes}
-{proj_valid}
-    for (integer p = 0; p < P; p++)
-      if (a3_en[p] && cm == {out_m}) pres[a3_row[p] * P + p] <= a3_sum[p];
+{pv_writes}
+{row_valid}
     if (rst) begin {valid_resets} end
   end
-{proj_writes}
+{row_writes}
 """
 
 
@@ -1490,10 +1545,18 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
     gates = []
     for g in range(4):
         row = f"{g * H} + k"
+        # csc: a gate matrix with no entry in the cell's row left its accumulator as an
+        # earlier product did: it reads as zero (nz_<layer>, a bit per gate matrix)
+        gx, gr = f"ev[{g} * LANES + ln]", f"ev[{4 + g} * LANES + ln]"
+        if csc:
+            # ($signed: the conditional with an unsized zero is unsigned, and would be
+            # zero-extended into the alignment's width)
+            gx = f"$signed(nz_{i}[k][{g}] ? {gx} : '0)"
+            gr = f"$signed(nz_{i}[k][{4 + g}] ? {gr} : '0)"
         gates.append(
-            f"            e1_g_{i}[{g} * LANES + ln] <= narrow_g(wrap_al(sr_al(GW1'(ev[{g} * "
-            f"LANES + ln]), sx_{i}[{row}]) + GW1'(ba_{i}[{row}]) + sr_al(GW1'(ev[{4 + g} * "
-            f"LANES + ln]), sr_{i}[{row}])), sn_{i}[{row}]);")
+            f"            e1_g_{i}[{g} * LANES + ln] <= narrow_g(wrap_al(sr_al(GW1'({gx}), "
+            f"sx_{i}[{row}]) + GW1'(ba_{i}[{row}]) + sr_al(GW1'({gr}), sr_{i}[{row}])), "
+            f"sn_{i}[{row}]);")
     gates_text = "\n".join(gates)
     acts = "\n".join(
         f"            e2_a_{i}[{g} * LANES + ln] <= "
@@ -1584,27 +1647,31 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 """
 
 
-def _output_block(output: dict) -> str:
+def _output_block(output: dict, rm: RowMemory | None) -> str:
+    """The output layer's bias and narrowing, of the row being streamed out: its
+    accumulators are ``rm``'s (csc) or the register file's (csb)."""
     relu = "\n    if (t < 0) t = '0;" if output["relu"] else ""
-    view_relu = "\n      if (tv < 0) tv = '0;" if output["relu"] else ""
     name = output["name"]
+    view = (_row_view(rm, "logits", "logit(ACC, K)") if rm is not None else
+            "  always_comb for (integer k = 0; k < V; k++) logits[k] = logit(pres[k], k);")
+    acc = "ord" if rm is not None else "pres[ocnt]"
     return f"""  // {name}: bias and narrowing of row ocnt as the logits stream out (one unit, not
   // one per row: a frame starts only once the last logit is out, so the accumulators hold)
   always_comb begin : out_layer
     logic signed [A-1:0] t;
-    t = wrap_al(sr_al(GW1'(pres[ocnt]), osm[ocnt]) + GW1'(oba[ocnt]));{relu}
+    t = wrap_al(sr_al(GW1'({acc}), osm[ocnt]) + GW1'(oba[ocnt]));{relu}
     out_data = narrow_g(t, osn[ocnt]);
   end
 `ifndef SYNTHESIS
-  // simulation only: every logit of the frame
+  // simulation only: every logit of the frame, as out_data gives them
+  function automatic logic signed [AB-1:0] logit(input logic signed [A-1:0] acc,
+                                                 input integer k);
+    logic signed [A-1:0] t;
+    t = wrap_al(sr_al(GW1'(acc), osm[k]) + GW1'(oba[k]));{relu}
+    logit = narrow_g(t, osn[k]);
+  endfunction
   logic signed [AB-1:0] logits [0:V-1];
-  always_comb begin : out_view
-    logic signed [A-1:0] tv;
-    for (integer k = 0; k < V; k++) begin
-      tv = wrap_al(sr_al(GW1'(pres[k]), osm[k]) + GW1'(oba[k]));{view_relu}
-      logits[k] = narrow_g(tv, osn[k]);
-    end
-  end
+{view}
 `endif
 """
 

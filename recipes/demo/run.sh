@@ -16,6 +16,10 @@
 #   6 the RTL: the demo LSTM's ese and bbs engines generated and co-simulated with Verilator on
 #     3 held-out utterances (every layer bit for bit, cycles against the timing model), written
 #     beside the report (cosim_ese.txt, cosim_bbs.txt)
+#   7 (only when asked: make demo-pnr, or --stage 7 --stop-stage 7; it takes longer than the
+#     rest of the demo) the demo LSTM's ese engine scaled to 4 PEs, synthesized with Yosys and
+#     placed and routed with nextpnr-ecp5 on an ECP5-85k: utilisation and Fmax beside the report
+#     (pnr_ese.txt, pnr_ese.json); the result is cached, so a rerun costs nothing
 # Two jobs run at a time, one thread each (on 2 cores, torch's second thread buys ~15%, a second
 # job ~100%; one thread also makes the runs repeatable): the WaveNet (2, then its part of 4)
 # beside the LSTM (1); then the delta LSTM (3, 5) beside the LSTM's part of 4. The background
@@ -23,6 +27,7 @@
 # Usage: recipes/demo/run.sh [--stage N] [--stop-stage M]. Every stage resumes or skips what is
 # already done, so a killed demo continues where it stopped.
 source "$(dirname "$0")/../common.sh"
+stop_stage=6   # stage 7 (place and route) only when asked for
 parse_stages "$@"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 REPORT=exp/demo/report
@@ -112,4 +117,14 @@ if run_stage 6; then
             > $REPORT/cosim_$engine.txt) || { cat "$ROOT/$REPORT/cosim_$engine.txt"; exit 1; }
         grep "bit-exact" "$ROOT/$REPORT/cosim_$engine.txt" | sed "s|^|$engine: |"
     done
+fi
+if run_stage 7; then
+    log "placing and routing the demo LSTM's ese engine at 4 PEs on an ECP5-85k (Yosys, nextpnr-ecp5 router2)"
+    model=$(ls -t "$ROOT"/$REPORT/points/ese_*/lstm.model | head -n 1)
+    PNR=(--engine ese --set num_pes=4 elementwise_lanes=1 activation_queue_depth=8
+         --device ecp5-85k --router router2 --threads 2 --rtl-dir $REPORT/rtl_ese4)
+    (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" > $REPORT/pnr_ese.txt) || {
+        cat "$ROOT/$REPORT/pnr_ese.txt"; exit 1; }
+    (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" --json > $REPORT/pnr_ese.json)
+    cat "$ROOT/$REPORT/pnr_ese.txt"
 fi
