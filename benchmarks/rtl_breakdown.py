@@ -46,7 +46,7 @@ SECTIONS = [
     (r"// csc product state|// csb product state", "queue and PE state"),
     (r"// the accumulators: one MAC|// a row.s sum lands",
      "accumulate (read-modify-write), row memories' valid bits"),
-    (r"// layers\.\d+: the element-wise", "element-wise unit"),
+    (r"// the element-wise unit, shared|^  // \S+: the cell state and m", "element-wise unit"),
     (r": bias and narrowing of row ocnt", "output layer"),
     (r"^endmodule", "end"),
 ]
@@ -54,11 +54,11 @@ SECTIONS = [
 EW_PARTS = [
     (r"narrow_g\(pres|// the projection narrows|// its accumulators, kept|<= pres\[k\]",
      "projection narrowing"),
-    (r"e1_g_\d+\[.*narrow_g", "element-wise e1: gate alignment, bias, narrowing, row ROMs"),
-    (r"e2_a_\d+\[.*act_y", "element-wise e2: sigmoid/tanh"),
-    (r"c_\d+\[|m_\d+\[|cr_\d+|cw_\d+|mw_\d+|st_\d+",
-     "element-wise: c and m storage, input buffer"),
-    (r"cn_\d+|ta = |tc = |tb = |e3_", "element-wise e3/e4: cell state, m"),
+    (r"e1_g\[.*narrow_g|sr_al\(GW1|xs = sx_",
+     "element-wise e1: gate alignment, bias, narrowing, row ROMs"),
+    (r"e2_a\[.*act_y", "element-wise e2: sigmoid/tanh"),
+    (r"cn\[ln\]|ta = |tc = |tb = |p[123] = |e3_|mw\[ln", "element-wise e3/e4: cell state, m"),
+    (r"c_\d+\[|m_\d+\[|cr = |st2|st_\d+", "element-wise: c and m storage, input buffer"),
 ]
 
 

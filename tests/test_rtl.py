@@ -25,6 +25,7 @@ from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import (
     NSLOT,
     LayerPlan,
+    MatrixPlan,
     RtlError,
     acc_copies,
     acc_depth,
@@ -32,6 +33,8 @@ from hw.rtl.generate import (
     check_supported,
     gate_widths,
     generate_rtl,
+    index_widths,
+    rows_reached,
     write_rtl,
 )
 from hw.rtl.probe import memory_shape, pe_memory_probe
@@ -239,6 +242,22 @@ def test_accumulator_memory_shape_and_gate_widths():
     assert gate_widths([_layer(8, align_right=32).shifts], 32) == (64, 33)
     assert gate_widths([_layer(8, narrow_right=40).shifts], 32) == (33, 64)
     assert gate_widths([_layer(8, narrow_left=40).shifts], 32) == (33, 64)
+
+
+def test_rows_reached_and_index_widths():
+    # csc entries (value << 4 | relative row index), column by column from row -1: column 0
+    # reaches rows 0 and 3, column 1 row 1, column 2 none, column 3 row 15
+    entries = [(7 << 4) | 0, (5 << 4) | 2, (1 << 4) | 1, (2 << 4) | 15]
+    assert rows_reached(entries, [0, 2, 3, 3, 4], 4) == {0, 1, 3, 15}
+    assert rows_reached([], [0, 0, 0], 4) == set()
+    mats = [MatrixPlan(0, "a", 10, 240, "feat", 1, 16, 12, 4, {}, ptr_bits=9),
+            MatrixPlan(1, "b", 29, 128, "y_0", 1, 16, 12, 4, {}, ptr_bits=7)]
+    cfg = load_engine("ese", ["num_pes=4", "activation_queue_depth=8"])
+    w = index_widths(mats, cfg, phases=21, input_dim=240, vocab=29)
+    # a queue of 0-8 columns, its slot index up to 14 before the wrap (2 D fits); a pointer
+    # of 9 bits plus the one multiplier past it; a PE's rows -1 to 7 (the output layer's
+    # 29 rows over 4 PEs), signed; columns 0-240; phases 0-20; 240 inputs, 29 outputs
+    assert w == {"QW": 5, "EW": 10, "RW": 5, "BJW": 9, "PHW": 5, "INW": 8, "VW": 5}
 
 
 def test_rtl_commands_name_bad_inputs(tmp_path, capsys, monkeypatch):

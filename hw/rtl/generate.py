@@ -767,9 +767,10 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
 """)
     add(_product_state(csc))
     add(_res_block(csc, mats, cfg, layers, output))
+    add(_elementwise_block(layers, phases, cfg.activation_unit.kind, cfg.elementwise_lanes,
+                           csc))
     for ly in layers:
-        add(_layer_block(ly, mats, phases, cfg.activation_unit.kind,
-                         cfg.elementwise_lanes, csc))
+        add(_layer_block(ly, phases, cfg.elementwise_lanes, csc))
     add(_output_block(output, rmems.get(output["matrix"])))
     add("endmodule")
     return "\n".join(L) + "\n"
@@ -1525,43 +1526,14 @@ def _phase_of(phases: list[Phase], kind: str, target: int) -> int:
     return next(i for i, p in enumerate(phases) if p.kind == kind and p.target == target)
 
 
-def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kind: str,
-                 lanes: int, csc: bool) -> str:
-    """A layer's element-wise unit, four stages after the accumulators' read (its cycle ``pc``
-    reads group ``pc``): e1 aligns and narrows the gates, e2 looks up their activations, e3
-    updates the cell state and narrows it for tanh, e4 computes ``m``. Between the stages,
-    ``activation_bits`` registers; the last group's ``m`` lands in cycle ``groups + 3``, inside
-    the ``elementwise_depth`` wait (>= 4)."""
+def _layer_block(ly: LayerPlan, phases: list[Phase], lanes: int, csc: bool) -> str:
+    """A layer's own state beside the shared element-wise unit: its cell state ``c`` and
+    output ``m`` (distributed RAM, a word of ``lanes`` cells per group, written by the unit
+    while it runs the layer), the flag that makes them read as zero until its first
+    element-wise stage, and on csb its projection's output."""
     i, H = ly.index, ly.hidden
     ew = _phase_of(phases, "elementwise", i)
     groups = math.ceil(H / lanes)
-    cell = ly.cell
-
-    def act(fn: str, q: str) -> str:
-        rom = "sig_rom" if fn == "sigmoid" else "tanh_rom"
-        nxt = f"{rom}[act_k({q}) + 1]" if kind == "pwl" else f"{rom}[act_k({q})]"
-        return f"act_y({q}, {rom}[act_k({q})], {nxt})"
-
-    gates = []
-    for g in range(4):
-        row = f"{g * H} + k"
-        # csc: a gate matrix with no entry in the cell's row left its accumulator as an
-        # earlier product did: it reads as zero (nz_<layer>, a bit per gate matrix)
-        gx, gr = f"ev[{g} * LANES + ln]", f"ev[{4 + g} * LANES + ln]"
-        if csc:
-            # ($signed: the conditional with an unsized zero is unsigned, and would be
-            # zero-extended into the alignment's width)
-            gx = f"$signed(nz_{i}[k][{g}] ? {gx} : '0)"
-            gr = f"$signed(nz_{i}[k][{4 + g}] ? {gr} : '0)"
-        gates.append(
-            f"            e1_g_{i}[{g} * LANES + ln] <= narrow_g(wrap_al(sr_al(GW1'({gx}), "
-            f"sx_{i}[{row}]) + GW1'(ba_{i}[{row}]) + sr_al(GW1'({gr}), sr_{i}[{row}])), "
-            f"sn_{i}[{row}]);")
-    gates_text = "\n".join(gates)
-    acts = "\n".join(
-        f"            e2_a_{i}[{g} * LANES + ln] <= "
-        f"{act('tanh' if g == 2 else 'sigmoid', f'e1_g_{i}[{g} * LANES + ln]')};"
-        for g in range(4))
     proj = ""
     if ly.proj is not None and not csc:
         # csb: the projection narrows its accumulators as its product ends (csc's accumulate
@@ -1574,75 +1546,166 @@ def _layer_block(ly: LayerPlan, mats: list[MatrixPlan], phases: list[Phase], kin
 """
     reset_y = (f"\n      for (integer k = 0; k < {ly.out_dim}; k++) y_{i}[k] <= '0;"
                if ly.proj is not None and not csc else "")
+    read = vector_read(f"m_{i}", "k", lanes, {})
     view = ("" if ly.proj is not None else f"""`ifndef SYNTHESIS
   // simulation only: the layer's output
   logic signed [AB-1:0] mv_{i} [0:{H - 1}];
-  always_comb for (integer k = 0; k < {H}; k++) mv_{i}[k] = {vector_read(f"m_{i}", "k", lanes, {})};
+  always_comb for (integer k = 0; k < {H}; k++) mv_{i}[k] = {read};
 `endif
 """)
-    return f"""  // {ly.name}: the element-wise unit, LANES cells a cycle in four stages: group
-  // pc - 1 in e1 in cycle pc, as its accumulators were read on the last edge
-  logic signed [AB-1:0] e1_g_{i} [0:4*LANES-1];
-  logic signed [AB-1:0] e2_a_{i} [0:4*LANES-1];
-  logic signed [AB-1:0] e3_h_{i} [0:LANES-1];
-  logic signed [AB-1:0] e3_o_{i} [0:LANES-1];
-  logic e1_v_{i}, e2_v_{i}, e3_v_{i};
-  integer e1_b_{i}, e2_b_{i}, e3_b_{i}, e1_w_{i}, e2_w_{i}, e3_w_{i};
-  // the cell state and m: a word of LANES cells per group in distributed RAM (one write port,
-  // read without a clock); st: they hold a frame's values (after reset they read as zero)
+    return f"""  // {ly.name}: the cell state and m, a word of LANES cells per group in distributed
+  // RAM (one write port, read without a clock), written by the element-wise unit while it
+  // runs this layer; st: they hold a frame's values (after reset they read as zero)
   (* ram_style = "distributed" *) logic [LANES*AB-1:0] c_{i} [0:{groups - 1}];
   (* ram_style = "distributed" *) logic [LANES*AB-1:0] m_{i} [0:{groups - 1}];
   logic st_{i};
-  logic [LANES*AB-1:0] cr_{i}, cw_{i}, mw_{i};
-  logic signed [AB-1:0] cn_{i} [0:LANES-1];
-  always_comb cr_{i} = c_{i}[e2_w_{i}];
   always_ff @(posedge clk) begin
-    if (e2_v_{i}) c_{i}[e2_w_{i}] <= cw_{i};
-    if (e3_v_{i}) m_{i}[e3_w_{i}] <= mw_{i};
+    if (e2_v && e2_l == {i}) c_{i}[e2_w] <= cw;
+    if (e3_v && e3_l == {i}) m_{i}[e3_w] <= mw;
   end
-{view}  always_comb begin : e34_{i}
-    logic signed [AB-1:0] hh;
-    logic signed [63:0] ta, tb, tc, td;
-    hh = '0; ta = 64'sd0; tb = 64'sd0; tc = 64'sd0; td = 64'sd0;
-    for (integer ln = 0; ln < LANES; ln++) begin
-      // e3: the cell state from the activations and the previous frame's c
-      ta = e2_a_{i}[LANES + ln];
-      // (selected at AB bits, then sign-extended: the multiplier stays AB bits wide)
-      tb = 64'($signed(st_{i} ? cr_{i}[ln * AB +: AB] : AB'(0)));
-      tc = e2_a_{i}[ln]; td = e2_a_{i}[2 * LANES + ln];
-      cn_{i}[ln] = narrow(wrap_acc(sr64(ta * tb, {cell['cs1']}) + sr64(tc * td, {cell['cs2']})),
-                         {cell['cn']});
-      cw_{i}[ln * AB +: AB] = cn_{i}[ln];
-      // e4: m = o * tanh(c)
-      hh = {act("tanh", f"e3_h_{i}[ln]")};
-      ta = e3_o_{i}[ln]; tb = hh;
-      mw_{i}[ln * AB +: AB] = narrow(ta * tb, {cell['cm']});
-    end
-  end
-  always_ff @(posedge clk) begin : ew_{i}
-    integer k;
-    e1_v_{i} <= !rst && run && ph == {ew} && pc >= 1 && pc <= {groups};
-    e2_v_{i} <= !rst && e1_v_{i};
-    e3_v_{i} <= !rst && e2_v_{i};
-    e1_b_{i} <= eb; e2_b_{i} <= e1_b_{i}; e3_b_{i} <= e2_b_{i};
-    e1_w_{i} <= eg; e2_w_{i} <= e1_w_{i}; e3_w_{i} <= e2_w_{i};
-    for (integer ln = 0; ln < LANES; ln++) begin
-      k = eb + ln;
-      if (k < {H}) begin
-{gates_text}
-      end
-{acts}
-    end
+{view}  always_ff @(posedge clk) begin
     if (rst) begin
       st_{i} <= 1'b0;{reset_y}
     end else begin
       if (run && ph_last && ph == {ew}) st_{i} <= 1'b1;
-      for (integer ln = 0; ln < LANES; ln++)
-        if (e2_v_{i}) begin
-          e3_h_{i}[ln] <= narrow(64'(cn_{i}[ln]), {cell['ct']});
-          e3_o_{i}[ln] <= e2_a_{i}[3 * LANES + ln];
-        end
 {proj}    end
+  end
+"""
+
+
+def _elementwise_block(layers: list[LayerPlan], phases: list[Phase], kind: str, lanes: int,
+                       csc: bool) -> str:
+    """The element-wise unit, one for all layers (they run one after the other), four stages
+    after the accumulators' read (its cycle ``pc`` reads group ``pc``): e1 aligns and narrows
+    the gates, e2 looks up their activations, e3 updates the cell state and narrows it for
+    tanh, e4 computes ``m``. Between the stages, ``activation_bits`` registers and the layer
+    they hold; the last group's ``m`` lands in cycle ``groups + 3``, inside the
+    ``elementwise_depth`` wait (>= 4). Each layer's per-row constants are its own ROMs, read
+    and selected by the layer running; its cell-update shifts are constants, so each layer
+    has its own shift and narrowing after the shared multipliers."""
+    lw = max(1, (len(layers) - 1).bit_length())
+
+    def act(fn: str, q: str) -> str:
+        rom = "sig_rom" if fn == "sigmoid" else "tanh_rom"
+        nxt = f"{rom}[act_k({q}) + 1]" if kind == "pwl" else f"{rom}[act_k({q})]"
+        return f"act_y({q}, {rom}[act_k({q})], {nxt})"
+
+    ew_layer = "\n".join(f"      {_phase_of(phases, 'elementwise', ly.index)}: begin "
+                         f"ewl = {ly.index}; ewn = {ly.hidden}; "
+                         f"ewg = {math.ceil(ly.hidden / lanes)}; end" for ly in layers)
+    # the gate's constants of the running layer at cell k (csc: a gate matrix with no entry
+    # in the cell's row left its accumulator as an earlier product did: it reads as zero)
+    rom_cases = []
+    for ly in layers:
+        i, H = ly.index, ly.hidden
+        sel = [f"sx_{i}[g * {H} + k]", f"sr_{i}[g * {H} + k]", f"sn_{i}[g * {H} + k]",
+               f"ba_{i}[g * {H} + k]"]
+        nz = (f" zx = nz_{i}[k][g]; zr = nz_{i}[k][4 + g];" if csc else "")
+        rom_cases.append(f"            {i}: begin xs = {sel[0]}; rs = {sel[1]}; ns = {sel[2]}; "
+                         f"bs = {sel[3]};{nz} end")
+    rom_cases = "\n".join(rom_cases)
+    cell3 = "\n".join(
+        f"        {ly.index}: cn[ln] = narrow(wrap_acc(sr64(p1, {ly.cell['cs1']}) + "
+        f"sr64(p2, {ly.cell['cs2']})), {ly.cell['cn']});" for ly in layers)
+    cell4 = "\n".join(f"        {ly.index}: mw[ln * AB +: AB] = narrow(p3, {ly.cell['cm']});"
+                      for ly in layers)
+    celltanh = "\n".join(f"            {ly.index}: e3_h[ln] <= narrow(64'(cn[ln]), "
+                         f"{ly.cell['ct']});" for ly in layers)
+    state = "\n".join(f"      {ly.index}: begin cr = c_{ly.index}[e2_w]; st2 = st_{ly.index}; end"
+                      for ly in layers)
+    acts = "\n".join(
+        f"        e2_a[{g} * LANES + ln] <= "
+        f"{act('tanh' if g == 2 else 'sigmoid', f'e1_g[{g} * LANES + ln]')};"
+        for g in range(4))
+    return f"""  // the element-wise unit, shared by the layers: LANES cells a cycle in four stages,
+  // group pc - 1 in e1 in cycle pc, as its accumulators were read on the last edge
+  logic signed [AB-1:0] e1_g [0:4*LANES-1];
+  logic signed [AB-1:0] e2_a [0:4*LANES-1];
+  logic signed [AB-1:0] e3_h [0:LANES-1];
+  logic signed [AB-1:0] e3_o [0:LANES-1];
+  logic e1_v, e2_v, e3_v, st2;
+  integer e1_w, e2_w, e3_w, ewn, ewg;
+  logic [{lw - 1}:0] ewl, e1_l, e2_l, e3_l;   // the layer each stage holds
+  logic [LANES*AB-1:0] cr, cw, mw;
+  logic signed [AB-1:0] cn [0:LANES-1];
+  always_comb begin   // the layer whose element-wise phase runs: its cells and groups
+    ewl = '0; ewn = 0; ewg = 0;
+    case (ph)
+{ew_layer}
+      default: ;
+    endcase
+  end
+  always_comb begin   // e2's layer: its previous cell state and whether it holds one
+    cr = '0; st2 = 1'b0;
+    case (e2_l)
+{state}
+      default: ;
+    endcase
+  end
+  always_comb begin : e34
+    logic signed [63:0] ta, tb, tc, td, p1, p2, p3;
+    logic signed [AB-1:0] hh;
+    hh = '0; ta = 64'sd0; tb = 64'sd0; tc = 64'sd0; td = 64'sd0;
+    p1 = 64'sd0; p2 = 64'sd0; p3 = 64'sd0; cw = '0; mw = '0;
+    for (integer ln = 0; ln < LANES; ln++) begin
+      // e3: the cell state from the activations and the previous frame's c
+      ta = e2_a[LANES + ln];
+      // (selected at AB bits, then sign-extended: the multiplier stays AB bits wide)
+      tb = 64'($signed(st2 ? cr[ln * AB +: AB] : AB'(0)));
+      tc = e2_a[ln]; td = e2_a[2 * LANES + ln];
+      p1 = ta * tb; p2 = tc * td;
+      cn[ln] = '0;
+      case (e2_l)
+{cell3}
+        default: ;
+      endcase
+      cw[ln * AB +: AB] = cn[ln];
+      // e4: m = o * tanh(c)
+      hh = {act("tanh", "e3_h[ln]")};
+      ta = e3_o[ln]; tb = hh;
+      p3 = ta * tb;
+      case (e3_l)
+{cell4}
+        default: ;
+      endcase
+    end
+  end
+  always_ff @(posedge clk) begin : ew
+    integer k;
+    logic signed [{SHIFT_BITS - 1}:0] xs, rs, ns;
+    logic signed [A-1:0] bs;
+    logic zx, zr;
+    xs = '0; rs = '0; ns = '0; bs = '0; zx = 1'b1; zr = 1'b1;
+    e1_v <= !rst && run && kind == KIND_ELEMENTWISE && pc >= 1 && pc <= ewg;
+    e2_v <= !rst && e1_v;
+    e3_v <= !rst && e2_v;
+    e1_l <= ewl; e2_l <= e1_l; e3_l <= e2_l;
+    e1_w <= eg; e2_w <= e1_w; e3_w <= e2_w;
+    for (integer ln = 0; ln < LANES; ln++) begin
+      k = eb + ln;
+      if (k < ewn) begin
+        for (integer g = 0; g < 4; g++) begin
+          case (ewl)
+{rom_cases}
+            default: ;
+          endcase
+          // ($signed: the conditional with an unsized zero is unsigned, and would be
+          // zero-extended into the alignment's width)
+          e1_g[g * LANES + ln] <= narrow_g(wrap_al(
+              sr_al(GW1'($signed(zx ? ev[g * LANES + ln] : '0)), xs) + GW1'(bs)
+              + sr_al(GW1'($signed(zr ? ev[(4 + g) * LANES + ln] : '0)), rs)), ns);
+        end
+      end
+{acts}
+    end
+    for (integer ln = 0; ln < LANES; ln++)
+      if (e2_v) begin
+        case (e2_l)
+{celltanh}
+          default: ;
+        endcase
+        e3_o[ln] <= e2_a[3 * LANES + ln];
+      end
   end
 """
 
