@@ -30,10 +30,11 @@ The design is one sequential engine per sparse format, cycle for cycle what
   cycles a row.
 - after the last MAC of a product, ``pipeline_depth`` cycles (fill/drain); weights placed off
   chip hold the product for their DDR load time (ceil of the model's).
-- the element-wise stage: ``elementwise_lanes`` cells a cycle (gate alignment, rounding
-  shifter, saturation, the sigmoid/tanh ROMs, cell state, output), each group's
-  accumulators read the cycle before, then ``elementwise_depth`` cycles; the projection
-  and output layer narrow their accumulators as the product ends.
+- the element-wise stage, one unit for all layers: ``elementwise_lanes`` cells a cycle (gate
+  alignment, rounding shifter, saturation, the sigmoid/tanh ROMs, cell state, output), each
+  group's accumulators read the cycle before, then ``elementwise_depth`` cycles; a csb
+  projection narrows its accumulators as its product ends, a csc one the row the broadcast
+  reads; the output layer narrows the row it streams out.
 - a streaming top: features in (one code per beat, valid/ready, double-buffered), logits out
   (valid/ready, ``out_last`` on the last of a frame).
 - the input buffer's two banks and each layer's ``c`` and ``m`` are distributed RAM (one
