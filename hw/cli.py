@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sources", nargs="+", default=None, metavar="FILE.sv",
                        help="synthesize these files instead of the generated engine")
     synth.add_argument("--top", default=None, help="top module (default: the uninstantiated one)")
+    synth.add_argument("--clock", default=None, metavar="PORT",
+                       help="with --sources: the top's clock input, placed on a clock pin of "
+                            "an ECP5 part (the generated engine's clk always is)")
     synth.add_argument("--include-dir", default=None,
                        help="folder $readmemh paths are relative to (default: the first "
                             "source's)")
@@ -480,7 +483,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     target = args.freq
     with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
         if args.sources is not None:
-            design = RtlSources.from_files(args.sources, args.top, args.include_dir)
+            design = RtlSources.from_files(args.sources, args.top, args.include_dir,
+                                           args.clock)
         else:
             from asr.compress.artifact import read_artifact
             from hw.integer_model import compile_model
@@ -497,7 +501,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                             cache_dir=Path(args.cache_dir) if args.cache_dir
                             else default_cache_dir(), force=args.force,
                             timeout=args.timeout, router=args.router,
-                            threads=args.threads)
+                            threads=args.threads, clock=design.clock)
     out = result.as_dict()
     if args.artifact is not None:
         # the timing model's cycles of one frame, at the preset's clock and at the routed Fmax

@@ -329,9 +329,12 @@ def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
     _, design = _micro_engine(tmp_path)
     r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
                    include_dir=design.include_dir, target_mhz=50,
-                   cache_dir=tmp_path / "cache", timeout=1800)
+                   cache_dir=tmp_path / "cache", timeout=1800, clock=design.clock)
     assert not r.estimate and r.fits and 1 < r.fmax_mhz < 500
     assert r.used("bram") == 4 + 16 and r.used("dsp") >= 2
+    # the clock input on the package's clock pin (G2), the other ports where nextpnr puts them
+    log = (Path(r.log_dir) / "nextpnr.log").read_text()
+    assert design.clock == "clk" and "pin 'clk$tr_io' constrained to Bel" in log
 
 
 def test_a_webassembly_crash_is_named_as_one(tmp_path):

@@ -25,7 +25,8 @@ def synthesize_engine(artifact: Path, cfg: EngineConfig, settings: SynthSettings
     design = generate_design(compile_model(read_artifact(artifact), cfg), folder / "rtl")
     result = synthesize(design.sources, get_device(settings.device), top=design.top,
                         include_dir=design.include_dir, place_route=settings.place_route,
-                        target_mhz=float(cfg.clock_mhz), cache_dir=settings.cache_dir)
+                        target_mhz=float(cfg.clock_mhz), cache_dir=settings.cache_dir,
+                        clock=design.clock)
     return result.as_dict()
 
 

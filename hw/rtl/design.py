@@ -19,12 +19,13 @@ class RtlSources:
     sources: tuple[Path, ...]
     top: str | None          # None: Yosys picks the module nobody instantiates
     include_dir: Path
+    clock: str | None = None  # the top's clock input (placed on a clock pin), if known
 
     @classmethod
     def from_files(cls, sources: list[str], top: str | None,
-                   include_dir: str | None = None) -> RtlSources:
+                   include_dir: str | None = None, clock: str | None = None) -> RtlSources:
         paths = tuple(Path(s) for s in sources)
-        return cls(paths, top, Path(include_dir) if include_dir else paths[0].parent)
+        return cls(paths, top, Path(include_dir) if include_dir else paths[0].parent, clock)
 
     @classmethod
     def from_folder(cls, folder: Path, top: str | None = None) -> RtlSources:
@@ -42,4 +43,5 @@ def generate_design(model: EngineModel, out_dir: Path, top: str | None = None) -
     from hw.rtl.generate import generate_rtl
 
     generate_rtl(model, out_dir)
-    return RtlSources.from_folder(out_dir, top)
+    design = RtlSources.from_folder(out_dir, top)
+    return RtlSources(design.sources, design.top, design.include_dir, "clk")

@@ -30,6 +30,7 @@ class Device:
     labels: dict[str, str]
     coarse: tuple[str, ...] = ()     # the synthesis script's coarse section, without share
     after_coarse: str = ""           # the script's label after it
+    clock_site: str | None = None    # a package pin that reaches the global clock network
 
     def yosys_commands(self, write: str = "") -> list[str]:
         """The synthesis script with its resource-sharing pass left out: on the generated
@@ -65,7 +66,9 @@ def _ecp5(size: str, luts: int, mults: int, ebrs: int) -> Device:
     return Device(f"ecp5-{size}", f"LFE5U-{size[:-1]}F", "ecp5", "synth_ecp5",
                   (f"--{size}", "--package", "CABGA381"),
                   {"lut": luts, "ff": luts, "dsp": mults, "bram": ebrs}, _ECP5_LABELS,
-                  _ECP5_COARSE, "map_ram")
+                  # G2: PCLKT6_0 of the CABGA381 package, a primary clock input (a clock on
+                  # a pin nextpnr picks may have no route to the clock network)
+                  _ECP5_COARSE, "map_ram", "G2")
 
 
 DEVICES: dict[str, Device] = {d.name: d for d in (

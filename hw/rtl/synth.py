@@ -191,13 +191,14 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
                place_route: bool = True, target_mhz: float | None = None,
                cache_dir: Path, force: bool = False, seed: int = 1,
                timeout: float | None = None, router: str = "router1",
-               threads: int = 1) -> SynthResult:
+               threads: int = 1, clock: str | None = None) -> SynthResult:
     """Synthesize ``sources`` for ``device`` (and, on ECP5 with ``place_route``, place and route
     them at ``target_mhz``); a cached result with the same key is returned as it stands unless
     ``force``. ``include_dir`` (default: the first source's folder) is where Yosys runs, so
     ``$readmemh("x.hex")`` finds ``include_dir/x.hex``. Raises ConfigError on bad input,
     ToolMissing / ToolError when a tool is missing or fails. ``router`` and ``threads`` are
-    nextpnr's (``router1`` is its default; ``router2`` uses the threads)."""
+    nextpnr's (``router1`` is its default; ``router2`` uses the threads). ``clock``: the top's
+    clock input, placed on the device's clock pin (``Device.clock_site``)."""
     sources = [Path(s) for s in sources]
     params = dict(params or {})
     include_dir = Path(include_dir) if include_dir else (
@@ -216,6 +217,9 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
     if place_route and (router, threads) != ("router1", 1):
         # only when set, so that results cached with nextpnr's defaults keep their keys
         options.update(router=router, threads=threads)
+    pin = clock if place_route and device.clock_site else None
+    if pin:
+        options.update(clock=[pin, device.clock_site])
     key = cache_key(sources, data_files, include_dir, options)
     entry = Path(cache_dir) / f"{device.name}_{top or 'auto'}_{key}"
     result_path = entry / "result.json"
@@ -254,6 +258,12 @@ def synthesize(sources: Sequence[Path], device: Device, *, top: str | None = Non
         if target_mhz:
             args += ["--freq", f"{target_mhz:g}"]
         args += ["--router", router, "--threads", str(threads)]
+        if pin:
+            (entry / "clock.lpf").write_text(
+                f'LOCATE COMP "{pin}" SITE "{device.clock_site}";\n'
+                f'IOBUF PORT "{pin}" IO_TYPE=LVCMOS33;\n')
+            # the other ports stay where nextpnr places them
+            args += ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
         t0 = time.perf_counter()
         try:
             run_tool(nextpnr, args, entry, log, timeout)
