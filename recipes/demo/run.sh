@@ -119,10 +119,11 @@ if run_stage 6; then
     done
 fi
 if run_stage 7; then
-    log "placing and routing the demo LSTM's ese engine at 4 PEs on an ECP5-85k (Yosys, nextpnr-ecp5 router2)"
+    # router1, nextpnr's default: router2 leaves about a hundred wires overused on this design
+    log "placing and routing the demo LSTM's ese engine at 4 PEs on an ECP5-85k (Yosys, nextpnr-ecp5; about 13 min)"
     model=$(ls -t "$ROOT"/$REPORT/points/ese_*/lstm.model | head -n 1)
     PNR=(--engine ese --set num_pes=4 elementwise_lanes=1 activation_queue_depth=8
-         --device ecp5-85k --router router2 --threads 2 --rtl-dir $REPORT/rtl_ese4)
+         --device ecp5-85k --rtl-dir $REPORT/rtl_ese4)
     (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" > $REPORT/pnr_ese.txt) || {
         cat "$ROOT/$REPORT/pnr_ese.txt"; exit 1; }
     (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" --json > $REPORT/pnr_ese.json)
