@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from asr.compress.artifact import save_artifact
+from asr.compress.sparse_formats import CSCMatrix
 from asr.config_errors import ConfigError
 from asr.models import LSTMCTC
 from hw.cli import main as hw_main
@@ -34,7 +35,6 @@ from hw.rtl.generate import (
     gate_widths,
     generate_rtl,
     index_widths,
-    rows_reached,
     write_rtl,
 )
 from hw.rtl.probe import memory_shape, pe_memory_probe
@@ -245,11 +245,15 @@ def test_accumulator_memory_shape_and_gate_widths():
 
 
 def test_rows_reached_and_index_widths():
-    # csc entries (value << 4 | relative row index), column by column from row -1: column 0
-    # reaches rows 0 and 3, column 1 row 1, column 2 none, column 3 row 15
-    entries = [(7 << 4) | 0, (5 << 4) | 2, (1 << 4) | 1, (2 << 4) | 15]
-    assert rows_reached(entries, [0, 2, 3, 3, 4], 4) == {0, 1, 3, 15}
-    assert rows_reached([], [0, 0, 0], 4) == set()
+    # csc entries (relative row indices), column by column from row -1: column 0 reaches
+    # rows 0 and 3, column 1 row 1, column 2 none, column 3 row 15 (the rows the generator's
+    # per-cell nz ROM marks as written)
+    one_pe = CSCMatrix((16, 4), 1, 4, torch.tensor([7, 5, 1, 2]), torch.tensor([0, 2, 1, 15]),
+                       torch.tensor([[2, 1, 0, 1]]), 0)
+    assert set(one_pe.entry_positions()[0].tolist()) == {0, 1, 3, 15}
+    empty = CSCMatrix((4, 2), 1, 4, torch.zeros(0, dtype=torch.int64),
+                      torch.zeros(0, dtype=torch.int64), torch.tensor([[0, 0]]), 0)
+    assert set(empty.entry_positions()[0].tolist()) == set()
     mats = [MatrixPlan(0, "a", 10, 240, "feat", 1, 16, 12, 4, {}, ptr_bits=9),
             MatrixPlan(1, "b", 29, 128, "y_0", 1, 16, 12, 4, {}, ptr_bits=7)]
     cfg = load_engine("ese", ["num_pes=4", "activation_queue_depth=8"])

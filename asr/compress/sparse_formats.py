@@ -46,8 +46,11 @@ class CSCMatrix:
         """Width of one column pointer: enough for the largest PE's entry count."""
         return max(1, math.ceil(math.log2(int(self.pe_entries().max()) + 1)))
 
-    def to_dense(self) -> torch.Tensor:
-        rows, cols = self.shape
+    def entry_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each stored entry's (row, column), padding included: its PE's rows are counted
+        from -1 at each column, ``rel_index + 1`` apart; local row ``r`` of PE ``p`` is row
+        ``r * num_pes + p``."""
+        cols = self.shape[1]
         group = torch.arange(self.col_counts.numel()).repeat_interleave(
             self.col_counts.flatten())                          # (pe * cols + col) per entry
         step = self.rel_index + 1
@@ -56,8 +59,12 @@ class CSCMatrix:
         base = torch.cat([run.new_zeros(1), run])[starts][group] if len(step) else run
         local_row = run - base - 1
         pe, col = group // cols, group % cols
-        dense = torch.full((rows, cols), self.fill, dtype=torch.int64)
-        dense[local_row * self.num_pes + pe, col] = self.values  # padding lands on a zero
+        return local_row * self.num_pes + pe, col
+
+    def to_dense(self) -> torch.Tensor:
+        row, col = self.entry_positions()
+        dense = torch.full(self.shape, self.fill, dtype=torch.int64)
+        dense[row, col] = self.values  # padding lands on a zero
         return dense
 
 

@@ -4,7 +4,7 @@ images are read from; either a folder of generated RTL (``asr-hw rtl``) or files
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asr.config_errors import ConfigError
@@ -43,5 +43,4 @@ def generate_design(model: EngineModel, out_dir: Path, top: str | None = None) -
     from hw.rtl.generate import generate_rtl
 
     generate_rtl(model, out_dir)
-    design = RtlSources.from_folder(out_dir, top)
-    return RtlSources(design.sources, design.top, design.include_dir, "clk")
+    return replace(RtlSources.from_folder(out_dir, top), clock="clk")

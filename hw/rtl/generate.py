@@ -240,7 +240,7 @@ def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
 
 
 def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, on_chip: bool,
-                 w: _Writer, images: list) -> MatrixPlan:
+                 w: _Writer, images: list, touched: dict[int, set[int]]) -> MatrixPlan:
     bytes_ = mat.bytes
     mat = _as_sparse(mat, cfg)
     rows, cols = mat.shape
@@ -257,6 +257,8 @@ def _matrix_plan(i: int, mat: IntMatrix, cfg: EngineConfig, src: str, on_chip: b
             pbits = max(1, max(pointers).bit_length())
             plan.ptr_bits = max(plan.ptr_bits, pbits)
     if isinstance(mat.storage, CSCMatrix):
+        # the rows its entries (padding included) reach: the accumulators its product writes
+        touched[i] = set(mat.storage.entry_positions()[0].tolist())
         for pe, (_, pointers) in mems.items():
             plan.ptr_files[pe] = w.hexfile(f"weights/{mat.name}.pe{pe}.ptr.hex", pointers,
                                            plan.ptr_bits)
@@ -277,29 +279,13 @@ def bank_words(m: MatrixPlan, cfg: EngineConfig) -> int:
     return max(1, math.ceil(m.words / lanes))
 
 
-def rows_reached(entries: list[int], pointers: list[int], index_bits: int) -> set[int]:
-    """The rows a csc PE's entries of one matrix reach (column by column, each a relative row
-    index below ``index_bits`` bits; a column's rows counted from -1), in the PE's own
-    numbering (``row div num_pes``): the accumulators its product writes."""
-    mask = (1 << index_bits) - 1
-    seen: set[int] = set()
-    for c in range(len(pointers) - 1):
-        row = -1
-        for e in entries[pointers[c]:pointers[c + 1]]:
-            row += (e & mask) + 1
-            seen.add(row)
-    return seen
-
-
 def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
-                      w: _Writer, touched: dict[int, set[int]] | None = None) -> list[str]:
+                      w: _Writer) -> list[str]:
     """Each PE's weight memories (``mem/pe<P>.w<L>.hex``, one per multiplier) and pointer
     memory (``mem/pe<P>.ptr.hex``): the matrices' export images one after the other, so that
     each is one block RAM read on the clock edge. A csc PE's ``macs_per_pe`` consecutive
     entries lie in its ``macs_per_pe`` memories (entry ``e`` in memory ``e mod macs``); a csb
-    PE's multiplier ``l`` reads banks ``l, l + macs, ...`` from its own memory. ``touched``
-    (when given) gets, per csc matrix, the rows its entries reach: the rows its product
-    writes."""
+    PE's multiplier ``l`` reads banks ``l, l + macs, ...`` from its own memory."""
     P, lanes = cfg.num_pes, cfg.macs_per_pe
     ebmax = max(m.entry_bits for m in mats)
     pbmax = max([1] + [m.ptr_bits for m in mats])
@@ -311,9 +297,6 @@ def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
         n = bank_words(m, cfg)
         for p in range(P):
             entries, pointers = mems.get(p, ([], []))
-            if m.ptr_files and touched is not None:
-                rows = rows_reached(entries, pointers or [0] * (m.cols + 1), m.index_bits)
-                touched.setdefault(m.index, set()).update(r * P + p for r in rows)
             for b in range(lanes):
                 if m.banks:
                     k, rounds = m.per_bank, math.ceil(m.banks / lanes)
@@ -354,13 +337,14 @@ def plan_design(model: EngineModel, out_dir: Path | None
     layers: list[LayerPlan] = []
     phases: list[Phase] = []
     mems: list[dict[int, tuple[list[int], list[int]]]] = []
+    touched: dict[int, set[int]] = {}     # csc: per matrix, the rows its product writes
     unit_in, fg = model.unit_in_frac, model.gate_frac
     guard = cfg.guard_bits
     acc_bits = cfg.accumulator_bits
 
     def add_matrix(name: str, src: str) -> int:
         mat = model.matrices[name]
-        plan = _matrix_plan(len(mats), mat, cfg, src, onchip[name], w, mems)
+        plan = _matrix_plan(len(mats), mat, cfg, src, onchip[name], w, mems, touched)
         mats.append(plan)
         phases.append(Phase("product", name, plan.index))
         return plan.index
@@ -420,8 +404,7 @@ def plan_design(model: EngineModel, out_dir: Path | None
               out.activation == "relu", "shifts": {"align_right": max(osm),
                                                    "narrow_left": max(0, -min(osn)),
                                                    "narrow_right": max(osn)}}
-    touched: dict[int, set[int]] = {}
-    files = write_pe_memories(mats, mems, cfg, w, touched)
+    files = write_pe_memories(mats, mems, cfg, w)
     if cfg.sparse_format == "csc":
         # per cell, which of its layer's gate matrices write its accumulator (bit = slot): a
         # row no entry reaches keeps an earlier product's sum, which must read as zero
@@ -546,13 +529,15 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "AB": cfg.activation_bits, "A": mem["A"], "P": mem["P"], "MACS": mem["MACS"],
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes, "PB": mem["PB"],
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
-        "NPRES": npres, "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift,
+        "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift,
         "TBL": table_words, "SAT": int(cfg.saturate),
         "GW1": widths[0], "GW2": widths[1],
     }
     # the widths of the counters and indices held in registers (not integers: a 32-bit
     # register makes each comparison and sum with it 32 bits wide)
     consts.update(index_widths(mats, cfg, len(phases), input_dim, vocab))
+    if not csc:
+        consts["NPRES"] = npres
     for k, v in consts.items():
         add(f"  localparam integer {k} = {v};")
     add("  localparam logic signed [63:0] AMAXV = (64'sd1 <<< (AB - 1)) - 64'sd1;")
@@ -767,7 +752,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
   end
 """)
     add(_product_state(csc))
-    add(_res_block(csc, mats, cfg, layers, output))
+    add(_res_block(csc, mats, cfg, rmems))
     add(_elementwise_block(layers, phases, cfg.activation_unit.kind, cfg.elementwise_lanes,
                            csc))
     for ly in layers:
@@ -873,7 +858,7 @@ def index_widths(mats: list[MatrixPlan], cfg: EngineConfig, phases: int, input_d
     ptr_bits = max([1] + [m.ptr_bits for m in mats])
     rows = max(math.ceil(m.rows / cfg.num_pes) for m in mats)
     return {"QW": (2 * cfg.activation_queue_depth).bit_length(),
-            "EW": max(ptr_bits, (2 ** ptr_bits - 1 + cfg.macs_per_pe).bit_length()),
+            "EW": (2 ** ptr_bits - 1 + cfg.macs_per_pe).bit_length(),
             "RW": rows.bit_length() + 1, "BJW": max(m.cols for m in mats).bit_length() + 1,
             "PHW": phases.bit_length(), "INW": max(1, input_dim.bit_length()),
             "VW": max(1, vocab.bit_length())}
@@ -1431,7 +1416,7 @@ def _product_state(csc: bool) -> str:
 """
 
 def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
-               layers: list[LayerPlan], output: dict) -> str:
+               rmems: dict[int, RowMemory]) -> str:
     if not csc:
         return """  // a row's sum lands as its last entry is done: in the gate matrix's accumulator
   // memory (above) or the register file
@@ -1441,8 +1426,6 @@ def _res_block(csc: bool, mats: list[MatrixPlan], cfg: EngineConfig,
   end
 """
     P = cfg.num_pes
-    rmems = {rm.matrix: rm for rm in row_memories(layers, output, P)}
-
     pv = " ".join(f"pv_{p}," for p in range(P))[:-1]
 
     def clear(m: MatrixPlan) -> str:
