@@ -529,15 +529,13 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "AB": cfg.activation_bits, "A": mem["A"], "P": mem["P"], "MACS": mem["MACS"],
         "D": D, "PD": cfg.pipeline_depth, "LANES": cfg.elementwise_lanes, "PB": mem["PB"],
         "ED": cfg.elementwise_depth, "IN": input_dim, "V": vocab, "NPH": len(phases),
-        "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift,
+        "NPRES": npres, "EBMAX": mem["EBMAX"], "BIN_SHIFT": bin_shift,
         "TBL": table_words, "SAT": int(cfg.saturate),
         "GW1": widths[0], "GW2": widths[1],
     }
     # the widths of the counters and indices held in registers (not integers: a 32-bit
     # register makes each comparison and sum with it 32 bits wide)
     consts.update(index_widths(mats, cfg, len(phases), input_dim, vocab))
-    if not csc:
-        consts["NPRES"] = npres
     for k, v in consts.items():
         add(f"  localparam integer {k} = {v};")
     add("  localparam logic signed [63:0] AMAXV = (64'sd1 <<< (AB - 1)) - 64'sd1;")
