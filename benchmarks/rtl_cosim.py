@@ -1,14 +1,16 @@
-"""The generated RTL of an LSTM on the ``ese`` and ``bbs`` engines, co-simulated with Verilator
-against the Python engine: bit-exactness, RTL cycles per frame against the timing model's
-(target: within 2%), and Verilator's simulation speed.
+"""The generated RTL of an LSTM on the ``ese`` and ``bbs`` engines and of a WaveNet on ``ese``,
+co-simulated with Verilator against the Python engine: bit-exactness, RTL cycles per frame
+against the timing model's (target: within 2%), and Verilator's simulation speed.
 
-With trained artifacts (the demo's ``exp/demo/report/points/*/lstm.model``) and utterances,
-each engine runs its own artifact on the utterances; without, a random LSTM of
-``conf/model/lstm_small`` size (256 cells, projection 128, 2 layers, 128 inputs) is compressed
-with each engine's preset and run on random features.
+With trained artifacts (the demo's ``exp/demo/report/points/*/{lstm,wavenet}.model``) and
+utterances, each engine runs its own artifact on the utterances; without, a random LSTM of
+``conf/model/lstm_small`` size (256 cells, projection 128, 2 layers, 128 inputs) and a random
+WaveNet of ``conf/model/wavenet_small`` size (64 channels, 2 blocks of dilations 1-16, kernel
+5) are compressed with each engine's preset and run on random features.
 
     python benchmarks/rtl_cosim.py [--frames 20]
-    python benchmarks/rtl_cosim.py --ese-model ESE.model --bbs-model BBS.model --audio A.flac ...
+    python benchmarks/rtl_cosim.py --ese-model ESE.model --bbs-model BBS.model \\
+        --wavenet-model WAVENET_ESE.model --audio A.flac ...
     python benchmarks/rtl_cosim.py --ese-layer     # ESE's layer: RTL times beside ESE's table
     python benchmarks/rtl_cosim.py --write-ese-layer ESE_LAYER.model   # the layer, for asr-hw
 """
@@ -29,7 +31,7 @@ from asr.compress.config import compress_preset, validate_against_model
 from asr.compress.pruning import prune_model
 from asr.features.config import FeatureConfig
 from asr.features.extract import FeatureExtractor
-from asr.models import LSTMCTC
+from asr.models import LSTMCTC, WaveNetCTC
 from asr.tables import markdown_table
 from asr.train.config import CONF_DIR
 from hw.config import load_engine
@@ -82,15 +84,19 @@ def ese_layer(cache: Path | None, frames: int) -> None:
           f"simulated cycles/s; build {build_s:.0f} s")
 
 
-def random_artifact(preset: str, inputs: int):
+def random_artifact(preset: str, inputs: int, model_type: str = "lstm"):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        mcfg = compose("model/lstm_small").model
+        mcfg = compose(f"model/{model_type}_small").model
     torch.manual_seed(0)
-    model = LSTMCTC(inputs, 29, hidden_size=mcfg.hidden_size, proj_size=mcfg.proj_size,
-                    num_layers=mcfg.num_layers).eval()
+    if model_type == "wavenet":
+        model = WaveNetCTC(inputs, 29, channels=mcfg.channels, blocks=mcfg.blocks,
+                           dilations=tuple(mcfg.dilations), kernel=mcfg.kernel).eval()
+    else:
+        model = LSTMCTC(inputs, 29, hidden_size=mcfg.hidden_size, proj_size=mcfg.proj_size,
+                        num_layers=mcfg.num_layers).eval()
     ccfg = compress_preset(preset)
     views = model.matrices()
-    densities = validate_against_model(ccfg, views, "lstm")
+    densities = validate_against_model(ccfg, views, model_type)
     masks = prune_model(views, densities, ccfg.prune)
     art = build_artifact(model, masks, densities, ccfg, [torch.randn(100, inputs) * 2])
     art.vocab_tokens = [str(i) for i in range(29)]
@@ -102,6 +108,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ese-model", default=None)
     parser.add_argument("--bbs-model", default=None)
+    parser.add_argument("--wavenet-model", default=None, help="a WaveNet for the ese engine")
     parser.add_argument("--audio", nargs="*", default=[])
     parser.add_argument("--frames", type=int, default=20, help="random features' frames")
     parser.add_argument("--inputs", type=int, default=128)
@@ -118,8 +125,9 @@ def main() -> None:
         ese_layer(Path(args.cache) if args.cache else None, min(args.frames, 3))
         return
     rows = []
-    for preset, path in (("ese", args.ese_model), ("bbs", args.bbs_model)):
-        art = read_artifact(path) if path else random_artifact(preset, args.inputs)
+    for preset, path, kind in (("ese", args.ese_model, "lstm"), ("bbs", args.bbs_model, "lstm"),
+                               ("ese", args.wavenet_model, "wavenet")):
+        art = read_artifact(path) if path else random_artifact(preset, args.inputs, kind)
         model = compile_model(art, load_engine(preset))
         if path and args.audio:
             fcfg = FeatureConfig(**art.features)
@@ -136,14 +144,15 @@ def main() -> None:
             for name, feats in inputs:
                 r = cosimulate(model, design, binary, feats, name)
                 per = r.rtl_cycles / r.frames
-                rows.append([preset, Path(name).name, r.frames, "yes" if r.bit_exact else "NO",
+                rows.append([f"{kind} {preset}", Path(name).name, r.frames,
+                             "yes" if r.bit_exact else "NO",
                              f"{per:.1f}", f"{r.model_cycles / r.frames:.1f}",
                              f"{r.rtl_cycles / r.model_cycles:.4f}",
                              f"{r.sim_cycles / r.sim_seconds:,.0f}", f"{build_s:.0f}"])
                 print(" | ".join(map(str, rows[-1])), flush=True)
                 if r.first_difference:
                     print(f"  first difference: {r.first_difference}")
-    print(markdown_table(["engine", "input", "frames", "bit-exact", "RTL cycles/frame",
+    print(markdown_table(["model, engine", "input", "frames", "bit-exact", "RTL cycles/frame",
                           "model cycles/frame", "RTL/model", "sim cycles/s", "build s"],
                          rows))
 

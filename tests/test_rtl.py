@@ -27,7 +27,6 @@ from hw.rtl.generate import (
     NSLOT,
     LayerPlan,
     MatrixPlan,
-    RtlError,
     acc_copies,
     acc_depth,
     bank_words,
@@ -164,10 +163,66 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                         ("macs_per_pe=2", r"hw.macs_per_pe: .*builds 1 on csc.*got 2")):
         with pytest.raises(ConfigError, match=match):
             check_supported(compile_model(art, load_engine("ese", ["num_pes=4", over])))
+    wavenet = make_artifact(small_wavenet(), "bbs", "compress.prune.bank_size=8")
+    with pytest.raises(ConfigError, match=r"hw.sparse_format: the WaveNet RTL is built for "
+                                          r"csc .*got 'csb'"):
+        generate_rtl(compile_model(wavenet, load_engine("bbs", ["num_pes=4"])), tmp_path)
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
-    with pytest.raises(RtlError, match="'wavenet'.*not supported by the RTL generator yet"):
-        generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4"])), tmp_path)
+    with pytest.raises(ConfigError, match=r"hw.elementwise_lanes: .*at most num_pes \(4\).*"
+                                          r"got 8"):
+        generate_rtl(compile_model(wavenet, load_engine("ese", ["num_pes=4",
+                                                                "elementwise_lanes=8"])),
+                     tmp_path)
     assert not any(tmp_path.iterdir())     # refused before any file is written
+
+
+# A tiny WaveNet (16 channels, one block of dilations 1 and 2, kernel 3: 3 frames of
+# look-ahead): (engine overrides, frames). Five frames run past the look-ahead; one frame is
+# shorter than it, so that a step of its flush has no layer with a frame in the utterance.
+WAVENET_ENGINES = {
+    "ese": (["num_pes=4", "elementwise_lanes=2", "activation_queue_depth=2"], 5),
+    "ese-one-frame-floor-wrap": (["num_pes=8", "elementwise_lanes=8",
+                                  "activation_queue_depth=1", "rounding=floor",
+                                  "saturate=false", "activation_bits=10",
+                                  "accumulator_bits=24", "product_bits=22"], 1),
+}
+
+
+@requires_verilator
+@pytest.mark.parametrize("kind", list(WAVENET_ENGINES))
+def test_tiny_wavenet_cosimulates_bit_and_cycle_exact(kind, cache, tmp_path):
+    """The dilated convs stream frame by frame with a look-ahead: every layer's output of
+    every frame equals the Python engine's, and every product and element-wise stage runs
+    once per frame in the timing model's cycles (the look-ahead's steps cost nothing more)."""
+    over, frames = WAVENET_ENGINES[kind]
+    art = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
+    cfg = load_engine("ese", over)
+    model = compile_model(art, cfg)
+    design = generate_rtl(model, tmp_path / "rtl")
+    assert design.model_type == "wavenet" and design.lookahead == 3   # (1 + 2) x (3 - 1) / 2
+    assert [d[0] for d in design.dumps] == ["input", "conv_in", "block_0_1", "block_0_2",
+                                            "skip_sum", "conv1", "conv2"]
+    binary = build(design, cache)
+    torch.manual_seed(1)
+    feats = torch.randn(frames, 16) * 3
+    res = cosimulate(model, design, binary, feats, "tiny")
+    assert res.bit_exact, res.first_difference
+    assert res.frames == frames and len(res.frame_cycles) == frames + 3
+    for phase in res.phases:
+        assert phase["rtl_cycles"] == [phase["model_cycles"]] * frames, phase
+    assert res.rtl_cycles == res.model_cycles > 0
+    # a high bit of each conv_in weight flipped in PE 0's memory image: found and named
+    mat = design.matrices[0]
+    path = tmp_path / "rtl" / design.memories[0]
+    words = path.read_text().split()
+    flip = 1 << (mat.entry_bits - 2)
+    rows = range(mat.wbase, mat.wbase + bank_words(mat, cfg))
+    path.write_text("\n".join(format(int(w, 16) ^ (flip if i in rows else 0), f"0{len(w)}x")
+                              for i, w in enumerate(words)) + "\n")
+    bad = cosimulate(model, design, binary, feats, "tiny")
+    assert not bad.bit_exact
+    assert re.fullmatch(r"layer conv_in, frame 0, index \d+: RTL -?\d+, Python -?\d+",
+                        bad.first_difference), bad.first_difference
 
 
 # PE 0's memories in engine.sv: declarations, $readmemh and reads/writes

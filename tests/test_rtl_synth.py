@@ -323,6 +323,35 @@ def test_generated_engine_memories_map_to_block_ram(tmp_path, monkeypatch, capsy
     assert res["cached"] and res["resources"] == out["resources"]
 
 
+def test_generated_wavenet_memories_map_to_block_and_distributed_ram(tmp_path):
+    """A micro WaveNet's engine (16 channels, dilations 1 and 2, kernel 3, on 2 PEs) through
+    Yosys: each PE's weight and pointer memory a DP16KD; the dilated convs' histories, the
+    skip sum and the convs' accumulators distributed RAM (read without a clock where the
+    broadcast and the element-wise stage read them), none of them flip-flops; the last
+    block's output, which only the co-simulation reads, is gone."""
+    from test_hw import make_artifact, small_wavenet
+
+    from hw.config import load_engine
+    from hw.integer_model import compile_model
+    from hw.rtl.design import generate_design
+
+    art = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=2")
+    cfg = load_engine("ese", ["num_pes=2", "elementwise_lanes=1", "activation_queue_depth=2"])
+    design = generate_design(compile_model(art, cfg), tmp_path / "rtl")
+    r = synthesize(design.sources, get_device("ecp5-85k"), top=design.top,
+                   include_dir=design.include_dir, place_route=False,
+                   cache_dir=tmp_path / "cache", timeout=600)
+    assert r.fits and r.used("dsp") >= 2 and r.cells.get("DP16KD") == 2 * 2 == r.used("bram")
+    log = (Path(r.log_dir) / "yosys.log").read_text()
+    for mem in ("wm_0_0", "wm_1_0", "pm_0", "pm_1"):
+        assert f"asr_engine.{mem}" in log
+        assert f"using FF mapping for memory asr_engine.{mem}\n" not in log
+    for mem in ("fbuf", "h0_0", "h0_1", "h1_0", "sk_1", "fm_0", "gm_1", "om_0", "hm0_1",
+                "orr_0"):
+        assert f"mapping memory asr_engine.{mem} via $__TRELLIS_DPR16X4_" in log
+    assert "asr_engine.h2_0" not in log
+
+
 @pytest.mark.slow
 def test_generated_engine_places_and_routes_on_ecp5(tmp_path):
     """The micro engine through nextpnr-ecp5: an Fmax, its block RAMs and multipliers."""

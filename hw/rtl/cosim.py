@@ -172,11 +172,15 @@ def cosimulate(model: EngineModel, design: RtlDesign, binary: Path, features: to
     predicted = {m.name: m.cycles for m in timing.matrices}
     predicted.update({e.name: e.cycles for e in timing.elementwise})
     phases = []
+    # a WaveNet engine runs frames + lookahead steps, each layer on its own frame in each:
+    # every phase still runs once per frame, and the cycles are given per step
+    steps = frames + design.lookahead
     for i, ph in enumerate(design.phases):
-        rtl = [phase_cycles.get((t, i), 0) for t in range(frames)]
+        rtl = ([phase_cycles[t, i] for t in range(steps) if (t, i) in phase_cycles]
+               if design.lookahead else [phase_cycles.get((t, i), 0) for t in range(frames)])
         phases.append({"name": ph.name, "kind": ph.kind, "rtl_cycles": rtl,
                        "model_cycles": predicted.get(ph.name)})
     frame_cycles = [sum(phase_cycles.get((t, i), 0) for i in range(len(design.phases)))
-                    for t in range(frames)]
+                    for t in range(steps)]
     return CosimResult(path, frames, first is None, sum(frame_cycles),
                        frames * timing.cycles, sim_seconds, total, first, phases, frame_cycles)
