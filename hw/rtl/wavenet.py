@@ -121,6 +121,11 @@ def check_wavenet(model: EngineModel) -> None:
         activation(f, ("tanh", "sigmoid", "identity", "relu"))
         activation(g, ("tanh", "sigmoid", "identity", "relu"))
         activation(op.out, ("tanh", "sigmoid", "identity", "relu"))
+    for part in ("filter", "gate", "out"):
+        acts = sorted({getattr(op, part).activation for op in ops[1:1 + nblocks]})
+        if len(acts) > 1:
+            raise RtlError(f"the blocks' {part} convs have activations {acts}; the RTL's "
+                           f"blocks share one {part} activation unit")
     for op in ops[2 + nblocks:]:
         kernel_one(op, "head")
         activation(op, ("tanh", "sigmoid", "identity", "relu"))
@@ -176,16 +181,21 @@ def _act(fn: str, q: str, kind: str) -> str:
     return f"act_y({q}, {rom}[act_k({q})], {nxt})"
 
 
-def readout_stmts(r: Readout, acc: str, k: str, out: str, kind: str, t: str = "rt",
-                  q: str = "rq") -> str:
+def readout_stmts(r: Readout, acc: str, k: str, out: str, kind: str) -> str:
     """Statements setting ``out`` to ``r``'s output of accumulator ``acc`` at row ``k``
-    (temporaries ``t`` (A bits) and ``q`` (AB bits) declared by the caller)."""
-    sm, ba, sn = (f"{n}[{k}]" for n in r.roms())
-    lines = [f"{t} = wrap_al(sr_al(GW1'({acc}), {sm}) + GW1'({ba}));"]
-    if r.function == "relu":
-        lines.append(f"if ({t} < 0) {t} = '0;")
-    lines.append(f"{q} = narrow_g({t}, {sn});")
-    val = _act(r.function, q, kind) if r.function in ("sigmoid", "tanh") else q
+    (temporaries ``rt`` (A bits) and ``rq`` (AB bits) declared by the caller)."""
+    return readout_core(r.function, acc, *(f"{n}[{k}]" for n in r.roms()), out, kind)
+
+
+def readout_core(function: str, acc: str, sm: str, ba: str, sn: str, out: str,
+                 kind: str) -> str:
+    """``out`` = ``function`` of accumulator ``acc`` aligned by ``sm``, plus the aligned bias
+    ``ba``, narrowed by ``sn`` (one unit: the blocks select their ROMs' words into it)."""
+    lines = [f"rt = wrap_al(sr_al(GW1'({acc}), {sm}) + GW1'({ba}));"]
+    if function == "relu":
+        lines.append("if (rt < 0) rt = '0;")
+    lines.append(f"rq = narrow_g(rt, {sn});")
+    val = _act(function, "rq", kind) if function in ("sigmoid", "tanh") else "rq"
     lines.append(f"{out} = {val};")
     return " ".join(lines)
 
@@ -587,17 +597,29 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
             L.append(_read_case(f"xv_{i}", f"h{i}", "bch", word, P))
     L.append("  end")
     rms = _row_mems(plan, P)
-    L.append("  always_comb begin : wn_read\n    logic signed [A-1:0] rt;\n"
+    sel = [f"    logic signed [{SHIFT_BITS - 1}:0] {v};" for v in ("fsm", "fsn", "gsm", "gsn")]
+    L.append("  always_comb begin : wn_read\n    logic signed [A-1:0] rt, fba, gba;\n"
+             + "\n".join(sel) + "\n"
              "    logic signed [AB-1:0] rq, f, g;\n    logic signed [63:0] fg;\n"
-             "    rt = '0; rq = '0; f = '0; g = '0; fg = 64'sd0; wrd = '0;\n    case (cm)")
+             "    rt = '0; rq = '0; f = '0; g = '0; fg = 64'sd0; wrd = '0; fsm = '0; fsn = '0;"
+             "\n    gsm = '0; gsn = '0; fba = '0; gba = '0;\n"
+             "    // the running out conv's block: its filter's and gate's ROM words at bj\n"
+             "    case (cm)")
+    for b in blocks:
+        fr, gr = b.rf.roms(), b.rg.roms()
+        L.append(f"      {b.out}: begin fsm = {fr[0]}[bj]; fba = {fr[1]}[bj]; fsn = {fr[2]}[bj];"
+                 f" gsm = {gr[0]}[bj]; gba = {gr[1]}[bj]; gsn = {gr[2]}[bj]; end")
+    L.append("      default: ;\n    endcase\n    case (cm)")
     for b in blocks:
         i = b.index
         L.append(f"      {b.filter}, {b.gate}: wrd = xok_{i} ? xv_{i} : '0;")
-        zf = readout_stmts(b.rf, f"{rms['f'].mem}_rd", "bj", "f", kind)
-        zg = readout_stmts(b.rg, f"{rms['g'].mem}_rd", "bj", "g", kind)
-        L.append(f"      {b.out}: begin  // z = f g of {b.name}\n        {zf}\n        {zg}\n"
-                 f"        fg = 64'(f) * 64'(g);\n"
-                 f"        wrd = narrow(fg, {b.rf.frac + b.rg.frac - b.fz});\n      end")
+    b0 = blocks[0]
+    zf = readout_core(b0.rf.function, f"{rms['f'].mem}_rd", "fsm", "fba", "fsn", "f", kind)
+    zg = readout_core(b0.rg.function, f"{rms['g'].mem}_rd", "gsm", "gba", "gsn", "g", kind)
+    outs = ", ".join(str(b.out) for b in blocks)
+    L.append(f"      {outs}: begin  // z = f g (one unit for the blocks)\n        {zf}\n"
+             f"        {zg}\n        fg = 64'(f) * 64'(g);\n"
+             f"        wrd = narrow(fg, {b0.rf.frac + b0.rg.frac - b0.fz});\n      end")
     sk_back = plan.lag % plan.skip_depth
     L.append(f"      {plan.head_mats[0]}: begin  // the skip sum of the head's frame")
     L.append(_read_case("wrd", "sk", "bj", f"{_slot('ss', sk_back, plan.skip_depth)} * WC"
@@ -705,7 +727,6 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
                      + readout_stmts(plan.conv_in, "acc", "k", "xc", kind))
         else:
             xread = _read_case("xc", f"h{i}", "k", f"{center} * WC + k / P", P, 10)
-        oread = _rm_read_case("acc", rms["o"], "k", 10)
         if i == 0:
             skip = f"sn = narrow(64'(o), {fo - fs});"
         else:
@@ -714,9 +735,7 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
                     + f"\n          sn = narrow(wrap_acc(sr64(64'(sc), {fs - Fs}) + "
                     f"sr64(64'(o), {fo - Fs})), {Fs - fs});")
         body.append(f"""        {i}: begin
-          // o = out(z); x_{i + 1} = x_{i} + o; skip += o
-{oread}
-          {readout_stmts(b.ro, "acc", "k", "o", kind)}
+          // x_{i + 1} = x_{i} + o; skip += o
 {xread}
           xn = narrow(wrap_acc(sr64(64'(xc), {fx - F}) + sr64(64'(o), {fo - F})), {F - fout});
 {skip}
@@ -724,6 +743,12 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
           sw = {skip_slot} * WC + k / P;
         end""")
     body = "\n".join(body)
+    # o = out(z): one unit for the blocks, the running block's ROM words selected into it
+    osel = "\n".join(f"          {b.index}: begin qsm = {b.ro.roms()[0]}[k]; "
+                     f"qba = {b.ro.roms()[1]}[k]; qsn = {b.ro.roms()[2]}[k]; end"
+                     for b in blocks)
+    oread = _rm_read_case("acc", rms["o"], "k", 8)
+    ocore = readout_core(blocks[0].ro.function, "acc", "qsm", "qba", "qsn", "o", kind)
     writes = []
     for b in range(B):
         for p in range(P):
@@ -748,15 +773,22 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
   logic signed [AB-1:0] e_sn [0:LANES-1];
   always_comb begin : gated
     integer k, xw, sw;
-    logic signed [A-1:0] acc, rt;
+    logic signed [A-1:0] acc, rt, qba;
+    logic signed [{SHIFT_BITS - 1}:0] qsm, qsn;
     logic signed [AB-1:0] rq, o, xc, sc, xn, sn;
     e_we = run && kind == KIND_ELEMENTWISE && pc < {ngroups};
     k = 0; xw = 0; sw = 0; acc = '0; rt = '0; rq = '0; o = '0; xc = '0; sc = '0; xn = '0;
-    sn = '0;
+    sn = '0; qsm = '0; qba = '0; qsn = '0;
     for (integer ln = 0; ln < LANES; ln++) begin
       k = pc * LANES + ln;
       e_k[ln] = k; e_xw[ln] = 0; e_sw[ln] = 0; e_xn[ln] = '0; e_sn[ln] = '0;
       if (k < C) begin
+        case (ewb)
+{osel}
+          default: ;
+        endcase
+{oread}
+        {ocore}
         case (ewb)
 {body}
           default: ;
