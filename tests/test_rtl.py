@@ -163,10 +163,6 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                         ("macs_per_pe=2", r"hw.macs_per_pe: .*builds 1 on csc.*got 2")):
         with pytest.raises(ConfigError, match=match):
             check_supported(compile_model(art, load_engine("ese", ["num_pes=4", over])))
-    wavenet = make_artifact(small_wavenet(), "bbs", "compress.prune.bank_size=8")
-    with pytest.raises(ConfigError, match=r"hw.sparse_format: the WaveNet RTL is built for "
-                                          r"csc .*got 'csb'"):
-        generate_rtl(compile_model(wavenet, load_engine("bbs", ["num_pes=4"])), tmp_path)
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
     with pytest.raises(ConfigError, match=r"hw.elementwise_lanes: .*at most num_pes \(4\).*"
                                           r"got 8"):
@@ -177,14 +173,22 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
 
 
 # A tiny WaveNet (16 channels, one block of dilations 1 and 2, kernel 3: 3 frames of
-# look-ahead): (engine overrides, frames). Five frames run past the look-ahead; one frame is
-# shorter than it, so that a step of its flush has no layer with a frame in the utterance.
+# look-ahead): (compression preset and override, engine preset and overrides, frames). Five
+# or six frames run past the look-ahead; one frame is shorter than it, so that a step of its
+# flush has no layer with a frame in the utterance.
 WAVENET_ENGINES = {
-    "ese": (["num_pes=4", "elementwise_lanes=2", "activation_queue_depth=2"], 5),
-    "ese-one-frame-floor-wrap": (["num_pes=8", "elementwise_lanes=8",
-                                  "activation_queue_depth=1", "rounding=floor",
-                                  "saturate=false", "activation_bits=10",
-                                  "accumulator_bits=24", "product_bits=22"], 1),
+    "ese": (("ese", "compress.prune.num_pes=4"),
+            ("ese", ["num_pes=4", "elementwise_lanes=2", "activation_queue_depth=2"]), 5),
+    "ese-one-frame-floor-wrap": (("ese", "compress.prune.num_pes=4"),
+                                 ("ese", ["num_pes=8", "elementwise_lanes=8",
+                                          "activation_queue_depth=1", "rounding=floor",
+                                          "saturate=false", "activation_bits=10",
+                                          "accumulator_bits=24", "product_bits=22"]), 1),
+    "bbs-even-wrap": (("bbs", "compress.prune.bank_size=8"),
+                      ("bbs", ["num_pes=4", "macs_per_pe=2", "elementwise_lanes=4",
+                               "rounding=nearest_even", "saturate=false", "activation_bits=8",
+                               "activation_unit.entries=128", "accumulator_bits=26",
+                               "product_bits=24", "guard_bits=2"]), 6),
 }
 
 
@@ -194,9 +198,9 @@ def test_tiny_wavenet_cosimulates_bit_and_cycle_exact(kind, cache, tmp_path):
     """The dilated convs stream frame by frame with a look-ahead: every layer's output of
     every frame equals the Python engine's, and every product and element-wise stage runs
     once per frame in the timing model's cycles (the look-ahead's steps cost nothing more)."""
-    over, frames = WAVENET_ENGINES[kind]
-    art = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
-    cfg = load_engine("ese", over)
+    (cpreset, cover), (epreset, over), frames = WAVENET_ENGINES[kind]
+    art = make_artifact(small_wavenet(), cpreset, cover)
+    cfg = load_engine(epreset, over)
     model = compile_model(art, cfg)
     design = generate_rtl(model, tmp_path / "rtl")
     assert design.model_type == "wavenet" and design.lookahead == 3   # (1 + 2) x (3 - 1) / 2

@@ -61,8 +61,10 @@ from hw.rtl.generate import (
     _pe_memories,
     _product_comb,
     _product_state,
+    _render_csb,
     _render_csc,
     _Writer,
+    _wval_case,
     bank_words,
     gate_widths,
     module_header,
@@ -79,9 +81,6 @@ def check_wavenet(model: EngineModel) -> None:
     """Refuse, naming the key or op and what is allowed, a WaveNet the generator cannot build
     (the engine-wide checks of :func:`hw.rtl.generate.check_supported` come first)."""
     cfg = model.cfg
-    if cfg.sparse_format != "csc":
-        raise ConfigError(f"hw.sparse_format: the WaveNet RTL is built for csc (the ese "
-                          f"preset's column broadcast), got {cfg.sparse_format!r}")
     if cfg.elementwise_lanes > cfg.num_pes:
         raise ConfigError(f"hw.elementwise_lanes: the WaveNet RTL builds at most num_pes "
                           f"({cfg.num_pes}) lanes (each lane's channel in its own PE's "
@@ -311,8 +310,10 @@ def plan_wavenet(model: EngineModel, out_dir: Path | None) -> WaveNetPlan:
     ro = _readout(model, out.name, fx, out.activation, "out", w)
     for fn, unit in model.units.items():
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
+    # csc: the rows the input conv's entries reach (csb writes every row)
+    reached = touched.get(0, set(range(conv_in.rows)))
     w.hexfile(f"const/{first.name}.nz.hex",
-              [int(k in touched[0]) for k in range(conv_in.rows)], 1)
+              [int(k in reached) for k in range(conv_in.rows)], 1)
     output = {"name": out.name, "matrix": head_mats[-1], "rows": ro.rows,
               "relu": out.activation == "relu", "shifts": ro.shifts, "readout": ro}
     files = write_pe_memories(mats, images, cfg, w)
@@ -352,7 +353,8 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
     readouts = ([plan.conv_in] + [r for b in blocks for r in (b.rf, b.rg, b.ro)] + plan.head
                 + [plan.output["readout"]])
     widths = gate_widths([r.shifts for r in readouts], cfg.accumulator_bits)
-    shape = PeMemoryShape(P, cfg.macs_per_pe, True, max(m.entry_bits for m in mats),
+    csc = cfg.sparse_format == "csc"
+    shape = PeMemoryShape(P, cfg.macs_per_pe, csc, max(m.entry_bits for m in mats),
                           max([1] + [m.ptr_bits for m in mats]), cfg.accumulator_bits,
                           sum(bank_words(m, cfg) for m in mats) + 1,
                           sum(m.cols + 1 for m in mats) + 1, 1, 1)
@@ -423,20 +425,25 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
     # -- phase table --
     L += phase_functions(phases)
     groups_ew = math.ceil(C / lanes)
-    add("  integer kind, cm, cur_cols, cur_load, cur_wb, cur_kk;")
+    add("  integer kind, cm, cur_cols, cur_load, cur_wb, cur_kk, cur_rows, cur_banks, cur_k, "
+        "cur_bs, cur_rounds, cur_rpe;")
     add("  logic idle, ph_last, start;")
     add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);\n    case (cm)")
     kernels = {b.filter: b.kernel for b in blocks} | {b.gate: b.kernel for b in blocks}
     for m in mats:
+        rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
         add(f"      {m.index}: begin cur_cols = {m.cols}; cur_load = {m.load_cycles}; "
-            f"cur_wb = {m.wbase}; cur_kk = {kernels.get(m.index, 1)}; end")
-    add("      default: begin cur_cols = 0; cur_load = 0; cur_wb = 0; cur_kk = 1; end")
+            f"cur_wb = {m.wbase}; cur_kk = {kernels.get(m.index, 1)}; cur_rows = {m.rows}; "
+            f"cur_banks = {m.banks}; cur_k = {m.per_bank}; cur_bs = {m.bank_size}; "
+            f"cur_rounds = {rounds}; cur_rpe = {math.ceil(m.rows / P)}; end")
+    add("      default: begin cur_cols = 0; cur_load = 0; cur_wb = 0; cur_kk = 1; cur_rows = 0; "
+        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; end")
     add("    endcase\n  end\n")
-    add(_render_csc())
+    add(_render_csc() if csc else _render_csb())
     add(_pe_memories(shape, mats, "ph_nx"))
-    add(_product_comb(True, mats, cfg, [], {"wn": "wrd"}))
-    add(_mac_stage(True, mats, cfg.macs_per_pe, lanes))
-    add(_product_state(True))
+    add(_product_comb(csc, mats, cfg, [], {"wn": "wrd"}))
+    add(_mac_stage(True, mats, cfg.macs_per_pe, lanes) if csc else _csb_mac(plan, cfg))
+    add(_product_state(csc))
     # -- control --
     hs_steps = "\n".join(f"            if (fr_{b} >= 0) hs_{b} <= hs_{b} == {_depth(plan, b) - 1}"
                          f" ? 0 : hs_{b} + 1;" for b in range(B + 1))
@@ -506,15 +513,166 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
     end
   end
 """)
-    add(_memories(plan, P, Wc))
-    add(_broadcast_reads(plan, P, Wc, kind))
-    add(_accumulate(plan, P, Wc))
-    add(_gated_stage(plan, model, P, Wc, kind))
-    out_rm = RowMemory(plan.output["matrix"], "orr", "ook", vocab, P)
-    add(_views(plan, P, Wc, kind))
-    add(_output_block(plan.output, out_rm))
+    add(_memories(plan, P, Wc, csc))
+    if csc:
+        add(_broadcast_reads(plan, P, Wc, kind))
+        add(_accumulate(plan, P, Wc))
+    else:
+        add(_csb_reads(plan, P))
+        add(_csb_rows(plan, P, kind))
+    add(_gated_stage(plan, model, P, Wc, kind, csc))
+    add(_views(plan, P, Wc, kind, csc))
+    add(_output_block(plan.output, RowMemory(plan.output["matrix"], "orr", "ook", vocab, P)
+                      if csc else None))
     add("endmodule")
     return "\n".join(L) + "\n"
+
+
+def _csb_mac(plan: WaveNetPlan, cfg) -> str:
+    """csb's multiply stage: each multiplier's word and its column (``mcol``), its input at
+    that column (``mx``, :func:`_csb_reads`) and the row sums."""
+    mats = plan.mats
+    cases = "\n".join(f"            {m.index}: begin {_wval_case(m)} pos = wd & "
+                      f"((1 << {m.index_bits}) - 1); end" for m in mats)
+    return f"""  // multiply stage: each multiplier's word, its column, its input there, row sums
+  always_ff @(posedge clk) begin
+    s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
+    s2_rl <= rl;
+    for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
+    for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
+  end
+  integer mcol [0:P*MACS-1];
+  logic signed [63:0] mwv [0:P*MACS-1];
+  logic signed [AB-1:0] mx [0:P*MACS-1];
+  always_comb begin : csb_cols
+    integer pos;
+    logic [EBMAX-1:0] wd;
+    logic signed [63:0] wv;
+    pos = 0; wd = '0; wv = 64'sd0;
+    for (integer i = 0; i < P * MACS; i++) begin
+      mcol[i] = 0; mwv[i] = 64'sd0;
+      if (s2_en[i]) begin
+        wd = wq[i];
+        case (cm)
+{cases}
+          default: begin wv = 64'sd0; pos = 0; end
+        endcase
+        mwv[i] = wv;
+        mcol[i] = (s2_rnd * MACS + i % MACS) * cur_bs + pos;
+      end
+    end
+  end
+  always_comb begin : csb_mac
+    logic signed [63:0] sum;
+    sum = 64'sd0;
+    for (integer p = 0; p < P; p++) begin
+      sum = 64'sd0;
+      for (integer mm = 0; mm < MACS; mm++)
+        if (s2_en[p * MACS + mm]) sum = sum + mwv[p * MACS + mm] * 64'(mx[p * MACS + mm]);
+      row_we[p] = s2_ok[p] && s2_last;
+      row_addr[p] = s2_raddr[p];
+      nacc[p] = A'((s2_first ? 64'sd0 : 64'(pacc[p])) + sum);
+    end
+  end
+"""
+
+
+def _csb_reads(plan: WaveNetPlan, P: int) -> str:
+    """csb: each multiplier's input at its column ``mcol``: the frame's features, a block's
+    tap (channel ``c div k``, tap ``c mod k``) from its input's history, z, the skip sum or a
+    head conv's output (all values: written through their activation as their rows ended)."""
+    L = ["  always_comb begin : csb_x",
+         "    integer c, ch, tp, off, sl;",
+         "    logic signed [AB-1:0] v;",
+         "    c = 0; ch = 0; tp = 0; off = 0; sl = 0; v = '0;",
+         "    for (integer i = 0; i < P * MACS; i++) begin",
+         "      c = mcol[i]; mx[i] = '0;",
+         "      case (cm)",
+         "        0: mx[i] = fbuf[frb ? IN + c : c];"]
+    for b in plan.blocks:
+        i = b.index
+        L.append(f"        {b.filter}, {b.gate}: begin   // {b.name}'s tap")
+        L.append(f"          ch = c / {b.kernel}; tp = c % {b.kernel}; "
+                 f"off = ({b.kernel - 1} - tp) * {b.dilation};")
+        L.append(f"          sl = hs_{i} - off;\n          if (sl < 0) sl = sl + {b.depth};")
+        L.append(_read_case("v", f"h{i}", "ch", "sl * WC + ch / P", P, 10))
+        L.append(f"          mx[i] = (fr_{i} - off >= 0 && (!tk || fr_{i} - off < T)) ? v : "
+                 "'0;\n        end")
+    outs = ", ".join(str(b.out) for b in plan.blocks)
+    L.append(f"        {outs}: begin")
+    L.append(_read_case("mx[i]", "zv", "c", "c / P", P, 10))
+    L.append("        end")
+    back = plan.lag % plan.skip_depth
+    L.append(f"        {plan.head_mats[0]}: begin   // the skip sum of the head's frame")
+    L.append(_read_case("mx[i]", "sk", "c", f"{_slot('ss', back, plan.skip_depth)} * WC + "
+                        "c / P", P, 10))
+    L.append("        end")
+    for i in range(len(plan.head)):
+        L.append(f"        {plan.head_mats[i + 1]}: begin")
+        L.append(_read_case("mx[i]", f"hv{i}", "c", "c / P", P, 10))
+        L.append("        end")
+    L.append("        default: ;\n      endcase\n    end\n  end")
+    return "\n".join(L) + "\n"
+
+
+def _csb_rows(plan: WaveNetPlan, P: int, kind: str) -> str:
+    """csb: a row's sum, final as its last bank is done, through its conv's bias, narrowing
+    and activation (one unit per PE, the running conv's ROM words selected into it), written
+    where it is read: x_0's history, f, z = f g, o, the head's; the output layer's raw."""
+    fn_code = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+    convs = [(0, plan.conv_in)]
+    for b in plan.blocks:
+        convs += [(b.filter, b.rf), (b.gate, b.rg), (b.out, b.ro)]
+    convs += [(j, r) for j, r in zip(plan.head_mats, plan.head)]
+    sel = "\n".join(f"        {j}: begin sm = {r.roms()[0]}[row_addr[p]]; ba = {r.roms()[1]}"
+                    f"[row_addr[p]]; sn = {r.roms()[2]}[row_addr[p]]; fn = "
+                    f"{fn_code[r.function]}; end" for j, r in convs)
+    tanh, sig = _act("tanh", "rq", kind), _act("sigmoid", "rq", kind)
+    b0 = plan.blocks[0]
+    zshift = b0.rf.frac + b0.rg.frac - b0.fz
+    writes = []
+    for p in range(P):
+        w = [f"          0: h0_{p}[hs_0 * WC + s2_rl] <= rv[{p}];"]
+        w.append(f"          {', '.join(str(b.filter) for b in plan.blocks)}: "
+                 f"fv_{p}[s2_rl] <= rv[{p}];")
+        w.append(f"          {', '.join(str(b.gate) for b in plan.blocks)}: "
+                 f"zv_{p}[s2_rl] <= narrow(64'($signed(fv_{p}[s2_rl])) * 64'(rv[{p}]), "
+                 f"{zshift});")
+        w.append(f"          {', '.join(str(b.out) for b in plan.blocks)}: "
+                 f"ov_{p}[s2_rl] <= rv[{p}];")
+        w += [f"          {j}: hv{i}_{p}[s2_rl] <= rv[{p}];"
+              for i, j in enumerate(plan.head_mats[:-1])]
+        w.append(f"          {plan.head_mats[-1]}: pres[row_addr[{p}]] <= nacc[{p}];")
+        writes.append(f"      if (row_we[{p}])\n        case (cm)\n" + "\n".join(w)
+                      + "\n          default: ;\n        endcase")
+    return f"""  // a row's output as its sum is final: one readout unit per PE
+  logic signed [AB-1:0] rv [0:P-1];
+  always_comb begin : csb_readout
+    logic signed [{SHIFT_BITS - 1}:0] sm, sn;
+    logic signed [A-1:0] ba, rt;
+    logic signed [AB-1:0] rq;
+    integer fn;
+    sm = '0; sn = '0; ba = '0; rt = '0; rq = '0; fn = 0;
+    for (integer p = 0; p < P; p++) begin
+      sm = '0; sn = '0; ba = '0; fn = 0;
+      case (cm)
+{sel}
+        default: ;
+      endcase
+      rt = wrap_al(sr_al(GW1'(nacc[p]), sm) + GW1'(ba));
+      if (fn == 1 && rt < 0) rt = '0;
+      rq = narrow_g(rt, sn);
+      case (fn)
+        2: rv[p] = {tanh};
+        3: rv[p] = {sig};
+        default: rv[p] = rq;
+      endcase
+    end
+  end
+  always_ff @(posedge clk) begin
+{chr(10).join(writes)}
+  end
+"""
 
 
 def _depth(plan: WaveNetPlan, b: int) -> int:
@@ -544,8 +702,21 @@ def _mem_of(plan: WaveNetPlan) -> dict[int, str]:
     return m
 
 
-def _memories(plan: WaveNetPlan, P: int, Wc: int) -> str:
+def _memories(plan: WaveNetPlan, P: int, Wc: int, csc: bool) -> str:
     B = len(plan.blocks)
+    if not csc:
+        # csb: a row's sum is final as its last bank is done, and is written then through its
+        # conv's bias, narrowing and activation: x_0's history, f, z = f g, o and the head's
+        # outputs hold values; the output layer's accumulators are a register file
+        L = ["  // histories: x_0 .. x_B (values) and the skip sum",
+             *(_per_pe_memory(f"h{b}", "AB", _depth(plan, b) * Wc, P) for b in range(B + 1)),
+             _per_pe_memory("sk", "AB", plan.skip_depth * Wc, P),
+             "  // the convs' outputs: f, z = f g, o, the head's",
+             *(_per_pe_memory(n, "AB", math.ceil(rows / P), P) for n, rows in
+               [("fv", plan.zrows), ("zv", plan.zrows), ("ov", plan.channels)]
+               + [(f"hv{i}", r.rows) for i, r in enumerate(plan.head)]),
+             "  logic signed [A-1:0] pres [0:V-1];"]
+        return "\n".join(L) + "\n"
     L = ["  // histories: x_0's accumulators (the input conv's MACs write frame hs_0's slot),",
          "  // x_1 .. x_B (values, written by the element-wise stage) and the skip sum",
          _per_pe_memory("h0", "A", _depth(plan, 0) * Wc, P),
@@ -701,7 +872,8 @@ def _accumulate(plan: WaveNetPlan, P: int, Wc: int) -> str:
 """
 
 
-def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: str) -> str:
+def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: str,
+                 csc: bool) -> str:
     """The gated residual's element-wise stage, shared by the blocks: LANES channels a cycle
     (cycle pc: channels pc LANES ...), read, computed and written in the cycle (every memory
     it reads is distributed RAM), then ED cycles."""
@@ -721,7 +893,7 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
         F = min(max(fx, fo), fout + guard)
         center = _slot(f"hs_{i}", b.reach, b.depth)
         skip_slot = _slot("ss", plan.lags[i + 1] % plan.skip_depth, plan.skip_depth)
-        if i == 0:
+        if i == 0 and csc:
             xread = (_read_case("acc", "h0", "k", f"{center} * WC + k / P", P, 10)
                      + "\n          if (!nz_ci[k]) acc = '0;\n          "
                      + readout_stmts(plan.conv_in, "acc", "k", "xc", kind))
@@ -749,6 +921,9 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
                      for b in blocks)
     oread = _rm_read_case("acc", rms["o"], "k", 8)
     ocore = readout_core(blocks[0].ro.function, "acc", "qsm", "qba", "qsn", "o", kind)
+    if not csc:   # o was written as a value
+        osel, ocore = "", ""
+        oread = _read_case("o", "ov", "k", "k / P", P, 8)
     writes = []
     for b in range(B):
         for p in range(P):
@@ -813,7 +988,7 @@ def _rm_read_case(target: str, rm: RowMemory, row: str, pad: int) -> str:
     return f"{sp}case ({row} % P)\n{cases}\n{sp}  default: {target} = '0;\n{sp}endcase"
 
 
-def _views(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
+def _views(plan: WaveNetPlan, P: int, Wc: int, kind: str, csc: bool) -> str:
     """Simulation only: each layer's output of its frame, as the dumps read them."""
     B = len(plan.blocks)
     rms = _row_mems(plan, P)
@@ -832,9 +1007,12 @@ def _views(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
     L.append("  always_comb begin : view_x0\n    logic signed [A-1:0] acc, rt;\n"
              "    logic signed [AB-1:0] rq;\n    acc = '0; rt = '0; rq = '0;\n"
              "    for (integer k = 0; k < C; k++) begin")
-    L.append(_read_case("acc", "h0", "k", "d_hs_0 * WC + k / P", P, 6))
-    L.append("      if (!nz_ci[k]) acc = '0;")
-    L.append("      " + readout_stmts(plan.conv_in, "acc", "k", "x0v[k]", kind))
+    if csc:
+        L.append(_read_case("acc", "h0", "k", "d_hs_0 * WC + k / P", P, 6))
+        L.append("      if (!nz_ci[k]) acc = '0;")
+        L.append("      " + readout_stmts(plan.conv_in, "acc", "k", "x0v[k]", kind))
+    else:
+        L.append(_read_case("x0v[k]", "h0", "k", "d_hs_0 * WC + k / P", P, 6))
     L.append("    end\n  end")
     for b in range(1, B + 1):
         L.append(f"  logic signed [AB-1:0] x{b}v [0:{plan.channels - 1}];")
@@ -848,6 +1026,12 @@ def _views(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
                         "k / P", P, 6))
     L.append("    end")
     for i, r in enumerate(plan.head):
+        if not csc:
+            L.append(f"  logic signed [AB-1:0] hv{i}v [0:{r.rows - 1}];")
+            L.append(f"  always_comb\n    for (integer k = 0; k < {r.rows}; k++) begin")
+            L.append(_read_case(f"hv{i}v[k]", f"hv{i}", "k", "k / P", P, 6))
+            L.append("    end")
+            continue
         rm = rms[f"h{i}"]
         L.append(f"  logic signed [AB-1:0] hv{i} [0:{r.rows - 1}];")
         stmts = readout_stmts(r, "ACC", "K", f"hv{i}[K]", kind)
@@ -874,7 +1058,7 @@ def _row_view_stmts(rm: RowMemory, stmts: str) -> str:
   end"""
 
 
-def wavenet_dumps(plan: WaveNetPlan, model: EngineModel, input_dim: int
+def wavenet_dumps(plan: WaveNetPlan, model: EngineModel, input_dim: int, csc: bool
                   ) -> list[tuple[str, str, int, int, str]]:
     """(trace layer, SV array, length, the phase whose end completes it, its frame's
     signal) per layer the co-simulation compares."""
@@ -891,7 +1075,8 @@ def wavenet_dumps(plan: WaveNetPlan, model: EngineModel, input_dim: int
     for i, r in enumerate(plan.head):
         ph = next(k for k, p in enumerate(plan.phases)
                   if p.kind == "product" and p.target == plan.head_mats[i])
-        d.append((head_ops[i].name, f"hv{i}", r.rows, ph, f"d_fr_{B + 1}"))
+        d.append((head_ops[i].name, f"hv{i}" if csc else f"hv{i}v", r.rows, ph,
+                  f"d_fr_{B + 1}"))
     d.append((head_ops[-1].name, "logits", plan.output["rows"], len(plan.phases) - 1,
               f"d_fr_{B + 1}"))
     return d
@@ -922,7 +1107,7 @@ def generate_wavenet(model: EngineModel, out_dir: Path, final_dir: Path | None =
     plan = plan_wavenet(model, out_dir)
     input_dim = plan.mats[0].cols
     engine = render_wavenet(model, plan, input_dim)
-    dumps = wavenet_dumps(plan, model, input_dim)
+    dumps = wavenet_dumps(plan, model, input_dim, model.cfg.sparse_format == "csc")
     tb = render_wavenet_testbench(dumps, model.cfg.activation_bits, input_dim)
     (out_dir / "engine.sv").write_text(engine)
     (out_dir / "tb.sv").write_text(tb)
