@@ -1,6 +1,5 @@
-"""The generated RTL of an LSTM on the ``ese`` and ``bbs`` engines and of a WaveNet on ``ese``,
-co-simulated with Verilator against the Python engine: bit-exactness, RTL cycles per frame
-against the timing model's (target: within 2%), and Verilator's simulation speed.
+"""The generated RTL of an LSTM and of a WaveNet on the ``ese`` and ``bbs`` engines, with Verilator against the Python engine: bit-exactness, RTL cycles per frame against the
+timing model's (target: within 2%), and Verilator's simulation speed.
 
 With trained artifacts (the demo's ``exp/demo/report/points/*/{lstm,wavenet}.model``) and
 utterances, each engine runs its own artifact on the utterances; without, a random LSTM of
@@ -10,7 +9,7 @@ WaveNet of ``conf/model/wavenet_small`` size (64 channels, 2 blocks of dilations
 
     python benchmarks/rtl_cosim.py [--frames 20]
     python benchmarks/rtl_cosim.py --ese-model ESE.model --bbs-model BBS.model \\
-        --wavenet-model WAVENET_ESE.model --audio A.flac ...
+        --wavenet-ese-model WN_ESE.model --wavenet-bbs-model WN_BBS.model --audio A.flac ...
     python benchmarks/rtl_cosim.py --ese-layer     # ESE's layer: RTL times beside ESE's table
     python benchmarks/rtl_cosim.py --write-ese-layer ESE_LAYER.model   # the layer, for asr-hw
 """
@@ -108,7 +107,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ese-model", default=None)
     parser.add_argument("--bbs-model", default=None)
-    parser.add_argument("--wavenet-model", default=None, help="a WaveNet for the ese engine")
+    parser.add_argument("--wavenet-ese-model", default=None)
+    parser.add_argument("--wavenet-bbs-model", default=None)
     parser.add_argument("--audio", nargs="*", default=[])
     parser.add_argument("--frames", type=int, default=20, help="random features' frames")
     parser.add_argument("--inputs", type=int, default=128)
@@ -126,7 +126,8 @@ def main() -> None:
         return
     rows = []
     for preset, path, kind in (("ese", args.ese_model, "lstm"), ("bbs", args.bbs_model, "lstm"),
-                               ("ese", args.wavenet_model, "wavenet")):
+                               ("ese", args.wavenet_ese_model, "wavenet"),
+                               ("bbs", args.wavenet_bbs_model, "wavenet")):
         art = read_artifact(path) if path else random_artifact(preset, args.inputs, kind)
         model = compile_model(art, load_engine(preset))
         if path and args.audio:

@@ -45,8 +45,8 @@ The design is one sequential engine per sparse format, cycle for cycle what
   broadcast reads it (one narrowing unit, not one per row).
 
 Supported: LSTM models (LSTM layers with or without projection, a linear output) on ``csc``
-and ``csb`` engines with fixed-point weights of one fractional length per row, and WaveNets on
-``csc`` (:mod:`hw.rtl.wavenet`, which builds on this module's products). Anything else is
+and ``csb`` engines with fixed-point weights of one fractional length per row, and WaveNets
+(:mod:`hw.rtl.wavenet`, which builds on this module's products). Anything else is
 refused before any file is written, naming the key or matrix and what is allowed.
 """
 

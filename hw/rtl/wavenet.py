@@ -1,5 +1,5 @@
-"""WaveNet engines as RTL: the dilated convolutions as im2col products on the ``csc`` PE array
-of :mod:`hw.rtl.generate`, streaming frame by frame with a look-ahead.
+"""WaveNet engines as RTL: the dilated convolutions as im2col products on the ``csc`` and
+``csb`` PE arrays of :mod:`hw.rtl.generate`, streaming frame by frame with a look-ahead.
 
 The model's convolutions are "same" convolutions: output frame ``t`` of a block with kernel
 ``k`` and dilation ``d`` reads its input at ``t - (k-1)/2 d ... t + (k-1)/2 d``. The engine
@@ -11,26 +11,29 @@ flush the blocks; taps outside the utterance read zero, as :func:`hw.functional.
 pads. So every frame of every layer is computed once, and the utterance costs its frames
 times the timing model's per-frame cycles.
 
-- the products are :mod:`hw.rtl.generate`'s csc products (column broadcast, activation
-  queues, one MAC per stored entry); the broadcast column of a dilated conv is channel
-  ``bch``, tap ``btp``, read from the block input's history at its frame;
+- the products are :mod:`hw.rtl.generate`'s (csc: column broadcast, activation queues, one
+  MAC per stored entry; csb: a row per PE, a multiplier per bank); a dilated conv's column
+  (csc: the broadcast's, channel ``bch``, tap ``btp``; csb: each multiplier's) is read from
+  the block input's history at its frame;
 - histories: block ``b``'s input ``x_b`` is kept for ``(k-1) d + 1`` frames (per PE a
   distributed RAM, row ``r`` of frame slot ``f`` in PE ``r mod P``, word ``f W + r div P``);
   the input convolution's MACs accumulate into ``x_0``'s history, which is read through its
   bias, narrowing and activation (the activation unit on the read path, as a csc projection
   is narrowed where the broadcast reads it); the skip sum is kept for the frames between the
   first block's and the head's;
-- a conv's accumulators (filter, gate, out, head) are per-PE distributed RAM with a valid bit
-  a row, read through the conv's bias, narrowing and activation: the out product reads
-  ``z = tanh(f) sigmoid(g)`` on the fly, the head's second conv its first's output;
+- csc: a conv's accumulators (filter, gate, out, head) are per-PE distributed RAM with a
+  valid bit a row, read through the conv's bias, narrowing and activation: the out product
+  reads ``z = tanh(f) sigmoid(g)`` on the fly, the head's second conv its first's output;
+  csb: a row's sum is final as its last bank is done and is written then through them
+  (``x_0``, ``f``, ``z``, ``o`` and the head's outputs are values);
 - the gated residual's element-wise stage (``elementwise_lanes`` channels a cycle, then
   ``elementwise_depth``): ``o = tanh(out)``, ``x_{b+1} = x_b + o`` into the next block's
   history, the skip sum ``+ o``;
 - the last conv's logits stream out as :mod:`hw.rtl.generate`'s output layer does.
 
 Supported: the input conv of kernel 1, gated residual blocks (filter and gate of one odd
-kernel and dilation, out of kernel 1), the skip sum, a head of kernel-1 convs ending in an
-identity or relu output; on ``csc`` engines with ``elementwise_lanes <= num_pes``.
+kernel and dilation, out of kernel 1; the blocks' activations alike), the skip sum, a head of
+kernel-1 convs ending in an identity or relu output; with ``elementwise_lanes <= num_pes``.
 """
 
 from __future__ import annotations
@@ -886,7 +889,7 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
     ew_phase = {p.target: i for i, p in enumerate(plan.phases) if p.kind == "elementwise"}
     ew_case = "\n".join(f"      {ew_phase[b.index]}: ewb = {b.index};" for b in blocks)
     ngroups = math.ceil(plan.channels / cfg.elementwise_lanes)
-    body = []
+    body, slots = [], []
     for b in blocks:
         i = b.index
         fx, fo, fout = b.fx, b.ro.frac, b.fout
@@ -903,8 +906,7 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
             skip = f"sn = narrow(64'(o), {fo - fs});"
         else:
             Fs = min(max(fs, fo), fs + guard)
-            skip = (_read_case("sc", "sk", "k", f"{skip_slot} * WC + k / P", P, 10)
-                    + f"\n          sn = narrow(wrap_acc(sr64(64'(sc), {fs - Fs}) + "
+            skip = (f"sn = narrow(wrap_acc(sr64(64'(sc), {fs - Fs}) + "
                     f"sr64(64'(o), {fo - Fs})), {Fs - fs});")
         body.append(f"""        {i}: begin
           // x_{i + 1} = x_{i} + o; skip += o
@@ -912,8 +914,8 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
           xn = narrow(wrap_acc(sr64(64'(xc), {fx - F}) + sr64(64'(o), {fo - F})), {F - fout});
 {skip}
           xw = {_slot(f"hs_{i + 1}", 0, _depth(plan, i + 1))} * WC + k / P;
-          sw = {skip_slot} * WC + k / P;
         end""")
+        slots.append(f"          {i}: sw = {skip_slot} * WC + k / P;")
     body = "\n".join(body)
     # o = out(z): one unit for the blocks, the running block's ROM words selected into it
     osel = "\n".join(f"          {b.index}: begin qsm = {b.ro.roms()[0]}[k]; "
@@ -964,6 +966,12 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
         endcase
 {oread}
         {ocore}
+        // the skip sum of the block's frame: its slot, then one read for the blocks
+        case (ewb)
+{chr(10).join(slots)}
+          default: ;
+        endcase
+{_read_case("sc", "sk", "k", "sw", P, 8)}
         case (ewb)
 {body}
           default: ;

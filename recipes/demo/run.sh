@@ -13,10 +13,10 @@
 #   5 add the delta point: the delta LSTM, column-balanced (spartus) over 8 PEs to 25% as
 #     well (at 12.5% it needs 14 fine-tuning epochs to stay within 1.5 points), on the delta
 #     engine; the report (exp/demo/report/report.{md,html,json} and figures) holds every point
-#   6 the RTL: the demo LSTM's ese and bbs engines and the demo WaveNet's ese engine generated
-#     and co-simulated with Verilator on 3 held-out utterances (every layer bit for bit, cycles
-#     against the timing model), written beside the report (cosim_ese.txt, cosim_bbs.txt,
-#     cosim_wavenet_ese.txt)
+#   6 the RTL: the demo LSTM's and WaveNet's ese and bbs engines generated and co-simulated
+#     with Verilator on 3 held-out utterances (every layer bit for bit, cycles against the
+#     timing model), written beside the report (cosim_{ese,bbs}.txt for the LSTM,
+#     cosim_wavenet_{ese,bbs}.txt)
 #   7 (only when asked: make demo-pnr, or --stage 7 --stop-stage 7; it takes longer than the
 #     rest of the demo) the demo LSTM's ese engine scaled to 4 PEs, synthesized with Yosys and
 #     placed and routed with nextpnr-ecp5 on an ECP5-85k: utilisation and Fmax beside the report
@@ -108,7 +108,7 @@ if run_stage 4 || run_stage 5; then
     log "report: $REPORT/report.md"
 fi
 if run_stage 6; then
-    log "co-simulating the demo LSTM's ese and bbs engines and the WaveNet's ese engine (generated RTL, Verilator) on 3 held-out utterances"
+    log "co-simulating the demo LSTM's and WaveNet's ese and bbs engines (generated RTL, Verilator) on 3 held-out utterances"
     mapfile -t utts < <(head -n 3 "$ROOT/data/demo/test.jsonl" | \
         "$BIN/python" -c 'import json, sys; [print(json.loads(l)["audio_filepath"]) for l in sys.stdin]')
     for engine in ese bbs; do
@@ -117,11 +117,12 @@ if run_stage 6; then
         (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine $engine \
             > $REPORT/cosim_$engine.txt) || { cat "$ROOT/$REPORT/cosim_$engine.txt"; exit 1; }
         grep "bit-exact" "$ROOT/$REPORT/cosim_$engine.txt" | sed "s|^|$engine: |"
+        model=$(ls -t "$ROOT"/$REPORT/points/${engine}_*/wavenet.model | head -n 1)
+        (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine $engine \
+            > $REPORT/cosim_wavenet_$engine.txt) || {
+            cat "$ROOT/$REPORT/cosim_wavenet_$engine.txt"; exit 1; }
+        grep "bit-exact" "$ROOT/$REPORT/cosim_wavenet_$engine.txt" | sed "s|^|wavenet $engine: |"
     done
-    model=$(ls -t "$ROOT"/$REPORT/points/ese_*/wavenet.model | head -n 1)
-    (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine ese \
-        > $REPORT/cosim_wavenet_ese.txt) || { cat "$ROOT/$REPORT/cosim_wavenet_ese.txt"; exit 1; }
-    grep "bit-exact" "$ROOT/$REPORT/cosim_wavenet_ese.txt" | sed "s|^|wavenet ese: |"
 fi
 if run_stage 7; then
     # router1, nextpnr's default: router2 leaves about a hundred wires overused on this design
