@@ -1,5 +1,6 @@
-"""The generated RTL of an LSTM and of a WaveNet on the ``ese`` and ``bbs`` engines, with Verilator against the Python engine: bit-exactness, RTL cycles per frame against the
-timing model's (target: within 2%), and Verilator's simulation speed.
+"""The generated RTL of an LSTM and of a WaveNet on the ``ese`` and ``bbs`` engines,
+co-simulated with Verilator against the Python engine: bit-exactness, RTL cycles per frame
+against the timing model's (target: within 2%), and Verilator's simulation speed.
 
 With trained artifacts (the demo's ``exp/demo/report/points/*/{lstm,wavenet}.model``) and
 utterances, each engine runs its own artifact on the utterances; without, a random LSTM of

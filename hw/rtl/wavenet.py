@@ -524,6 +524,7 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
         add(_csb_reads(plan, P))
         add(_csb_rows(plan, P, kind))
     add(_gated_stage(plan, model, P, Wc, kind, csc))
+    add(_history_ports(plan, P, Wc, csc))
     add(_views(plan, P, Wc, kind, csc))
     add(_output_block(plan.output, RowMemory(plan.output["matrix"], "orr", "ook", vocab, P)
                       if csc else None))
@@ -706,28 +707,22 @@ def _mem_of(plan: WaveNetPlan) -> dict[int, str]:
 
 
 def _memories(plan: WaveNetPlan, P: int, Wc: int, csc: bool) -> str:
-    B = len(plan.blocks)
     if not csc:
         # csb: a row's sum is final as its last bank is done, and is written then through its
         # conv's bias, narrowing and activation: x_0's history, f, z = f g, o and the head's
         # outputs hold values; the output layer's accumulators are a register file
-        L = ["  // histories: x_0 .. x_B (values) and the skip sum",
-             *(_per_pe_memory(f"h{b}", "AB", _depth(plan, b) * Wc, P) for b in range(B + 1)),
-             _per_pe_memory("sk", "AB", plan.skip_depth * Wc, P),
+        L = ["  // x_0's history (values)",
+             _per_pe_memory("h0", "AB", _depth(plan, 0) * Wc, P),
              "  // the convs' outputs: f, z = f g, o, the head's",
              *(_per_pe_memory(n, "AB", math.ceil(rows / P), P) for n, rows in
                [("fv", plan.zrows), ("zv", plan.zrows), ("ov", plan.channels)]
                + [(f"hv{i}", r.rows) for i, r in enumerate(plan.head)]),
              "  logic signed [A-1:0] pres [0:V-1];"]
         return "\n".join(L) + "\n"
-    L = ["  // histories: x_0's accumulators (the input conv's MACs write frame hs_0's slot),",
-         "  // x_1 .. x_B (values, written by the element-wise stage) and the skip sum",
+    L = ["  // x_0's history: the input conv's accumulators (its MACs write frame hs_0's slot)",
          _per_pe_memory("h0", "A", _depth(plan, 0) * Wc, P),
          "  logic [{}:0] {};   // rows the input conv's product wrote".format(
              Wc - 1, ", ".join(f"pv0_{p}" for p in range(P)))]
-    for b in range(1, B + 1):
-        L.append(_per_pe_memory(f"h{b}", "AB", _depth(plan, b) * Wc, P))
-    L.append(_per_pe_memory("sk", "AB", plan.skip_depth * Wc, P))
     for key, rm in _row_mems(plan, P).items():
         index, read = ("ocnt", "ord") if key == "out" else ("bj", f"{rm.mem}_rd")
         L.append(row_memory_decls(rm, f"accumulators {key}", index, read))
@@ -767,8 +762,8 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
             L.append(_read_case("acc", "h0", "bch", word, P))
             L.append("    if (!nz_ci[bch]) acc = '0;")
             L.append("    " + readout_stmts(plan.conv_in, "acc", "bch", "xv_0", kind))
-        else:
-            L.append(_read_case(f"xv_{i}", f"h{i}", "bch", word, P))
+        else:   # read on the last edge at the column's address (_history_ports)
+            L.append(_read_case(f"xv_{i}", f"h{i}_q", "bch", "", P).replace("[]", ""))
     L.append("  end")
     rms = _row_mems(plan, P)
     sel = [f"    logic signed [{SHIFT_BITS - 1}:0] {v};" for v in ("fsm", "fsn", "gsm", "gsn")]
@@ -794,10 +789,8 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
     L.append(f"      {outs}: begin  // z = f g (one unit for the blocks)\n        {zf}\n"
              f"        {zg}\n        fg = 64'(f) * 64'(g);\n"
              f"        wrd = narrow(fg, {b0.rf.frac + b0.rg.frac - b0.fz});\n      end")
-    sk_back = plan.lag % plan.skip_depth
     L.append(f"      {plan.head_mats[0]}: begin  // the skip sum of the head's frame")
-    L.append(_read_case("wrd", "sk", "bj", f"{_slot('ss', sk_back, plan.skip_depth)} * WC"
-                        f" + bj / P", P, 8))
+    L.append(_read_case("wrd", "sk_q", "bj", "", P, 8).replace("[]", ""))
     L.append("      end")
     for i, r in enumerate(plan.head):
         stmts = readout_stmts(r, f"{rms[f'h{i}'].mem}_rd", "bj", "wrd", kind)
@@ -877,31 +870,31 @@ def _accumulate(plan: WaveNetPlan, P: int, Wc: int) -> str:
 
 def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: str,
                  csc: bool) -> str:
-    """The gated residual's element-wise stage, shared by the blocks: LANES channels a cycle
-    (cycle pc: channels pc LANES ...), read, computed and written in the cycle (every memory
-    it reads is distributed RAM), then ED cycles."""
+    """The gated residual's element-wise stage, shared by the blocks: LANES channels a cycle;
+    its cycle ``pc`` issues the history and skip reads of group ``pc`` (:func:`_history_ports`)
+    and computes and writes group ``pc - 1``, then ED cycles."""
     cfg = model.cfg
     guard = cfg.guard_bits
     blocks = plan.blocks
-    B = len(blocks)
     fs = plan.fs
     rms = _row_mems(plan, P)
     ew_phase = {p.target: i for i, p in enumerate(plan.phases) if p.kind == "elementwise"}
     ew_case = "\n".join(f"      {ew_phase[b.index]}: ewb = {b.index};" for b in blocks)
     ngroups = math.ceil(plan.channels / cfg.elementwise_lanes)
-    body, slots = [], []
+    body = []
     for b in blocks:
         i = b.index
         fx, fo, fout = b.fx, b.ro.frac, b.fout
         F = min(max(fx, fo), fout + guard)
         center = _slot(f"hs_{i}", b.reach, b.depth)
-        skip_slot = _slot("ss", plan.lags[i + 1] % plan.skip_depth, plan.skip_depth)
-        if i == 0 and csc:
-            xread = (_read_case("acc", "h0", "k", f"{center} * WC + k / P", P, 10)
-                     + "\n          if (!nz_ci[k]) acc = '0;\n          "
-                     + readout_stmts(plan.conv_in, "acc", "k", "xc", kind))
-        else:
-            xread = _read_case("xc", f"h{i}", "k", f"{center} * WC + k / P", P, 10)
+        if i == 0:   # x_0's history: distributed RAM, read here
+            xread = _read_case("acc" if csc else "xc", "h0", "k", f"{center} * WC + k / P", P,
+                               10)
+            if csc:
+                xread += ("\n          if (!nz_ci[k]) acc = '0;\n          "
+                          + readout_stmts(plan.conv_in, "acc", "k", "xc", kind))
+        else:        # read on the last edge
+            xread = _read_case("xc", f"h{i}_q", "k", "", P, 10).replace("[]", "")
         if i == 0:
             skip = f"sn = narrow(64'(o), {fo - fs});"
         else:
@@ -912,10 +905,8 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
           // x_{i + 1} = x_{i} + o; skip += o
 {xread}
           xn = narrow(wrap_acc(sr64(64'(xc), {fx - F}) + sr64(64'(o), {fo - F})), {F - fout});
-{skip}
-          xw = {_slot(f"hs_{i + 1}", 0, _depth(plan, i + 1))} * WC + k / P;
+          {skip}
         end""")
-        slots.append(f"          {i}: sw = {skip_slot} * WC + k / P;")
     body = "\n".join(body)
     # o = out(z): one unit for the blocks, the running block's ROM words selected into it
     osel = "\n".join(f"          {b.index}: begin qsm = {b.ro.roms()[0]}[k]; "
@@ -926,13 +917,6 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
     if not csc:   # o was written as a value
         osel, ocore = "", ""
         oread = _read_case("o", "ov", "k", "k / P", P, 8)
-    writes = []
-    for b in range(B):
-        for p in range(P):
-            writes.append(f"        if (ewb == {b} && e_k[ln] % P == {p}) h{b + 1}_{p}[e_xw[ln]]"
-                          " <= e_xn[ln];")
-    for p in range(P):
-        writes.append(f"        if (e_k[ln] % P == {p}) sk_{p}[e_sw[ln]] <= e_sn[ln];")
     return f"""  // the gated residual's element-wise stage: LANES channels a cycle
   integer ewb;
   always_comb begin
@@ -942,50 +926,141 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
       default: ;
     endcase
   end
-  logic e_we;
+  logic e_v;
   integer e_k [0:LANES-1];
-  integer e_xw [0:LANES-1];
-  integer e_sw [0:LANES-1];
   logic signed [AB-1:0] e_xn [0:LANES-1];
   logic signed [AB-1:0] e_sn [0:LANES-1];
   always_comb begin : gated
-    integer k, xw, sw;
+    integer k;
     logic signed [A-1:0] acc, rt, qba;
     logic signed [{SHIFT_BITS - 1}:0] qsm, qsn;
     logic signed [AB-1:0] rq, o, xc, sc, xn, sn;
-    e_we = run && kind == KIND_ELEMENTWISE && pc < {ngroups};
-    k = 0; xw = 0; sw = 0; acc = '0; rt = '0; rq = '0; o = '0; xc = '0; sc = '0; xn = '0;
+    e_v = run && kind == KIND_ELEMENTWISE && pc >= 1 && pc <= {ngroups};
+    k = 0; acc = '0; rt = '0; rq = '0; o = '0; xc = '0; sc = '0; xn = '0;
     sn = '0; qsm = '0; qba = '0; qsn = '0;
     for (integer ln = 0; ln < LANES; ln++) begin
-      k = pc * LANES + ln;
-      e_k[ln] = k; e_xw[ln] = 0; e_sw[ln] = 0; e_xn[ln] = '0; e_sn[ln] = '0;
-      if (k < C) begin
+      k = (pc - 1) * LANES + ln;
+      e_k[ln] = k; e_xn[ln] = '0; e_sn[ln] = '0;
+      if (e_v && k < C) begin
         case (ewb)
 {osel}
           default: ;
         endcase
 {oread}
         {ocore}
-        // the skip sum of the block's frame: its slot, then one read for the blocks
-        case (ewb)
-{chr(10).join(slots)}
-          default: ;
-        endcase
-{_read_case("sc", "sk", "k", "sw", P, 8)}
+{_read_case("sc", "sk_q", "k", "", P, 8).replace("[]", "")}
         case (ewb)
 {body}
           default: ;
         endcase
-        e_xw[ln] = xw; e_sw[ln] = sw; e_xn[ln] = xn; e_sn[ln] = sn;
+        e_xn[ln] = xn; e_sn[ln] = sn;
       end
     end
   end
-  always_ff @(posedge clk)
-    if (e_we)
-      for (integer ln = 0; ln < LANES; ln++) if (e_k[ln] < C) begin
-{chr(10).join(writes)}
-      end
 """
+
+
+def _history_ports(plan: WaveNetPlan, P: int, Wc: int, csc: bool) -> str:
+    """The histories of x_1 .. x_B and the skip sum, per PE: one write port (the element-wise
+    stage's lane in that PE), and for those read by the element-wise stage or the broadcast
+    one read port, read on the clock edge. csc: block RAM; the broadcast's address is the
+    column it moves to (as the pointers'), so the word is there as the column is. csb:
+    distributed RAM (its multipliers also read them, each at its own column)."""
+    blocks = plan.blocks
+    B = len(blocks)
+    style = "block" if csc else "distributed"
+    ds = plan.skip_depth
+    L = ["  // the histories' and the skip sum's ports: the element-wise stage writes group pc - 1",
+         "  // and reads group pc; PE p holds at most one lane of a group (LANES <= P)",
+         "  integer gw [0:P-1];     // the word of PE p's channel in group pc (-1: none)",
+         "  integer gwl [0:P-1];    // the lane of group pc - 1 in PE p (-1: none)",
+         "  always_comb begin : lanes_of_pes",
+         "    integer k;",
+         "    k = 0;",
+         "    for (integer p = 0; p < P; p++) begin",
+         "      gw[p] = -1; gwl[p] = -1;",
+         "      for (integer ln = 0; ln < LANES; ln++) begin",
+         "        k = pc * LANES + ln;",
+         "        if (k < C && k % P == p) gw[p] = k / P;",
+         "        if (e_v && e_k[ln] < C && e_k[ln] % P == p) gwl[p] = ln;",
+         "      end",
+         "    end",
+         "  end"]
+    if csc:
+        L += ["  // the column the broadcast moves to: its channel and tap",
+              "  integer bj_n, bch_n, btp_n, ph_rd;",
+              "  always_comb begin : next_column",
+              "    ph_rd = (start || (run && ph_last)) ? ph_nx : ph;",
+              "    if (start || (run && ph_last)) begin bj_n = 0; bch_n = 0; btp_n = 0; end",
+              "    else if (run && kind == KIND_PRODUCT && push) begin",
+              "      bj_n = bj + 1;",
+              "      if (btp == cur_kk - 1) begin btp_n = 0; bch_n = bch + 1; end",
+              "      else begin btp_n = btp + 1; bch_n = bch; end",
+              "    end else begin bj_n = bj; bch_n = bch; btp_n = btp; end",
+              "  end"]
+    sk_slots = "\n".join(
+        f"      {b.index}: sks = {_slot('ss', plan.lags[b.index + 1] % ds, ds)};"
+        for b in blocks)
+    L.append(f"""  integer sks;   // the skip sum's slot of the running block's frame
+  always_comb begin
+    sks = 0;
+    case (ewb)
+{sk_slots}
+      default: ;
+    endcase
+  end""")
+    mems = [(f"h{b}", _depth(plan, b)) for b in range(1, B + 1)] + [("sk", ds)]
+    for name, depth in mems:
+        read = name == "sk" or int(name[1:]) < B
+        for p in range(P):
+            m = f"{name}_{p}"
+            L.append(f'  (* ram_style = "{style}" *) logic [AB-1:0] {m} [0:{depth * Wc - 1}];')
+            L.append(f"  logic {name}_we_{p};\n  integer {name}_wa_{p};\n"
+                     f"  logic [AB-1:0] {name}_wd_{p};")
+            if read:
+                L.append(f"  integer {name}_ra_{p};\n  logic signed [AB-1:0] {name}_q_{p};")
+            L.append("  always_ff @(posedge clk) begin")
+            L.append(f"    if ({name}_we_{p}) {m}[{name}_wa_{p}] <= {name}_wd_{p};")
+            if read:
+                L.append(f"    {name}_q_{p} <= {m}[{name}_ra_{p}];")
+            L.append("  end")
+        # the write ports: block b - 1's stage writes x_b at its newest slot; every block's
+        # stage writes the skip sum at its frame's slot
+        lines = []
+        for p in range(P):
+            if name == "sk":
+                cond, wa, wd = "1'b1", f"sks * WC + e_k[gwl[{p}]] / P", f"e_sn[gwl[{p}]]"
+            else:
+                b = int(name[1:])
+                cond = f"ewb == {b - 1}"
+                wa = f"{_slot(f'hs_{b}', 0, depth)} * WC + e_k[gwl[{p}]] / P"
+                wd = f"e_xn[gwl[{p}]]"
+            lines.append(f"    {name}_we_{p} = gwl[{p}] >= 0 && {cond};\n"
+                         f"    {name}_wa_{p} = gwl[{p}] >= 0 ? {wa} : 0;\n"
+                         f"    {name}_wd_{p} = gwl[{p}] >= 0 ? {wd} : '0;")
+            if not read:
+                continue
+            if name == "sk":
+                ew = f"sks * WC + gw[{p}]"
+                bc = (f"{_slot('ss', plan.lag % ds, ds)} * WC + bj_n / P" if csc else None)
+                sel = f"ph_rd == {_phase_of_matrix(plan, plan.head_mats[0])}"
+            else:
+                blk = blocks[b]
+                ew = f"{_slot(f'hs_{b}', blk.reach, blk.depth)} * WC + gw[{p}]"
+                off = f"({blk.kernel - 1} - btp_n) * {blk.dilation}"
+                bc = (f"(hs_{b} >= {off} ? hs_{b} - {off} : hs_{b} - {off} + {blk.depth})"
+                      " * WC + bch_n / P")
+                sel = " || ".join(f"ph_rd == {_phase_of_matrix(plan, j)}"
+                                  for j in (blk.filter, blk.gate))
+            addr = f"({sel}) ? {bc} : gw[{p}] >= 0 ? {ew} : 0" if csc else \
+                f"gw[{p}] >= 0 ? {ew} : 0"
+            lines.append(f"    {name}_ra_{p} = {addr};")
+        L.append("  always_comb begin\n" + "\n".join(lines) + "\n  end")
+    return "\n".join(L) + "\n"
+
+
+def _phase_of_matrix(plan: WaveNetPlan, j: int) -> int:
+    return next(i for i, p in enumerate(plan.phases) if p.kind == "product" and p.target == j)
 
 
 def _rm_read_case(target: str, rm: RowMemory, row: str, pad: int) -> str:
