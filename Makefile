@@ -40,7 +40,8 @@ setup-kenlm: setup
 demo: setup
 	bash recipes/demo/run.sh
 
-# The demo LSTM's engine placed and routed on an ECP5-85k (after make demo; longer than it).
+# The demo LSTM's and WaveNet's ese engines placed and routed on an ECP5-85k (after make demo;
+# longer than it).
 demo-pnr: setup
 	bash recipes/demo/run.sh --stage 7 --stop-stage 7
 

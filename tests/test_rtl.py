@@ -27,6 +27,7 @@ from hw.rtl.generate import (
     NSLOT,
     LayerPlan,
     MatrixPlan,
+    RtlError,
     acc_copies,
     acc_depth,
     bank_words,
@@ -38,6 +39,7 @@ from hw.rtl.generate import (
 )
 from hw.rtl.probe import memory_shape, pe_memory_probe
 from hw.rtl.tools import ToolError
+from hw.validation import as_delta_artifact
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_hw import make_artifact, small_wavenet  # noqa: E402
@@ -163,6 +165,10 @@ def test_generator_refuses_what_it_cannot_build(tmp_path):
                         ("macs_per_pe=2", r"hw.macs_per_pe: .*builds 1 on csc.*got 2")):
         with pytest.raises(ConfigError, match=match):
             check_supported(compile_model(art, load_engine("ese", ["num_pes=4", over])))
+    delta = as_delta_artifact(art, 0.05, 0.02)
+    with pytest.raises(RtlError, match=r"\(ops \['DeltaLSTMOp', 'LinearOp'\]\) is not "
+                                       r"supported .*LSTM models .* and WaveNets"):
+        generate_rtl(compile_model(delta, load_engine("ese", ["num_pes=4"])), tmp_path)
     wavenet = make_artifact(small_wavenet(), "ese", "compress.prune.num_pes=4")
     with pytest.raises(ConfigError, match=r"hw.elementwise_lanes: .*at most num_pes \(4\).*"
                                           r"got 8"):

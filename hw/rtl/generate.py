@@ -190,7 +190,7 @@ def check_supported(model: EngineModel) -> None:
         kinds = sorted({type(op).__name__ for op in ops})
         raise RtlError(f"model type {model.model_type!r} (ops {kinds}) is not supported by the "
                        "RTL generator yet: it builds LSTM models (LSTM layers, then a linear "
-                       "output)")
+                       "output) and WaveNets")
     for op in ops[:-1]:
         if (op.gate_activation, op.cell_activation) != ("sigmoid", "tanh"):
             raise RtlError(f"{op.name}: gate/cell activations {op.gate_activation}/"

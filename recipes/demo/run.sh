@@ -18,9 +18,10 @@
 #     timing model), written beside the report (cosim_{ese,bbs}.txt for the LSTM,
 #     cosim_wavenet_{ese,bbs}.txt)
 #   7 (only when asked: make demo-pnr, or --stage 7 --stop-stage 7; it takes longer than the
-#     rest of the demo) the demo LSTM's ese engine scaled to 4 PEs, synthesized with Yosys and
-#     placed and routed with nextpnr-ecp5 on an ECP5-85k: utilisation and Fmax beside the report
-#     (pnr_ese.txt, pnr_ese.json); the result is cached, so a rerun costs nothing
+#     rest of the demo) the demo LSTM's and WaveNet's ese engines scaled to 4 PEs, synthesized
+#     with Yosys and placed and routed with nextpnr-ecp5 on an ECP5-85k: utilisation and Fmax
+#     beside the report (pnr_ese.{txt,json}, pnr_wavenet_ese.{txt,json}); the results are
+#     cached, so a rerun costs nothing
 # Two jobs run at a time, one thread each (on 2 cores, torch's second thread buys ~15%, a second
 # job ~100%; one thread also makes the runs repeatable): the WaveNet (2, then its part of 4)
 # beside the LSTM (1); then the delta LSTM (3, 5) beside the LSTM's part of 4. The background
@@ -125,13 +126,16 @@ if run_stage 6; then
     done
 fi
 if run_stage 7; then
-    # router1, nextpnr's default: router2 leaves about a hundred wires overused on this design
-    log "placing and routing the demo LSTM's ese engine at 4 PEs on an ECP5-85k (Yosys, nextpnr-ecp5; about 13 min)"
-    model=$(ls -t "$ROOT"/$REPORT/points/ese_*/lstm.model | head -n 1)
-    PNR=(--engine ese --set num_pes=4 elementwise_lanes=1 activation_queue_depth=8
-         --device ecp5-85k --rtl-dir $REPORT/rtl_ese4)
-    (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" > $REPORT/pnr_ese.txt) || {
-        cat "$ROOT/$REPORT/pnr_ese.txt"; exit 1; }
-    (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" --json > $REPORT/pnr_ese.json)
-    cat "$ROOT/$REPORT/pnr_ese.txt"
+    # router1, nextpnr's default: router2 leaves about a hundred wires overused on the LSTM's
+    log "placing and routing the demo LSTM's and WaveNet's ese engines at 4 PEs on an ECP5-85k (Yosys, nextpnr-ecp5; about 13 and 7 min)"
+    for net in lstm wavenet; do
+        model=$(ls -t "$ROOT"/$REPORT/points/ese_*/$net.model | head -n 1)
+        out=$REPORT/pnr_$([ $net = lstm ] && echo ese || echo wavenet_ese)
+        PNR=(--engine ese --set num_pes=4 elementwise_lanes=1 activation_queue_depth=8
+             --device ecp5-85k --rtl-dir $REPORT/rtl_${net}_ese4)
+        (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" > $out.txt) || {
+            cat "$ROOT/$out.txt"; exit 1; }
+        (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" --json > $out.json)
+        cat "$ROOT/$out.txt"
+    done
 fi
