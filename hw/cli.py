@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     cosim.add_argument("--max-frames", type=int, default=0,
                        help="simulate at most this many frames of each utterance (0: all)")
     cosim.add_argument("--json", action="store_true")
+    cosim.add_argument("--report", default=None, metavar="REPORT.md",
+                       help="put the co-simulation's row into this report's RTL section")
     _engine_args(cosim)
     synth = sub.add_parser("synth", help="FPGA resources and Fmax of the engine's RTL")
     synth.add_argument("artifact", nargs="?", help="the compressed model (or use --sources)")
@@ -157,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                        help="stop Yosys or nextpnr after this long (default: no limit)")
     synth.add_argument("--json", action="store_true")
+    synth.add_argument("--report", default=None, metavar="REPORT.md",
+                       help="put the synthesis' row into this report's RTL section (with a "
+                            "compressed model)")
     _engine_args(synth)
     sub.add_parser("report", add_help=False,
                    help="models x engines x decoders -> report.md/html/json (a Hydra app: "
@@ -395,6 +400,7 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     from hw.rtl.generate import check_supported, generate_rtl
     from hw.rtl.tools import find_verilator
 
+    _check_report(args.report)
     cfg = load_engine(args.engine, args.set)
     artifact = read_artifact(args.artifact)
     model = compile_model(artifact, cfg)
@@ -408,11 +414,13 @@ def cmd_cosim(args: argparse.Namespace) -> int:
     design = generate_rtl(model, out)
     binary = build(design, cache)
     status = 0
+    results = []
     for path in paths:
         feats = _features(artifact, path)
         if args.max_frames:
             feats = feats[:args.max_frames]
         res = cosimulate(model, design, binary, feats, path)
+        results.append(res.as_dict())
         if not res.bit_exact:
             status = 1
         if args.json:
@@ -438,7 +446,28 @@ def cmd_cosim(args: argparse.Namespace) -> int:
         print(markdown_table(["phase", "kind", "RTL cycles (per frame)", "model cycles"], rows))
         if res.first_difference:
             print(f"asr-hw cosim: first difference: {res.first_difference}", file=sys.stderr)
+    if args.report and results:
+        from hw.report.rtl_section import add_rtl_row, cosim_row
+
+        add_rtl_row(Path(args.report), cosim_row(_model_label(args.artifact),
+                                                 _engine_label(args.engine, args.set),
+                                                 results))
     return max(status, report_failures("asr-hw cosim", failures))
+
+
+def _check_report(report: str | None) -> None:
+    if report is not None and not Path(report).is_file():
+        raise ConfigError(f"--report {report}: no such report (asr-hw report writes it)")
+
+
+def _model_label(artifact: str) -> str:
+    """A compressed model as the report's RTL section names it: its folder and file."""
+    path = Path(artifact)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _engine_label(engine: str, overrides: list[str] | None) -> str:
+    return engine + (f" ({' '.join(overrides)})" if overrides else "")
 
 
 def _cycles_text(values: list[int]) -> str:
@@ -486,6 +515,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         raise ConfigError("give a compressed model (ARTIFACT) or --sources FILE.sv..., "
                           "not both")
     check_nextpnr_options(args.router, args.threads)
+    _check_report(args.report)
+    if args.report and args.artifact is None:
+        raise ConfigError("--report: give a compressed model (ARTIFACT), not --sources")
     synth_tools(device.place_route and not args.no_pnr)
     target = args.freq
     with tempfile.TemporaryDirectory(prefix="asr-hw-rtl-") as tmp:
@@ -540,6 +572,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
                   f"{out['latency_per_frame_us']:.2f} us at the preset's {cfg.clock_mhz:g} MHz"
                   + (f", {at_fmax:.2f} us at the routed {result.fmax_mhz:g} MHz"
                      if at_fmax is not None else ""))
+    if args.report:
+        from hw.report.rtl_section import add_rtl_row, synth_row
+
+        add_rtl_row(Path(args.report), synth_row(_model_label(args.artifact),
+                                                 _engine_label(args.engine, args.set), out))
     if not result.fits:
         print(f"asr-hw synth: {result.top} does not fit {result.device}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from asr.models import LSTMCTC
 from hw.cli import main as hw_main
 from hw.config import load_engine
 from hw.integer_model import compile_model
+from hw.report.rtl_section import add_rtl_row, cosim_row, synth_row
 from hw.rtl import tools
 from hw.rtl.cosim import build, cosimulate, default_cache
 from hw.rtl.generate import (
@@ -141,13 +142,58 @@ def test_asr_hw_rtl_and_cosim_commands(cache, tmp_path, capsys):
                     "--set", *over]) == 0
     assert "engine.sv" in capsys.readouterr().out
     assert (tmp_path / "out" / "weights" / "layers.0.W_ix.pe0.ptr.hex").is_file()
+    report = tmp_path / "report.md"
+    report.write_text("# report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     code = hw_main(["cosim", str(model_path), str(wav), "--engine", "ese", "--set", *over,
                     "--json", "--cache", str(cache), "--out", str(tmp_path / "cos"),
-                    "--max-frames", "2"])
+                    "--max-frames", "2", "--report", str(report)])
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
     assert rec["path"] == str(wav) and rec["frames"] == 2 and rec["bit_exact"] is True
     assert rec["rtl_cycles"] == rec["model_cycles"] > 0 and rec["sim_seconds"] > 0
+    # the report keeps what it had and gains the co-simulation's row
+    text = report.read_text()
+    assert text.startswith("# report\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    per = rec["rtl_cycles"] / 2
+    assert (f"| {tmp_path.name}/tiny.model | ese (num_pes=4 elementwise_lanes=4 "
+            f"activation_queue_depth=2) | co-simulation (Verilator) | 1 utterance(s), 2 frames: "
+            f"bit-exact; RTL {per:,.1f} cycles a frame, model {per:,.1f} (RTL/model 1.0000)"
+            in text)
+
+
+def test_report_rtl_section_keeps_one_row_per_check(tmp_path, capsys):
+    """``--report``'s rows: a rerun replaces its own row (same model, engine and check), other
+    rows stay, the report around the section is kept, and a missing report is an error."""
+    report = tmp_path / "report.md"
+    report.write_text("# r\n\ntext\n")
+    results = [{"frames": 10, "bit_exact": True, "rtl_cycles": 1000, "model_cycles": 1000.0,
+                "sim_cycles": 2000, "sim_seconds": 0.5}]
+    add_rtl_row(report, cosim_row("p/lstm.model", "ese", results))
+    add_rtl_row(report, cosim_row("p/lstm.model", "bbs", results))
+    results[0]["bit_exact"] = False
+    add_rtl_row(report, cosim_row("p/lstm.model", "ese", results))
+    synth = {"device": "ecp5-85k", "fits": True, "fmax_mhz": 26.76,
+             "latency_per_frame_us_at_fmax": 1732.1,
+             "resources": {k: {"label": k.upper(), "used": 5, "available": 10,
+                               "percent": 50.0} for k in ("lut", "ff", "dsp", "bram")}}
+    add_rtl_row(report, synth_row("p/lstm.model", "ese", synth))
+    text = report.read_text()
+    assert text.startswith("# r\n\ntext\n\n<!-- asr-hw rtl: begin -->")
+    rows = [line for line in text.splitlines() if line.startswith("| p/")]
+    assert rows == [
+        "| p/lstm.model | bbs | co-simulation (Verilator) | 1 utterance(s), 10 frames: "
+        "bit-exact; RTL 100.0 cycles a frame, model 100.0 (RTL/model 1.0000); 4,000 "
+        "simulated cycles/s |",
+        "| p/lstm.model | ese | co-simulation (Verilator) | 1 utterance(s), 10 frames: NOT "
+        "bit-exact; RTL 100.0 cycles a frame, model 100.0 (RTL/model 1.0000); 4,000 "
+        "simulated cycles/s |",
+        "| p/lstm.model | ese | ecp5-85k: placed and routed (nextpnr) | fits: 5 LUT (50.0%), "
+        "5 FF (50.0%), 5 DSP (50.0%), 5 BRAM (50.0%); Fmax 26.76 MHz, 1,732.1 us a frame |"]
+    assert text.count("asr-hw rtl: begin") == 1 and text.endswith("<!-- asr-hw rtl: end -->\n")
+    with pytest.raises(FileNotFoundError, match="no-report.md"):
+        add_rtl_row(tmp_path / "no-report.md", rows[0].split(" | "))
+    assert hw_main(["cosim", "x.model", "a.wav", "--report", str(tmp_path / "missing.md")]) == 2
+    assert re.search(r"--report .*missing.md: no such report", capsys.readouterr().err)
 
 
 def test_generator_refuses_what_it_cannot_build(tmp_path):

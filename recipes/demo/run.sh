@@ -16,12 +16,12 @@
 #   6 the RTL: the demo LSTM's and WaveNet's ese and bbs engines generated and co-simulated
 #     with Verilator on 3 held-out utterances (every layer bit for bit, cycles against the
 #     timing model), written beside the report (cosim_{ese,bbs}.txt for the LSTM,
-#     cosim_wavenet_{ese,bbs}.txt)
+#     cosim_wavenet_{ese,bbs}.txt), a row each in the report's RTL section
 #   7 (only when asked: make demo-pnr, or --stage 7 --stop-stage 7; it takes longer than the
 #     rest of the demo) the demo LSTM's and WaveNet's ese engines scaled to 4 PEs, synthesized
 #     with Yosys and placed and routed with nextpnr-ecp5 on an ECP5-85k: utilisation and Fmax
-#     beside the report (pnr_ese.{txt,json}, pnr_wavenet_ese.{txt,json}); the results are
-#     cached, so a rerun costs nothing
+#     beside the report (pnr_ese.{txt,json}, pnr_wavenet_ese.{txt,json}) and a row each in its
+#     RTL section; the results are cached, so a rerun costs nothing
 # Two jobs run at a time, one thread each (on 2 cores, torch's second thread buys ~15%, a second
 # job ~100%; one thread also makes the runs repeatable): the WaveNet (2, then its part of 4)
 # beside the LSTM (1); then the delta LSTM (3, 5) beside the LSTM's part of 4. The background
@@ -116,11 +116,12 @@ if run_stage 6; then
         # the newest point: a tree from an earlier demo keeps the points of its test set
         model=$(ls -t "$ROOT"/$REPORT/points/${engine}_*/lstm.model | head -n 1)
         (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine $engine \
-            > $REPORT/cosim_$engine.txt) || { cat "$ROOT/$REPORT/cosim_$engine.txt"; exit 1; }
+            --report $REPORT/report.md > $REPORT/cosim_$engine.txt) || {
+            cat "$ROOT/$REPORT/cosim_$engine.txt"; exit 1; }
         grep "bit-exact" "$ROOT/$REPORT/cosim_$engine.txt" | sed "s|^|$engine: |"
         model=$(ls -t "$ROOT"/$REPORT/points/${engine}_*/wavenet.model | head -n 1)
         (cd "$ROOT" && "$BIN/asr-hw" cosim "$model" "${utts[@]}" --engine $engine \
-            > $REPORT/cosim_wavenet_$engine.txt) || {
+            --report $REPORT/report.md > $REPORT/cosim_wavenet_$engine.txt) || {
             cat "$ROOT/$REPORT/cosim_wavenet_$engine.txt"; exit 1; }
         grep "bit-exact" "$ROOT/$REPORT/cosim_wavenet_$engine.txt" | sed "s|^|wavenet $engine: |"
     done
@@ -133,7 +134,8 @@ if run_stage 7; then
         out=$REPORT/pnr_$([ $net = lstm ] && echo ese || echo wavenet_ese)
         PNR=(--engine ese --set num_pes=4 elementwise_lanes=1 activation_queue_depth=8
              --device ecp5-85k --rtl-dir $REPORT/rtl_${net}_ese4)
-        (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" > $out.txt) || {
+        (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" --report $REPORT/report.md \
+            > $out.txt) || {
             cat "$ROOT/$out.txt"; exit 1; }
         (cd "$ROOT" && "$BIN/asr-hw" synth "$model" "${PNR[@]}" --json > $out.json)
         cat "$ROOT/$out.txt"
