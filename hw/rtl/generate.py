@@ -233,6 +233,58 @@ class _Writer:
         return rel
 
 
+@dataclass
+class Readout:
+    """A dense op's output read from its accumulators (:meth:`hw.functional.Datapath.dense`):
+    per row the alignment shift, the aligned bias and the narrowing shift (images
+    ``const/<name>.{sm,ba,sn}.hex``, ROMs ``sm_<tag>``, ``ba_<tag>``, ``sn_<tag>``), then its
+    activation; ``frac`` is the output's fractional length."""
+
+    tag: str
+    name: str
+    function: str
+    rows: int
+    frac: int
+    shifts: dict[str, int]
+
+    def roms(self) -> list[str]:
+        return [f"sm_{self.tag}", f"ba_{self.tag}", f"sn_{self.tag}"]
+
+
+def dense_readout(model: EngineModel, name: str, fx: int, function: str, tag: str,
+                  w: _Writer) -> Readout:
+    """The bias, narrowing and activation of ``name``'s product at input fraction ``fx``, as
+    ``Datapath.dense`` applies them, written as ROM images."""
+    cfg = model.cfg
+    mat = model.matrices[name]
+    rows = mat.shape[0]
+    b, fb = model.biases[f"{name}.bias"]
+    if function in ("sigmoid", "tanh"):
+        unit = model.units[function]
+        target, frac = unit.in_frac, unit.out_frac
+    else:
+        target = frac = model.signal(name)
+    fp = torch.as_tensor(mat.frac + fx, dtype=torch.int64).expand(rows)
+    fbt = torch.as_tensor(fb, dtype=torch.int64).expand(rows)
+    F = torch.stack([fp, fbt]).amax(dim=0).clamp(max=target + cfg.guard_bits)
+    sm, sn = _ints(fp - F), _ints(F - target)
+    w.hexfile(f"const/{name}.sm.hex", sm, SHIFT_BITS)
+    w.hexfile(f"const/{name}.ba.hex", _ints(_sr(b, fbt - F, rounding_mode(cfg.rounding))),
+              cfg.accumulator_bits)
+    w.hexfile(f"const/{name}.sn.hex", sn, SHIFT_BITS)
+    return Readout(tag, name, function, rows, frac,
+                   {"align_right": max(sm), "narrow_left": max(0, -min(sn)),
+                    "narrow_right": max(sn)})
+
+
+def act_lookup(fn: str, q: str, kind: str) -> str:
+    """The expression of the ``fn`` ROM's output for input ``q`` (``pwl``: interpolated to
+    the next entry)."""
+    rom = "sig_rom" if fn == "sigmoid" else "tanh_rom"
+    nxt = f"{rom}[act_k({q}) + 1]" if kind == "pwl" else f"{rom}[act_k({q})]"
+    return f"act_y({q}, {rom}[act_k({q})], {nxt})"
+
+
 def _as_sparse(mat: IntMatrix, cfg: EngineConfig) -> IntMatrix:
     """A matrix kept whole (no mask) in the engine's own format, every weight stored: the
     work the timing model charges for it (``rows / num_pes`` entries a column, or a row of
@@ -343,7 +395,6 @@ def plan_design(model: EngineModel, out_dir: Path | None
     """Matrices, layers, output layer and phases of the design, and its PE memory images;
     writes the data files into ``out_dir`` (None: writes nothing)."""
     cfg = model.cfg
-    rounding = rounding_mode(cfg.rounding)
     w = _Writer(out_dir)
     onchip = placement(model)
     mats: list[MatrixPlan] = []
@@ -402,21 +453,12 @@ def plan_design(model: EngineModel, out_dir: Path | None
             mats[g].slot = slot
         src, fx = y, fy
     out = ops[-1]
-    omat = model.matrices[out.name]
-    ob, ofb = model.biases[f"{out.name}.bias"]
-    out_frac = model.signal(out.name)
-    ofr = torch.stack([omat.frac + fx, ofb]).amax(dim=0).clamp(max=out_frac + guard)
     oi = add_matrix(out.name, src)
-    osm, osn = _ints(omat.frac + fx - ofr), _ints(ofr - out_frac)
-    w.hexfile(f"const/{out.name}.sm.hex", osm, SHIFT_BITS)
-    w.hexfile(f"const/{out.name}.ba.hex", _ints(_sr(ob, ofb - ofr, rounding)), acc_bits)
-    w.hexfile(f"const/{out.name}.sn.hex", osn, SHIFT_BITS)
+    ro = dense_readout(model, out.name, fx, out.activation, "out", w)
     for fn, unit in model.units.items():
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
-    output = {"name": out.name, "matrix": oi, "rows": omat.shape[0], "relu":
-              out.activation == "relu", "shifts": {"align_right": max(osm),
-                                                   "narrow_left": max(0, -min(osn)),
-                                                   "narrow_right": max(osn)}}
+    output = {"name": out.name, "matrix": oi, "rows": ro.rows, "relu": out.activation == "relu",
+              "shifts": ro.shifts}
     files = write_pe_memories(mats, mems, cfg, w)
     if cfg.sparse_format == "csc":
         # per cell, which of its layer's gate matrices write its accumulator (bit = slot): a
@@ -593,6 +635,22 @@ def arith_functions(cfg: EngineConfig) -> str:
 """
 
 
+# The streaming top's parts every engine shares: the logits stream out one code per beat, and
+# a running phase counts its cycles (and a product its drain) until its end.
+OUTPUT_STREAM = """      if (out_busy && out_ready) begin
+        if (ocnt == V - 1) begin out_busy <= 1'b0; ocnt <= 0; end
+        else ocnt <= ocnt + 1;
+      end
+"""
+PHASE_TICK = """      end else if (run) begin
+        pc <= pc + 1;
+        if (kind == KIND_PRODUCT && idle) drain <= drain + 1;
+      end
+    end
+  end
+"""
+
+
 def module_header(model: EngineModel, utterance: bool) -> str:
     """``module asr_engine (`` and its ports: the streaming top's (``utterance``: also
     ``in_last`` on an utterance's last code and ``utt_done`` as its last step ends)."""
@@ -745,7 +803,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
     add(_acc_memories(shape, cfg))
     add(_product_comb(csc, mats, cfg, layers))
     add(_mac_stage(csc, mats, cfg.macs_per_pe, cfg.elementwise_lanes))
-    add("""
+    add(f"""
   always_comb begin
     if (kind == KIND_PRODUCT)
       ph_last = run && idle && drain >= PD - 1 && pc + 1 >= cur_load;
@@ -772,11 +830,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         if (fin_cnt == IN - 1) begin fin_cnt <= 0; fin_full <= 1'b1; end
         else fin_cnt <= fin_cnt + 1;
       end
-      if (out_busy && out_ready) begin
-        if (ocnt == V - 1) begin out_busy <= 1'b0; ocnt <= 0; end
-        else ocnt <= ocnt + 1;
-      end
-      if (start) begin
+{OUTPUT_STREAM}      if (start) begin
         frb <= fwb; fwb <= !fwb;
         fin_full <= 1'b0; run <= 1'b1; ph <= 0; pc <= 0; drain <= 0;
       end else if (run && ph_last) begin
@@ -784,13 +838,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         if (ph == NPH - 1) begin
           run <= 1'b0; ph <= 0; frame_done <= 1'b1; out_busy <= 1'b1; ocnt <= 0;
         end else ph <= ph + 1;
-      end else if (run) begin
-        pc <= pc + 1;
-        if (kind == KIND_PRODUCT && idle) drain <= drain + 1;
-      end
-    end
-  end
-""")
+{PHASE_TICK}""")
     add(_product_state(csc))
     add(_res_block(csc, mats, cfg, rmems))
     add(_elementwise_block(layers, phases, cfg.activation_unit.kind, cfg.elementwise_lanes,
@@ -1615,9 +1663,7 @@ def _elementwise_block(layers: list[LayerPlan], phases: list[Phase], kind: str, 
     lw = max(1, (len(layers) - 1).bit_length())
 
     def act(fn: str, q: str) -> str:
-        rom = "sig_rom" if fn == "sigmoid" else "tanh_rom"
-        nxt = f"{rom}[act_k({q}) + 1]" if kind == "pwl" else f"{rom}[act_k({q})]"
-        return f"act_y({q}, {rom}[act_k({q})], {nxt})"
+        return act_lookup(fn, q, kind)
 
     ew_layer = "\n".join(f"      {_phase_of(phases, 'elementwise', ly.index)}: begin "
                          f"ewl = {ly.index}; ewn = {ly.hidden}; "

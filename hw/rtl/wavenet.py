@@ -43,17 +43,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from asr.compress.fixed_point import rounding_mode, shift_round
 from asr.config_errors import ConfigError
 from asr.models.graph import Conv1dOp, GatedResidualOp, SkipSumOp
 from hw.integer_model import EngineModel
 from hw.rtl.generate import (
+    OUTPUT_STREAM,
+    PHASE_TICK,
     SHIFT_BITS,
     MatrixPlan,
     PeMemoryShape,
     Phase,
+    Readout,
     RowMemory,
     RtlDesign,
     RtlError,
@@ -68,7 +68,9 @@ from hw.rtl.generate import (
     _render_csc,
     _Writer,
     _wval_case,
+    act_lookup,
     bank_words,
+    dense_readout,
     gate_widths,
     module_header,
     phase_functions,
@@ -78,6 +80,8 @@ from hw.rtl.generate import (
     write_pe_memories,
 )
 from hw.timing import placement
+
+ACTIVATIONS = ("tanh", "sigmoid", "identity", "relu")   # the readouts' functions
 
 
 def check_wavenet(model: EngineModel) -> None:
@@ -111,7 +115,7 @@ def check_wavenet(model: EngineModel) -> None:
                            f"{allowed} there")
 
     kernel_one(ops[0], "input conv")
-    activation(ops[0], ("tanh", "sigmoid", "identity", "relu"))
+    activation(ops[0], ACTIVATIONS)
     for op in ops[1:1 + nblocks]:
         f, g = op.filter, op.gate
         if (f.weight.shape[-1], f.dilation) != (g.weight.shape[-1], g.dilation):
@@ -120,9 +124,9 @@ def check_wavenet(model: EngineModel) -> None:
         if f.weight.shape[0] != g.weight.shape[0]:
             raise RtlError(f"{op.name}: filter and gate differ in channels")
         kernel_one(op.out, "residual block's out conv")
-        activation(f, ("tanh", "sigmoid", "identity", "relu"))
-        activation(g, ("tanh", "sigmoid", "identity", "relu"))
-        activation(op.out, ("tanh", "sigmoid", "identity", "relu"))
+        activation(f, ACTIVATIONS)
+        activation(g, ACTIVATIONS)
+        activation(op.out, ACTIVATIONS)
     for part in ("filter", "gate", "out"):
         acts = sorted({getattr(op, part).activation for op in ops[1:1 + nblocks]})
         if len(acts) > 1:
@@ -130,57 +134,8 @@ def check_wavenet(model: EngineModel) -> None:
                            f"blocks share one {part} activation unit")
     for op in ops[2 + nblocks:]:
         kernel_one(op, "head")
-        activation(op, ("tanh", "sigmoid", "identity", "relu"))
+        activation(op, ACTIVATIONS)
     activation(ops[-1], ("identity", "relu"))
-
-
-@dataclass
-class Readout:
-    """A conv's output read from its accumulators: per row the alignment shift, the aligned
-    bias and the narrowing shift (ROMs ``sm_<tag>``, ``ba_<tag>``, ``sn_<tag>``), then its
-    activation; ``frac`` is the output's fractional length."""
-
-    tag: str
-    name: str
-    function: str
-    rows: int
-    frac: int
-    shifts: dict[str, int]
-
-    def roms(self) -> list[str]:
-        return [f"sm_{self.tag}", f"ba_{self.tag}", f"sn_{self.tag}"]
-
-
-def _readout(model: EngineModel, name: str, fx: int, function: str, tag: str,
-             w: _Writer) -> Readout:
-    """:meth:`hw.functional.Datapath.dense`'s bias, narrowing and activation of ``name``'s
-    product at input fraction ``fx``, as ROM images."""
-    cfg = model.cfg
-    mat = model.matrices[name]
-    rows = mat.shape[0]
-    b, fb = model.biases[f"{name}.bias"]
-    if function in ("sigmoid", "tanh"):
-        unit = model.units[function]
-        target, frac = unit.in_frac, unit.out_frac
-    else:
-        target = frac = model.signal(name)
-    fp = torch.as_tensor(mat.frac + fx, dtype=torch.int64).expand(rows)
-    fbt = torch.as_tensor(fb, dtype=torch.int64).expand(rows)
-    F = torch.stack([fp, fbt]).amax(dim=0).clamp(max=target + cfg.guard_bits)
-    sm, sn = _ints(fp - F), _ints(F - target)
-    ba = _ints(shift_round(b, fbt - F, rounding_mode(cfg.rounding)))
-    w.hexfile(f"const/{name}.sm.hex", sm, SHIFT_BITS)
-    w.hexfile(f"const/{name}.ba.hex", ba, cfg.accumulator_bits)
-    w.hexfile(f"const/{name}.sn.hex", sn, SHIFT_BITS)
-    return Readout(tag, name, function, rows, frac,
-                   {"align_right": max(sm), "narrow_left": max(0, -min(sn)),
-                    "narrow_right": max(sn)})
-
-
-def _act(fn: str, q: str, kind: str) -> str:
-    rom = "sig_rom" if fn == "sigmoid" else "tanh_rom"
-    nxt = f"{rom}[act_k({q}) + 1]" if kind == "pwl" else f"{rom}[act_k({q})]"
-    return f"act_y({q}, {rom}[act_k({q})], {nxt})"
 
 
 def readout_stmts(r: Readout, acc: str, k: str, out: str, kind: str) -> str:
@@ -197,7 +152,7 @@ def readout_core(function: str, acc: str, sm: str, ba: str, sn: str, out: str,
     if function == "relu":
         lines.append("if (rt < 0) rt = '0;")
     lines.append(f"rq = narrow_g(rt, {sn});")
-    val = _act(function, "rq", kind) if function in ("sigmoid", "tanh") else "rq"
+    val = act_lookup(function, "rq", kind) if function in ("sigmoid", "tanh") else "rq"
     lines.append(f"{out} = {val};")
     return " ".join(lines)
 
@@ -278,18 +233,18 @@ def plan_wavenet(model: EngineModel, out_dir: Path | None) -> WaveNetPlan:
     fx = model.signal("input")
     first = ops[0]
     add_matrix(first.name, "feat", 0)
-    conv_in = _readout(model, first.name, fx, first.activation, "ci", w)
+    conv_in = dense_readout(model, first.name, fx, first.activation, "ci", w)
     fx = conv_in.frac
     blocks: list[Block] = []
     lags = [0]
     for b, op in enumerate(ops[1:1 + nb]):
         fi = add_matrix(op.filter.name, "wn", b + 1)
         gi = add_matrix(op.gate.name, "wn", b + 1)
-        rf = _readout(model, op.filter.name, fx, op.filter.activation, f"f{b}", w)
-        rg = _readout(model, op.gate.name, fx, op.gate.activation, f"g{b}", w)
+        rf = dense_readout(model, op.filter.name, fx, op.filter.activation, f"f{b}", w)
+        rg = dense_readout(model, op.gate.name, fx, op.gate.activation, f"g{b}", w)
         fz = max(rf.frac, rg.frac)
         oi = add_matrix(op.out.name, "wn", b + 1)
-        ro = _readout(model, op.out.name, fz, op.out.activation, f"o{b}", w)
+        ro = dense_readout(model, op.out.name, fz, op.out.activation, f"o{b}", w)
         phases.append(Phase("elementwise", f"{op.name}.elementwise", b))
         groups.append(b + 1)
         blk = Block(b, op.name, op.filter.weight.shape[-1], op.filter.dilation, fi, gi, oi,
@@ -305,12 +260,12 @@ def plan_wavenet(model: EngineModel, out_dir: Path | None) -> WaveNetPlan:
     for i, op in enumerate(convs):
         head_mats.append(add_matrix(op.name, "wn", nb + 1))
         if i < len(convs) - 1:
-            r = _readout(model, op.name, fx, op.activation, f"h{i}", w)
+            r = dense_readout(model, op.name, fx, op.activation, f"h{i}", w)
             head.append(r)
             fx = r.frac
     lags.append(lags[-1])
     out = convs[-1]
-    ro = _readout(model, out.name, fx, out.activation, "out", w)
+    ro = dense_readout(model, out.name, fx, out.activation, "out", w)
     for fn, unit in model.units.items():
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
     # csc: the rows the input conv's entries reach (csb writes every row)
@@ -329,10 +284,13 @@ def _per_pe_memory(name: str, bits: str, words: int, P: int) -> str:
                      f'[0:{words - 1}];' for p in range(P))
 
 
-def _read_case(target: str, name: str, row: str, word: str, P: int, pad: int = 4) -> str:
-    """``target = <name>_<row mod P>[word]`` (a multiplexer over the PEs' memories)."""
+def _read_case(target: str, name: str, row: str, word: str | None, P: int,
+               pad: int = 4) -> str:
+    """``target = <name>_<row mod P>[word]`` (a multiplexer over the PEs' memories; ``word``
+    None: over the PEs' registers ``<name>_<p>``, a memory's word read on the last edge)."""
     sp = " " * pad
-    cases = "\n".join(f"{sp}  {p}: {target} = {name}_{p}[{word}];" for p in range(P))
+    at = "" if word is None else f"[{word}]"
+    cases = "\n".join(f"{sp}  {p}: {target} = {name}_{p}{at};" for p in range(P))
     return f"{sp}case ({row} % {P})\n{cases}\n{sp}  default: {target} = '0;\n{sp}endcase"
 
 
@@ -445,7 +403,7 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(shape, mats, "ph_nx"))
     add(_product_comb(csc, mats, cfg, [], {"wn": "wrd"}))
-    add(_mac_stage(True, mats, cfg.macs_per_pe, lanes) if csc else _csb_mac(plan, cfg))
+    add(_mac_stage(True, mats, cfg.macs_per_pe, lanes) if csc else _csb_mac(plan))
     add(_product_state(csc))
     # -- control --
     hs_steps = "\n".join(f"            if (fr_{b} >= 0) hs_{b} <= hs_{b} == {_depth(plan, b) - 1}"
@@ -491,11 +449,7 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
           if (in_last) begin tk <= 1'b1; T <= nrecv + 1; end
         end else fin_cnt <= fin_cnt + 1;
       end
-      if (out_busy && out_ready) begin
-        if (ocnt == V - 1) begin out_busy <= 1'b0; ocnt <= 0; end
-        else ocnt <= ocnt + 1;
-      end
-      if (start && gact == '0) begin
+{OUTPUT_STREAM}      if (start && gact == '0) begin
         // no layer has a frame in this step (a gap between the blocks' frames, in the flush
         // of an utterance shorter than the look-ahead): it costs nothing
 {step_end}
@@ -509,30 +463,24 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
           if (gact[{ngroups - 1}]) begin out_busy <= 1'b1; ocnt <= 0; frame_done <= 1'b1; end
 {step_end}
         end else ph <= ph + 1;
-      end else if (run) begin
-        pc <= pc + 1;
-        if (kind == KIND_PRODUCT && idle) drain <= drain + 1;
-      end
-    end
-  end
-""")
+{PHASE_TICK}""")
     add(_memories(plan, P, Wc, csc))
     if csc:
-        add(_broadcast_reads(plan, P, Wc, kind))
-        add(_accumulate(plan, P, Wc))
+        add(_broadcast_reads(plan, P, kind))
+        add(_accumulate(plan, P))
     else:
         add(_csb_reads(plan, P))
         add(_csb_rows(plan, P, kind))
-    add(_gated_stage(plan, model, P, Wc, kind, csc))
+    add(_gated_stage(plan, model, P, kind, csc))
     add(_history_ports(plan, P, Wc, csc))
-    add(_views(plan, P, Wc, kind, csc))
+    add(_views(plan, P, kind, csc))
     add(_output_block(plan.output, RowMemory(plan.output["matrix"], "orr", "ook", vocab, P)
                       if csc else None))
     add("endmodule")
     return "\n".join(L) + "\n"
 
 
-def _csb_mac(plan: WaveNetPlan, cfg) -> str:
+def _csb_mac(plan: WaveNetPlan) -> str:
     """csb's multiply stage: each multiplier's word and its column (``mcol``), its input at
     that column (``mx``, :func:`_csb_reads`) and the row sums."""
     mats = plan.mats
@@ -631,7 +579,7 @@ def _csb_rows(plan: WaveNetPlan, P: int, kind: str) -> str:
     sel = "\n".join(f"        {j}: begin sm = {r.roms()[0]}[row_addr[p]]; ba = {r.roms()[1]}"
                     f"[row_addr[p]]; sn = {r.roms()[2]}[row_addr[p]]; fn = "
                     f"{fn_code[r.function]}; end" for j, r in convs)
-    tanh, sig = _act("tanh", "rq", kind), _act("sigmoid", "rq", kind)
+    tanh, sig = act_lookup("tanh", "rq", kind), act_lookup("sigmoid", "rq", kind)
     b0 = plan.blocks[0]
     zshift = b0.rf.frac + b0.rg.frac - b0.fz
     writes = []
@@ -729,7 +677,7 @@ def _memories(plan: WaveNetPlan, P: int, Wc: int, csc: bool) -> str:
     return "\n".join(L) + "\n"
 
 
-def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
+def _broadcast_reads(plan: WaveNetPlan, P: int, kind: str) -> str:
     """``wrd``: the broadcast column's input of the running product (other than the input
     conv's, which reads the frame's features): a block's tap from its input's history, z
     from the filter's and gate's accumulators, the skip sum, a head conv's output."""
@@ -744,9 +692,10 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
          "    end",
          "  end",
          "  logic signed [AB-1:0] wrd;"]
+    L.append("  integer xs_0;   // x_0's slot of the tap (its history is read without a clock)")
     for b in blocks:
         i = b.index
-        L.append(f"  integer xs_{i};\n  logic xok_{i};\n  logic signed [AB-1:0] xv_{i};")
+        L.append(f"  logic xok_{i};\n  logic signed [AB-1:0] xv_{i};")
     L.append("  always_comb begin : taps\n    integer off;\n"
              "    logic signed [A-1:0] acc, rt;\n    logic signed [AB-1:0] rq;\n"
              "    off = 0; acc = '0; rt = '0; rq = '0;")
@@ -755,15 +704,14 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
         L.append(f"    // block {b.name}: tap btp of channel bch, {b.kernel - 1} - btp taps "
                  f"back from x_{i}'s newest frame")
         L.append(f"    off = ({b.kernel - 1} - btp) * {b.dilation};")
-        L.append(f"    xs_{i} = hs_{i} - off;\n    if (xs_{i} < 0) xs_{i} = xs_{i} + {dep};")
         L.append(f"    xok_{i} = fr_{i} - off >= 0 && (!tk || fr_{i} - off < T);")
-        word = f"xs_{i} * WC + bch / P"
         if i == 0:
-            L.append(_read_case("acc", "h0", "bch", word, P))
+            L.append(f"    xs_0 = hs_0 - off;\n    if (xs_0 < 0) xs_0 = xs_0 + {dep};")
+            L.append(_read_case("acc", "h0", "bch", "xs_0 * WC + bch / P", P))
             L.append("    if (!nz_ci[bch]) acc = '0;")
             L.append("    " + readout_stmts(plan.conv_in, "acc", "bch", "xv_0", kind))
         else:   # read on the last edge at the column's address (_history_ports)
-            L.append(_read_case(f"xv_{i}", f"h{i}_q", "bch", "", P).replace("[]", ""))
+            L.append(_read_case(f"xv_{i}", f"h{i}_q", "bch", None, P))
     L.append("  end")
     rms = _row_mems(plan, P)
     sel = [f"    logic signed [{SHIFT_BITS - 1}:0] {v};" for v in ("fsm", "fsn", "gsm", "gsn")]
@@ -790,7 +738,7 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
              f"        {zg}\n        fg = 64'(f) * 64'(g);\n"
              f"        wrd = narrow(fg, {b0.rf.frac + b0.rg.frac - b0.fz});\n      end")
     L.append(f"      {plan.head_mats[0]}: begin  // the skip sum of the head's frame")
-    L.append(_read_case("wrd", "sk_q", "bj", "", P, 8).replace("[]", ""))
+    L.append(_read_case("wrd", "sk_q", "bj", None, P, 8))
     L.append("      end")
     for i, r in enumerate(plan.head):
         stmts = readout_stmts(r, f"{rms[f'h{i}'].mem}_rd", "bj", "wrd", kind)
@@ -799,7 +747,7 @@ def _broadcast_reads(plan: WaveNetPlan, P: int, Wc: int, kind: str) -> str:
     return "\n".join(L) + "\n"
 
 
-def _accumulate(plan: WaveNetPlan, P: int, Wc: int) -> str:
+def _accumulate(plan: WaveNetPlan, P: int) -> str:
     """The read-modify-write stage (s3): a row's accumulator read (distributed RAM: the
     write of the last cycle is seen) or zero before the product's first entry in it, plus
     the product; the sum written into the running product's memory."""
@@ -868,8 +816,7 @@ def _accumulate(plan: WaveNetPlan, P: int, Wc: int) -> str:
 """
 
 
-def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: str,
-                 csc: bool) -> str:
+def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, kind: str, csc: bool) -> str:
     """The gated residual's element-wise stage, shared by the blocks: LANES channels a cycle;
     its cycle ``pc`` issues the history and skip reads of group ``pc`` (:func:`_history_ports`)
     and computes and writes group ``pc - 1``, then ED cycles."""
@@ -894,7 +841,7 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
                 xread += ("\n          if (!nz_ci[k]) acc = '0;\n          "
                           + readout_stmts(plan.conv_in, "acc", "k", "xc", kind))
         else:        # read on the last edge
-            xread = _read_case("xc", f"h{i}_q", "k", "", P, 10).replace("[]", "")
+            xread = _read_case("xc", f"h{i}_q", "k", None, P, 10)
         if i == 0:
             skip = f"sn = narrow(64'(o), {fo - fs});"
         else:
@@ -948,7 +895,7 @@ def _gated_stage(plan: WaveNetPlan, model: EngineModel, P: int, Wc: int, kind: s
         endcase
 {oread}
         {ocore}
-{_read_case("sc", "sk_q", "k", "", P, 8).replace("[]", "")}
+{_read_case("sc", "sk_q", "k", None, P, 8)}
         case (ewb)
 {body}
           default: ;
@@ -1071,7 +1018,7 @@ def _rm_read_case(target: str, rm: RowMemory, row: str, pad: int) -> str:
     return f"{sp}case ({row} % P)\n{cases}\n{sp}  default: {target} = '0;\n{sp}endcase"
 
 
-def _views(plan: WaveNetPlan, P: int, Wc: int, kind: str, csc: bool) -> str:
+def _views(plan: WaveNetPlan, P: int, kind: str, csc: bool) -> str:
     """Simulation only: each layer's output of its frame, as the dumps read them."""
     B = len(plan.blocks)
     rms = _row_mems(plan, P)
@@ -1115,30 +1062,15 @@ def _views(plan: WaveNetPlan, P: int, Wc: int, kind: str, csc: bool) -> str:
             L.append(_read_case(f"hv{i}v[k]", f"hv{i}", "k", "k / P", P, 6))
             L.append("    end")
             continue
-        rm = rms[f"h{i}"]
         L.append(f"  logic signed [AB-1:0] hv{i} [0:{r.rows - 1}];")
-        stmts = readout_stmts(r, "ACC", "K", f"hv{i}[K]", kind)
-        # _row_view assigns target[k] = value: build it from the statements instead
-        L.append(_row_view_stmts(rm, stmts))
+        L.append(f"  always_comb begin : view_h{i}\n    logic signed [A-1:0] acc, rt;\n"
+                 "    logic signed [AB-1:0] rq;\n    acc = '0; rt = '0; rq = '0;\n"
+                 f"    for (integer k = 0; k < {r.rows}; k++) begin")
+        L.append(_rm_read_case("acc", rms[f"h{i}"], "k", 6))
+        L.append("      " + readout_stmts(r, "acc", "k", f"hv{i}[k]", kind))
+        L.append("    end\n  end")
     L.append("`endif")
     return "\n".join(L) + "\n"
-
-
-def _row_view_stmts(rm: RowMemory, stmts: str) -> str:
-    P = rm.num_pes
-    lines = "\n".join(
-        f"      if (w * P + {p} < {rm.rows}) begin "
-        + stmts.replace("ACC", f"A'($signed({rm.read(p, 'w')}))").replace("K", f"w * P + {p}")
-        + " end"
-        for p in range(P))
-    return f"""  always_comb begin
-    logic signed [A-1:0] rt;
-    logic signed [AB-1:0] rq;
-    rt = '0; rq = '0;
-    for (integer w = 0; w < {rm.words}; w++) begin
-{lines}
-    end
-  end"""
 
 
 def wavenet_dumps(plan: WaveNetPlan, model: EngineModel, input_dim: int, csc: bool
