@@ -390,28 +390,41 @@ def write_pe_memories(mats: list[MatrixPlan], images: list, cfg: EngineConfig,
     return files
 
 
+class Products:
+    """A design's matrices as they are planned, one product phase each: their plans, the
+    phases so far, their PE memory images and (csc) the rows each product writes."""
+
+    def __init__(self, model: EngineModel, w: _Writer):
+        self.model, self.w = model, w
+        self.onchip = placement(model)
+        self.mats: list[MatrixPlan] = []
+        self.phases: list[Phase] = []
+        self.images: list[dict[int, tuple[list[int], list[int]]]] = []
+        self.touched: dict[int, set[int]] = {}
+
+    def add(self, name: str, src: str) -> int:
+        """Plan matrix ``name`` (its product reads ``src``) and its phase; its index."""
+        plan = _matrix_plan(len(self.mats), self.model.matrices[name], self.model.cfg, src,
+                            self.onchip[name], self.w, self.images, self.touched)
+        self.mats.append(plan)
+        self.phases.append(Phase("product", name, plan.index))
+        return plan.index
+
+
 def plan_design(model: EngineModel, out_dir: Path | None
                 ) -> tuple[list[MatrixPlan], list[LayerPlan], dict, list[Phase], list[str]]:
     """Matrices, layers, output layer and phases of the design, and its PE memory images;
     writes the data files into ``out_dir`` (None: writes nothing)."""
     cfg = model.cfg
     w = _Writer(out_dir)
-    onchip = placement(model)
-    mats: list[MatrixPlan] = []
+    products = Products(model, w)
+    mats, phases, mems, touched = products.mats, products.phases, products.images, \
+        products.touched
     layers: list[LayerPlan] = []
-    phases: list[Phase] = []
-    mems: list[dict[int, tuple[list[int], list[int]]]] = []
-    touched: dict[int, set[int]] = {}     # csc: per matrix, the rows its product writes
     unit_in, fg = model.unit_in_frac, model.gate_frac
     guard = cfg.guard_bits
     acc_bits = cfg.accumulator_bits
-
-    def add_matrix(name: str, src: str) -> int:
-        mat = model.matrices[name]
-        plan = _matrix_plan(len(mats), mat, cfg, src, onchip[name], w, mems, touched)
-        mats.append(plan)
-        phases.append(Phase("product", name, plan.index))
-        return plan.index
+    add_matrix = products.add
 
     src, fx = "feat", model.signal("input")
     ops = model.graph.ops
@@ -675,6 +688,28 @@ def localparams(consts: dict[str, int]) -> list[str]:
             "  localparam integer KIND_PRODUCT = 0, KIND_ELEMENTWISE = 1;"]
 
 
+def matrix_constants(mats: list[MatrixPlan], cfg: EngineConfig, extra: str,
+                     values: dict[int, int], default: int) -> list[str]:
+    """The running matrix's constants (``cur_rows`` ... ``cur_wb``, and ``cur_<extra>`` from
+    ``values``, ``default`` for a matrix not in it), selected by ``cm``."""
+    P = cfg.num_pes
+
+    def line(head: str, f: dict[str, int]) -> str:
+        return f"      {head}: begin " + " ".join(f"cur_{k} = {v};" for k, v in f.items()) \
+            + " end"
+
+    L = ["    case (cm)"]
+    for m in mats:
+        rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
+        L.append(line(str(m.index), {
+            "rows": m.rows, "cols": m.cols, "load": m.load_cycles, "banks": m.banks,
+            "k": m.per_bank, "bs": m.bank_size, "rounds": rounds,
+            "rpe": math.ceil(m.rows / P), "wb": m.wbase, extra: values.get(m.index, default)}))
+    L.append(line("default", {"rows": 0, "cols": 0, "load": 0, "banks": 0, "k": 0, "bs": 1,
+                              "rounds": 0, "rpe": 0, "wb": 0, extra: default}))
+    return L + ["    endcase\n  end\n"]
+
+
 def preamble(cfg: EngineConfig, consts: dict[str, int], mats: list[MatrixPlan], phases: int,
              input_dim: int, vocab: int) -> list[str]:
     """The localparams (``consts`` and the widths of the counters and indices held in
@@ -787,17 +822,7 @@ def render_engine(model: EngineModel, mats: list[MatrixPlan], layers: list[Layer
         "cur_bs, cur_rounds, cur_rpe, cur_wb, cur_slot;")
     add("  logic idle, ph_last, start;")
     add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
-    add("    case (cm)")
-    for m in mats:
-        rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
-        add(f"      {m.index}: begin cur_rows = {m.rows}; cur_cols = {m.cols}; "
-            f"cur_load = {m.load_cycles}; cur_banks = {m.banks}; "
-            f"cur_k = {m.per_bank}; cur_bs = {m.bank_size}; cur_rounds = {rounds}; "
-            f"cur_rpe = {math.ceil(m.rows / P)}; cur_wb = {m.wbase}; cur_slot = {m.slot}; end")
-    add("      default: begin cur_rows = 0; cur_cols = 0; cur_load = 0; "
-        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; cur_wb = 0; "
-        "cur_slot = -1; end")
-    add("    endcase\n  end\n")
+    L += matrix_constants(mats, cfg, "slot", {m.index: m.slot for m in mats}, -1)
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(shape, mats))
     add(_acc_memories(shape, cfg))
@@ -1408,13 +1433,7 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int, lanes: int) -> str:
   end
 """
     return f"""  // multiply stage: each multiplier's word, its input at the bank position, row sums
-  always_ff @(posedge clk) begin
-    s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
-    s2_rl <= rl;
-    for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
-    for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
-  end
-  always_comb begin : csb_mac
+{CSB_STAGE_REGISTERS}  always_comb begin : csb_mac
     integer bank, pos;
     logic [EBMAX-1:0] wd;
     logic signed [AB-1:0] x;
@@ -1443,6 +1462,16 @@ def _mac_stage(csc: bool, mats: list[MatrixPlan], M: int, lanes: int) -> str:
       awd[p] = nacc[p];
       for (integer s = 0; s < NSLOT; s++) awe[s * P + p] = row_we[p] && cur_slot == s;
     end
+  end
+"""
+
+
+# csb: the multiply stage's registers of what the decode stage issued
+CSB_STAGE_REGISTERS = """  always_ff @(posedge clk) begin
+    s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
+    s2_rl <= rl;
+    for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
+    for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
   end
 """
 

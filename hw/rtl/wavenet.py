@@ -47,19 +47,20 @@ from asr.config_errors import ConfigError
 from asr.models.graph import Conv1dOp, GatedResidualOp, SkipSumOp
 from hw.integer_model import EngineModel
 from hw.rtl.generate import (
+    CSB_STAGE_REGISTERS,
     OUTPUT_STREAM,
     PHASE_TICK,
     SHIFT_BITS,
     MatrixPlan,
     PeMemoryShape,
     Phase,
+    Products,
     Readout,
     RowMemory,
     RtlDesign,
     RtlError,
     _ints,
     _mac_stage,
-    _matrix_plan,
     _output_block,
     _pe_memories,
     _product_comb,
@@ -73,6 +74,7 @@ from hw.rtl.generate import (
     dense_readout,
     dump_layer,
     gate_widths,
+    matrix_constants,
     module_header,
     phase_functions,
     preamble,
@@ -80,7 +82,6 @@ from hw.rtl.generate import (
     testbench,
     write_pe_memories,
 )
-from hw.timing import placement
 
 ACTIVATIONS = ("tanh", "sigmoid", "identity", "relu")   # the readouts' functions
 
@@ -214,20 +215,13 @@ class WaveNetPlan:
 def plan_wavenet(model: EngineModel, out_dir: Path | None) -> WaveNetPlan:
     cfg = model.cfg
     w = _Writer(out_dir)
-    onchip = placement(model)
-    mats: list[MatrixPlan] = []
-    phases: list[Phase] = []
-    groups: list[int] = []
-    images: list = []
-    touched: dict[int, set[int]] = {}
+    products = Products(model, w)
+    mats, phases = products.mats, products.phases
+    groups: list[int] = []    # per phase
 
     def add_matrix(name: str, src: str, group: int) -> int:
-        plan = _matrix_plan(len(mats), model.matrices[name], cfg, src, onchip[name], w, images,
-                            touched)
-        mats.append(plan)
-        phases.append(Phase("product", name, plan.index))
         groups.append(group)
-        return plan.index
+        return products.add(name, src)
 
     ops = model.graph.ops
     nb = sum(isinstance(op, GatedResidualOp) for op in ops)
@@ -270,12 +264,12 @@ def plan_wavenet(model: EngineModel, out_dir: Path | None) -> WaveNetPlan:
     for fn, unit in model.units.items():
         w.hexfile(f"tables/{fn}.hex", _ints(unit.table), unit.bits)
     # csc: the rows the input conv's entries reach (csb writes every row)
-    reached = touched.get(0, set(range(conv_in.rows)))
+    reached = products.touched.get(0, set(range(conv_in.rows)))
     w.hexfile(f"const/{first.name}.nz.hex",
               [int(k in reached) for k in range(conv_in.rows)], 1)
     output = {"name": out.name, "matrix": head_mats[-1], "rows": ro.rows,
               "relu": out.activation == "relu", "shifts": ro.shifts, "readout": ro}
-    files = write_pe_memories(mats, images, cfg, w)
+    files = write_pe_memories(mats, products.images, cfg, w)
     return WaveNetPlan(mats, phases, groups, lags, conv_in, blocks, head, head_mats, output,
                        conv_in.rows, blocks[0].rf.rows, fs, files)
 
@@ -387,20 +381,13 @@ def render_wavenet(model: EngineModel, plan: WaveNetPlan, input_dim: int) -> str
     # -- phase table --
     L += phase_functions(phases)
     groups_ew = math.ceil(C / lanes)
-    add("  integer kind, cm, cur_cols, cur_load, cur_wb, cur_kk, cur_rows, cur_banks, cur_k, "
-        "cur_bs, cur_rounds, cur_rpe;")
+    add("  integer kind, cm, cur_rows, cur_cols, cur_load, cur_banks, cur_k, cur_bs, "
+        "cur_rounds, cur_rpe, cur_wb, cur_kk;")
     add("  logic idle, ph_last, start;")
-    add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);\n    case (cm)")
+    add("  always_comb begin\n    kind = ph_kind(ph);\n    cm = ph_target(ph);")
+    # cur_kk: a dilated conv's kernel (the broadcast's taps a channel)
     kernels = {b.filter: b.kernel for b in blocks} | {b.gate: b.kernel for b in blocks}
-    for m in mats:
-        rounds = math.ceil(m.banks / cfg.macs_per_pe) if m.banks else 0
-        add(f"      {m.index}: begin cur_cols = {m.cols}; cur_load = {m.load_cycles}; "
-            f"cur_wb = {m.wbase}; cur_kk = {kernels.get(m.index, 1)}; cur_rows = {m.rows}; "
-            f"cur_banks = {m.banks}; cur_k = {m.per_bank}; cur_bs = {m.bank_size}; "
-            f"cur_rounds = {rounds}; cur_rpe = {math.ceil(m.rows / P)}; end")
-    add("      default: begin cur_cols = 0; cur_load = 0; cur_wb = 0; cur_kk = 1; cur_rows = 0; "
-        "cur_banks = 0; cur_k = 0; cur_bs = 1; cur_rounds = 0; cur_rpe = 0; end")
-    add("    endcase\n  end\n")
+    L += matrix_constants(mats, cfg, "kk", kernels, 1)
     add(_render_csc() if csc else _render_csb())
     add(_pe_memories(shape, mats, "ph_nx"))
     add(_product_comb(csc, mats, cfg, [], {"wn": "wrd"}))
@@ -488,13 +475,7 @@ def _csb_mac(plan: WaveNetPlan) -> str:
     cases = "\n".join(f"            {m.index}: begin {_wval_case(m)} pos = wd & "
                       f"((1 << {m.index_bits}) - 1); end" for m in mats)
     return f"""  // multiply stage: each multiplier's word, its column, its input there, row sums
-  always_ff @(posedge clk) begin
-    s2_act <= !rst && s1_act; s2_first <= s1_first; s2_last <= s1_last; s2_rnd <= s1_rnd;
-    s2_rl <= rl;
-    for (integer p = 0; p < P; p++) begin s2_ok[p] <= s1_ok[p]; s2_raddr[p] <= s1_raddr[p]; end
-    for (integer i = 0; i < P * MACS; i++) s2_en[i] <= s1_en[i];
-  end
-  integer mcol [0:P*MACS-1];
+{CSB_STAGE_REGISTERS}  integer mcol [0:P*MACS-1];
   logic signed [63:0] mwv [0:P*MACS-1];
   logic signed [AB-1:0] mx [0:P*MACS-1];
   always_comb begin : csb_cols
